@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ispad_core.nn import Throughput, measure_throughput, resnet18_classifier  # noqa: E402
-from tests.nn.conftest import TinyNet  # noqa: E402
+from tests.nn._helpers import TinyNet  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

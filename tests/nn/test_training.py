@@ -17,7 +17,7 @@ from ispad_core.nn import (  # noqa: E402
     resnet18_classifier,
     train,
 )
-from tests.nn.conftest import TinyNet, bright_spot_data  # noqa: E402
+from tests.nn._helpers import TinyNet, bright_spot_data  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
