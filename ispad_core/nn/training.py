@@ -609,6 +609,11 @@ def train(
             total_seen = float(seen_t)
             train_loss = float(loss_sum) / max(total_seen, 1.0)
 
+            if is_dist:
+                # DDP broadcasts buffers (BN statistics) from rank 0 at the start of each forward, so
+                # after the last step every rank holds its own; use rank 0's for validation and saving.
+                for buf in model.buffers():
+                    dist.broadcast(buf, src=0)
             pred = _predict_impl(
                 model, val_set, distributed_shard=True, batch_size=batch_size, preprocess=params, device=device,
                 amp_dtype=amp_dtype, num_workers=num_workers, channels_last=channels_last,
