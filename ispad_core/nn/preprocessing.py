@@ -107,14 +107,23 @@ def _symmetric_index(n: int, r: int, device: torch.device) -> torch.Tensor:
 
 
 def _smooth(x: torch.Tensor, ksize: int, sigma: float) -> torch.Tensor:
-    """Separable Gaussian on a float (B, C, H, W) batch with symmetric borders."""
+    """Separable Gaussian on a float (B, C, H, W) batch with symmetric borders.
+
+    Written as weighted sums of shifted views (2 * ksize multiply-adds per pixel), which is
+    several times faster than a one-channel ``conv2d`` on the CPU and as fast on a GPU.
+    """
     r = ksize // 2
-    b, c, h, w = x.shape
-    k = torch.tensor(_gaussian_1d(ksize, sigma), dtype=x.dtype, device=x.device)
-    x = x.index_select(2, _symmetric_index(h, r, x.device)).index_select(3, _symmetric_index(w, r, x.device))
-    x = F.conv2d(x.reshape(b * c, 1, h + 2 * r, w + 2 * r), k.view(1, 1, ksize, 1))
-    x = F.conv2d(x, k.view(1, 1, 1, ksize))
-    return x.reshape(b, c, h, w)
+    h, w = x.shape[-2:]
+    weights = _gaussian_1d(ksize, sigma)
+    x = x.index_select(-2, _symmetric_index(h, r, x.device))
+    rows = weights[0] * x[..., 0:h, :]
+    for k in range(1, ksize):
+        rows = rows + weights[k] * x[..., k:k + h, :]
+    rows = rows.index_select(-1, _symmetric_index(w, r, x.device))
+    out = weights[0] * rows[..., 0:w]
+    for k in range(1, ksize):
+        out = out + weights[k] * rows[..., k:k + w]
+    return out
 
 
 def preprocess_batch(
