@@ -482,8 +482,8 @@ def _write_root_attrs(f: h5py.File, spec: StreamWriter, *, n_done: int, complete
     attrs["compression"] = spec.compression
     attrs["batch_size"] = spec.batch_size
     attrs["json_attrs"] = json.dumps(spec._json_keys)
-    for key, value in spec._attrs.items():
-        attrs[key] = value
+    for key in sorted(spec._attrs):  # sorted: the bytes must not depend on dict order
+        attrs[key] = spec._attrs[key]
     attrs["job"] = spec.job
     attrs["n_done"] = np.int64(n_done)
     attrs["complete"] = complete
