@@ -51,7 +51,8 @@ def compress_rows(rows: np.ndarray, compression: str, *, mask: bool) -> list[byt
 def _compress_fast(rows: np.ndarray, *, rle: bool) -> list[bytes]:
     out = np.empty((rows.shape[0], stored_size(rows.shape[1])), np.uint8)
     lengths = np.empty(rows.shape[0], np.int64)
-    _compress_rows(rows, out, lengths, rle)
+    adlers = np.array([zlib.adler32(rows[i]) for i in range(rows.shape[0])], np.int64)
+    _compress_rows(rows, out, lengths, rle, adlers)
     return [out[i, : lengths[i]].tobytes() for i in range(rows.shape[0])]
 
 

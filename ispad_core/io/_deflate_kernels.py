@@ -205,34 +205,8 @@ def _huffman_lengths(freq, limit, lens):
 
 
 @njit(**NJIT)
-def _adler32(src):
-    """Adler-32 of ``src`` (RFC 1950), in blocks whose sums are plain vectorisable reductions.
-
-    Over a block x_1..x_L: a += sum(x_k) and b += L * a_before + sum((L - k + 1) * x_k); with
-    L <= 65536 the sums fit easily in int64, so one modulo per block suffices.
-    """
-    a = 1
-    b = 0
-    n = src.shape[0]
-    i = 0
-    while i < n:
-        end = min(n, i + 65536)
-        s1 = 0
-        s2 = 0
-        for k in range(i, end):
-            x = np.int64(src[k])
-            s1 += x
-            s2 += (end - k) * x
-        b = (b + (end - i) * a + s2) % 65521
-        a = (a + s1) % 65521
-        i = end
-    return (b << 16) | a
-
-
-@njit(**NJIT)
-def _finish(src, out, pos):
+def _finish(adler, out, pos):
     """Append the big-endian Adler-32 trailer at ``pos``; return the total length."""
-    adler = _adler32(src)
     out[pos] = (adler >> 24) & 255
     out[pos + 1] = (adler >> 16) & 255
     out[pos + 2] = (adler >> 8) & 255
@@ -241,7 +215,7 @@ def _finish(src, out, pos):
 
 
 @njit(**NJIT)
-def _deflate_stored(src, out):
+def _deflate_stored(src, out, adler):
     """zlib stream of ``src`` in stored (uncompressed) blocks."""
     n = src.shape[0]
     out[0] = 0x78
@@ -263,17 +237,27 @@ def _deflate_stored(src, out):
         start += size
         if final:
             break
-    return _finish(src, out, pos)
+    return _finish(adler, out, pos)
 
 
 @njit(**NJIT)
-def _deflate_huffman(src, out):
+def _deflate_huffman(src, out, adler):
     """zlib stream of ``src``: one dynamic-Huffman deflate block of literals (no matches)."""
     n = src.shape[0]
     limit = _stored_size(n) - 4  # beyond this, stored blocks are smaller: give up coding
+    # four sub-histograms, so consecutive equal bytes do not wait on each other's increment
+    sub = np.zeros((4, 256), np.int64)
+    m4 = n - n % 4
+    for i in range(0, m4, 4):
+        sub[0, src[i]] += 1
+        sub[1, src[i + 1]] += 1
+        sub[2, src[i + 2]] += 1
+        sub[3, src[i + 3]] += 1
+    for i in range(m4, n):
+        sub[0, src[i]] += 1
     freq = np.zeros(257, np.int64)
-    for i in range(n):
-        freq[src[i]] += 1
+    for k in range(256):
+        freq[k] = sub[0, k] + sub[1, k] + sub[2, k] + sub[3, k]
     freq[256] = 1  # end of block
     lit_len = np.zeros(257, np.int64)
     _huffman_lengths(freq, 15, lit_len)
@@ -347,30 +331,48 @@ def _deflate_huffman(src, out):
             pos += 1
             acc >>= np.uint64(8)
             nbits -= 8
-    for i in range(n):
-        s = src[i]
-        acc |= np.uint64(lit_code[s]) << np.uint64(nbits)
-        nbits += lit_len[s]
-        if nbits >= 32:
+    # Data: code and length packed in one table entry; codes are <= 15 bits, so after a flush
+    # (< 32 bits pending) two symbols fit in the 64-bit accumulator before the next check.
+    table = np.empty(257, np.uint64)
+    for k in range(257):
+        table[k] = np.uint64(lit_code[k]) | (np.uint64(lit_len[k]) << np.uint64(32))
+    low = np.uint64(0xFFFFFFFF)
+    sh = np.uint64(32)
+    nb = np.uint64(nbits)
+    m2 = n - n % 2
+    for i in range(0, m2 + 2, 2):
+        if i < m2:
+            t0 = table[src[i]]
+            t1 = table[src[i + 1]]
+        elif n % 2:
+            t0 = table[src[n - 1]]
+            t1 = table[256]
+        else:
+            t0 = table[256]
+            t1 = np.uint64(0)
+        acc |= (t0 & low) << nb
+        nb += t0 >> sh
+        acc |= (t1 & low) << nb
+        nb += t1 >> sh
+        if nb >= sh:
             if pos + 4 > limit:
-                return _deflate_stored(src, out)
+                return _deflate_stored(src, out, adler)
             out[pos] = np.uint8(acc & np.uint64(255))
             out[pos + 1] = np.uint8((acc >> np.uint64(8)) & np.uint64(255))
             out[pos + 2] = np.uint8((acc >> np.uint64(16)) & np.uint64(255))
             out[pos + 3] = np.uint8((acc >> np.uint64(24)) & np.uint64(255))
             pos += 4
-            acc >>= np.uint64(32)
-            nbits -= 32
-    acc |= np.uint64(lit_code[256]) << np.uint64(nbits)
-    nbits += lit_len[256]
+            acc >>= sh
+            nb -= sh
+    nbits = np.int64(nb)  # the end-of-block code is in
     while nbits > 0:
         if pos + 1 > limit:
-            return _deflate_stored(src, out)
+            return _deflate_stored(src, out, adler)
         out[pos] = np.uint8(acc & np.uint64(255))
         pos += 1
         acc >>= np.uint64(8)
         nbits -= 8
-    return _finish(src, out, pos)
+    return _finish(adler, out, pos)
 
 
 @njit(**NJIT)
@@ -392,7 +394,7 @@ def _run_end(src, words, j, v):
 
 
 @njit(**NJIT)
-def _deflate_rle(src, out):
+def _deflate_rle(src, out, adler):
     """zlib stream of ``src``: one fixed-Huffman block, runs coded as distance-1 matches."""
     n = src.shape[0]
     limit = _stored_size(n) - 4
@@ -423,7 +425,7 @@ def _deflate_rle(src, out):
                 i += length
             while nbits >= 8:
                 if pos + 1 > limit:
-                    return _deflate_stored(src, out)
+                    return _deflate_stored(src, out, adler)
                 out[pos] = np.uint8(acc & np.uint64(255))
                 pos += 1
                 acc >>= np.uint64(8)
@@ -432,12 +434,12 @@ def _deflate_rle(src, out):
     nbits += _FIXED_LENS[256]
     while nbits > 0:
         if pos + 1 > limit:
-            return _deflate_stored(src, out)
+            return _deflate_stored(src, out, adler)
         out[pos] = np.uint8(acc & np.uint64(255))
         pos += 1
         acc >>= np.uint64(8)
         nbits -= 8
-    return _finish(src, out, pos)
+    return _finish(adler, out, pos)
 
 
 @njit(**NJIT)
@@ -447,13 +449,14 @@ def _stored_size(n):
 
 
 @njit(**NJIT)
-def _compress_rows(src, out, lengths, rle):
+def _compress_rows(src, out, lengths, rle, adlers):
     """Compress each row of ``src`` (N, n) into the same row of ``out``; lengths into ``lengths``.
 
-    ``rle`` selects the run-length encoder (masks) instead of the Huffman one (images).
+    ``rle`` selects the run-length encoder (masks) instead of the Huffman one (images);
+    ``adlers`` holds each row's Adler-32 (zlib's C routine is three times faster than a loop).
     """
     for i in range(src.shape[0]):
         if rle:
-            lengths[i] = _deflate_rle(src[i], out[i])
+            lengths[i] = _deflate_rle(src[i], out[i], adlers[i])
         else:
-            lengths[i] = _deflate_huffman(src[i], out[i])
+            lengths[i] = _deflate_huffman(src[i], out[i], adlers[i])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -241,6 +242,8 @@ class StreamWriter:
         self._n_done = 0
         self.resumed_from = 0
         """Items taken over from an unfinished part (0 for a fresh write)."""
+        self.timings = {"compress": 0.0, "write": 0.0}
+        """Seconds spent compressing chunks and handing them to HDF5 (including flushes)."""
         source = self._find_resumable(resume)
         self._create()
         if source is not None:
@@ -401,9 +404,13 @@ class StreamWriter:
             extra[name] = arr.astype(dtype)
         flat = np.ascontiguousarray(images).reshape(b, -1)
         mask_flat = np.where(masks.reshape(b, -1) != 0, np.uint8(255), np.uint8(0))
+        t0 = time.perf_counter()
         img_chunks = compress_rows(flat, self.compression, mask=False)
         mask_chunks = compress_rows(mask_flat, self.compression, mask=True)
+        t1 = time.perf_counter()
         self._write_raw(img_chunks, mask_chunks, labels.astype(np.uint8), extra)
+        self.timings["compress"] += t1 - t0
+        self.timings["write"] += time.perf_counter() - t1
 
     def _write_raw(self, img_chunks: list, mask_chunks: list, labels: np.ndarray, extra: dict) -> None:
         f = self._file
