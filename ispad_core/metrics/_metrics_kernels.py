@@ -35,35 +35,95 @@ def _key(b, sign, ones):
 
 
 @njit(**NJIT)
-def scan(vals, bits, masks, n_img, img_size, sign, ones, top_shift, hist, pos_counts, minpos):
+def scan(vals, bits, masks, n_img, img_size, sign, ones, top_shift, hist, with_hist, pos_counts):
     """One pass over ``n_img`` flattened images of ``img_size`` pixels.
 
-    Adds the top key digit of every anomaly-free finite pixel to ``hist``, the number of defective
-    pixels of image ``j`` to ``pos_counts[j]``, and lowers ``minpos[0]`` to the smallest key of a
-    defective pixel. Returns ``(n_nonfinite, n_anomaly_free)``.
+    Adds the number of defective pixels of image ``j`` to ``pos_counts[j]`` and, if
+    ``with_hist``, the top key digit of every anomaly-free finite pixel to ``hist``.
+    Returns ``(n_nonfinite, n_anomaly_free)``.
     """
     n_bad = 0
     n_neg = 0
     digit_mask = np.uint64(N_BUCKETS - 1)
-    mp = minpos[0]
     for j in range(n_img):
         npos = 0
         start = j * img_size
         for i in range(start, start + img_size):
             if not math.isfinite(vals[i]):
                 n_bad += 1
-                continue
-            k = _key(bits[i], sign, ones)
-            if masks[i] != 0:
+            elif masks[i] != 0:
                 npos += 1
-                if k < mp:
-                    mp = k
             else:
                 n_neg += 1
-                hist[(k >> top_shift) & digit_mask] += 1
+                if with_hist:
+                    hist[(_key(bits[i], sign, ones) >> top_shift) & digit_mask] += 1
         pos_counts[j] += npos
-    minpos[0] = mp
     return n_bad, n_neg
+
+
+@njit(**NJIT)
+def _bucket(v, origin, scale, n_buckets):
+    """Bucket ``0 .. n_buckets + 1`` of a score: a non-decreasing function of ``v`` (also under
+    float rounding: subtraction, scaling, clamping and truncation are all monotone)."""
+    x = (np.float64(v) - origin) * scale
+    x = min(max(x, -1.0), np.float64(n_buckets))
+    return np.int64(x) + 1
+
+
+@njit(**NJIT)
+def level_buckets(levels, origin, scale, n_buckets):
+    """``first[b]``: index of the first of the sorted ``levels`` whose bucket is ``>= b``.
+
+    Because :func:`_bucket` is monotone, a score can equal or neighbour only the levels of its
+    own bucket: levels in lower buckets are smaller, levels in higher buckets larger.
+    """
+    first = np.empty(n_buckets + 3, np.int32)
+    b = 0
+    for j in range(levels.size):
+        lb = _bucket(levels[j], origin, scale, n_buckets)
+        while b <= lb:
+            first[b] = j
+            b += 1
+    while b < first.size:
+        first[b] = levels.size
+        b += 1
+    return first
+
+
+@njit(**NJIT)
+def count_negatives(vals, masks, levels, origin, scale, first, counts):
+    """Place every anomaly-free score among the sorted distinct defective scores ``levels``.
+
+    For a score ``v``, ``j`` is the number of levels below it; ``counts[2 j + 1] += 1`` when
+    ``levels[j] == v``, otherwise ``counts[2 j] += 1`` (``counts`` has ``2 len(levels) + 2``
+    slots; ``counts[2 len(levels)]`` counts scores above every level). The bucket table ``first``
+    (from :func:`level_buckets`) narrows the search to the levels of ``v``'s bucket, usually one
+    or none (binary search when a bucket is crowded), so no sorting of the anomaly-free scores is
+    needed: the cost is linear in the pixels, at worst ``log2(len(levels))`` steps each.
+    """
+    n_buckets = first.size - 3
+    for i in range(vals.size):
+        if masks[i] != 0:
+            continue
+        v = vals[i]
+        bucket = _bucket(v, origin, scale, n_buckets)
+        a = first[bucket]
+        b = first[bucket + 1]
+        slot = 2 * a
+        if a < b:
+            end = b
+            while b - a > 8:  # crowded bucket (clustered levels): binary search
+                mid = (a + b) >> 1
+                if levels[mid] < v:
+                    a = mid + 1
+                else:
+                    b = mid
+            while a < end and levels[a] < v:
+                a += 1
+            slot = 2 * a
+            if a < end and levels[a] == v:
+                slot += 1
+        counts[slot] += 1
 
 
 @njit(**NJIT)

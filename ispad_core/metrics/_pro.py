@@ -136,28 +136,26 @@ def _prepare_arrays(anomaly_maps: np.ndarray, masks: np.ndarray) -> _Pixels:
 
 @dataclass
 class _Scan:
-    hist: np.ndarray  # top-digit histogram of anomaly-free keys
+    hist: np.ndarray | None  # top-digit histogram of anomaly-free keys (when asked for)
     n_neg: int
     pos_counts: np.ndarray  # defective pixels per image
-    minpos_key: int
 
 
-def _scan(px: _Pixels) -> _Scan:
+def _scan(px: _Pixels, *, with_hist: bool = False) -> _Scan:
     sign, ones, top_shift = px.key_constants
-    hist = np.zeros(K.N_BUCKETS, np.int64)
+    hist = np.zeros(K.N_BUCKETS if with_hist else 1, np.int64)
     pos_counts = np.zeros(px.n_images, np.int64)
-    minpos = np.array([np.iinfo(np.uint64).max], dtype=np.uint64)
     n_bad = n_neg = 0
     for vals, bits, m, n_img, size, first in px.chunks:
         bad, neg = K.scan(
-            vals, bits, m, n_img, size, sign, ones, np.uint64(top_shift), hist,
-            pos_counts[first:first + n_img], minpos,
+            vals, bits, m, n_img, size, sign, ones, np.uint64(top_shift), hist, with_hist,
+            pos_counts[first : first + n_img],
         )
         n_bad += bad
         n_neg += neg
     if n_bad:
         raise ValueError(f"anomaly_maps: expected finite values, got {n_bad} NaN or inf")
-    return _Scan(hist, n_neg, pos_counts, int(minpos[0]))
+    return _Scan(hist if with_hist else None, n_neg, pos_counts)
 
 
 def _require_both_classes(scan: _Scan) -> None:
@@ -200,13 +198,25 @@ def _cut(px: _Pixels, scan: _Scan, k: int) -> tuple[int, int]:
     return prefix << shift, above + bucket
 
 
-def _raise_to_minpos(px: _Pixels, scan: _Scan, lower: int, capacity: int) -> tuple[int, int]:
-    """Anomaly-free pixels below every defective pixel do not need ordering: raise the bound."""
-    if scan.minpos_key <= lower:
-        return lower, capacity
-    _, _, top_shift = px.key_constants
-    digit = scan.minpos_key >> top_shift
-    return scan.minpos_key, min(capacity, int(scan.hist[digit:].sum()))
+def _rank_among_levels(px: _Pixels, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Count the anomaly-free scores strictly between and equal to the sorted distinct ``levels``.
+
+    Returns ``(below, equal)``: ``below[j]`` anomaly-free pixels score strictly between
+    ``levels[j - 1]`` and ``levels[j]`` (``below[0]``: under every level, ``below[-1]``: above
+    every level), ``equal[j]`` score exactly ``levels[j]``. One linear pass, no sort.
+    """
+    n = levels.size
+    origin = float(levels[0])
+    span = float(levels[-1]) - origin
+    n_buckets = max(1, min(8 * n, 1 << 22))
+    scale = n_buckets / span if span > 0.0 else 0.0
+    if not (math.isfinite(span) and math.isfinite(scale)):  # overflowing ranges: one bucket
+        origin, scale = 0.0, 0.0
+    first = K.level_buckets(levels, origin, scale, n_buckets)
+    counts = np.zeros(2 * n + 2, np.int64)
+    for vals, _, m, _, _, _ in px.chunks:
+        K.count_negatives(vals, m, levels, origin, scale, first, counts)
+    return counts[0::2], counts[1:-1:2]
 
 
 def _sorted_negatives(px: _Pixels, lower: int, capacity: int) -> np.ndarray:
@@ -306,7 +316,7 @@ def pro_curve(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 1.0) -> tuple
 
 def _pro_curve(anomaly_maps, masks, *, fpr_limit, structure):
     px = _prepare(anomaly_maps, masks)
-    scan = _scan(px)
+    scan = _scan(px, with_hist=fpr_limit < 1.0)
     _require_both_classes(scan)
     pos, ids, sizes = _regions(px, scan.pos_counts, structure)
     lower, capacity = _cut(px, scan, _limit_k(fpr_limit, scan.n_neg))
@@ -340,9 +350,10 @@ def au_pro(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 0.3) -> float:
     Regions are 8-connected. The result agrees with the MVTec AD evaluation code to its float32
     precision, and with anomalib's AUPRO.
 
-    Computed without sorting every pixel: a radix selection finds the score at the limit's cut
-    in linear passes, only the anomaly-free scores above it are sorted, only images with defects
-    are labelled, and each defective pixel adds a closed-form share of the area.
+    Computed without sorting the anomaly-free pixels: only images with defects are labelled,
+    the distinct defective scores are sorted, one linear pass counts the anomaly-free scores
+    above and equal to each of them (a bucket table narrows each lookup), and each
+    defective pixel then adds a closed-form share of the area (see ``docs/metrics.md``).
 
     Parameters
     ----------
@@ -388,14 +399,13 @@ def _au_pro(anomaly_maps, masks, *, fpr_limit, structure):
     scan = _scan(px)
     _require_both_classes(scan)
     pos, ids, sizes = _regions(px, scan.pos_counts, structure)
-    lower, capacity = _cut(px, scan, _limit_k(fpr_limit, scan.n_neg))
-    lower, capacity = _raise_to_minpos(px, scan, lower, capacity)
-    neg = _sorted_negatives(px, lower, capacity)
-    right = np.searchsorted(neg, pos, side="right")
-    equal = right - np.searchsorted(neg, pos, side="left")
-    greater = neg.size - right
+    levels, level_of = np.unique(pos, return_inverse=True)
+    below, equal = _rank_among_levels(px, levels)
+    # anomaly-free pixels scoring above level j: everything counted in slots after j
+    above = np.cumsum((below + np.append(equal, 0))[::-1])[::-1]
+    greater = above[level_of + 1]
     limit_count = fpr_limit * scan.n_neg
-    area = K.pro_area(greater, equal, ids, sizes, limit_count)
+    area = K.pro_area(greater, equal[level_of], ids, sizes, limit_count)
     value = area / (sizes.size * limit_count)
     return float(min(max(value, 0.0), 1.0))
 
@@ -406,7 +416,7 @@ def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
     The Mann-Whitney statistic: the probability that a defective pixel scores higher than an
     anomaly-free one, ties counting one half. Computed with exact integer counts and a single
     rounding; equal to ``sklearn.metrics.roc_auc_score`` on the flattened pixels. Only the
-    anomaly-free scores at or above the lowest defective score are sorted.
+    distinct defective scores are sorted; the anomaly-free ones are counted in one linear pass.
 
     Parameters
     ----------
@@ -440,15 +450,14 @@ def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
     px = _prepare(anomaly_maps, masks)
     scan = _scan(px)
     _require_both_classes(scan)
-    lower, capacity = _raise_to_minpos(px, scan, 0, scan.n_neg)
-    neg = _sorted_negatives(px, lower, capacity)
     n_pos = int(scan.pos_counts.sum())
     pos = np.empty(n_pos, dtype=px.dtype)
     end = 0
     for vals, _, m, _, _, _ in px.chunks:
         end = K.gather_positives(vals, m, pos, end)
-    pos.sort()
-    twice_u = int(np.searchsorted(neg, pos, side="left").sum(dtype=np.int64))
-    twice_u += int(np.searchsorted(neg, pos, side="right").sum(dtype=np.int64))
-    twice_u += 2 * n_pos * (scan.n_neg - neg.size)  # anomaly-free pixels below every defective one
+    levels, pos_per_level = np.unique(pos, return_counts=True)
+    below, equal = _rank_among_levels(px, levels)
+    # 2 U = sum over defective pixels of 2 #(anomaly-free below) + #(anomaly-free equal)
+    under = np.cumsum(below[:-1]) + np.cumsum(np.r_[0, equal[:-1]])
+    twice_u = int(np.dot(pos_per_level, 2 * under + equal))  # int64: exact below 4.6e18 pairs
     return twice_u / (2 * n_pos * scan.n_neg)  # Python ints: one correctly rounded division

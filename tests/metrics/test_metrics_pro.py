@@ -202,6 +202,34 @@ def test_signed_zeros_negative_and_extreme_scores():
         _check_all(maps, masks)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-1.7e308, 1.7e308, 0.0, 1.0],  # the span of the defective scores overflows
+        [5e-324, 1e-323, 0.0, 1.5e-323],  # a denormal span: its reciprocal overflows
+        [1e300, -1e300, 2e300, 3.0],
+    ],
+)
+def test_extreme_score_ranges(values):
+    rng = np.random.default_rng(14)
+    maps = rng.choice(np.array(values), (2, 8, 8))
+    masks = rng.random(maps.shape) < 0.4
+    masks[0, 0, 0] = True
+    masks[1, 0, 0] = False
+    _check_all(maps, masks)
+
+
+def test_clustered_defective_scores_share_one_bucket():
+    # Hundreds of distinct defective scores within 1e-4 plus one far outlier: the bucket table is
+    # useless and the crowded bucket is searched by bisection; ties with anomaly-free pixels.
+    rng = np.random.default_rng(15)
+    masks = rng.random((3, 30, 30)) < 0.5
+    masks[0, 0, 0] = True
+    maps = 0.5 + 1e-4 * rng.integers(0, 400, masks.shape) / 400
+    maps[0, 0, 0] = 1e6
+    _check_all(maps, masks)
+
+
 def test_limit_exactly_on_a_curve_point():
     rng = np.random.default_rng(10)
     maps, masks = _random_case(rng, n=2, shape=(10, 10))
