@@ -41,6 +41,17 @@ class DemoMaps:
         return self.anomaly_maps.reshape(len(self.anomaly_maps), -1).max(axis=1).astype(np.float64)
 
 
+def _bilinear_weights(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) float32 matrix of linear interpolation weights (pixel centres aligned)."""
+    x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.minimum(np.floor(x).astype(int), n_in - 2)
+    frac = x - lo
+    w = np.zeros((n_out, n_in), dtype=np.float32)
+    w[np.arange(n_out), lo] = 1 - frac
+    w[np.arange(n_out), lo + 1] += frac
+    return w
+
+
 def _blob(rng: np.random.Generator, area: int) -> np.ndarray:
     ratio = rng.uniform(0.3, 1.0)
     a = math.sqrt(area / (math.pi * ratio))
@@ -131,13 +142,13 @@ def demo_maps(
     gen = as_generator(rng)
     maps = np.empty((n_maps, h, w), dtype=np.float32)
     coarse_shape = (max(2, h // 28), max(2, w // 28))
+    rows, cols = _bilinear_weights(h, coarse_shape[0]), _bilinear_weights(w, coarse_shape[1])
     chunk = 64
     for start in range(0, n_maps, chunk):
         m = min(chunk, n_maps - start)
         coarse = gen.random((m, *coarse_shape), dtype=np.float32)
-        field = ndimage.zoom(coarse, (1, h / coarse_shape[0], w / coarse_shape[1]), order=1, grid_mode=True, mode="nearest")
         out = maps[start : start + m]
-        out[...] = field[:, :h, :w]
+        np.matmul(rows, coarse @ cols.T, out=out)  # bilinear upsampling, separable
         out *= 0.6
         out += 0.4 * gen.random((m, h, w), dtype=np.float32)
     masks = np.zeros((n_maps, h, w), dtype=bool)

@@ -99,20 +99,20 @@ def pro_curve_ref(anomaly_maps, masks, structure=STRUCTURE_8, ties="distinct"):
 def trapezoid_ref(x, y, x_max, interpolate=True):
     """Trapezoid area under (x, y) from x[0] to x_max; linear interpolation at x_max.
 
+    The MVTec AD evaluation code's ``trapezoid`` in float64: the points with x <= x_max, plus a
+    last trapezoid to the curve's value at x_max interpolated on the segment that crosses it.
     ``interpolate=False`` stops at the last point with x <= x_max instead (documentation only).
     """
-    x = list(map(float, x))
-    y = list(map(float, y))
-    area = 0.0
-    i = 0
-    while i + 1 < len(x) and x[i + 1] <= x_max:
-        area += 0.5 * (y[i] + y[i + 1]) * (x[i + 1] - x[i])
-        i += 1
-    if interpolate and x[i] < x_max:
-        j = bisect.bisect_right(x, x_max)  # first point beyond the limit
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    correction = 0.0
+    if interpolate and x_max not in x:
+        j = bisect.bisect_right(x, x_max)  # first point beyond the limit (x is sorted)
         y_lim = y[j - 1] + (y[j] - y[j - 1]) * (x_max - x[j - 1]) / (x[j] - x[j - 1])
-        area += 0.5 * (y[j - 1] + y_lim) * (x_max - x[j - 1])
-    return area
+        correction = 0.5 * (y[j - 1] + y_lim) * (x_max - x[j - 1])
+    inside = x <= x_max
+    x, y = x[inside], y[inside]
+    return float(np.sum(0.5 * (y[1:] + y[:-1]) * (x[1:] - x[:-1])) + correction)
 
 
 def au_pro_ref(anomaly_maps, masks, fpr_limit=0.3, structure=STRUCTURE_8, ties="distinct", interpolate=True):
