@@ -2,12 +2,17 @@
 
 Every kernel here assumes valid input (validated and converted by ``_pro.py``) and never raises.
 
-Scores are handled through an order-preserving unsigned key: for a float with bit pattern ``b``
+AU-PRO and the pixel AUROC need, for each defective pixel, only how many anomaly-free pixels score
+above and equal to it: :func:`count_negatives` finds that in one linear pass against the sorted
+distinct defective scores, and :func:`pro_area` turns it into the area (see ``docs/metrics.md``).
+
+The PRO curve needs the anomaly-free scores above the FPR limit's cut in order. The cut is found
+by a radix *selection* over an order-preserving unsigned key: for a float with bit pattern ``b``
 (``uint32`` for float32, ``uint64`` for float64, widened to ``uint64``), the key is ``b | sign``
 for non-negative numbers and ``b ^ ones`` for negative ones, so ``key(x) < key(y)`` exactly when
-``x < y``. ``-0.0`` is first mapped to ``+0.0`` so that equal values always have equal keys. The
-top 16 bits of the key form the digit of a radix histogram, which finds the score at the FPR
-limit's cut in a few linear passes instead of a sort (a radix *selection*).
+``x < y``; ``-0.0`` is first mapped to ``+0.0`` so that equal values have equal keys. The top 16
+bits of the key form the digit of a histogram (:func:`scan`, :func:`refine`), and only the scores
+above the cut are gathered (:func:`gather_negatives`) and sorted.
 """
 
 from __future__ import annotations

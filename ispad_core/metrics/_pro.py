@@ -278,8 +278,9 @@ def pro_curve(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 1.0) -> tuple
     masks : ndarray of shape (N, H, W) or list of (H, W) arrays
         Ground truth of the same shapes, boolean or any integer dtype; non-zero means defective.
     fpr_limit : float, default 1.0
-        Stop after the first point whose FPR exceeds this (in (0, 1]); with a limit below 1 only
-        the anomaly-free scores above the limit's cut are sorted, which keeps the curve small.
+        Stop after the first point whose FPR exceeds this (in (0, 1]). Only the anomaly-free
+        scores above the limit's cut are sorted, so a limit saves time and memory: without one
+        the curve has a point per distinct score (up to one per pixel).
 
     Returns
     -------
