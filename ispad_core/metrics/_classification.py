@@ -470,7 +470,9 @@ def classification_report(y_true: Any, y_score: Any, *, threshold: float | None 
         threshold = f1_optimal_threshold(t, s)
     else:
         threshold = check_float(threshold, "threshold")
-    c = _counts(t, s >= threshold)
+    # Compare in float64: NumPy would otherwise round the threshold to float32 for float32 scores.
+    wide = s.astype(np.float64) if s.dtype.kind == "f" and s.dtype.itemsize < 8 else s
+    c = _counts(t, wide >= threshold)
     return ClassificationReport(
         mcc=c.mcc,
         recall=_ratio(100 * c.tp, c.tp + c.fn),

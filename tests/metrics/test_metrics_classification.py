@@ -189,6 +189,15 @@ def test_report_fields_dict_and_text():
     assert fixed.tp == 0 and fixed.fp == 0 and fixed.precision == 0.0 and fixed.threshold == 10.0
 
 
+def test_report_threshold_is_compared_exactly_with_float32_scores():
+    s = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    y = [0, 0, 1, 1]
+    just_above = float(np.nextafter(np.float64(s[1]), 1.0))  # rounds to s[1] in float32
+    r = classification_report(y, s, threshold=just_above)
+    assert (r.tp, r.fp) == (2, 0)  # 0.2f < threshold: not predicted defective
+    assert classification_report(y, s, threshold=float(s[1])).fp == 1
+
+
 # --------------------------------------------------------------------------- invariants
 
 labels_and_predictions = st.integers(1, 60).flatmap(
