@@ -28,24 +28,28 @@ def is_filtered(compression: str) -> bool:
 def compress_rows(rows: np.ndarray, compression: str, *, mask: bool) -> list[bytes]:
     """Compress each row of a C-contiguous ``(N, n)`` uint8 array into one chunk's bytes.
 
-    ``mask=True`` selects the run-length encoder for ``"fast"`` (binary masks are nearly all
-    zero) and reuses the encoding of an all-zero row, which is the same for every such row.
+    With ``mask=True`` the rows are binary masks: any nonzero byte is stored as 255, and an
+    all-zero row reuses the (identical) encoding of zeros, so only rows with a defect are
+    converted and encoded; ``"fast"`` uses the run-length encoder (masks are nearly all zero).
     """
     n_rows, n = rows.shape
-    if compression == "none":
-        return [rows[i].tobytes() for i in range(n_rows)]
-    if compression == "zlib":
-        return [zlib.compress(rows[i], 1) for i in range(n_rows)]
     if mask:
-        nonzero = rows.any(axis=1)
-        todo = np.flatnonzero(nonzero)
-        chunks = [_zero_chunk(n)] * n_rows
+        todo = np.flatnonzero(rows.any(axis=1))
+        chunks = [_zero_chunk(n, compression)] * n_rows
         if todo.size:
-            coded = _compress_fast(np.ascontiguousarray(rows[todo]), rle=True)
-            for k, i in enumerate(todo.tolist()):
-                chunks[i] = coded[k]
+            marked = np.where(rows[todo] != 0, np.uint8(255), np.uint8(0))
+            for k, chunk in zip(todo.tolist(), _compress(marked, compression, rle=True)):
+                chunks[k] = chunk
         return chunks
-    return _compress_fast(rows, rle=False)
+    return _compress(rows, compression, rle=False)
+
+
+def _compress(rows: np.ndarray, compression: str, *, rle: bool) -> list[bytes]:
+    if compression == "none":
+        return [rows[i].tobytes() for i in range(rows.shape[0])]
+    if compression == "zlib":
+        return [zlib.compress(rows[i], 1) for i in range(rows.shape[0])]
+    return _compress_fast(rows, rle=rle)
 
 
 def _compress_fast(rows: np.ndarray, *, rle: bool) -> list[bytes]:
@@ -56,14 +60,15 @@ def _compress_fast(rows: np.ndarray, *, rle: bool) -> list[bytes]:
     return [out[i, : lengths[i]].tobytes() for i in range(rows.shape[0])]
 
 
-_ZERO_CHUNKS: dict[int, bytes] = {}
+_ZERO_CHUNKS: dict[tuple[int, str], bytes] = {}
 
 
-def _zero_chunk(n: int) -> bytes:
-    chunk = _ZERO_CHUNKS.get(n)
+def _zero_chunk(n: int, compression: str) -> bytes:
+    key = (n, compression)
+    chunk = _ZERO_CHUNKS.get(key)
     if chunk is None:
-        chunk = _compress_fast(np.zeros((1, n), np.uint8), rle=True)[0]
-        _ZERO_CHUNKS[n] = chunk
+        chunk = _compress(np.zeros((1, n), np.uint8), compression, rle=True)[0]
+        _ZERO_CHUNKS[key] = chunk
     return chunk
 
 

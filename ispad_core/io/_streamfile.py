@@ -403,7 +403,9 @@ class StreamWriter:
                 raise ValueError(f"{name}: values must fit {np.dtype(dtype)}, got [{arr.min()}, {arr.max()}]")
             extra[name] = arr.astype(dtype)
         flat = np.ascontiguousarray(images).reshape(b, -1)
-        mask_flat = np.where(masks.reshape(b, -1) != 0, np.uint8(255), np.uint8(0))
+        mask_flat = np.ascontiguousarray(masks).reshape(b, -1)
+        if mask_flat.dtype != np.uint8:
+            mask_flat = mask_flat.view(np.uint8) if mask_flat.dtype == np.bool_ else (mask_flat != 0).view(np.uint8)
         t0 = time.perf_counter()
         img_chunks = compress_rows(flat, self.compression, mask=False)
         mask_chunks = compress_rows(mask_flat, self.compression, mask=True)
@@ -610,7 +612,8 @@ def write_stream(
     ) as writer:
         for start in range(0, n, writer.batch_size):
             sl = slice(start, start + writer.batch_size)
-            writer.append(images[sl], masks[sl] != 0, labels[sl], **{k: np.asarray(v)[sl] for k, v in fields.items()})
+            batch_masks = masks[sl] if masks.dtype.kind in "bu" else masks[sl] != 0
+            writer.append(images[sl], batch_masks, labels[sl], **{k: np.asarray(v)[sl] for k, v in fields.items()})
     return writer.path
 
 
