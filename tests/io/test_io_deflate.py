@@ -168,3 +168,35 @@ def test_codec_chunks_decode(compression):
             assert raw == row.tobytes()
             assert _codec.check_chunk(chunk, row.size, compression)
     assert not _codec.check_chunk(b"garbage", 1024, "fast")
+
+
+BOUNDS_SCRIPT = """
+import zlib
+import numpy as np
+from ispad_core.io._deflate_kernels import _compress_rows, _deflate_huffman, _deflate_rle, _deflate_stored, stored_size
+rng = np.random.default_rng(0)
+sizes = list(range(0, 300)) + [511, 512, 4096, 65535, 65536, 65537, 70000]
+for n in sizes:
+    for data in (rng.integers(0, 256, n, dtype=np.uint8), (rng.random(n) < 0.02).astype(np.uint8) * 255,
+                 rng.geometric(0.3, n).clip(0, 255).astype(np.uint8), np.zeros(n, np.uint8)):
+        for fn in (_deflate_huffman, _deflate_rle, _deflate_stored):
+            out = np.zeros(stored_size(n), np.uint8)
+            k = fn(data, out, zlib.adler32(data))
+            assert zlib.decompress(out[:k].tobytes()) == data.tobytes(), (fn, n)
+rows = rng.integers(0, 4, (3, 1000), dtype=np.uint8)
+out = np.zeros((3, stored_size(1000)), np.uint8)
+lengths = np.zeros(3, np.int64)
+_compress_rows(rows, out, lengths, False, np.array([zlib.adler32(r) for r in rows], np.int64))
+print("ok")
+"""
+
+
+def test_kernels_stay_in_bounds(tmp_path):
+    """Numba does not check indices: run every encoder with NUMBA_BOUNDSCHECK=1 on edge sizes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", BOUNDS_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
