@@ -330,7 +330,7 @@ def stitch(
         if reduce == "max":
             K.stitch_max(flat, rows, cols, order, w, channels, lowest, block, out)
         else:
-            K.stitch_mean(flat, rows, cols, order, w, channels, block, out)
+            K.stitch_mean(flat, rows, cols, order, w, channels, out_dtype == np.float32, block, out)
     out = out.reshape((H, W, channels) if tiles.ndim == 4 else (H, W))
     if is_bool and reduce == "max":
         out = out.view(np.bool_)
