@@ -72,8 +72,6 @@ def warp_bilinear(src, dst, m00, m01, m02, m10, m11, m12, lut):  # pragma: no co
     s = src.reshape(-1)
     t = dst.reshape(-1)
     uw = np.uint64(w)
-    unch = np.uint64(nch)
-    below = uw * unch
     one = np.uint64(1)
     # fast when 0 <= row < h - 1 and 0 <= col < w - 1 (as unsigned: negatives wrap to huge)
     r_lim = np.uint64(h - 1) << np.uint64(_FRAC)
@@ -105,32 +103,45 @@ def warp_bilinear(src, dst, m00, m01, m02, m10, m11, m12, lut):  # pragma: no co
                 R += d_r
                 C += d_c
             continue
-        for c in range(w):
-            fr = (R >> _WSHIFT) & _WMASK
-            fc = (C >> _WSHIFT) & _WMASK
-            if np.uint64(R) < r_lim and np.uint64(C) < c_lim:
-                base = (np.uint64(R >> _FRAC) * uw + np.uint64(C >> _FRAC)) * unch
-                o = (row + np.uint64(c)) * unch
-                for ch in range(nch):
-                    k = base + np.uint64(ch)
-                    v = _lerp_fixed(np.int64(s[k]), np.int64(s[k + unch]),
-                                    np.int64(s[k + below]), np.int64(s[k + below + unch]), fr, fc)
-                    t[o + np.uint64(ch)] = lut[np.uint64(v)]
-            else:
-                ir = R >> _FRAC
-                ic = C >> _FRAC
-                r0 = reflect_index(ir, h) * w
-                r1 = reflect_index(ir + 1, h) * w
-                c0 = reflect_index(ic, w)
-                c1 = reflect_index(ic + 1, w)
-                o = (r * w + c) * nch
-                for ch in range(nch):
-                    v = _lerp_fixed(np.int64(s[(r0 + c0) * nch + ch]), np.int64(s[(r0 + c1) * nch + ch]),
-                                    np.int64(s[(r1 + c0) * nch + ch]), np.int64(s[(r1 + c1) * nch + ch]),
-                                    fr, fc)
-                    t[o + ch] = lut[v]
-            R += d_r
-            C += d_c
+        if nch == 3:  # a literal channel count lets LLVM unroll the channel loop (RGB)
+            _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, 3, r_lim, c_lim, lut)
+        else:
+            _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, nch, r_lim, c_lim, lut)
+
+
+@njit(inline="always", **NJIT)
+def _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, nch, r_lim, c_lim, lut):  # pragma: no cover
+    """One output row of :func:`warp_bilinear` for ``nch`` interleaved channels."""
+    uw = np.uint64(w)
+    unch = np.uint64(nch)
+    below = uw * unch
+    row = np.uint64(r * w)
+    for c in range(w):
+        fr = (R >> _WSHIFT) & _WMASK
+        fc = (C >> _WSHIFT) & _WMASK
+        if np.uint64(R) < r_lim and np.uint64(C) < c_lim:
+            base = (np.uint64(R >> _FRAC) * uw + np.uint64(C >> _FRAC)) * unch
+            o = (row + np.uint64(c)) * unch
+            for ch in range(nch):
+                k = base + np.uint64(ch)
+                v = _lerp_fixed(np.int64(s[k]), np.int64(s[k + unch]),
+                                np.int64(s[k + below]), np.int64(s[k + below + unch]), fr, fc)
+                t[o + np.uint64(ch)] = lut[np.uint64(v)]
+        else:
+            ir = R >> _FRAC
+            ic = C >> _FRAC
+            r0 = reflect_index(ir, h) * w
+            r1 = reflect_index(ir + 1, h) * w
+            c0 = reflect_index(ic, w)
+            c1 = reflect_index(ic + 1, w)
+            o = (r * w + c) * nch
+            for ch in range(nch):
+                v = _lerp_fixed(np.int64(s[(r0 + c0) * nch + ch]), np.int64(s[(r0 + c1) * nch + ch]),
+                                np.int64(s[(r1 + c0) * nch + ch]), np.int64(s[(r1 + c1) * nch + ch]),
+                                fr, fc)
+                t[o + ch] = lut[v]
+        R += d_r
+        C += d_c
 
 
 @njit(**NJIT)
