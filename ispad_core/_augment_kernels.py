@@ -40,12 +40,13 @@ def reflect_index(i, n):  # pragma: no cover - compiled
     return i
 
 
-# Fixed-point format: positions carry 32 fractional bits (int64), bilinear weights 15 bits.
-# Weight truncation costs at most 2 * 2**-15 of the local grey-level range (< 0.02 grey levels
-# for uint8), so the result stays within one grey level of exact bilinear interpolation.
+# Fixed-point format: positions carry 32 fractional bits (int64), bilinear weights 20 bits.
+# Weight truncation costs at most 2 * 2**-20 of the local value range (< 0.001 grey levels for
+# uint8, < 0.13 for uint16), so the result stays within one level of exact bilinear
+# interpolation; the largest intermediate, a uint16 value shifted by 40 bits, fits in an int64.
 _FRAC = 32
 _ONE = float(2**_FRAC)
-_WBITS = 15
+_WBITS = 20
 _WSHIFT = _FRAC - _WBITS
 _WMASK = (1 << _WBITS) - 1
 _HALF = 1 << (2 * _WBITS - 1)
@@ -53,7 +54,7 @@ _HALF = 1 << (2 * _WBITS - 1)
 
 @njit(**NJIT)
 def _lerp_fixed(p00, p01, p10, p11, fr, fc):  # pragma: no cover - compiled
-    """Bilinear value of four int64 pixels with 15-bit weights, rounded half up."""
+    """Bilinear value of four int64 pixels with 20-bit weights, rounded half up."""
     top = (p00 << _WBITS) + fc * (p01 - p00)
     bot = (p10 << _WBITS) + fc * (p11 - p10)
     return ((top << _WBITS) + fr * (bot - top) + _HALF) >> (2 * _WBITS)
