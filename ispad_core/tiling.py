@@ -262,7 +262,8 @@ def stitch(
     -----
     Each output row is reduced in a private float64 buffer from the windows covering it, taken
     in origin-row order, so results do not depend on the number of threads. Tiles are read once,
-    which keeps the cost close to a memory copy of ``tiles``.
+    which keeps the cost close to a memory copy of ``tiles``. A NaN propagates through the mean
+    and is ignored by the maximum (like ``numpy.fmax``).
 
     Examples
     --------
@@ -283,6 +284,8 @@ def stitch(
     tiles = check_array(tiles, "tiles", ndim=(1, 3, 4), kinds="biuf")
     n = tiles.shape[0]
     origins = _check_origins(origins, n)
+    if isinstance(shape, np.ndarray):
+        shape = tuple(shape.tolist())
     if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) not in (2, 3):
         raise ValueError(f"shape: expected (H, W) or (H, W, C), got {shape!r}")
     H = check_int(shape[0], "shape[0]", minimum=1)
@@ -310,12 +313,13 @@ def stitch(
         )
 
     is_bool = tiles.dtype == np.bool_
-    work = tiles.view(np.uint8) if is_bool else tiles
+    is_half = tiles.dtype == np.float16  # Numba has no float16: work in float32, cast back
+    work = tiles.view(np.uint8) if is_bool else tiles.astype(np.float32) if is_half else tiles
     if reduce == "max":
         out_dtype = work.dtype
         lowest = -np.inf if out_dtype.kind == "f" else np.iinfo(out_dtype).min
     else:
-        out_dtype = tiles.dtype if tiles.dtype.kind == "f" else np.dtype(np.float64)
+        out_dtype = work.dtype if work.dtype.kind == "f" else np.dtype(np.float64)
         lowest = 0
     lowest = np.array(lowest, dtype=out_dtype)[()]
     rows = np.ascontiguousarray(origins[:, 0])
@@ -334,6 +338,8 @@ def stitch(
     out = out.reshape((H, W, channels) if tiles.ndim == 4 else (H, W))
     if is_bool and reduce == "max":
         out = out.view(np.bool_)
+    if is_half:
+        out = out.astype(np.float16)
     return out
 
 
@@ -485,15 +491,11 @@ def random_patches(
         K.pick_origins(valid, ranks[sorter], picked)
         origins = np.empty_like(picked)
         origins[sorter] = picked
-    channels = image.shape[2] if image.ndim == 3 else 1
-    src = np.ascontiguousarray(image).reshape(H, W * channels)
-    is_bool = src.dtype == np.bool_
-    if is_bool:
-        src = src.view(np.uint8)
-    out = np.empty((n, size, size * channels), dtype=src.dtype)
+    # copied as raw bytes: one compiled kernel serves every dtype (float16 and bool included)
+    pixel_bytes = (image.shape[2] if image.ndim == 3 else 1) * image.dtype.itemsize
+    src = np.ascontiguousarray(image).reshape(H, W, -1).view(np.uint8).reshape(H, W * pixel_bytes)
+    out = np.empty((n, size, size * pixel_bytes), dtype=np.uint8)
     if n:
-        K.gather_windows(src, origins[:, 0].copy(), origins[:, 1].copy(), channels, out)
-    out = out.reshape((n, size, size) + image.shape[2:])
-    if is_bool:
-        out = out.view(np.bool_)
+        K.gather_windows(src, origins[:, 0].copy(), origins[:, 1].copy(), pixel_bytes, out)
+    out = out.view(image.dtype).reshape((n, size, size) + image.shape[2:])
     return out, origins

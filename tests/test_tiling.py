@@ -22,7 +22,7 @@ def image_and_grid(draw, max_side=70):
     h = draw(st.integers(size, max(size, max_side)))
     w = draw(st.integers(size, max(size, max_side)))
     channels = draw(st.sampled_from([None, 1, 3]))
-    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32, np.bool_]))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32, np.float16, np.bool_]))
     shape = (h, w) if channels is None else (h, w, channels)
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -317,6 +317,11 @@ def test_random_patches_without_roi_and_edge_cases():
     assert empty.shape == (0, 5, 5, 2) and no_origins.shape == (0, 2)
     mask, _ = random_patches(np.eye(8, dtype=bool), 3, 8, roi=np.ones((8, 8), np.uint8), rng=0)
     assert mask.dtype == np.bool_ and (mask == np.eye(8, dtype=bool)).all()
+    half = np.arange(12 * 10 * 3, dtype=np.float16).reshape(12, 10, 3)
+    patches, origins = random_patches(half, 4, 5, rng=1)
+    assert patches.dtype == np.float16
+    for p, (r, c) in zip(patches, origins):
+        np.testing.assert_array_equal(p, half[r : r + 5, c : c + 5])
 
 
 @pytest.mark.parametrize(
