@@ -187,9 +187,10 @@ def augment_batch(
     Per item: with probability ``p_affine``, a transform made of flips, a rotation, an x-shear
     and a scale about the patch centre, drawn from ``params``, is applied by bilinear
     interpolation with reflected borders (the mask, if any, by nearest neighbour with the same
-    geometry); then every pixel ``v`` becomes ``contrast * (brightness * v - mu) + mu``, where
-    ``mu`` is the mean of ``brightness * v`` over the patch, rounded half up and clipped to the
-    dtype's range.
+    geometry); then every pixel ``v`` of the (warped, rounded) patch becomes
+    ``contrast * (brightness * v - mu) + mu``, where ``mu`` is the mean of ``brightness * v`` over
+    the input patch (all pixels and channels), rounded half up and clipped to the dtype's range.
+    Masks keep their values (0/1, 0/255 or bool): only pixels move.
 
     Parameters
     ----------
