@@ -74,8 +74,8 @@ def _draw_design(gen: np.random.Generator, kind: str, h: int, w: int):
 
     # Foil (light, slightly tinted) and three inks given as transmittances per RGB channel.
     foil = gen.uniform(190.0, 232.0) * (1.0 + gen.uniform(-0.06, 0.06, size=3))
-    dot_ink = gen.uniform(0.35, 0.65) * (1.0 + gen.uniform(-0.25, 0.25, size=3))
-    line_ink = gen.uniform(0.55, 0.80) * (1.0 + gen.uniform(-0.15, 0.15, size=3))
+    dot_ink = gen.uniform(0.45, 0.72) * (1.0 + gen.uniform(-0.25, 0.25, size=3))
+    line_ink = gen.uniform(0.62, 0.85) * (1.0 + gen.uniform(-0.15, 0.15, size=3))
     mesh_ink = gen.uniform(0.80, 0.92) * (1.0 + gen.uniform(-0.05, 0.05, size=3))
     inks = np.stack([foil, dot_ink, line_ink, mesh_ink])
     inks[1:] = np.clip(inks[1:], 0.05, 1.0)
