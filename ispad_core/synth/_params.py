@@ -79,7 +79,7 @@ class DefectParams:
     noise_scale : (float, float)
         Cell size in px of the smoothed (value) noise.
     blur : (float, float)
-        Standard deviation in px of an optics blur applied to the texture; 0 for none.
+        Standard deviation in px of an optics blur applied to the texture; below 0.1 none.
     contrast : (float, float)
         Peak contrast: grey levels of an 8-bit image (scaled by 257 for uint16) when
         ``contrast_mode="absolute"``, a fraction of the local background level when

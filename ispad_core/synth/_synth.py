@@ -213,7 +213,8 @@ def _run(arr: np.ndarray, params, seeds: np.ndarray, defective: np.ndarray, debu
         pts = np.zeros((1, 1, 2))
         starts = np.zeros((1, 1), dtype=np.int64)
     if n:
-        K.synth_batch(
+        kernel = K.synth_serial if n == 1 else K.synth_batch
+        kernel(
             images.reshape(n, -1), masks.reshape(n, -1), h, w, nch, seeds, defective, table, cum,
             maxval, scale, vis, accepted, attempts, info, debug, tex, pts, starts,
         )

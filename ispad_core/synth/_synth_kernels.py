@@ -55,6 +55,8 @@ SAMPLE_SPACING = 0.5
 """Maximum arc length (px) between two samples splatted into the anti-aliased raster."""
 TRUNCATE = 3.0
 """Gaussians (width profile, blur) are cut at this many standard deviations."""
+MIN_BLUR = 0.1
+"""An optics blur below this standard deviation (px) is not applied."""
 NOISE_FLOOR = 1.0
 """Floor (grey levels) of the background standard deviation in the contrast-to-noise ratio."""
 
@@ -322,40 +324,49 @@ def chain_pixels(pts, starts, nw, out, out_starts):
 
 
 @njit(**NJIT)
-def gaussian_stamp(sigma, radius):
-    """(2 radius + 1)^2 table ``g(dy) g(dx)``, ``g(d) = exp(-d^2 / (2 sigma^2))``."""
-    size = 2 * radius + 1
-    g = np.empty(size)
-    for a in range(size):
-        d = a - radius
-        g[a] = math.exp(-(d * d) / (2.0 * sigma * sigma))
-    kern = np.empty((size, size))
-    for a in range(size):
-        for b in range(size):
-            kern[a, b] = g[a] * g[b]
-    return kern
+def gaussian_taps(sigma, radius):
+    """``g[k + radius] = exp(-k^2 / (2 sigma^2))`` for ``|k| <= radius`` (not normalised)."""
+    g = np.empty(2 * radius + 1)
+    for k in range(-radius, radius + 1):
+        g[k + radius] = math.exp(-(k * k) / (2.0 * sigma * sigma))
+    return g
 
 
 @njit(**NJIT)
-def spread(raster, rlo, rhi, kern, radius, tex, lo, hi):
-    """``tex += raster (*) kern``, scattering every positive raster pixel; widens the row spans."""
-    for i in range(raster.shape[0]):
+def spread(raster, rlo, rhi, g, radius, tex, lo, hi):
+    """``tex += raster (*) (g g^T)``, the separable Gaussian width profile, on the support only.
+
+    A horizontal pass scatters every positive raster pixel along its row into a buffer; a vertical
+    pass scatters every positive buffer pixel along its column into ``tex`` and widens the row
+    spans ``lo``/``hi``. The support is the union of ``(2 radius + 1)^2`` squares around the
+    positive raster pixels.
+    """
+    fh, fw = raster.shape
+    rows = np.zeros((fh, fw))
+    for i in range(fh):
         if rhi[i] < rlo[i]:
             continue
-        for di in range(-radius, radius + 1):
-            row = i + di
-            if rlo[i] - radius < lo[row]:
-                lo[row] = rlo[i] - radius
-            if rhi[i] + radius > hi[row]:
-                hi[row] = rhi[i] + radius
         for j in range(rlo[i], rhi[i] + 1):
             v = raster[i, j]
-            if v <= 0.0:
-                continue
-            for di in range(-radius, radius + 1):
-                row = i + di
-                for dj in range(-radius, radius + 1):
-                    tex[row, j + dj] += v * kern[di + radius, dj + radius]
+            if v > 0.0:
+                for k in range(-radius, radius + 1):
+                    rows[i, j + k] += v * g[k + radius]
+    for i in range(fh):
+        if rhi[i] < rlo[i]:
+            continue
+        a = rlo[i] - radius
+        b = rhi[i] + radius
+        for k in range(-radius, radius + 1):
+            row = i + k
+            if a < lo[row]:
+                lo[row] = a
+            if b > hi[row]:
+                hi[row] = b
+        for j in range(a, b + 1):
+            v = rows[i, j]
+            if v > 0.0:
+                for k in range(-radius, radius + 1):
+                    tex[i + k, j] += v * g[k + radius]
 
 
 @njit(**NJIT)
@@ -377,20 +388,19 @@ def lattice_value(key, a, b):
 def modulate(tex, lo, hi, amplitude, cell, key):
     """Multiply the support by ``1 - a + a u``: u value noise in [0, 1] on a lattice of ``cell`` px.
 
-    u interpolates hashed lattice values (:func:`lattice_value`, node (a, b) at frame pixel
+    u interpolates hashed lattice values (:func:`lattice_value`; node (a, b) sits at frame pixel
     (a cell, b cell)) with smoothstep weights, so only the nodes the support needs are computed.
     """
+    base = 1.0 - amplitude
     for i in range(tex.shape[0]):
         if hi[i] < lo[i]:
             continue
         gy = i / cell
         i0 = int(gy)
         sy = _fade(gy - i0)
-        last = -1
-        top0 = 0.0
-        top1 = 0.0
-        bot0 = 0.0
-        bot1 = 0.0
+        last = -2
+        a0 = 0.0
+        a1 = 0.0
         for j in range(lo[i], hi[i] + 1):
             t = tex[i, j]
             if t > 0.0:
@@ -398,19 +408,15 @@ def modulate(tex, lo, hi, amplitude, cell, key):
                 j0 = int(gx)
                 if j0 != last:
                     if j0 == last + 1:
-                        top0 = top1
-                        bot0 = bot1
+                        a0 = a1
                     else:
-                        top0 = lattice_value(key, i0, j0)
-                        bot0 = lattice_value(key, i0 + 1, j0)
-                    top1 = lattice_value(key, i0, j0 + 1)
-                    bot1 = lattice_value(key, i0 + 1, j0 + 1)
+                        top = lattice_value(key, i0, j0)
+                        a0 = top + sy * (lattice_value(key, i0 + 1, j0) - top)
+                    top = lattice_value(key, i0, j0 + 1)
+                    a1 = top + sy * (lattice_value(key, i0 + 1, j0 + 1) - top)
                     last = j0
-                sx = _fade(gx - j0)
-                top = top0 + sx * (top1 - top0)
-                bot = bot0 + sx * (bot1 - bot0)
-                u = top + sy * (bot - top)
-                tex[i, j] = t * (1.0 - amplitude + amplitude * u)
+                u = a0 + _fade(gx - j0) * (a1 - a0)
+                tex[i, j] = t * (base + amplitude * u)
 
 
 @njit(**NJIT)
@@ -500,7 +506,7 @@ def texture(p, pts, starts, nw, npts):
     sblur = _uniform(p, T_BLUR)
     key = np.random.randint(0, 2**31)
     rs = int(math.ceil(TRUNCATE * sigma))
-    rb = int(math.ceil(TRUNCATE * sblur)) if sblur > 0.0 else 0
+    rb = int(math.ceil(TRUNCATE * sblur)) if sblur >= MIN_BLUR else 0
     pad = rs + rb
     rmin, rmax, cmin, cmax = points_bbox(pts, npts)
     r0 = rmin - pad
@@ -514,7 +520,7 @@ def texture(p, pts, starts, nw, npts):
     tex = np.zeros((fh, fw))
     lo = np.full(fh, fw, np.int64)
     hi = np.full(fh, -1, np.int64)
-    spread(raster, rlo, rhi, gaussian_stamp(sigma, rs), rs, tex, lo, hi)
+    spread(raster, rlo, rhi, gaussian_taps(sigma, rs), rs, tex, lo, hi)
     if namp > 0.0:
         modulate(tex, lo, hi, namp, ncell, key)
     if rb > 0:
@@ -726,6 +732,23 @@ def synth_batch(images, masks, h, w, nch, seeds, defective, table, cum, maxval, 
     (1, B) receive the last attempt; otherwise they are unused placeholders.
     """
     for i in prange(images.shape[0]):
+        if not defective[i]:
+            continue
+        v, a, t = synth_item(
+            images[i], masks[i], h, w, nch, seeds[i], table, cum, maxval, scale,
+            debug, tex_out[0], pts_out[0], starts_out[0], info[i],
+        )
+        vis[i] = v
+        accepted[i] = a
+        attempts[i] = t
+
+
+@njit(**NJIT)
+def synth_serial(images, masks, h, w, nch, seeds, defective, table, cum, maxval, scale,
+                 vis, accepted, attempts, info, debug, tex_out, pts_out, starts_out):
+    """:func:`synth_batch` without threads, for a single item (a parallel launch costs far more
+    than one small defect when the other cores are busy)."""
+    for i in range(images.shape[0]):
         if not defective[i]:
             continue
         v, a, t = synth_item(
