@@ -609,6 +609,35 @@ def modify(img, h, w, nch, tex, lo, hi, r0, c0, p, maxval, scale, newvals, gains
     ssr = 0.0
     sum_abs = 0.0
     n_mask = 0
+    if nch == 1:
+        # The same arithmetic as the general loop below, without the channel loop.
+        k_add = sign * amp * gains[0]
+        k_mul = sign * gm * gains[0]
+        for i in range(max(0, -r0), min(fh, h - r0)):
+            row = (r0 + i) * w + c0
+            for j in range(max(lo[i], -c0), min(hi[i] + 1, w - c0)):
+                t = tex[i, j]
+                if t <= 0.0:
+                    continue
+                v = float(img[row + j])
+                if multiplicative:
+                    nv = v * (1.0 + k_mul * t)
+                else:
+                    nv = v + k_add * t
+                nv = math.floor(nv + 0.5)
+                if nv < 0.0:
+                    nv = 0.0
+                elif nv > maxval:
+                    nv = maxval
+                newvals[i * fw + j] = nv
+                d = (nv - v) / scale
+                ssr += d * d
+                if nv != v and t >= mask_level:
+                    sum_abs += abs(d)
+                    n_mask += 1
+        if n_mask == 0:
+            return ssr, 0.0, 0
+        return ssr, (sum_abs / n_mask) / max(std / scale, NOISE_FLOOR), n_mask
     for i in range(max(0, -r0), min(fh, h - r0)):
         y = r0 + i
         for j in range(max(lo[i], -c0), min(hi[i] + 1, w - c0)):
