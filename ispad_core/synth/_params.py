@@ -455,11 +455,11 @@ PRESETS: dict[str, Union[DefectParams, DefectMixture]] = {
         noise_amplitude=(0.1, 0.3),
         noise_scale=(3.0, 6.0),
         blur=(0.5, 1.0),
-        contrast=(0.05, 0.12),
+        contrast=(0.06, 0.15),
         contrast_mode="relative",
         bright_probability=0.5,
         visibility="ssr",
-        threshold=400.0,
+        threshold=6000.0,
     ),
 }
 
