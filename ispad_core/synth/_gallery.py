@@ -15,6 +15,7 @@ __all__ = ["gallery"]
 
 _SEPARATOR = 4
 _SHEET_GREY = 40
+_REJECTED = np.array([230, 190, 0], np.uint8)
 
 
 def _to_rgb8(images: np.ndarray) -> np.ndarray:
@@ -81,7 +82,8 @@ def gallery(
     Returns
     -------
     numpy.ndarray of uint8, shape (rows * (H * zoom + 4) + 4, columns * 2 * (W * zoom + 4) + 4, 3)
-        Defects not accepted after ``max_attempts`` appear without an outline.
+        A defect not accepted after ``max_attempts`` leaves its patch unchanged; its second tile
+        gets a one-pixel yellow frame instead of an outline.
 
     Raises
     ------
@@ -129,6 +131,10 @@ def gallery(
         x = sep + 2 * c * (tw + sep)
         sheet[y : y + th, x : x + tw] = tiles[i]
         marked = tiles[i].copy()
-        marked[_outer_contour(masks[i])] = colour.astype(np.uint8)
+        if res.accepted[i]:
+            marked[_outer_contour(masks[i])] = colour.astype(np.uint8)
+        else:  # stayed invisible after max_attempts: the patch, framed
+            marked[[0, -1], :] = _REJECTED
+            marked[:, [0, -1]] = _REJECTED
         sheet[y : y + th, x + tw + sep : x + 2 * tw + sep] = marked
     return sheet

@@ -43,3 +43,11 @@ def test_outer_contour():
     m[2, 2] = 1
     ring = _outer_contour(m)
     assert ring.sum() == 8 and not ring[2, 2]
+
+
+def test_rejected_defects_are_framed():
+    bg = np.stack([screen_print((40, 40), rng=i, kind="mesh") for i in range(2)])
+    sheet = gallery(DefectParams(threshold=1e9, max_attempts=1), backgrounds=bg, columns=1, rng=0)
+    right = sheet[4 : 4 + 40, 48 : 48 + 40]
+    np.testing.assert_array_equal(right[0], np.tile([230, 190, 0], (40, 1)))
+    np.testing.assert_array_equal(right[1:-1, 1:-1, 0], bg[0][1:-1, 1:-1])
