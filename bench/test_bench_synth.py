@@ -25,7 +25,7 @@ import pytest
 
 from bench.peers.perlin import perlin_anomaly
 from ispad_core.samples import KINDS, screen_print
-from ispad_core.synth import PRESETS, DefectParams, synthesize_batch
+from ispad_core.synth import PRESETS, synthesize_batch
 
 SIZE = 256
 N_BACKGROUNDS = 64

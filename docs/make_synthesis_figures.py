@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ispad_core.samples import KINDS, screen_print
-from ispad_core.synth import PRESETS, DefectParams, gallery, synthesize_steps
+from ispad_core.synth import PRESETS, gallery, synthesize_steps
 
 BG = 40  # sheet grey
 FG = (235, 235, 235)

@@ -9,9 +9,10 @@ the fixed order documented on :func:`synth_item`. Numba's seeded stream equals
 the same draws in plain NumPy.
 
 Locality: every array a defect needs lives in a *frame*, the bounding box of its skeleton padded
-by the reach of the width profile and the optics blur. Inside the frame, per-row spans
-``lo[i]..hi[i]`` bound the texture support, so the work grows with the defect's area, not with
-the patch (the patch copy, done once on the host, is the floor).
+by the reach of the width profile and the optics blur (only zeroing the frame scales with that
+box). Inside the frame, per-row spans ``lo[i]..hi[i]`` bound the texture support and every
+per-pixel loop runs over them, so the work grows with the defect, not with the patch (the patch
+copy, done once on the host, is the floor).
 """
 
 from __future__ import annotations

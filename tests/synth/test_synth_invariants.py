@@ -279,3 +279,13 @@ def test_skeleton_is_the_first_attempt():
 def test_empty_batch():
     res = synthesize_batch(np.zeros((0, 32, 32), np.uint8), "mixed", rng=0)
     assert res.images.shape == (0, 32, 32) and res.masks.shape == (0, 32, 32) and res.seeds.shape == (0,)
+
+
+def test_read_only_strided_views_are_accepted():
+    big = screen_print((160, 160), rng=3)
+    tiles = np.lib.stride_tricks.sliding_window_view(big, (64, 64))[::48, 5]
+    assert not tiles.flags.writeable and not tiles.flags.c_contiguous
+    res = synthesize_batch(tiles, "dot-dark", rng=0, warn=False)
+    np.testing.assert_array_equal(res.images, synthesize_batch(np.ascontiguousarray(tiles), "dot-dark", rng=0,
+                                                               warn=False).images)
+    assert res.images.flags.writeable
