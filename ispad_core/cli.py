@@ -194,7 +194,7 @@ def cmd_gallery(args) -> int:
         rng = np.random.default_rng(args.seed)
         picks = rng.integers(0, len(images), args.n)
         tiles = []
-        for k, j in enumerate(picks):
+        for j in picks:
             if min(images[j].shape[:2]) < args.size:
                 raise CLIError(f"--images: an image of {images[j].shape[0]} x {images[j].shape[1]} is smaller than --size {args.size}")
             tiles.append(random_patches(images[j], 1, args.size, rng=rng)[0][0])

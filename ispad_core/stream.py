@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,8 +159,9 @@ def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float)
         roi = check_array(roi, f"rois[{j}]", ndim=2, kinds="biu")
         if roi.shape != (h, w):
             raise ValueError(f"rois[{j}]: expected shape {(h, w)} like {name}, got {roi.shape}")
-        sat = np.zeros((h + 1, w + 1), np.int64)
-        np.cumsum(np.cumsum(roi != 0, axis=0, dtype=np.int64), axis=1, out=sat[1:, 1:])
+        sat_dtype = np.int32 if h * w < 2**31 else np.int64  # summed-area table of the ROI
+        sat = np.zeros((h + 1, w + 1), sat_dtype)
+        np.cumsum(np.cumsum(roi != 0, axis=0, dtype=sat_dtype), axis=1, out=sat[1:, 1:])
         inside = sat[size:, size:] - sat[:-size, size:] - sat[size:, :-size] + sat[:-size, :-size]
         need = max(1, int(np.ceil(min_roi_fraction * size * size - 1e-9)))
         valid = inside >= need

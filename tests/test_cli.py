@@ -229,3 +229,26 @@ def test_paths_in_messages_are_the_users(tmp_path):
     err = ispad("synth", "--out", "x.h5", *SMALL, cwd=tmp_path, expect=1).stderr
     assert "--out: x.h5 exists" in err
     assert Path(tmp_path / "x.h5").read_bytes() == b"x"
+
+
+def test_synth_with_rois(tmp_path, image_dir):
+    rois = tmp_path / "rois"
+    rois.mkdir()
+    a = np.zeros((100, 120), np.uint8)
+    a[10:90, 30:110] = 255
+    iio.imwrite(rois / "a.png", a)
+    iio.imwrite(rois / "b.png", np.full((90, 90), 255, np.uint8))
+    out = tmp_path / "s.h5"
+    ispad("synth", "--out", out, "--images", image_dir, "--rois", rois, "--n", 6, "--seed", 1, "--augment", "none", *SMALL)
+    with open_stream(out) as s:
+        for (r, c), src in zip(s.field("origins"), s.field("sources")):
+            if src == 0:
+                assert a[r : r + 64, c : c + 64].all()
+        assert [roi["name"] for roi in s.attrs["rois"]] == ["a.png", "b.png"]
+    iio.imwrite(rois / "c.png", a)
+    err = ispad("synth", "--out", tmp_path / "t.h5", "--images", image_dir, "--rois", rois, *SMALL, expect=1).stderr
+    assert "--rois: c in" in err and "match no image" in err
+    (rois / "c.png").unlink()
+    (rois / "b.png").unlink()
+    err = ispad("synth", "--out", tmp_path / "t.h5", "--images", image_dir, "--rois", rois, *SMALL, expect=1).stderr
+    assert "no ROI for image b" in err
