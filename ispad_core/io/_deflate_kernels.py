@@ -272,8 +272,6 @@ def _deflate_huffman(src, out, adler):
     """zlib stream of ``src``: one dynamic-Huffman deflate block of literals (no matches)."""
     n = src.shape[0]
     limit = _stored_size(n) - 4  # beyond this, stored blocks are smaller: give up coding
-    if n < 256:
-        return _deflate_stored(src, out, adler)  # the code tables alone would not fit
     # four sub-histograms, so consecutive equal bytes do not wait on each other's increment
     sub = np.zeros((4, 256), np.int64)
     m4 = n - n % 4
@@ -331,47 +329,48 @@ def _deflate_huffman(src, out, adler):
     while hclen > 4 and cl_len[_CL_ORDER[hclen - 1]] == 0:
         hclen -= 1
 
-    out[0] = 0x78
-    out[1] = 0x01
-    pos = 2
-    # BFINAL = 1, BTYPE = 2 (dynamic), HLIT = 257 - 257, HDIST = 2 - 1, HCLEN = hclen - 4
-    acc = np.uint64(1 | (2 << 1) | (0 << 3) | (1 << 8) | ((hclen - 4) << 13))
-    nbits = 17
-    for k in range(hclen):
-        acc |= np.uint64(cl_len[_CL_ORDER[k]]) << np.uint64(nbits)
-        nbits += 3
-        while nbits >= 8:
-            if pos + 1 > limit:
-                return _deflate_stored(src, out, adler)
-            out[pos] = np.uint8(acc & np.uint64(255))
-            pos += 1
-            acc >>= np.uint64(8)
-            nbits -= 8
-    for k in range(m):
-        s = rle_sym[k]
-        acc |= np.uint64(cl_code[s]) << np.uint64(nbits)
-        nbits += cl_len[s]
-        if s == 17:
-            acc |= np.uint64(rle_extra[k]) << np.uint64(nbits)
-            nbits += 3
-        elif s == 18:
-            acc |= np.uint64(rle_extra[k]) << np.uint64(nbits)
-            nbits += 7
-        while nbits >= 8:
-            if pos + 1 > limit:
-                return _deflate_stored(src, out, adler)
-            out[pos] = np.uint8(acc & np.uint64(255))
-            pos += 1
-            acc >>= np.uint64(8)
-            nbits -= 8
-    # Data: code and length packed in one table entry; codes are <= 15 bits, so after a flush
-    # (< 32 bits pending) two symbols fit in the 64-bit accumulator before the next check.
-    table = np.empty(257, np.uint64)
-    for k in range(257):
-        table[k] = np.uint64(lit_code[k]) | (np.uint64(lit_len[k]) << np.uint64(32))
+    # The block is written as 32-bit words: after every addition of at most 32 bits the low word of
+    # the accumulator is stored and the write position advances only when it is full. No branch
+    # depends on the data, which matters because the flush point of a variable-length code is
+    # unpredictable (a byte-wise writer spends most of its time in mispredicted branches).
+    wcap = (limit - 6) // 4  # words that fit before stored blocks would be smaller
+    if wcap < 130:  # the code tables take up to 17 + 19 * 3 + 259 * 14 bits (117 words)
+        return _deflate_stored(src, out, adler)
+    words = np.empty(wcap + 2, np.uint32)
     low = np.uint64(0xFFFFFFFF)
     sh = np.uint64(32)
-    nb = np.uint64(nbits)
+    w = 0
+    # BFINAL = 1, BTYPE = 2 (dynamic), HLIT = 257 - 257, HDIST = 2 - 1, HCLEN = hclen - 4
+    acc = np.uint64(1 | (2 << 1) | (0 << 3) | (1 << 8) | ((hclen - 4) << 13))
+    nb = np.uint64(17)
+    for k in range(hclen):
+        acc |= np.uint64(cl_len[_CL_ORDER[k]]) << nb
+        nb += np.uint64(3)
+        words[w] = np.uint32(acc & low)
+        full = nb >> np.uint64(5)
+        w += np.int64(full)
+        acc >>= full << np.uint64(5)
+        nb -= full << np.uint64(5)
+    for k in range(m):
+        s = rle_sym[k]
+        acc |= np.uint64(cl_code[s]) << nb
+        nb += np.uint64(cl_len[s])
+        if s == 17:
+            acc |= np.uint64(rle_extra[k]) << nb
+            nb += np.uint64(3)
+        elif s == 18:
+            acc |= np.uint64(rle_extra[k]) << nb
+            nb += np.uint64(7)
+        words[w] = np.uint32(acc & low)
+        full = nb >> np.uint64(5)
+        w += np.int64(full)
+        acc >>= full << np.uint64(5)
+        nb -= full << np.uint64(5)
+    # Data: code and length packed in one table entry; codes are <= 15 bits, so two symbols fit
+    # between stores (< 32 pending bits + 30 < 64).
+    table = np.empty(257, np.uint64)
+    for k in range(257):
+        table[k] = np.uint64(lit_code[k]) | (np.uint64(lit_len[k]) << sh)
     m2 = n - n % 2
     for i in range(0, m2 + 2, 2):
         if i < m2:
@@ -387,25 +386,28 @@ def _deflate_huffman(src, out, adler):
         nb += t0 >> sh
         acc |= (t1 & low) << nb
         nb += t1 >> sh
-        if nb >= sh:
-            if pos + 4 > limit:
-                return _deflate_stored(src, out, adler)
-            out[pos] = np.uint8(acc & np.uint64(255))
-            out[pos + 1] = np.uint8((acc >> np.uint64(8)) & np.uint64(255))
-            out[pos + 2] = np.uint8((acc >> np.uint64(16)) & np.uint64(255))
-            out[pos + 3] = np.uint8((acc >> np.uint64(24)) & np.uint64(255))
-            pos += 4
-            acc >>= sh
-            nb -= sh
-    nbits = np.int64(nb)  # the end-of-block code is in
-    while nbits > 0:
-        if pos + 1 > limit:
+        words[w] = np.uint32(acc & low)
+        full = nb >> np.uint64(5)
+        w += np.int64(full)
+        acc >>= full << np.uint64(5)
+        nb -= full << np.uint64(5)
+        if w >= wcap:  # never taken for compressible data; keeps the word buffer in bounds
             return _deflate_stored(src, out, adler)
-        out[pos] = np.uint8(acc & np.uint64(255))
-        pos += 1
-        acc >>= np.uint64(8)
-        nbits -= 8
-    return _finish(adler, out, pos)
+    words[w] = np.uint32(acc & low)
+    nbytes = 4 * w + (np.int64(nb) + 7) // 8
+    if 2 + nbytes > limit:
+        return _deflate_stored(src, out, adler)
+    out[0] = 0x78
+    out[1] = 0x01
+    pos = 2
+    for k in range(w + (1 if nb else 0)):  # little-endian bytes of each word, on any host
+        v = words[k]
+        out[pos] = np.uint8(v & np.uint32(255))
+        out[pos + 1] = np.uint8((v >> np.uint32(8)) & np.uint32(255))
+        out[pos + 2] = np.uint8((v >> np.uint32(16)) & np.uint32(255))
+        out[pos + 3] = np.uint8(v >> np.uint32(24))
+        pos += 4
+    return _finish(adler, out, 2 + nbytes)
 
 
 @njit(**NJIT)
@@ -427,35 +429,60 @@ def _run_end(src, words, j, v):
 
 
 @njit(**NJIT)
-def _deflate_rle(src, out, adler):
+def _adler_runs(src, words):
+    """Adler-32 of ``src`` one run of equal bytes at a time (cheap for masks).
+
+    Over ``L`` bytes of value ``v`` starting from ``(a, b)``: ``b += L * a + v * L * (L + 1) / 2``
+    and ``a += L * v`` (mod 65521).
+    """
+    n = src.shape[0]
+    a = 1
+    b = 0
+    i = 0
+    while i < n:
+        v = np.int64(src[i])
+        j = _run_end(src, words, i + 1, src[i])
+        length = j - i
+        tri = (length * (length + 1) // 2) % 65521
+        b = (b + (length % 65521) * a + v * tri) % 65521
+        a = (a + (length % 65521) * v) % 65521
+        i = j
+    return (b << 16) | a
+
+
+@njit(**NJIT)
+def _deflate_rle(src, out):
     """zlib stream of ``src``: one fixed-Huffman block, runs coded as distance-1 matches."""
     n = src.shape[0]
     limit = _stored_size(n) - 4
+    words = src[: n - n % 8].view(np.uint64)
+    adler = _adler_runs(src, words)
     out[0] = 0x78
     out[1] = 0x01
     pos = 2
-    words = src[: n - n % 8].view(np.uint64)
     acc = np.uint64(1 | (1 << 1))  # BFINAL = 1, BTYPE = 1 (fixed Huffman)
     nbits = 3
     i = 0
     while i < n:
         v = src[i]
+        j = _run_end(src, words, i + 1, v)
+        rest = j - i - 1  # bytes after the first that repeat it
         acc |= np.uint64(_FIXED_CODES[v]) << np.uint64(nbits)
         nbits += _FIXED_LENS[v]
-        j = _run_end(src, words, i + 1, v)
-        run = j - i - 1  # bytes after the literal that repeat it
-        i += 1
-        while run >= 3 or nbits >= 8:
-            if run >= 3:
-                length = min(run, 258)
+        while True:
+            if rest >= 3:
+                length = min(rest, 258)
                 sym = _LEN_SYM[length]
                 acc |= np.uint64(_FIXED_CODES[sym]) << np.uint64(nbits)
                 nbits += _FIXED_LENS[sym]
                 acc |= np.uint64(_LEN_VALUE[length]) << np.uint64(nbits)
                 nbits += _LEN_NBITS[length]
                 nbits += 5  # distance code 0 (distance 1): five zero bits
-                run -= length
-                i += length
+                rest -= length
+            elif rest > 0:
+                acc |= np.uint64(_FIXED_CODES[v]) << np.uint64(nbits)
+                nbits += _FIXED_LENS[v]
+                rest -= 1
             while nbits >= 8:
                 if pos + 1 > limit:
                     return _deflate_stored(src, out, adler)
@@ -463,6 +490,9 @@ def _deflate_rle(src, out, adler):
                 pos += 1
                 acc >>= np.uint64(8)
                 nbits -= 8
+            if rest == 0:
+                break
+        i = j
     acc |= np.uint64(_FIXED_CODES[256]) << np.uint64(nbits)
     nbits += _FIXED_LENS[256]
     while nbits > 0:
@@ -485,11 +515,12 @@ def _stored_size(n):
 def _compress_rows(src, out, lengths, rle, adlers):
     """Compress each row of ``src`` (N, n) into the same row of ``out``; lengths into ``lengths``.
 
-    ``rle`` selects the run-length encoder (masks) instead of the Huffman one (images);
-    ``adlers`` holds each row's Adler-32 (zlib's C routine is three times faster than a loop).
+    ``rle`` selects the run-length encoder (masks; it computes its own Adler-32 run by run)
+    instead of the Huffman one (images), which takes each row's Adler-32 from ``adlers`` (zlib's
+    C routine is three times faster than a byte loop).
     """
     for i in range(src.shape[0]):
         if rle:
-            lengths[i] = _deflate_rle(src[i], out[i], adlers[i])
+            lengths[i] = _deflate_rle(src[i], out[i])
         else:
             lengths[i] = _deflate_huffman(src[i], out[i], adlers[i])
