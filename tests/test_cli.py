@@ -20,11 +20,11 @@ from ispad_core.io import open_stream, part_path, write_mvtec
 from ispad_core.samples import screen_print
 
 ISPAD = shutil.which("ispad", path=os.path.dirname(sys.executable)) or shutil.which("ispad")
-pytestmark = pytest.mark.skipif(ISPAD is None, reason="the ispad console script is not installed")
 SMALL = ["--size", "64", "--batch-size", "4", "--quiet"]
 
 
 def ispad(*args, cwd=None, expect=0, timeout=900):
+    assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
     proc = subprocess.run([ISPAD, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
     assert proc.returncode == expect, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
@@ -121,6 +121,7 @@ def test_interrupted_synth_resumes_to_the_same_bytes(tmp_path):
     common = ["--n", 400, "--seed", 8, "--size", 64, "--batch-size", 8]
     ispad("synth", "--out", tmp_path / "whole.h5", *common, "--quiet")
     out = tmp_path / "s.h5"
+    assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
     proc = subprocess.Popen([ISPAD, "synth", "--out", str(out), *map(str, common)], stderr=subprocess.PIPE, text=True)
     # interrupt once the first batches are checkpointed (the bar shows progress)
     seen = ""
