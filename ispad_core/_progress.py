@@ -27,7 +27,7 @@ def progress(
         total=total,
         desc=desc,
         unit=unit,
-        unit_scale=True,
+        unit_scale=False,
         dynamic_ncols=True,
         disable=disable,
         leave=True,

@@ -1,25 +1,474 @@
-"""The ``ispad`` command."""
+"""The ``ispad`` command: synthetic training streams, galleries, merging and evaluation.
+
+Subcommands (``ispad <command> --help`` for each)::
+
+    ispad synth     --out FILE.h5 [--images DIR ...] [--n N] [--preset NAME] [--seed S] [--shard K/N]
+    ispad merge     PARTS... --out FILE.h5 [--copy]
+    ispad gallery   --out FILE.png [--preset NAME] [--images DIR]
+    ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
+    ispad info      FILE.h5
+
+Every command runs on the built-in procedural sample (:mod:`ispad_core.samples`) when given no
+images. Errors are reported as one line on stderr with exit status 1 (2 for usage errors);
+an interrupted ``ispad synth`` exits with 130 and resumes when run again with the same arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import math
+import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 
 from ispad_core._version import __version__
+
+#: The built-in sample used when ``--images`` is not given: designs and side of each image.
+BUILTIN_KINDS = ("dots", "lines", "mesh", "mixed")
+BUILTIN_SIDE = 640
+
+
+class CLIError(Exception):
+    """A user error reported as one line, exit status 1."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, parts = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N with integers, e.g. 0/8, got {text!r}") from None
+    if parts < 1 or not 0 <= k < parts:
+        raise argparse.ArgumentTypeError(f"expected 0 <= K < N in K/N, got {text!r}")
+    return k, parts
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def builtin_images(seed: int, *, channels: int = 1) -> tuple[list[np.ndarray], list[str]]:
+    """The built-in sample: one screen-printed image per design in :data:`BUILTIN_KINDS`."""
+    from ispad_core.samples import screen_print
+
+    images, names = [], []
+    for k, kind in enumerate(BUILTIN_KINDS):
+        images.append(screen_print((BUILTIN_SIDE, BUILTIN_SIDE), rng=np.random.default_rng([seed, k]), kind=kind, channels=channels))
+        names.append(f"builtin:screen_print(kind={kind}, shape={BUILTIN_SIDE}x{BUILTIN_SIDE}, rng=[{seed}, {k}])")
+    return images, names
+
+
+def _read_inputs(args) -> tuple[list[np.ndarray], list[str]]:
+    from ispad_core.io import read_images
+
+    images, files = read_images(args.images, name="--images")
+    return images, [f.name for f in files]
+
+
+def _read_rois(rois_dir: str, image_names: list[str], images: list[np.ndarray]) -> tuple[list, list]:
+    from ispad_core.io import list_images, read_image
+
+    files = list_images(rois_dir, name="--rois")
+    by_stem = {}
+    for f in files:
+        by_stem.setdefault(f.stem, f)
+    stems = [Path(name).stem for name in image_names]
+    stray = sorted(set(by_stem) - set(stems))
+    if stray:
+        raise CLIError(f"--rois: {', '.join(stray[:5])} in {rois_dir} match no image of --images (ROIs are matched by file name)")
+    rois, names = [], []
+    for stem, image in zip(stems, images):
+        f = by_stem.get(stem)
+        if f is None:
+            raise CLIError(f"--rois: no ROI for image {stem} in {rois_dir} (expected a file named {stem}.png)")
+        roi = read_image(f, name="--rois")
+        if roi.ndim == 3:
+            roi = roi.max(axis=2)
+        if roi.shape != image.shape[:2]:
+            raise CLIError(f"--rois: {f} is {roi.shape[0]} x {roi.shape[1]} but its image is {image.shape[0]} x {image.shape[1]}")
+        rois.append(roi != 0)
+        names.append(f.name)
+    return rois, names
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_synth(args) -> int:
+    from ispad_core.stream import write_balanced_stream
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"--out: {out} exists; pass --overwrite to replace it")
+    seed = args.seed
+    if seed is None and not args.no_resume:
+        from ispad_core.stream import _seed_of_unfinished
+
+        seed = _seed_of_unfinished(out)
+        if seed is not None:
+            print(f"resuming the unfinished write {out}.part (seed {seed})", file=sys.stderr)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+    if args.images:
+        images, names = _read_inputs(args)
+    else:
+        images, names = builtin_images(seed)
+    rois = roi_names = None
+    if args.rois:
+        if not args.images:
+            raise CLIError("--rois needs --images (the built-in sample has no ROIs)")
+        rois, roi_names = _read_rois(args.rois, names, images)
+    summary = write_balanced_stream(
+        out,
+        images,
+        args.n,
+        rois=rois,
+        preset=args.preset,
+        augment=args.augment,
+        seed=seed,
+        size=args.size,
+        min_roi_fraction=args.min_roi_fraction,
+        shard=args.shard,
+        batch_size=args.batch_size,
+        compression=args.compression,
+        overwrite=args.overwrite,
+        resume=not args.no_resume,
+        names=names,
+        roi_names=roi_names,
+        show_progress=not args.quiet,
+    )
+    t = summary.timings
+    total = sum(t.values()) or 1.0
+    share = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in t.items())
+    print(summary)
+    print(f"time: {summary.seconds:.1f} s ({share})")
+    if args.shard is None:
+        print(f"reproduce with: ispad synth --out {out} --seed {summary.seed} --n {args.n} --preset {args.preset}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from ispad_core.io import merge_streams, open_stream
+
+    out = merge_streams(args.parts, args.out, copy=args.copy, overwrite=args.overwrite)
+    with open_stream(out) as s:
+        kind = "copied into one file" if args.copy else "virtual datasets over the parts"
+        print(f"merged {len(args.parts)} parts into {out}: {len(s)} patches, {int(s.labels.sum())} defective ({kind})")
+    return 0
+
+
+def cmd_gallery(args) -> int:
+    from ispad_core.io import read_images, write_png
+    from ispad_core.synth import gallery
+    from ispad_core.tiling import random_patches
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"--out: {out} exists; pass --overwrite to replace it")
+    backgrounds = None
+    if args.images:
+        images, _ = read_images(args.images, name="--images")
+        rng = np.random.default_rng(args.seed)
+        picks = rng.integers(0, len(images), args.n)
+        tiles = []
+        for j in picks:
+            if min(images[j].shape[:2]) < args.size:
+                raise CLIError(f"--images: an image of {images[j].shape[0]} x {images[j].shape[1]} is smaller than --size {args.size}")
+            tiles.append(random_patches(images[j], 1, args.size, rng=rng)[0][0])
+        backgrounds = np.stack(tiles)
+    sheet = gallery(
+        args.preset, backgrounds=backgrounds, n=args.n, size=args.size, columns=args.columns, zoom=args.zoom, rng=args.seed
+    )
+    write_png(out, sheet, overwrite=args.overwrite)
+    print(f"wrote {out} ({sheet.shape[1]} x {sheet.shape[0]} px, {args.n} defects of preset {args.preset})")
+    return 0
+
+
+def _read_scores(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"--scores: {p} does not exist")
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+        missing = [c for c in ("name", "score", "label") if c not in fields]
+        if missing:
+            raise CLIError(f"--scores: {p} needs the columns name, score, label; missing {', '.join(missing)}")
+        names, scores, labels = [], [], []
+        for row_no, row in enumerate(reader, start=2):
+            name = (row[fields["name"]] or "").strip()
+            try:
+                score = float(row[fields["score"]])
+            except (TypeError, ValueError):
+                raise CLIError(f"--scores: {p} line {row_no}: score {row[fields['score']]!r} is not a number") from None
+            if not math.isfinite(score):
+                raise CLIError(f"--scores: {p} line {row_no}: score {score} is not finite")
+            label = (row[fields["label"]] or "").strip()
+            if label not in ("0", "1"):
+                raise CLIError(f"--scores: {p} line {row_no}: label {label!r} is not 0 or 1")
+            names.append(name)
+            scores.append(score)
+            labels.append(int(label))
+    if not names:
+        raise CLIError(f"--scores: {p} has no rows")
+    dup = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+    if dup:
+        raise CLIError(f"--scores: {p} lists {', '.join(dup[:3])} more than once")
+    return names, np.array(scores), np.array(labels, np.uint8)
+
+
+_MAP_EXTENSIONS = (".npy", ".tiff", ".tif", ".png")
+
+
+def _read_maps(maps_dir: str, names: Sequence[str], shapes: Sequence[tuple]) -> list[np.ndarray]:
+    from ispad_core.io import read_image
+
+    root = Path(maps_dir)
+    if not root.is_dir():
+        raise CLIError(f"--maps: {root} is not a directory")
+    if (root / "test").is_dir():
+        root = root / "test"
+    maps = []
+    for name, shape in zip(names, shapes):
+        stem = Path(name).with_suffix("")
+        candidates = [root / stem.with_suffix(ext) for ext in _MAP_EXTENSIONS]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise CLIError(f"--maps: no anomaly map for {name} (looked for {stem}{{{','.join(_MAP_EXTENSIONS)}}} in {root})")
+        f = found[0]
+        if f.suffix == ".npy":
+            amap = np.load(f, allow_pickle=False)
+        else:
+            import imageio.v3 as iio
+
+            amap = np.asarray(iio.imread(f)) if f.suffix != ".png" else read_image(f, name="--maps")
+        amap = np.squeeze(amap)
+        if amap.shape != shape:
+            raise CLIError(f"--maps: {f} is {amap.shape} but the ground truth of {name} is {shape}")
+        maps.append(amap)
+    return maps
+
+
+def evaluate_scores(scores_csv: str, *, maps: str | None = None, dataset: str | None = None,
+                    threshold: float | None = None, fpr_limit: float = 0.3) -> dict:
+    """The table-3 row (and AU-PRO with maps) as a JSON-serialisable dict."""
+    from ispad_core import metrics
+
+    names, scores, labels = _read_scores(scores_csv)
+    result: dict = {"n": int(labels.size), "n_defective": int(labels.sum())}
+    if dataset is not None:
+        from ispad_core.io import read_mvtec
+
+        data = read_mvtec(dataset, split="test")
+        known = dict(zip(data.test_names, data.test_labels.tolist()))
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise CLIError(f"--scores: {', '.join(unknown[:3])} are not test images of {dataset} (names look like {data.test_names[0]})")
+        wrong = [n for n, lab in zip(names, labels.tolist()) if known[n] != lab]
+        if wrong:
+            raise CLIError(f"--scores: the labels of {', '.join(wrong[:3])} disagree with {dataset}")
+    report = metrics.classification_report(labels, scores, threshold=threshold)
+    result["image"] = report.to_dict()
+    result["au_pro"] = None
+    result["pixel_auroc"] = None
+    result["fpr_limit"] = fpr_limit
+    if maps is not None:
+        if dataset is None:
+            raise CLIError("--maps needs --dataset ROOT (the MVTec folder with ground_truth/)")
+        index = {n: i for i, n in enumerate(data.test_names)}
+        masks = [data.test_masks[index[n]] for n in names]
+        amaps = _read_maps(maps, names, [m.shape for m in masks])
+        result["au_pro"] = float(metrics.au_pro(amaps, masks, fpr_limit=fpr_limit))
+        result["pixel_auroc"] = float(metrics.pixel_roc_auc(amaps, masks))
+    return result
+
+
+def format_row(result: dict) -> str:
+    """The paper's table-3 columns, then AUROC and (with maps) AU-PRO."""
+    r = result["image"]
+    header = ["MCC", "Recall (%)", "FPR (%)", "TN", "TP", "FN", "FP", "Precision (%)", "AUROC (%)", "Threshold"]
+    cells = [f"{r['mcc']:.2f}", f"{r['recall']:.1f}", f"{r['fpr']:.1f}", str(r["tn"]), str(r["tp"]), str(r["fn"]),
+             str(r["fp"]), f"{r['precision']:.1f}", f"{100 * r['auroc']:.1f}", f"{r['threshold']:.6g}"]
+    if result.get("au_pro") is not None:
+        header += [f"AU-PRO@{result['fpr_limit']:g} (%)", "Pixel AUROC (%)"]
+        cells += [f"{100 * result['au_pro']:.1f}", f"{100 * result['pixel_auroc']:.1f}"]
+    widths = [max(len(h), len(c)) for h, c in zip(header, cells)]
+    return "  ".join(h.rjust(w) for h, w in zip(header, widths)) + "\n" + "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+
+
+def cmd_evaluate(args) -> int:
+    result = evaluate_scores(args.scores, maps=args.maps, dataset=args.dataset, threshold=args.threshold, fpr_limit=args.fpr_limit)
+    text = json.dumps(result, indent=2)
+    if args.format in ("table", "both"):
+        print(format_row(result))
+    if args.format == "both":
+        print()
+    if args.format in ("json", "both"):
+        print(text)
+    if args.json:
+        target = Path(args.json)
+        if target.exists() and not args.overwrite:
+            raise CLIError(f"--json: {target} exists; pass --overwrite to replace it")
+        target.write_text(text + "\n")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from ispad_core.io import open_stream
+
+    with open_stream(args.file) as s:
+        labels = s.labels
+        print(f"{args.file}: {len(s)} patches of {'x'.join(map(str, s.image_shape))}, {int(labels.sum())} defective")
+        for key, value in s.attrs.items():
+            text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+            if len(text) > 100 and not args.full:
+                text = text[:97] + "..."
+            print(f"  {key}: {text}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ispad",
         description="Synthetic defects, balanced training streams and ISP-AD metrics.",
+        epilog="Run 'ispad COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"ispad {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "synth",
+        help="write a balanced synthetic training stream to HDF5",
+        description="Write a balanced stream of patches, half of them with synthetic defects and pixel masks, "
+        "to an HDF5 file (syn_stream/images, syn_stream/labels, ground_truth). Without --images it uses the "
+        "built-in procedural screen-print sample. An interrupted run leaves FILE.part and resumes when run again.",
+        epilog="examples:\n  ispad synth --out stream.h5 --n 2000 --seed 0\n"
+        "  ispad synth --out lsm1.h5 --images scans/ --rois rois/ --n 200000 --preset lsm1 --seed 7\n"
+        "  ispad synth --out part-3.h5 --images scans/ --n 200000 --seed 7 --shard 3/8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
+    p.add_argument("--images", nargs="+", metavar="DIR", help="fault-free images: folders and/or files (PNG, TIFF, BMP, JPEG)")
+    p.add_argument("--rois", metavar="DIR", help="regions of interest, one mask per image with the same file name (nonzero = inside)")
+    p.add_argument("--n", type=_positive, default=1000, help="patches in the whole stream (default 1000); exactly n//2 get a defect")
+    p.add_argument("--preset", default="mixed", help="defect preset of ispad_core.synth.PRESETS (default mixed)")
+    p.add_argument("--augment", default="lsm1", help="table-8 augmentation preset (lsm1, lsm2, asm) or none (default lsm1)")
+    p.add_argument("--seed", type=_nonnegative, help="seed of the stream (default: a fresh one, printed and recorded in the file)")
+    p.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
+    p.add_argument("--min-roi-fraction", type=float, default=1.0, help="fraction of a patch that must lie inside the ROI (default 1)")
+    p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream; join parts with 'ispad merge'")
+    p.add_argument("--batch-size", type=_positive, default=256, help="patches per batch and checkpoint (default 256)")
+    p.add_argument("--compression", default="fast", choices=("fast", "zlib", "none"), help="chunk compression (default fast; all are gzip-filter chunks)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming an unfinished write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "merge",
+        help="join stream parts written with --shard",
+        description="Join HDF5 stream parts (ispad synth --shard K/N) into one file, in the order of their item ranges. "
+        "By default the result holds HDF5 virtual datasets that read from the parts (keep them beside it); "
+        "--copy writes a self-contained file, byte-identical to what one uninterrupted run writes.",
+        epilog="example:\n  ispad merge part-*.h5 --out stream.h5 --copy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("parts", nargs="+", metavar="PART", help="stream files to join")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="merged file")
+    p.add_argument("--copy", action="store_true", help="copy the compressed chunks instead of linking the parts")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser(
+        "gallery",
+        help="draw a contact sheet of synthetic defects",
+        description="Write a PNG contact sheet: synthetic defects of a preset, each beside a copy with its mask outlined.",
+        epilog="examples:\n  ispad gallery --out gallery.png\n  ispad gallery --out scratches.png --preset scratch --images scans/ --zoom 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="FILE.png", help="output PNG")
+    p.add_argument("--preset", default="mixed", help="defect preset (default mixed)")
+    p.add_argument("--images", nargs="+", metavar="DIR", help="draw backgrounds from these images instead of the built-in sample")
+    p.add_argument("--n", type=_positive, default=8, help="number of defects (default 8)")
+    p.add_argument("--size", type=_positive, default=128, help="tile side in pixels (default 128)")
+    p.add_argument("--columns", type=_positive, default=2, help="defects per row (default 2)")
+    p.add_argument("--zoom", type=_positive, default=1, help="integer magnification (default 1)")
+    p.add_argument("--seed", type=_nonnegative, default=0, help="seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_gallery)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a detector: the paper's table-3 row and AU-PRO",
+        description="Compute MCC, recall, FPR, TN/TP/FN/FP (the paper's table 3), precision and AUROC from image "
+        "scores, and with --maps the AU-PRO and pixel AUROC from anomaly maps. The scores CSV has the columns "
+        "name,score,label (label 1 = defective; names like area/001.png as in test/ of the MVTec layout). Anomaly "
+        "maps are .npy, .tiff or .png files named like the test images (DIR/<group>/<stem>.npy); the ground-truth "
+        "masks come from --dataset (ground_truth/<group>/<stem>_mask.png).",
+        epilog="examples:\n  ispad evaluate --scores scores.csv\n"
+        "  ispad evaluate --scores scores.csv --maps maps/ --dataset ISP-AD/LSM-1 --json result.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--scores", required=True, metavar="CSV", help="image scores: columns name,score,label")
+    p.add_argument("--maps", metavar="DIR", help="anomaly maps in the MVTec layout (needs --dataset)")
+    p.add_argument("--dataset", metavar="ROOT", help="the MVTec-layout dataset the scores belong to (checks names and labels)")
+    p.add_argument("--threshold", type=float, help="predict defective when score >= threshold (default: the F1-optimal one)")
+    p.add_argument("--fpr-limit", type=float, default=0.3, help="FPR limit of AU-PRO (default 0.3)")
+    p.add_argument("--format", choices=("table", "json", "both"), default="both", help="what to print (default both)")
+    p.add_argument("--json", metavar="FILE", help="also write the JSON to FILE")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="describe a stream file", description="Print the size, labels and attributes of an HDF5 stream file.")
+    p.add_argument("file", metavar="FILE.h5")
+    p.add_argument("--full", action="store_true", help="do not shorten long attributes")
+    p.set_defaults(func=cmd_info)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ispad`` console script; returns the process exit code."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    started = time.perf_counter()
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if args.command == "synth":
+            print(f"\nispad synth: interrupted after {time.perf_counter() - started:.0f} s; {args.out}.part keeps the "
+                  f"finished batches: run the same command again to resume", file=sys.stderr)
+        else:
+            print(f"\nispad {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, OSError, RuntimeError) as exc:
+        print(f"ispad {args.command}: error: {exc}", file=sys.stderr)
+        return 1

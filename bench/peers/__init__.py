@@ -1,0 +1,1 @@
+"""Baselines the benchmarks time our code against (written from their published recipes)."""

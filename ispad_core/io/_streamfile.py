@@ -1,0 +1,1043 @@
+"""HDF5 stream files: a crash-safe, resumable writer, a lazy reader and merging of parts.
+
+Layout (DESIGN.md, "Files")::
+
+    /syn_stream/images     (N, H, W[, C]) uint8, one patch per chunk, gzip-filter chunks
+    /syn_stream/labels     (N,) uint8, 0 good, 1 defective
+    /syn_stream/<field>    optional per-item provenance: seeds (uint32), sources (uint16),
+                           origins (N, 2) int32, attempts (uint16)
+    /ground_truth          (N, H, W) uint8, 0 or 255, one mask per chunk
+    attributes on /        format, format_version, ispad_core_version, compression, batch_size,
+                           the caller's attributes (dicts and lists as JSON), job, n_done, complete
+
+How a write survives an interruption. Items are written in batches of ``batch_size`` to
+``FILE.part`` beside the final name; after each batch the attribute ``n_done`` is updated and the
+file flushed, so the file on disk always holds a consistent checkpoint. On success the part is
+flushed, fsynced and renamed to ``FILE`` (``os.replace``): there is never a half-written file under
+the final name. A new writer for the same ``FILE`` and the same job (the attribute ``job``: every
+setting that decides the bytes) finds the part, copies its first ``n_done`` items into a fresh
+part (each chunk checked by zlib's Adler-32 on the way) and continues from there. Copying instead
+of appending in place is what makes a resumed file byte-identical to an uninterrupted one: all
+chunks are written with ``write_direct_chunk`` in the same order, so HDF5 allocates the same
+addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ispad_core._validation import check_array, check_choice, check_int
+from ispad_core._version import __version__
+from ispad_core.io._codec import COMPRESSIONS, check_chunk, compress_rows, is_filtered
+
+FORMAT = "ispad-stream"
+FORMAT_VERSION = 1
+IMAGES = "syn_stream/images"
+LABELS = "syn_stream/labels"
+MASKS = "ground_truth"
+FIELDS: dict[str, tuple[type, tuple[int, ...]]] = {
+    "seeds": (np.uint32, ()),
+    "sources": (np.uint16, ()),
+    "origins": (np.int32, (2,)),
+    "attempts": (np.uint16, ()),
+}
+"""Optional per-item datasets under ``syn_stream/``: dtype and per-item shape."""
+
+_WRITER_ATTRS = (
+    "format",
+    "format_version",
+    "ispad_core_version",
+    "compression",
+    "batch_size",
+    "json_attrs",
+    "job",
+    "n_done",
+    "complete",
+)
+_HIDDEN_ATTRS = ("json_attrs", "job", "n_done", "complete")
+
+
+def part_path(path: Path) -> Path:
+    """The temporary file a write of ``path`` goes to until it is complete."""
+    return path.with_name(path.name + ".part")
+
+
+def _old_part_path(path: Path) -> Path:
+    return path.with_name(path.name + ".part.old")
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def _encode_attrs(attrs: Mapping[str, Any], name: str) -> tuple[dict[str, Any], list[str]]:
+    """HDF5-storable values: str, int, float and bool as they are, anything else as JSON."""
+    if not isinstance(attrs, Mapping):
+        raise TypeError(f"{name}: expected a mapping of attribute names to values, got {type(attrs).__name__}")
+    encoded: dict[str, Any] = {}
+    as_json: list[str] = []
+    for key, value in attrs.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{name}: attribute names must be non-empty strings, got {key!r}")
+        if key in _WRITER_ATTRS:
+            raise ValueError(f"{name}: attribute name {key!r} is reserved for the writer")
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, (bool, str)) or (isinstance(value, numbers.Integral) and abs(int(value)) < 2**63):
+            encoded[key] = value
+        elif isinstance(value, float):
+            encoded[key] = value
+        else:
+            try:
+                encoded[key] = json.dumps(value, sort_keys=True, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"{name}[{key!r}]: expected a str, number, bool or JSON-serialisable value, got "
+                    f"{type(value).__name__} ({exc})"
+                ) from None
+            as_json.append(key)
+    return encoded, sorted(as_json)
+
+
+def _decode_attrs(h5attrs: h5py.AttributeManager) -> dict[str, Any]:
+    json_keys = set(json.loads(h5attrs["json_attrs"])) if "json_attrs" in h5attrs else set()
+    out: dict[str, Any] = {}
+    for key in sorted(h5attrs.keys()):
+        if key in _HIDDEN_ATTRS:
+            continue
+        value = h5attrs[key]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if key in json_keys:
+            value = json.loads(value)
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def _job(
+    *, n: int, image_shape: tuple, fields: tuple, compression: str, batch_size: int, encoded: dict
+) -> str:
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "ispad_core_version": __version__,
+            "n": n,
+            "image_shape": list(image_shape),
+            "fields": list(fields),
+            "compression": compression,
+            "batch_size": batch_size,
+            "attrs": encoded,
+        },
+        sort_keys=True,
+    )
+
+
+def _check_out_path(path: Any, name: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a path, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{name}: {path} is a directory; expected a file name such as stream.h5")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{name}: the directory of {path} does not exist")
+    return path
+
+
+class StreamWriter:
+    """Crash-safe, resumable writer of an HDF5 stream file (the low-level half of :func:`write_stream`).
+
+    Items are appended in batches of exactly ``batch_size`` (the last may be shorter) to
+    ``path + ".part"``; :meth:`commit` renames the part to ``path`` once all ``n`` items are in.
+    Used as a context manager it commits on a clean exit when complete and otherwise keeps the part
+    file, so that a new writer with the same settings resumes it (see :attr:`n_done`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final file name.
+    n : int
+        Number of items the file will hold (>= 1).
+    image_shape : tuple of int
+        ``(H, W)`` or ``(H, W, C)`` of each image; masks are ``(H, W)``.
+    attrs : mapping, optional
+        Attributes stored on the file's root: str, int, float and bool as they are, dicts and
+        lists as JSON (decoded again by :func:`open_stream`).
+    fields : sequence of str
+        Optional per-item datasets to create, from ``"seeds"``, ``"sources"``, ``"origins"``,
+        ``"attempts"``.
+    compression : {"fast", "zlib", "none"}
+        Chunk compression; every compressed chunk is a standard zlib stream that HDF5's gzip
+        filter reads. ``"fast"`` (default) is our Numba encoder.
+    batch_size : int
+        Items per append and per checkpoint.
+    overwrite : bool
+        Replace an existing file at ``path`` (only when the new one is complete), and discard an
+        unfinished part that belongs to a different job.
+    resume : bool
+        Continue an unfinished part of the same job (default); False discards it.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False, or if an unfinished part of a different job
+        is in the way.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        n: int,
+        image_shape: Sequence[int],
+        attrs: Mapping[str, Any] | None = None,
+        fields: Sequence[str] = (),
+        compression: str = "fast",
+        batch_size: int = 256,
+        overwrite: bool = False,
+        resume: bool = True,
+    ) -> None:
+        self.path = _check_out_path(path, "path")
+        self.n = check_int(n, "n", minimum=1)
+        shape = tuple(check_int(s, "image_shape", minimum=1) for s in image_shape)
+        if len(shape) not in (2, 3):
+            raise ValueError(f"image_shape: expected (H, W) or (H, W, C), got {shape}")
+        self.image_shape = shape
+        self.compression = check_choice(compression, "compression", COMPRESSIONS)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        fields = tuple(fields)
+        for f in fields:
+            check_choice(f, "fields", tuple(FIELDS))
+        self.fields = tuple(f for f in FIELDS if f in fields)
+        encoded, as_json = _encode_attrs(attrs or {}, "attrs")
+        self._attrs = encoded
+        self._json_keys = as_json
+        self.job = _job(
+            n=self.n,
+            image_shape=shape,
+            fields=self.fields,
+            compression=self.compression,
+            batch_size=self.batch_size,
+            encoded=encoded,
+        )
+        self.overwrite = bool(overwrite)
+        if self.path.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True (ispad: --overwrite) to replace it")
+        self.part = part_path(self.path)
+        self._file: h5py.File | None = None
+        self._n_done = 0
+        self.resumed_from = 0
+        """Items taken over from an unfinished part (0 for a fresh write)."""
+        self.timings = {"compress": 0.0, "write": 0.0}
+        """Seconds spent compressing chunks and handing them to HDF5 (including flushes)."""
+        source = self._find_resumable(resume)
+        self._create()
+        if source is not None:
+            self._replay(source)
+            source.unlink()
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _find_resumable(self, resume: bool) -> Path | None:
+        """Pick the unfinished part (or the copy being replaced) with the most items of this job."""
+        old = _old_part_path(self.path)
+        best: tuple[int, Path] | None = None
+        for candidate in (self.part, old):
+            if not candidate.exists():
+                continue
+            if not resume:
+                candidate.unlink()
+                continue
+            try:
+                with h5py.File(candidate, "r") as f:
+                    job = f.attrs["job"]
+                    done = int(f.attrs["n_done"])
+            except Exception as exc:  # a part damaged by a crash: ours to discard
+                warnings.warn(f"discarding unreadable unfinished file {candidate} ({exc})", RuntimeWarning, stacklevel=3)
+                candidate.unlink()
+                continue
+            if isinstance(job, bytes):
+                job = job.decode()
+            if job != self.job:
+                if not self.overwrite:
+                    raise FileExistsError(
+                        f"{candidate} holds an unfinished write with different settings "
+                        f"({_job_difference(job, self.job)}); rerun with the same settings to resume "
+                        f"it, or pass overwrite=True (ispad: --overwrite) to discard it"
+                    )
+                candidate.unlink()
+                continue
+            if best is None or done > best[0]:
+                best = (done, candidate)
+        if best is None:
+            return None
+        source = best[1]
+        for candidate in (self.part, old):
+            if candidate != source and candidate.exists():
+                candidate.unlink()
+        if source == self.part:
+            os.replace(self.part, old)
+            source = old
+        return source
+
+    def _create(self) -> None:
+        f = h5py.File(self.part, "w")
+        self._file = f
+        n, shape = self.n, self.image_shape
+        filt = {"compression": "gzip"} if is_filtered(self.compression) else {}
+        f.create_dataset(IMAGES, shape=(n, *shape), dtype=np.uint8, chunks=(1, *shape), **filt)
+        f.create_dataset(LABELS, shape=(n,), dtype=np.uint8)
+        for name in self.fields:
+            dtype, item_shape = FIELDS[name]
+            f.create_dataset(f"syn_stream/{name}", shape=(n, *item_shape), dtype=dtype)
+        f.create_dataset(MASKS, shape=(n, *shape[:2]), dtype=np.uint8, chunks=(1, *shape[:2]), **filt)
+        _write_root_attrs(f, self, n_done=0, complete=False)
+        f.flush()
+
+    def _replay(self, source: Path) -> None:
+        """Copy the checkpointed items of ``source`` batch by batch, as the original writes did."""
+        image_bytes = int(np.prod(self.image_shape))
+        mask_bytes = int(np.prod(self.image_shape[:2]))
+        with h5py.File(source, "r") as src:
+            done = int(src.attrs["n_done"])
+            images, masks = src[IMAGES].id, src[MASKS].id
+            zeros = (0,) * len(self.image_shape)
+            for start in range(0, done, self.batch_size):
+                stop = min(start + self.batch_size, done)
+                if stop - start != self.batch_size and stop != self.n:
+                    break  # not a checkpoint this job makes; cannot happen unless tampered
+                try:
+                    img = [images.read_direct_chunk((i, *zeros))[1] for i in range(start, stop)]
+                    msk = [masks.read_direct_chunk((i, 0, 0))[1] for i in range(start, stop)]
+                    ok = all(check_chunk(c, image_bytes, self.compression) for c in img) and all(
+                        check_chunk(c, mask_bytes, self.compression) for c in msk
+                    )
+                except Exception:
+                    ok = False
+                if not ok:
+                    warnings.warn(
+                        f"{source}: items from {start} on are damaged; regenerating them",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    break
+                labels = src[LABELS][start:stop]
+                extra = {name: src[f"syn_stream/{name}"][start:stop] for name in self.fields}
+                self._write_raw(img, msk, labels, extra)
+        self.resumed_from = self._n_done
+
+    # -- writing -------------------------------------------------------------------------
+
+    @property
+    def n_done(self) -> int:
+        """Items written so far (after resuming, the first item :meth:`append` must supply)."""
+        return self._n_done
+
+    def append(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        labels: np.ndarray,
+        **fields: np.ndarray,
+    ) -> None:
+        """Write the next batch.
+
+        Parameters
+        ----------
+        images : numpy.ndarray of uint8, shape (B, H, W[, C])
+        masks : numpy.ndarray, shape (B, H, W)
+            Any nonzero value counts as defective; stored as 0/255.
+        labels : numpy.ndarray, shape (B,)
+            0/1 (or bool).
+        **fields : numpy.ndarray
+            One array per field given at construction, e.g. ``seeds=...`` with shape ``(B,)``.
+
+        Raises
+        ------
+        ValueError
+            If ``B`` is not ``batch_size`` (the last batch: the remaining count), or a shape is
+            wrong. TypeError for a wrong dtype.
+        """
+        if self._file is None:
+            raise ValueError(f"{self.part}: the writer is closed")
+        images = check_array(images, "images", ndim=len(self.image_shape) + 1, dtypes=(np.uint8,))
+        b = images.shape[0]
+        remaining = self.n - self._n_done
+        expected = min(self.batch_size, remaining)
+        if b != expected:
+            raise ValueError(f"images: expected a batch of {expected} items (batch_size {self.batch_size}, {remaining} to go), got {b}")
+        if images.shape[1:] != self.image_shape:
+            raise ValueError(f"images: expected items of shape {self.image_shape}, got {images.shape[1:]}")
+        masks = check_array(masks, "masks", ndim=3, kinds="biu")
+        if masks.shape != (b, *self.image_shape[:2]):
+            raise ValueError(f"masks: expected shape {(b, *self.image_shape[:2])}, got {masks.shape}")
+        labels = check_array(labels, "labels", ndim=1, kinds="biu")
+        if labels.shape != (b,):
+            raise ValueError(f"labels: expected shape ({b},), got {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() > 1):
+            raise ValueError(f"labels: expected 0/1 values, got values in [{labels.min()}, {labels.max()}]")
+        if set(fields) != set(self.fields):
+            raise ValueError(f"fields: expected {sorted(self.fields)}, got {sorted(fields)}")
+        extra = {}
+        for name in self.fields:
+            dtype, item_shape = FIELDS[name]
+            arr = check_array(fields[name], name, kinds="iu")
+            if arr.shape != (b, *item_shape):
+                raise ValueError(f"{name}: expected shape {(b, *item_shape)}, got {arr.shape}")
+            info = np.iinfo(dtype)
+            if arr.min() < info.min or arr.max() > info.max:
+                raise ValueError(f"{name}: values must fit {np.dtype(dtype)}, got [{arr.min()}, {arr.max()}]")
+            extra[name] = arr.astype(dtype)
+        flat = np.ascontiguousarray(images).reshape(b, -1)
+        mask_flat = np.ascontiguousarray(masks).reshape(b, -1)
+        if mask_flat.dtype != np.uint8:
+            mask_flat = mask_flat.view(np.uint8) if mask_flat.dtype == np.bool_ else (mask_flat != 0).view(np.uint8)
+        t0 = time.perf_counter()
+        img_chunks = compress_rows(flat, self.compression, mask=False)
+        mask_chunks = compress_rows(mask_flat, self.compression, mask=True)
+        t1 = time.perf_counter()
+        self._write_raw(img_chunks, mask_chunks, labels.astype(np.uint8), extra)
+        self.timings["compress"] += t1 - t0
+        self.timings["write"] += time.perf_counter() - t1
+
+    def _write_raw(self, img_chunks: list, mask_chunks: list, labels: np.ndarray, extra: dict) -> None:
+        f = self._file
+        start = self._n_done
+        stop = start + len(img_chunks)
+        images, masks = f[IMAGES].id, f[MASKS].id
+        zeros = (0,) * len(self.image_shape)
+        for k, chunk in enumerate(img_chunks):
+            images.write_direct_chunk((start + k, *zeros), chunk)
+        for k, chunk in enumerate(mask_chunks):
+            masks.write_direct_chunk((start + k, 0, 0), chunk)
+        f[LABELS][start:stop] = labels
+        for name, arr in extra.items():
+            f[f"syn_stream/{name}"][start:stop] = arr
+        f.attrs.modify("n_done", np.int64(stop))
+        f.flush()
+        self._n_done = stop
+
+    def commit(self) -> Path:
+        """Finish the file and move it to its final name; returns that path.
+
+        Raises
+        ------
+        ValueError
+            If fewer than ``n`` items were written.
+        """
+        if self._file is None:
+            raise ValueError(f"{self.part}: the writer is closed")
+        if self._n_done != self.n:
+            raise ValueError(f"{self.path}: only {self._n_done} of {self.n} items written; cannot commit")
+        self._file.attrs.modify("complete", True)
+        self._file.close()
+        self._file = None
+        with open(self.part, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if self.path.exists() and not self.overwrite:  # appeared while we were writing
+            raise FileExistsError(f"{self.path} appeared during the write; the stream is kept in {self.part}")
+        os.replace(self.part, self.path)
+        _fsync_dir(self.path.parent)
+        return self.path
+
+    def close(self) -> None:
+        """Close without committing; the part file stays for a later resume."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and self._file is not None and self._n_done == self.n:
+            self.commit()
+            return
+        self.close()
+        if exc_type is None and self._n_done != self.n:
+            warnings.warn(
+                f"{self.path}: {self._n_done} of {self.n} items written; the unfinished file "
+                f"{self.part} is kept so the same write can resume",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter shutdown
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _write_root_attrs(f: h5py.File, spec: StreamWriter, *, n_done: int, complete: bool) -> None:
+    attrs = f.attrs
+    attrs["format"] = FORMAT
+    attrs["format_version"] = FORMAT_VERSION
+    attrs["ispad_core_version"] = __version__
+    attrs["compression"] = spec.compression
+    attrs["batch_size"] = spec.batch_size
+    attrs["json_attrs"] = json.dumps(spec._json_keys)
+    for key in sorted(spec._attrs):  # sorted: the bytes must not depend on dict order
+        attrs[key] = spec._attrs[key]
+    attrs["job"] = spec.job
+    attrs["n_done"] = np.int64(n_done)
+    attrs["complete"] = complete
+
+
+def _job_difference(old: str, new: str) -> str:
+    try:
+        a, b = json.loads(old), json.loads(new)
+    except ValueError:
+        return "unreadable settings"
+    diff = []
+    for key in sorted(set(a) | set(b)):
+        if key == "attrs":
+            aa, ba = a.get(key, {}), b.get(key, {})
+            diff += [k for k in sorted(set(aa) | set(ba)) if aa.get(k) != ba.get(k)]
+        elif a.get(key) != b.get(key):
+            diff.append(key)
+    return "differs in " + ", ".join(diff) if diff else "same settings"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_stream(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    *,
+    attrs: Mapping[str, Any] | None = None,
+    fields: Mapping[str, np.ndarray] | None = None,
+    compression: str = "fast",
+    batch_size: int = 256,
+    overwrite: bool = False,
+) -> Path:
+    """Write images, masks and labels held in memory to an HDF5 stream file.
+
+    The file is written to ``path + ".part"`` and renamed to ``path`` when complete (see
+    :class:`StreamWriter`, which also writes batches produced on the fly, e.g. by
+    :func:`ispad_core.stream.write_balanced_stream`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file, conventionally ``*.h5``.
+    images : numpy.ndarray of uint8, shape (N, H, W) or (N, H, W, C)
+    masks : numpy.ndarray, shape (N, H, W)
+        Ground truth, any nonzero value counts (bool, 0/1 or 0/255); stored as 0/255 uint8.
+    labels : numpy.ndarray, shape (N,)
+        0 good, 1 defective (bool or integers).
+    attrs : mapping, optional
+        Root attributes; dicts and lists are stored as JSON and decoded by :func:`open_stream`.
+    fields : mapping, optional
+        Optional per-item arrays among ``seeds`` (N,), ``sources`` (N,), ``origins`` (N, 2),
+        ``attempts`` (N,).
+    compression : {"fast", "zlib", "none"}
+        See :class:`StreamWriter`.
+    batch_size : int
+        Items per write and checkpoint.
+    overwrite : bool
+        Replace an existing ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False (the file is left untouched).
+    TypeError, ValueError
+        For arrays of the wrong dtype or shape.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from ispad_core.io import write_stream, open_stream
+    >>> images = np.random.default_rng(0).integers(0, 256, (4, 8, 8), dtype=np.uint8)
+    >>> masks = np.zeros((4, 8, 8), np.uint8); masks[1, 2:4, 2:4] = 1
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.h5"
+    >>> _ = write_stream(path, images, masks, [0, 1, 0, 0], attrs={"seed": 0})
+    >>> with open_stream(path) as s:
+    ...     image, mask, label = s[1]
+    ...     print(len(s), label, mask.max(), s.attrs["seed"], (s[0:4][0] == images).all())
+    4 1 255 0 True
+    """
+    images = check_array(images, "images", ndim=(3, 4), dtypes=(np.uint8,))
+    n = images.shape[0]
+    masks = check_array(masks, "masks", ndim=3, kinds="biuf")
+    if masks.shape != images.shape[:3]:
+        raise ValueError(f"masks: expected shape {images.shape[:3]} like images, got {masks.shape}")
+    labels = check_array(labels, "labels", ndim=1, kinds="biu")
+    if labels.shape != (n,):
+        raise ValueError(f"labels: expected shape ({n},) like images, got {labels.shape}")
+    fields = dict(fields or {})
+    with StreamWriter(
+        path,
+        n=n,
+        image_shape=images.shape[1:],
+        attrs=attrs,
+        fields=tuple(fields),
+        compression=compression,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        resume=False,
+    ) as writer:
+        for start in range(0, n, writer.batch_size):
+            sl = slice(start, start + writer.batch_size)
+            batch_masks = masks[sl] if masks.dtype.kind in "bu" else masks[sl] != 0
+            writer.append(images[sl], batch_masks, labels[sl], **{k: np.asarray(v)[sl] for k, v in fields.items()})
+    return writer.path
+
+
+# --------------------------------------------------------------------------- reader
+
+
+class StreamReader:
+    """Read access to an HDF5 stream file without loading it (see :func:`open_stream`).
+
+    ``len(reader)`` items; ``reader[i]`` is ``(image, mask, label)`` with image
+    ``(H, W[, C])`` uint8, mask ``(H, W)`` uint8 0/255 as stored, label an int;
+    ``reader[a:b]`` (or an integer array) gives ``(images, masks, labels)`` arrays;
+    :meth:`iter_chunks` walks the file in blocks. ``attrs`` holds the root attributes with JSON
+    values decoded. Readers can be pickled (they reopen the file by path), so a torch
+    ``DataLoader`` with worker processes can use one.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path: expected a path, got {type(path).__name__}")
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._closed = False
+        f = self._h5()
+        try:
+            self._validate(f)
+        except Exception:
+            self.close()
+            raise
+
+    def _h5(self) -> h5py.File:
+        if self._closed:
+            raise ValueError(f"{self.path}: the stream is closed")
+        if self._file is None or self._pid != os.getpid():
+            if not self.path.exists():
+                raise FileNotFoundError(f"path: {self.path} does not exist")
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise ValueError(f"path: {self.path} is not a readable HDF5 file ({exc})") from None
+            self._pid = os.getpid()
+        return self._file
+
+    def _validate(self, f: h5py.File) -> None:
+        for name in (IMAGES, LABELS, MASKS):
+            if name not in f:
+                raise ValueError(f"path: {self.path} is not a stream file: it has no dataset {name!r}")
+        n = f[IMAGES].shape[0]
+        if f[LABELS].shape != (n,) or f[MASKS].shape != f[IMAGES].shape[:3]:
+            raise ValueError(
+                f"path: {self.path}: inconsistent shapes images {f[IMAGES].shape}, labels "
+                f"{f[LABELS].shape}, ground_truth {f[MASKS].shape}"
+            )
+        if "complete" in f.attrs and not bool(f.attrs["complete"]):
+            done = int(f.attrs.get("n_done", 0))
+            raise ValueError(
+                f"path: {self.path} is an unfinished stream ({done} of {n} items); rerun the write "
+                f"with the same settings to complete it"
+            )
+        for name in (IMAGES, MASKS, LABELS):
+            dset = f[name]
+            if dset.is_virtual:
+                for source in dset.virtual_sources():
+                    src = Path(source.file_name)
+                    if not src.is_absolute():
+                        src = self.path.parent / src
+                    if not src.exists():
+                        raise FileNotFoundError(
+                            f"path: {self.path} is a merged stream whose part {source.file_name} is "
+                            f"missing (expected at {src}); keep the parts beside it or merge with --copy"
+                        )
+        self._n = n
+        self._attrs = _decode_attrs(f.attrs)
+        self._labels = f[LABELS][()].astype(np.uint8)
+
+    # -- sizes and metadata --------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Root attributes (a copy), with JSON values decoded."""
+        return json.loads(json.dumps(self._attrs))
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``(H, W)`` or ``(H, W, C)``."""
+        return tuple(self._h5()[IMAGES].shape[1:])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """All labels, ``(N,)`` uint8 (a copy)."""
+        return self._labels.copy()
+
+    @property
+    def images(self) -> h5py.Dataset:
+        """The images dataset itself, for direct h5py access."""
+        return self._h5()[IMAGES]
+
+    @property
+    def masks(self) -> h5py.Dataset:
+        """The ground-truth dataset itself (0/255), for direct h5py access."""
+        return self._h5()[MASKS]
+
+    def field(self, name: str) -> np.ndarray | None:
+        """A per-item provenance array (``"seeds"``, ``"sources"``, ``"origins"``, ``"attempts"``),
+        or None when the file has none."""
+        check_choice(name, "name", tuple(FIELDS))
+        key = f"syn_stream/{name}"
+        f = self._h5()
+        return f[key][()] if key in f else None
+
+    # -- access --------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any):
+        f = self._h5()
+        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
+            i = int(key)
+            if i < -self._n or i >= self._n:
+                raise IndexError(f"index {i} is out of range for a stream of {self._n} items")
+            i %= self._n
+            return f[IMAGES][i], f[MASKS][i], int(self._labels[i])
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._n)
+            if step == 1 or len(range(start, stop, step)) == 0:
+                stop = max(start, stop)
+                return f[IMAGES][start:stop], f[MASKS][start:stop], self._labels[start:stop].copy()
+            return self[np.arange(start, stop, step)]
+        idx = np.asarray(key)
+        if idx.ndim == 1 and (idx.dtype.kind in "iu" or idx.size == 0):
+            idx = idx.astype(np.int64)
+            if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
+                raise IndexError(f"indices out of range for a stream of {self._n} items")
+            idx %= max(self._n, 1)
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            if uniq.size == 0:
+                return f[IMAGES][0:0], f[MASKS][0:0], self._labels[0:0].copy()
+            images = f[IMAGES][uniq][inverse]
+            masks = f[MASKS][uniq][inverse]
+            return images, masks, self._labels[idx]
+        raise TypeError(f"index: expected an int, a slice or a 1-D integer array, got {type(key).__name__}")
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        for images, masks, labels in self.iter_chunks():
+            for k in range(labels.shape[0]):
+                yield images[k], masks[k], int(labels[k])
+
+    def iter_chunks(
+        self, size: int = 256, *, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield ``(images, masks, labels)`` for consecutive blocks of ``size`` items.
+
+        Only one block is in memory at a time.
+
+        Parameters
+        ----------
+        size : int
+            Items per block (the last block may be shorter).
+        start, stop : int
+            Item range to walk (default: the whole file).
+        """
+        size = check_int(size, "size", minimum=1)
+        start = check_int(start, "start", minimum=0, maximum=self._n)
+        stop = self._n if stop is None else check_int(stop, "stop", minimum=start, maximum=self._n)
+        for a in range(start, stop, size):
+            yield self[a : min(a + size, stop)]
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the file; further access raises ValueError."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+        self._closed = True
+
+    def __enter__(self) -> StreamReader:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        if self._closed:
+            raise ValueError(f"{self.path}: cannot pickle a closed stream")
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"StreamReader({str(self.path)!r}, closed)"
+        n_def = int(self._labels.sum())
+        return f"StreamReader({str(self.path)!r}, {self._n} items of {self.image_shape}, {n_def} defective)"
+
+
+def open_stream(path: str | os.PathLike) -> StreamReader:
+    """Open an HDF5 stream file for reading (see :class:`StreamReader`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`write_stream`, ``ispad synth`` or ``ispad merge``.
+
+    Returns
+    -------
+    StreamReader
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file (or, for a merged file, one of its parts) does not exist.
+    ValueError
+        If it is not a stream file or is unfinished.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from ispad_core.io import write_stream, open_stream
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.h5"
+    >>> _ = write_stream(path, np.zeros((3, 4, 4), np.uint8), np.zeros((3, 4, 4)), [0, 0, 0])
+    >>> with open_stream(path) as s:
+    ...     print([labels.tolist() for _, _, labels in s.iter_chunks(2)])
+    [[0, 0], [0]]
+    """
+    return StreamReader(path)
+
+
+# --------------------------------------------------------------------------- merging
+
+_RANGE_ATTRS = ("item_start", "item_stop", "shard")
+
+
+def merge_streams(
+    parts: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    copy: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Join stream files into one: parts written by ``ispad synth --shard K/N``, or any streams.
+
+    Parts that carry an item range (the attributes ``item_start`` and ``item_stop`` that
+    ``ispad synth`` writes) are put in order of their ranges, which must be contiguous and agree in
+    every other setting; the result then carries the joined range and, when it covers the whole
+    stream, is the file one uninterrupted run would have written (with ``copy=True``, byte for
+    byte). Parts without ranges are joined in the order given and must agree in all attributes.
+
+    Parameters
+    ----------
+    parts : sequence of path
+        Stream files, at least one.
+    out : path
+        The merged file.
+    copy : bool
+        False (default): ``out`` holds HDF5 virtual datasets that read from the parts, which must
+        stay where they are relative to ``out`` (paths are stored relative to its directory).
+        True: copy the compressed chunks into a self-contained file (no recompression).
+    overwrite : bool
+        Replace an existing ``out``.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If the parts have different image shapes, fields or settings, or their ranges overlap or
+        leave a gap.
+    FileExistsError
+        If ``out`` exists and ``overwrite`` is False.
+    """
+    if isinstance(parts, (str, os.PathLike)) or not isinstance(parts, Sequence) or not parts:
+        raise TypeError("parts: expected a non-empty sequence of paths")
+    out = _check_out_path(out, "out")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (ispad: --overwrite) to replace it")
+    readers = [open_stream(p) for p in parts]
+    try:
+        resolved = {r.path.resolve() for r in readers}
+        if len(resolved) != len(readers):
+            raise ValueError("parts: the same file is given more than once")
+        if out.resolve() in resolved:
+            raise ValueError(f"out: {out} is one of the parts")
+        spec_attrs, readers = _merge_plan(readers)
+        first = readers[0]
+        f0 = first._h5()
+        fields = tuple(name for name in FIELDS if f"syn_stream/{name}" in f0)
+        compression = first._attrs.get("compression", "fast")
+        batch_size = int(first._attrs.get("batch_size", 256))
+        for r in readers[1:]:
+            f = r._h5()
+            other = tuple(name for name in FIELDS if f"syn_stream/{name}" in f)
+            if r.image_shape != first.image_shape:
+                raise ValueError(f"parts: {r.path} holds images of shape {r.image_shape}, {first.path} of {first.image_shape}")
+            if other != fields:
+                raise ValueError(f"parts: {r.path} has per-item fields {list(other)}, {first.path} has {list(fields)}")
+        total = sum(len(r) for r in readers)
+        user_attrs = {k: v for k, v in spec_attrs.items() if k not in _WRITER_ATTRS}
+        if copy:
+            _merge_copy(readers, out, total, user_attrs, fields, compression, batch_size, overwrite)
+        else:
+            _merge_virtual(readers, out, total, user_attrs, fields, compression, batch_size, overwrite)
+    finally:
+        for r in readers:
+            r.close()
+    return out
+
+
+def _merge_plan(readers: list[StreamReader]) -> tuple[dict, list[StreamReader]]:
+    """Order the parts and compute the merged attributes."""
+    ranged = ["item_start" in r._attrs and "item_stop" in r._attrs for r in readers]
+    if any(ranged) and not all(ranged):
+        raise ValueError("parts: some parts carry item ranges (ispad synth --shard) and some do not")
+
+    def comparable(r: StreamReader) -> dict:
+        return {k: v for k, v in r._attrs.items() if k not in _RANGE_ATTRS}
+
+    base = comparable(readers[0])
+    for r in readers[1:]:
+        other = comparable(r)
+        keys = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+        if keys:
+            raise ValueError(
+                f"parts: {r.path} and {readers[0].path} come from different streams (they differ in "
+                f"{', '.join(keys)})"
+            )
+    attrs = dict(readers[0]._attrs)
+    if not all(ranged):
+        return attrs, readers
+    readers = sorted(readers, key=lambda r: int(r._attrs["item_start"]))
+    for r in readers:
+        a, b = int(r._attrs["item_start"]), int(r._attrs["item_stop"])
+        if b - a != len(r):
+            raise ValueError(f"parts: {r.path} claims items [{a}, {b}) but holds {len(r)}")
+    for left, right in zip(readers, readers[1:]):
+        b, a = int(left._attrs["item_stop"]), int(right._attrs["item_start"])
+        if a < b:
+            raise ValueError(f"parts: {left.path} and {right.path} overlap (items [{a}, {b}))")
+        if a > b:
+            raise ValueError(f"parts: items [{b}, {a}) are missing between {left.path} and {right.path}")
+    start, stop = int(readers[0]._attrs["item_start"]), int(readers[-1]._attrs["item_stop"])
+    attrs["item_start"] = start
+    attrs["item_stop"] = stop
+    n_total = attrs.get("n_total")
+    attrs["shard"] = "0/1" if start == 0 and stop == n_total else f"items {start}-{stop}"
+    return attrs, readers
+
+
+def _merge_copy(readers, out, total, attrs, fields, compression, batch_size, overwrite) -> None:
+    shape = readers[0].image_shape
+    offsets = np.cumsum([0] + [len(r) for r in readers])
+    writer = StreamWriter(
+        out,
+        n=total,
+        image_shape=shape,
+        attrs=attrs,
+        fields=fields,
+        compression=compression,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        resume=True,
+    )
+    try:
+        raw = all(
+            r._attrs.get("compression") == compression and not r._h5()[IMAGES].is_virtual and not r._h5()[MASKS].is_virtual
+            for r in readers
+        )
+        zeros = (0,) * len(shape)
+        for start in range(writer.n_done, total, batch_size):
+            stop = min(start + batch_size, total)
+            img, msk, labels = [], [], []
+            extra: dict[str, list] = {name: [] for name in fields}
+            for k, r in enumerate(readers):
+                a, b = max(start, offsets[k]), min(stop, offsets[k + 1])
+                if a >= b:
+                    continue
+                la, lb = int(a - offsets[k]), int(b - offsets[k])
+                f = r._h5()
+                if raw:
+                    ids, mids = f[IMAGES].id, f[MASKS].id
+                    img += [ids.read_direct_chunk((i, *zeros))[1] for i in range(la, lb)]
+                    msk += [mids.read_direct_chunk((i, 0, 0))[1] for i in range(la, lb)]
+                else:
+                    ims, ms, _ = r[la:lb]
+                    img += compress_rows(np.ascontiguousarray(ims).reshape(lb - la, -1), compression, mask=False)
+                    msk += compress_rows(np.ascontiguousarray(ms).reshape(lb - la, -1), compression, mask=True)
+                labels.append(r._labels[la:lb])
+                for name in fields:
+                    extra[name].append(f[f"syn_stream/{name}"][la:lb])
+            writer._write_raw(img, msk, np.concatenate(labels), {n: np.concatenate(v) for n, v in extra.items()})
+        writer.commit()
+    finally:
+        writer.close()
+
+
+def _merge_virtual(readers, out, total, attrs, fields, compression, batch_size, overwrite) -> None:
+    shape = readers[0].image_shape
+    spec = StreamWriter.__new__(StreamWriter)  # only the attribute bookkeeping, no file
+    encoded, as_json = _encode_attrs(attrs, "attrs")
+    spec._attrs, spec._json_keys = encoded, as_json
+    spec.compression, spec.batch_size = compression, batch_size
+    spec.job = _job(n=total, image_shape=shape, fields=fields, compression=compression, batch_size=batch_size, encoded=encoded)
+    tmp = part_path(out)
+    if tmp.exists():
+        tmp.unlink()
+    names = [IMAGES, MASKS, LABELS] + [f"syn_stream/{name}" for name in fields]
+    with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+        for name in names:
+            first = readers[0]._h5()[name]
+            layout = h5py.VirtualLayout(shape=(total, *first.shape[1:]), dtype=first.dtype)
+            offset = 0
+            for r in readers:
+                src = r._h5()[name]
+                rel = os.path.relpath(r.path.resolve(), out.resolve().parent)
+                layout[offset : offset + src.shape[0]] = h5py.VirtualSource(rel, name, shape=src.shape, dtype=src.dtype)
+                offset += src.shape[0]
+            f.create_virtual_dataset(name, layout, fillvalue=0)
+        _write_root_attrs(f, spec, n_done=total, complete=True)
+    if out.exists() and not overwrite:
+        tmp.unlink()
+        raise FileExistsError(f"{out} appeared during the merge")
+    os.replace(tmp, out)

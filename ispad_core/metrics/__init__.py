@@ -1,0 +1,48 @@
+"""Imbalance-aware metrics of the ISP-AD paper, exact and fast.
+
+Image level: :func:`confusion_counts`, :func:`mcc`, :func:`mcc_from_counts`, :func:`recall`,
+:func:`precision`, :func:`fpr`, :func:`f1`, :func:`roc_auc`, :func:`f1_optimal_threshold` and
+:func:`classification_report` (one row of the paper's tables 3 to 7).
+
+Pixel level: :func:`pro_curve`, :func:`au_pro` (MVTec AD definition, 8-connected regions) and
+:func:`pixel_roc_auc`. Inputs are an ``(N, H, W)`` array or a list of ``(H, W)`` maps.
+
+The definitions, the choices that move the numbers and the speed figures are in
+``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from ispad_core.metrics._classification import (
+    ClassificationReport,
+    ConfusionCounts,
+    classification_report,
+    confusion_counts,
+    f1,
+    f1_optimal_threshold,
+    fpr,
+    mcc,
+    mcc_from_counts,
+    precision,
+    recall,
+    roc_auc,
+)
+from ispad_core.metrics._pro import au_pro, pixel_roc_auc, pro_curve
+
+__all__ = [
+    "ClassificationReport",
+    "ConfusionCounts",
+    "au_pro",
+    "classification_report",
+    "confusion_counts",
+    "f1",
+    "f1_optimal_threshold",
+    "fpr",
+    "mcc",
+    "mcc_from_counts",
+    "pixel_roc_auc",
+    "precision",
+    "pro_curve",
+    "recall",
+    "roc_auc",
+]

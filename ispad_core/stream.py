@@ -1,0 +1,651 @@
+"""The balanced synthetic stream: the paper's supervised training data, made from fault-free images.
+
+Each item of a stream of ``n`` is one ``size x size`` patch drawn at a random position inside the
+region of interest of one of the fault-free images, augmented with the paper's table-8 transforms
+(:mod:`ispad_core.augment`); exactly ``n // 2`` items, at shuffled positions, then receive a
+synthetic defect (:mod:`ispad_core.synth`) and a pixel mask. A defect that stays below its
+visibility threshold after the synthesizer's own attempts is redrawn on another patch, so the
+stream stays exactly balanced.
+
+Determinism. A stream is a function of its inputs and one integer seed. The seed gives the ``n``
+per-item 32-bit seeds (:func:`ispad_core._validation.item_seeds`) and the set of defective items;
+item ``i`` depends only on the inputs, its seed and its flag. Its position, augmentation and
+synthesis draws use seeds derived from the item seed by a fixed mixing function (splitmix64 of
+``(seed << 32) | k``, keeping the upper 32 bits). Therefore any slice ``[start, stop)`` of the
+stream can be generated alone, in any batch size, on any machine: that is what
+``ispad synth --shard K/N`` and resuming an interrupted write rely on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ispad_core._progress import progress
+from ispad_core._validation import as_generator, check_array, check_float, check_int, item_seeds
+from ispad_core.io._streamfile import StreamWriter, part_path
+
+__all__ = ["StreamSummary", "balanced_stream", "shard_range", "stream_plan", "write_balanced_stream"]
+
+_MASK64 = (1 << 64) - 1
+_POS, _AUG, _SYN = 0, 1, 2
+_KEYS_PER_DRAW = 3
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on uint64 (a bijection with good avalanche)."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def _derive64(seeds: np.ndarray, key: int) -> np.ndarray:
+    """A 64-bit value per item seed for the draw ``key`` (distinct keys give independent draws)."""
+    return _splitmix64((seeds.astype(np.uint64) << np.uint64(32)) | np.uint64(key))
+
+
+def _derive32(seeds: np.ndarray, key: int) -> np.ndarray:
+    return (_derive64(seeds, key) >> np.uint64(32)).astype(np.uint32)
+
+
+def stream_plan(n: int, *, rng: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item seeds and defect flags of an ``n``-item balanced stream.
+
+    Parameters
+    ----------
+    n : int
+        Stream length.
+    rng : None, int or numpy.random.Generator
+        The stream's seed.
+
+    Returns
+    -------
+    seeds : numpy.ndarray of uint32, shape (n,)
+        Unique per-item seeds.
+    defective : numpy.ndarray of bool, shape (n,)
+        Exactly ``n // 2`` True, at uniformly random positions.
+
+    Examples
+    --------
+    >>> seeds, defective = stream_plan(5, rng=0)
+    >>> seeds.dtype, int(defective.sum())
+    (dtype('uint32'), 2)
+    """
+    n = check_int(n, "n", minimum=0)
+    gen = as_generator(rng)
+    seeds = item_seeds(gen, n)
+    defective = np.zeros(n, bool)
+    defective[gen.permutation(n)[: n // 2]] = True
+    return seeds, defective
+
+
+def shard_range(n: int, shard: tuple[int, int] | None) -> tuple[int, int]:
+    """Items ``[start, stop)`` of part ``k`` of ``parts`` (``shard=(k, parts)``, k from 0).
+
+    The parts are contiguous, disjoint, cover ``[0, n)`` and differ in size by at most one.
+
+    Examples
+    --------
+    >>> [shard_range(10, (k, 3)) for k in range(3)]
+    [(0, 3), (3, 6), (6, 10)]
+    """
+    n = check_int(n, "n", minimum=0)
+    if shard is None:
+        return 0, n
+    if not isinstance(shard, tuple) or len(shard) != 2:
+        raise TypeError(f"shard: expected a (k, parts) pair, got {shard!r}")
+    parts = check_int(shard[1], "shard parts", minimum=1)
+    k = check_int(shard[0], "shard index", minimum=0, maximum=parts - 1)
+    return k * n // parts, (k + 1) * n // parts
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass
+class _Source:
+    image: np.ndarray
+    valid: np.ndarray | None  # (nr, nc) bool of window origins inside the ROI, None = all
+    row_cum: np.ndarray | None  # cumulative valid origins per row
+    count: int
+    nc: int
+
+
+def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float) -> list[_Source]:
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
+        images = [images]
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) or len(images) == 0:
+        raise TypeError("images: expected an image array or a non-empty sequence of image arrays")
+    if rois is None:
+        rois = [None] * len(images)
+    elif isinstance(rois, np.ndarray) and rois.ndim == 2:
+        rois = [rois]
+    if not isinstance(rois, Sequence) or len(rois) != len(images):
+        raise ValueError(f"rois: expected one ROI (or None) per image, {len(images)} in all")
+    sources = []
+    channels = None
+    for j, (image, roi) in enumerate(zip(images, rois)):
+        name = f"images[{j}]"
+        image = check_array(image, name, ndim=(2, 3), dtypes=(np.uint8,))
+        if image.ndim == 3 and image.shape[2] not in (1, 3):
+            raise ValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {image.shape}")
+        ch = image.shape[2] if image.ndim == 3 else 0
+        if channels is None:
+            channels = ch
+        elif ch != channels:
+            raise ValueError(f"{name}: has shape {image.shape}, but images[0] has {'no' if not channels else channels} channel axis; expected all alike")
+        h, w = image.shape[:2]
+        if h < size or w < size:
+            raise ValueError(f"{name}: image of {h} x {w} pixels is smaller than the patch size {size}")
+        nr, nc = h - size + 1, w - size + 1
+        if roi is None:
+            sources.append(_Source(np.ascontiguousarray(image), None, None, nr * nc, nc))
+            continue
+        roi = check_array(roi, f"rois[{j}]", ndim=2, kinds="biu")
+        if roi.shape != (h, w):
+            raise ValueError(f"rois[{j}]: expected shape {(h, w)} like {name}, got {roi.shape}")
+        sat_dtype = np.int32 if h * w < 2**31 else np.int64  # summed-area table of the ROI
+        sat = np.zeros((h + 1, w + 1), sat_dtype)
+        np.cumsum(np.cumsum(roi != 0, axis=0, dtype=sat_dtype), axis=1, out=sat[1:, 1:])
+        inside = sat[size:, size:] - sat[:-size, size:] - sat[size:, :-size] + sat[:-size, :-size]
+        need = max(1, int(np.ceil(min_roi_fraction * size * size - 1e-9)))
+        valid = inside >= need
+        count = int(valid.sum())
+        if count == 0:
+            raise ValueError(
+                f"rois[{j}]: no {size} x {size} window has {min_roi_fraction:.0%} of its pixels inside "
+                f"the region of interest ({int(sat[-1, -1])} ROI pixels in {h} x {w})"
+            )
+        sources.append(_Source(np.ascontiguousarray(image), valid, np.cumsum(valid.sum(axis=1)), count, nc))
+    return sources
+
+
+def _positions(sources: list[_Source], seeds: np.ndarray, key: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source index and (row, col) origin per item: uniform over all valid windows of all images."""
+    counts = np.array([s.count for s in sources], np.uint64)
+    cum = np.cumsum(counts)
+    ranks = _derive64(seeds, key) % cum[-1]
+    src = np.searchsorted(cum, ranks, side="right")
+    local = (ranks - np.concatenate([[np.uint64(0)], cum[:-1]])[src]).astype(np.int64)
+    origins = np.empty((seeds.shape[0], 2), np.int64)
+    for i in range(seeds.shape[0]):
+        s = sources[src[i]]
+        r = int(local[i])
+        if s.valid is None:
+            origins[i] = divmod(r, s.nc)
+        else:
+            row = int(np.searchsorted(s.row_cum, r, side="right"))
+            before = int(s.row_cum[row - 1]) if row else 0
+            origins[i] = row, int(np.flatnonzero(s.valid[row])[r - before])
+    return src.astype(np.int64), origins
+
+
+def _extract(sources: list[_Source], src: np.ndarray, origins: np.ndarray, size: int) -> np.ndarray:
+    first = sources[0].image
+    out = np.empty((src.shape[0], size, size, *first.shape[2:]), np.uint8)
+    for i in range(src.shape[0]):
+        r, c = origins[i]
+        out[i] = sources[src[i]].image[r : r + size, c : c + size]
+    return out
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class _Batch:
+    images: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    seeds: np.ndarray
+    sources: np.ndarray
+    origins: np.ndarray
+    attempts: np.ndarray
+    redrawn: int
+
+
+def _resolve_augment(augment: Any):
+    if augment is None or (isinstance(augment, str) and augment == "none"):
+        return None
+    from ispad_core.augment import AUGMENT_PRESETS, AugmentParams
+
+    if isinstance(augment, str):
+        if augment not in AUGMENT_PRESETS:
+            raise ValueError(f"augment: expected one of {', '.join(map(repr, sorted(AUGMENT_PRESETS)))} or 'none', got {augment!r}")
+        return AUGMENT_PRESETS[augment]
+    if not isinstance(augment, AugmentParams):
+        raise TypeError(f"augment: expected an AugmentParams, a preset name or None, got {type(augment).__name__}")
+    return augment
+
+
+def _resolve_preset(preset: Any):
+    from ispad_core.synth import PRESETS
+
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"preset: expected one of {', '.join(map(repr, sorted(PRESETS)))}, got {preset!r}")
+        return PRESETS[preset]
+    if not hasattr(preset, "to_dict"):
+        raise TypeError(f"preset: expected a preset name or DefectParams/DefectMixture, got {type(preset).__name__}")
+    return preset
+
+
+class _Generator:
+    """Makes items ``[a, b)`` of a planned stream; keeps the time spent per stage."""
+
+    def __init__(self, sources, seeds, defective, *, size, params, augment, max_redraws):
+        self.sources = sources
+        self.seeds = seeds
+        self.defective = defective
+        self.size = size
+        self.params = params
+        self.augment = augment
+        self.max_redraws = max_redraws
+        self.timings = {"extract": 0.0, "augment": 0.0, "synthesize": 0.0}
+
+    def _draw(self, seeds: np.ndarray, defective: np.ndarray, attempt: int):
+        from ispad_core.augment import augment_batch
+        from ispad_core.synth import synthesize_batch
+
+        base = attempt * _KEYS_PER_DRAW
+        t0 = time.perf_counter()
+        src, origins = _positions(self.sources, seeds, base + _POS)
+        patches = _extract(self.sources, src, origins, self.size)
+        t1 = time.perf_counter()
+        if self.augment is not None:
+            patches = augment_batch(patches, self.augment, rng=_derive32(seeds, base + _AUG))
+        t2 = time.perf_counter()
+        res = synthesize_batch(patches, self.params, rng=_derive32(seeds, base + _SYN), defective=defective, warn=False)
+        t3 = time.perf_counter()
+        self.timings["extract"] += t1 - t0
+        self.timings["augment"] += t2 - t1
+        self.timings["synthesize"] += t3 - t2
+        return res, src, origins
+
+    def make(self, a: int, b: int) -> _Batch:
+        seeds = self.seeds[a:b]
+        defective = self.defective[a:b]
+        res, src, origins = self._draw(seeds, defective, 0)
+        images, masks = res.images, res.masks
+        attempts = res.attempts.astype(np.int64)
+        todo = np.flatnonzero(defective & ~(res.accepted & (masks.reshape(len(seeds), -1).any(axis=1))))
+        redrawn = int(todo.size)
+        attempt = 0
+        while todo.size:
+            attempt += 1
+            if attempt > self.max_redraws:
+                i = a + int(todo[0])
+                raise RuntimeError(
+                    f"item {i}: no visible defect after {self.max_redraws + 1} patches; the preset's "
+                    f"visibility threshold is out of reach on these images (try another preset or images)"
+                )
+            again, s2, o2 = self._draw(seeds[todo], np.ones(todo.size, bool), attempt)
+            images[todo] = again.images
+            masks[todo] = again.masks
+            src[todo] = s2
+            origins[todo] = o2
+            attempts[todo] += again.attempts
+            ok = again.accepted & again.masks.reshape(todo.size, -1).any(axis=1)
+            todo = todo[~ok]
+        return _Batch(
+            images=images,
+            masks=masks,
+            labels=defective.astype(np.uint8),
+            seeds=seeds,
+            sources=src,
+            origins=origins,
+            attempts=attempts,
+            redrawn=redrawn,
+        )
+
+
+def _check_common(n, size, batch_size, min_roi_fraction, max_redraws):
+    n = check_int(n, "n", minimum=1)
+    size = check_int(size, "size", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    min_roi_fraction = check_float(min_roi_fraction, "min_roi_fraction", minimum=0.0, maximum=1.0, min_inclusive=False)
+    max_redraws = check_int(max_redraws, "max_redraws", minimum=0)
+    return n, size, batch_size, min_roi_fraction, max_redraws
+
+
+def balanced_stream(
+    images: Any,
+    n: int,
+    *,
+    rois: Any = None,
+    preset: Any = "mixed",
+    augment: Any = "lsm1",
+    rng: Any = None,
+    size: int = 256,
+    batch_size: int = 256,
+    min_roi_fraction: float = 1.0,
+    max_redraws: int = 20,
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield the balanced synthetic stream in batches of ``(patches, masks, labels)``.
+
+    Parameters
+    ----------
+    images : numpy.ndarray or sequence of numpy.ndarray
+        Fault-free uint8 images, each ``(H, W)`` or ``(H, W, 3)`` (all alike), at least
+        ``size`` pixels on each side. Positions are uniform over all valid windows of all images.
+    n : int
+        Stream length; exactly ``n // 2`` items are defective.
+    rois : sequence of (numpy.ndarray or None), optional
+        Region of interest per image (nonzero = inside); None means the whole image.
+    preset : str, DefectParams or DefectMixture
+        The synthesizer's morphology (a key of :data:`ispad_core.synth.PRESETS`).
+    augment : str, AugmentParams or None
+        Table-8 augmentation (a key of :data:`ispad_core.augment.AUGMENT_PRESETS`), or None.
+    rng : None, int or numpy.random.Generator
+        The stream's seed (see the module docstring).
+    size : int
+        Patch side.
+    batch_size : int
+        Items per yielded batch (does not change the items).
+    min_roi_fraction : float
+        Fraction of a window's pixels that must lie inside the ROI, in (0, 1].
+    max_redraws : int
+        How many other patches an invisible defect is redrawn on before giving up.
+    start, stop : int
+        Generate only items ``[start, stop)`` of the stream (default all), e.g. one shard.
+
+    Yields
+    ------
+    patches : numpy.ndarray of uint8, shape (B, size, size[, 3])
+    masks : numpy.ndarray of uint8, shape (B, size, size)
+        0/1; non-empty exactly where the label is 1.
+    labels : numpy.ndarray of uint8, shape (B,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad images, ROIs or settings (an image smaller than ``size``, a ROI with no valid
+        window, an unknown preset).
+    RuntimeError
+        If a defect stays invisible on ``max_redraws + 1`` patches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ispad_core.samples import screen_print
+    >>> from ispad_core.stream import balanced_stream
+    >>> image = screen_print((160, 160), rng=0)
+    >>> batches = list(balanced_stream(image, 6, size=64, rng=0, batch_size=4))
+    >>> [b[0].shape for b in batches], int(sum(b[2].sum() for b in batches))
+    ([(4, 64, 64), (2, 64, 64)], 3)
+    """
+    n, size, batch_size, min_roi_fraction, max_redraws = _check_common(n, size, batch_size, min_roi_fraction, max_redraws)
+    start = check_int(start, "start", minimum=0, maximum=n)
+    stop = n if stop is None else check_int(stop, "stop", minimum=start, maximum=n)
+    gen = _make_generator(images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws)
+    return _iterate(gen, start, stop, batch_size)
+
+
+def _make_generator(images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws) -> _Generator:
+    sources = _prepare_sources(images, rois, size, min_roi_fraction)
+    params = _resolve_preset(preset)
+    aug = _resolve_augment(augment)
+    seeds, defective = stream_plan(n, rng=rng)
+    return _Generator(sources, seeds, defective, size=size, params=params, augment=aug, max_redraws=max_redraws)
+
+
+def _iterate(gen: _Generator, start: int, stop: int, batch_size: int):
+    for a in range(start, stop, batch_size):
+        batch = gen.make(a, min(a + batch_size, stop))
+        yield batch.images, batch.masks, batch.labels
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """What :func:`write_balanced_stream` did.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file written.
+    n_items : int
+        Items in the file.
+    n_resumed : int
+        Items taken over from an interrupted run (not generated again).
+    n_defective : int
+        Defective items in the file.
+    n_redrawn : int
+        Defective items of this run whose first patch gave no visible defect.
+    mean_attempts : float
+        Mean synthesis attempts per defective item of this run (over all its patches).
+    seconds : float
+        Wall time of this run.
+    rate : float
+        Items generated and written per second in this run.
+    seed : int
+        The stream's seed (recorded in the file).
+    timings : dict
+        Seconds per stage: extract, augment, synthesize, compress, write.
+    """
+
+    path: Path
+    n_items: int
+    n_resumed: int
+    n_defective: int
+    n_redrawn: int
+    mean_attempts: float
+    seconds: float
+    rate: float
+    seed: int
+    timings: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        resumed = f" ({self.n_resumed} resumed)" if self.n_resumed else ""
+        return (
+            f"wrote {self.n_items} patches to {self.path}{resumed}: {self.n_defective} with synthetic "
+            f"defects ({self.n_redrawn} redrawn on another patch), {self.mean_attempts:.2f} synthesis "
+            f"attempts per defect, {self.rate:,.0f} patches/s, seed {self.seed}"
+        )
+
+
+def _fingerprint(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
+
+
+def _seed_of_unfinished(path: Path) -> int | None:
+    part = part_path(path)
+    if not part.exists():
+        return None
+    try:
+        with h5py.File(part, "r") as f:
+            return int(f.attrs["seed"])
+    except Exception:
+        return None
+
+
+def write_balanced_stream(
+    path: str | os.PathLike,
+    images: Any,
+    n: int,
+    *,
+    rois: Any = None,
+    preset: Any = "mixed",
+    augment: Any = "lsm1",
+    seed: int | None = None,
+    size: int = 256,
+    min_roi_fraction: float = 1.0,
+    max_redraws: int = 20,
+    shard: tuple[int, int] | None = None,
+    batch_size: int = 256,
+    compression: str = "fast",
+    overwrite: bool = False,
+    resume: bool = True,
+    names: Sequence[str] | None = None,
+    roi_names: Sequence[str | None] | None = None,
+    show_progress: bool = False,
+) -> StreamSummary:
+    """Write a balanced stream (or one shard of it) to an HDF5 file, resumably.
+
+    The file has the layout of :func:`ispad_core.io.write_stream`, with the per-item provenance
+    ``seeds``, ``sources`` (index into the attribute ``sources``), ``origins`` and ``attempts``,
+    and the attributes ``seed``, ``n_total``, ``item_start``, ``item_stop``, ``shard``,
+    ``preset_name``, ``preset`` (JSON), ``augment_name``, ``augment`` (JSON), ``patch_size``,
+    ``min_roi_fraction``, ``max_redraws``, ``sources`` and ``rois`` (names and SHA-256 prefixes
+    of the pixels). An interrupted write resumes when called again with the same arguments, and the
+    result is byte-identical to an uninterrupted write; shards merged with
+    :func:`ispad_core.io.merge_streams` (``copy=True``) are byte-identical to the whole.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file.
+    images, n, rois, preset, augment, size, min_roi_fraction, max_redraws
+        As :func:`balanced_stream`.
+    seed : int, optional
+        The stream's seed. None: the seed of an unfinished write of ``path`` if there is one, else
+        a fresh one from the OS; either way it is recorded in the file and the summary.
+    shard : (int, int), optional
+        ``(k, parts)``: write only part ``k`` (from 0) of ``parts`` (see :func:`shard_range`).
+    batch_size : int
+        Items per batch and checkpoint.
+    compression : {"fast", "zlib", "none"}
+        See :class:`ispad_core.io.StreamWriter`.
+    overwrite : bool
+        Replace an existing ``path`` (and discard an unfinished write with other settings).
+    resume : bool
+        Continue an unfinished write with the same settings (default).
+    names, roi_names : sequence of str, optional
+        Names of the images and ROIs for the file's provenance (e.g. their file names).
+    show_progress : bool
+        Show a progress bar with rate and ETA on stderr.
+
+    Returns
+    -------
+    StreamSummary
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from ispad_core.samples import screen_print
+    >>> from ispad_core.io import open_stream
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "stream.h5"
+    >>> summary = write_balanced_stream(out, screen_print((160, 160), rng=0), 6, size=64, seed=0)
+    >>> with open_stream(out) as s:
+    ...     print(len(s), int(s.labels.sum()), s.attrs["seed"], s.attrs["preset_name"])
+    6 3 0 mixed
+    """
+    t_start = time.perf_counter()
+    n, size, batch_size, min_roi_fraction, max_redraws = _check_common(n, size, batch_size, min_roi_fraction, max_redraws)
+    path = Path(path)
+    if seed is None:
+        seed = _seed_of_unfinished(path) if resume else None
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+    seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
+    start, stop = shard_range(n, shard)
+    if stop == start:
+        raise ValueError(f"shard: part {shard[0]} of {shard[1]} of a {n}-item stream is empty; use fewer parts")
+    gen = _make_generator(images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws)
+    sources_meta = []
+    for j, s in enumerate(gen.sources):
+        name = names[j] if names is not None else f"images[{j}]"
+        sources_meta.append({"name": str(name), "shape": list(s.image.shape), "sha256": _fingerprint(s.image)})
+    roi_meta = None
+    if rois is not None:
+        roi_list = [rois] if isinstance(rois, np.ndarray) else list(rois)
+        roi_meta = []
+        for j, roi in enumerate(roi_list):
+            if roi is None:
+                roi_meta.append(None)
+            else:
+                name = roi_names[j] if roi_names is not None and roi_names[j] is not None else f"rois[{j}]"
+                roi_meta.append({"name": str(name), "sha256": _fingerprint(np.asarray(roi) != 0)})
+    preset_name = preset if isinstance(preset, str) else "custom"
+    aug_name = "none" if gen.augment is None else (augment if isinstance(augment, str) else "custom")
+    attrs = {
+        "seed": seed,
+        "n_total": n,
+        "item_start": start,
+        "item_stop": stop,
+        "shard": "0/1" if shard is None else f"{shard[0]}/{shard[1]}",
+        "preset_name": preset_name,
+        "preset": gen.params.to_dict(),
+        "augment_name": aug_name,
+        "augment": None if gen.augment is None else gen.augment.to_dict(),
+        "patch_size": size,
+        "min_roi_fraction": min_roi_fraction,
+        "max_redraws": max_redraws,
+        "sources": sources_meta,
+        "rois": roi_meta,
+    }
+    if shard is not None and start == 0 and stop == n:
+        attrs["shard"] = "0/1"  # a single part is the whole stream
+    shape = gen.sources[0].image.shape[2:]
+    writer = StreamWriter(
+        path,
+        n=stop - start,
+        image_shape=(size, size, *shape),
+        attrs=attrs,
+        fields=("seeds", "sources", "origins", "attempts"),
+        compression=compression,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    resumed = writer.n_done
+    n_redrawn = 0
+    attempts_sum = 0
+    n_def_run = 0
+    bar = progress(total=stop - start, desc=f"ispad synth {path.name}", unit="patch", disable=not show_progress)
+    bar.update(resumed)
+    try:
+        for a in range(start + resumed, stop, batch_size):
+            b = min(a + batch_size, stop)
+            batch = gen.make(a, b)
+            writer.append(
+                batch.images,
+                batch.masks,
+                batch.labels,
+                seeds=batch.seeds,
+                sources=batch.sources,
+                origins=batch.origins,
+                attempts=batch.attempts,
+            )
+            n_redrawn += batch.redrawn
+            attempts_sum += int(batch.attempts.sum())
+            n_def_run += int(batch.labels.sum())
+            bar.update(b - a)
+        writer.commit()
+    finally:
+        bar.close()
+        writer.close()
+    seconds = time.perf_counter() - t_start
+    generated = stop - start - resumed
+    timings = {**gen.timings, **writer.timings}
+    return StreamSummary(
+        path=path,
+        n_items=stop - start,
+        n_resumed=resumed,
+        n_defective=int(gen.defective[start:stop].sum()),
+        n_redrawn=n_redrawn,
+        mean_attempts=attempts_sum / n_def_run if n_def_run else 0.0,
+        seconds=seconds,
+        rate=generated / seconds if seconds > 0 else 0.0,
+        seed=seed,
+        timings=timings,
+    )

@@ -1,0 +1,431 @@
+"""HDF5 stream files: layout, round trips, crash safety, resume, merge, bad input."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from ispad_core import __version__
+from ispad_core.io import StreamWriter, merge_streams, open_stream, part_path, write_stream
+
+
+def make_items(n=10, shape=(16, 12), seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    labels = (np.arange(n) % 3 == 1).astype(np.uint8)
+    masks = np.zeros((n, *shape[:2]), np.uint8)
+    for i in np.flatnonzero(labels):
+        masks[i, 2 : 4 + i % 5, 3:7] = 1
+    return images, masks, labels
+
+
+ATTRS = {
+    "seed": 12,
+    "preset": {"name": "mixed", "contrast": [10.0, 40.0], "nested": {"a": [1, 2]}},
+    "sources": ["a.png", "b.png"],
+    "ratio": 0.25,
+    "flag": True,
+    "note": "grey patches",
+    "nothing": None,
+}
+
+
+def test_layout_follows_design(tmp_path):
+    images, masks, labels = make_items()
+    path = write_stream(tmp_path / "s.h5", images, masks, labels, attrs=ATTRS, fields={"seeds": np.arange(10)})
+    with h5py.File(path, "r") as f:
+        img = f["syn_stream/images"]
+        assert img.shape == (10, 16, 12) and img.dtype == np.uint8
+        assert img.chunks == (1, 16, 12) and img.compression == "gzip"
+        # plain h5py decodes our chunks through HDF5's own gzip filter
+        np.testing.assert_array_equal(img[()], images)
+        np.testing.assert_array_equal(f["syn_stream/labels"][()], labels)
+        gt = f["ground_truth"]
+        assert gt.chunks == (1, 16, 12) and gt.dtype == np.uint8
+        np.testing.assert_array_equal(gt[()], masks * 255)
+        assert set(np.unique(gt[()])) <= {0, 255}
+        np.testing.assert_array_equal(f["syn_stream/seeds"][()], np.arange(10))
+        assert f.attrs["ispad_core_version"] == __version__
+        assert f.attrs["seed"] == 12
+    assert not part_path(path).exists()
+
+
+@pytest.mark.parametrize("compression", ["fast", "zlib", "none"])
+@pytest.mark.parametrize("shape", [(16, 12), (9, 7, 3)])
+def test_round_trip(tmp_path, compression, shape):
+    images, masks, labels = make_items(shape=shape)
+    path = write_stream(tmp_path / "s.h5", images, masks, labels, compression=compression, batch_size=4)
+    with open_stream(path) as s:
+        assert len(s) == 10 and s.image_shape == shape
+        got = s[:]
+        np.testing.assert_array_equal(got[0], images)
+        np.testing.assert_array_equal(got[1], masks * 255)
+        np.testing.assert_array_equal(got[2], labels)
+        assert s.attrs["compression"] == compression
+
+
+def test_attributes_round_trip(tmp_path):
+    images, masks, labels = make_items()
+    path = write_stream(tmp_path / "s.h5", images, masks, labels, attrs=ATTRS)
+    with open_stream(path) as s:
+        attrs = s.attrs
+    for key, value in ATTRS.items():
+        assert attrs[key] == value and type(attrs[key]) is type(value)
+    assert attrs["ispad_core_version"] == __version__
+    assert attrs["format"] == "ispad-stream"
+
+
+def test_reader_indexing(tmp_path):
+    images, masks, labels = make_items()
+    path = write_stream(tmp_path / "s.h5", images, masks, labels)
+    with open_stream(path) as s:
+        image, mask, label = s[4]
+        np.testing.assert_array_equal(image, images[4])
+        assert label == labels[4] and isinstance(label, int)
+        np.testing.assert_array_equal(s[-1][0], images[-1])
+        np.testing.assert_array_equal(s[np.int64(2)][0], images[2])
+        np.testing.assert_array_equal(s[1:9:3][0], images[1:9:3])
+        np.testing.assert_array_equal(s[8:2][0], images[8:2])
+        idx = np.array([7, 2, 7, 0])
+        got = s[idx]
+        np.testing.assert_array_equal(got[0], images[idx])
+        np.testing.assert_array_equal(got[2], labels[idx])
+        chunks = list(s.iter_chunks(4))
+        assert [c[2].shape[0] for c in chunks] == [4, 4, 2]
+        np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), images)
+        assert [c[2].shape[0] for c in s.iter_chunks(3, start=2, stop=7)] == [3, 2]
+        assert [lab for _, _, lab in s] == labels.tolist()
+        assert s.labels.tolist() == labels.tolist()
+        assert s.field("seeds") is None
+        with pytest.raises(IndexError, match="index 10 is out of range for a stream of 10 items"):
+            s[10]
+        with pytest.raises(IndexError, match="out of range"):
+            s[np.array([0, 11])]
+        with pytest.raises(TypeError, match="index: expected an int, a slice or a 1-D integer array, got str"):
+            s["a"]
+    with pytest.raises(ValueError, match="the stream is closed"):
+        s[0]
+
+
+def test_reader_pickles_by_path(tmp_path):
+    images, masks, labels = make_items()
+    path = write_stream(tmp_path / "s.h5", images, masks, labels)
+    with open_stream(path) as s:
+        clone = pickle.loads(pickle.dumps(s))
+    np.testing.assert_array_equal(clone[3][0], images[3])
+    clone.close()
+
+
+def test_same_input_same_bytes(tmp_path):
+    images, masks, labels = make_items()
+    a = write_stream(tmp_path / "a.h5", images, masks, labels, attrs=ATTRS)
+    b = write_stream(tmp_path / "b.h5", images, masks, labels, attrs=ATTRS)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_existing_file_is_refused_and_untouched(tmp_path):
+    images, masks, labels = make_items()
+    path = tmp_path / "s.h5"
+    path.write_bytes(b"precious user data")
+    before = os.stat(path).st_mtime_ns
+    with pytest.raises(FileExistsError, match="s.h5 exists; pass overwrite=True"):
+        write_stream(path, images, masks, labels)
+    assert path.read_bytes() == b"precious user data" and os.stat(path).st_mtime_ns == before
+    assert not part_path(path).exists()
+    write_stream(path, images, masks, labels, overwrite=True)
+    assert len(open_stream(path)) == 10
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def write_interrupted(path, images, masks, labels, *, fail_after, batch_size=3, **kw):
+    """Write batches and raise after ``fail_after`` of them, as a crash in generation would."""
+    with pytest.raises(Boom):
+        with StreamWriter(path, n=len(images), image_shape=images.shape[1:], batch_size=batch_size, **kw) as w:
+            for k, start in enumerate(range(w.n_done, len(images), batch_size)):
+                if k == fail_after:
+                    raise Boom
+                sl = slice(start, start + batch_size)
+                w.append(images[sl], masks[sl], labels[sl])
+
+
+def resume(path, images, masks, labels, *, batch_size=3, **kw):
+    with StreamWriter(path, n=len(images), image_shape=images.shape[1:], batch_size=batch_size, **kw) as w:
+        resumed = w.n_done
+        for start in range(w.n_done, len(images), batch_size):
+            sl = slice(start, start + batch_size)
+            w.append(images[sl], masks[sl], labels[sl])
+    return resumed
+
+
+def test_interrupted_write_leaves_no_final_file_and_resumes_to_the_same_bytes(tmp_path):
+    images, masks, labels = make_items(n=11)
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, attrs=ATTRS, batch_size=3)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=2, attrs=ATTRS)
+    assert not path.exists() and part_path(path).exists()
+    with pytest.raises(ValueError, match="unfinished stream \\(6 of 11 items\\)"):
+        open_stream(part_path(path))
+    assert resume(path, images, masks, labels, attrs=ATTRS) == 6
+    assert not part_path(path).exists()
+    assert path.read_bytes() == whole.read_bytes()
+
+
+def test_interrupted_twice_still_same_bytes(tmp_path):
+    images, masks, labels = make_items(n=11)
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=1)
+    write_interrupted(path, images, masks, labels, fail_after=1)  # resumes 3, adds 3, fails
+    assert resume(path, images, masks, labels) == 6
+    assert path.read_bytes() == whole.read_bytes()
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from io_items import make_items
+    from ispad_core.io import StreamWriter
+    images, masks, labels = make_items(n=11)
+    w = StreamWriter({path!r}, n=11, image_shape=images.shape[1:], batch_size=3)
+    for k, start in enumerate(range(0, 11, 3)):
+        if k == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind
+        w.append(images[start:start + 3], masks[start:start + 3], labels[start:start + 3])
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_killed_process_resumes_to_the_same_bytes(tmp_path):
+    helper = tmp_path / "io_items.py"
+    helper.write_text(textwrap.dedent(
+        """
+        import numpy as np
+        def make_items(n=10, shape=(16, 12), seed=0):
+            rng = np.random.default_rng(seed)
+            images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+            labels = (np.arange(n) % 3 == 1).astype(np.uint8)
+            masks = np.zeros((n, *shape[:2]), np.uint8)
+            for i in np.flatnonzero(labels):
+                masks[i, 2 : 4 + i % 5, 3:7] = 1
+            return images, masks, labels
+        """
+    ))
+    path = tmp_path / "s.h5"
+    proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT.format(tests=str(tmp_path), path=str(path))])
+    assert proc.returncode == -signal.SIGKILL
+    assert not path.exists() and part_path(path).exists()
+    images, masks, labels = make_items(n=11)
+    assert resume(path, images, masks, labels) == 6
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
+    assert path.read_bytes() == whole.read_bytes()
+
+
+def test_damaged_part_is_regenerated_from_the_damage(tmp_path):
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    part = part_path(path)
+    with h5py.File(part, "r") as f:
+        offset = f["syn_stream/images"].id.get_chunk_info_by_coord((4, 0, 0)).byte_offset
+    with open(part, "r+b") as fh:
+        fh.seek(offset + 20)
+        fh.write(b"\x00\xff" * 8)
+    with pytest.warns(RuntimeWarning, match="items from 3 on are damaged"):
+        assert resume(path, images, masks, labels) == 3
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
+    assert path.read_bytes() == whole.read_bytes()
+
+
+def test_unreadable_part_is_discarded_with_a_warning(tmp_path):
+    images, masks, labels = make_items(n=5)
+    path = tmp_path / "s.h5"
+    part_path(path).write_bytes(b"not hdf5")
+    with pytest.warns(RuntimeWarning, match="discarding unreadable unfinished file"):
+        assert resume(path, images, masks, labels) == 0
+    assert len(open_stream(path)) == 5
+
+
+def test_part_of_another_job_is_refused_unless_overwrite(tmp_path):
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=1, attrs={"seed": 1})
+    before = part_path(path).read_bytes()
+    with pytest.raises(FileExistsError, match="different settings \\(differs in seed\\)"):
+        resume(path, images, masks, labels, attrs={"seed": 2})
+    assert part_path(path).read_bytes() == before
+    assert resume(path, images, masks, labels, attrs={"seed": 2}, overwrite=True) == 0
+    assert open_stream(path).attrs["seed"] == 2
+
+
+def test_no_resume_starts_over(tmp_path):
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=2)
+    assert resume(path, images, masks, labels, resume=False) == 0
+
+
+def test_clean_exit_before_the_end_warns_and_keeps_the_part(tmp_path):
+    images, masks, labels = make_items(n=6)
+    path = tmp_path / "s.h5"
+    with pytest.warns(RuntimeWarning, match="3 of 6 items written"):
+        with StreamWriter(path, n=6, image_shape=images.shape[1:], batch_size=3) as w:
+            w.append(images[:3], masks[:3], labels[:3])
+    assert part_path(path).exists() and not path.exists()
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def ranged_parts(tmp_path, images, masks, labels, bounds, n_total):
+    parts = []
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        attrs = {**ATTRS, "n_total": n_total, "item_start": a, "item_stop": b, "shard": f"{k}/{len(bounds) - 1}"}
+        parts.append(write_stream(tmp_path / f"part{k}.h5", images[a:b], masks[a:b], labels[a:b], attrs=attrs,
+                                  fields={"seeds": np.arange(a, b)}, batch_size=3))
+    return parts
+
+
+def whole_file(tmp_path, images, masks, labels):
+    n = len(images)
+    attrs = {**ATTRS, "n_total": n, "item_start": 0, "item_stop": n, "shard": "0/1"}
+    return write_stream(tmp_path / "whole.h5", images, masks, labels, attrs=attrs,
+                        fields={"seeds": np.arange(n)}, batch_size=3)
+
+
+def test_copy_merge_of_parts_equals_the_whole_byte_for_byte(tmp_path):
+    images, masks, labels = make_items(n=13)
+    whole = whole_file(tmp_path, images, masks, labels)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 5, 13], 13)
+    merged = merge_streams(list(reversed(parts)), tmp_path / "merged.h5", copy=True)
+    assert merged.read_bytes() == whole.read_bytes()
+
+
+def test_virtual_merge_reads_like_the_whole_and_survives_a_move(tmp_path):
+    images, masks, labels = make_items(n=13)
+    whole = whole_file(tmp_path, images, masks, labels)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 6, 13], 13)
+    merged = merge_streams(parts, tmp_path / "merged.h5")
+    with open_stream(merged) as m, open_stream(whole) as w:
+        assert m.images.is_virtual
+        assert m.attrs == w.attrs
+        for a, b in zip(m[:], w[:]):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(m.field("seeds"), np.arange(13))
+    moved = tmp_path.parent / (tmp_path.name + "_moved")
+    os.replace(tmp_path, moved)
+    cwd = os.getcwd()
+    try:
+        os.chdir("/")
+        with open_stream(moved / "merged.h5") as m:
+            np.testing.assert_array_equal(m[12][0], images[12])
+    finally:
+        os.chdir(cwd)
+    (moved / "part1.h5").unlink()
+    with pytest.raises(FileNotFoundError, match="part part1.h5 is missing"):
+        open_stream(moved / "merged.h5")
+
+
+def test_merge_refuses_gaps_overlaps_and_strangers(tmp_path):
+    images, masks, labels = make_items(n=13)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 9, 13], 13)
+    with pytest.raises(ValueError, match="items \\[4, 9\\) are missing"):
+        merge_streams([parts[0], parts[2]], tmp_path / "m.h5")
+    over = write_stream(tmp_path / "over.h5", images[3:9], masks[3:9], labels[3:9],
+                        attrs={**ATTRS, "n_total": 13, "item_start": 3, "item_stop": 9, "shard": "x"},
+                        fields={"seeds": np.arange(3, 9)}, batch_size=3)
+    with pytest.raises(ValueError, match="overlap"):
+        merge_streams([parts[0], over], tmp_path / "m.h5")
+    other = write_stream(tmp_path / "other.h5", images[4:9], masks[4:9], labels[4:9],
+                         attrs={**ATTRS, "seed": 99, "n_total": 13, "item_start": 4, "item_stop": 9, "shard": "1/3"},
+                         fields={"seeds": np.arange(4, 9)}, batch_size=3)
+    with pytest.raises(ValueError, match="come from different streams \\(they differ in seed\\)"):
+        merge_streams([parts[0], other, parts[2]], tmp_path / "m.h5")
+    with pytest.raises(ValueError, match="more than once"):
+        merge_streams([parts[0], parts[0]], tmp_path / "m.h5")
+    (tmp_path / "m.h5").write_bytes(b"keep")
+    with pytest.raises(FileExistsError):
+        merge_streams(parts, tmp_path / "m.h5")
+    assert (tmp_path / "m.h5").read_bytes() == b"keep"
+
+
+def test_merge_of_unranged_streams_concatenates_in_order(tmp_path):
+    images, masks, labels = make_items(n=8)
+    a = write_stream(tmp_path / "a.h5", images[:5], masks[:5], labels[:5])
+    b = write_stream(tmp_path / "b.h5", images[5:], masks[5:], labels[5:])
+    for copy in (False, True):
+        out = merge_streams([a, b], tmp_path / f"m{copy}.h5", copy=copy)
+        np.testing.assert_array_equal(open_stream(out)[:][0], images)
+
+
+# --------------------------------------------------------------------------- bad input
+
+GOOD = make_items(n=4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        ({"images": GOOD[0].astype(np.float32)}, TypeError, "images: expected dtype uint8, got float32"),
+        ({"images": GOOD[0][0]}, ValueError, "images: expected a 3 or 4-D array, got 2-D"),
+        ({"masks": GOOD[1][:3]}, ValueError, "masks: expected shape \\(4, 16, 12\\) like images, got \\(3, 16, 12\\)"),
+        ({"labels": [0, 1]}, ValueError, "labels: expected shape \\(4,\\) like images, got \\(2,\\)"),
+        ({"labels": [0, 1, 2, 0]}, ValueError, "labels: expected 0/1 values"),
+        ({"attrs": {"job": 1}}, ValueError, "attrs: attribute name 'job' is reserved"),
+        ({"attrs": {"x": object()}}, TypeError, "attrs\\['x'\\]: expected a str, number, bool or JSON"),
+        ({"attrs": [1]}, TypeError, "attrs: expected a mapping"),
+        ({"compression": "lz4"}, ValueError, "compression: expected one of 'fast', 'zlib', 'none', got 'lz4'"),
+        ({"batch_size": 0}, ValueError, "batch_size: expected an int >= 1, got 0"),
+        ({"fields": {"colour": np.zeros(4)}}, ValueError, "fields: expected one of 'seeds'"),
+        ({"fields": {"seeds": np.zeros(3, int)}}, ValueError, "seeds: expected shape \\(4,\\), got \\(3,\\)"),
+        ({"fields": {"sources": np.full(4, 70000)}}, ValueError, "sources: values must fit uint16"),
+    ],
+)
+def test_write_stream_bad_input(tmp_path, kwargs, exc, message):
+    args = dict(zip(("images", "masks", "labels"), GOOD))
+    args.update(kwargs)
+    path = tmp_path / "s.h5"
+    with pytest.raises(exc, match=message):
+        write_stream(path, args.pop("images"), args.pop("masks"), args.pop("labels"), **args)
+    assert not path.exists()
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path: the directory of .* does not exist"):
+        write_stream(tmp_path / "nope" / "s.h5", *GOOD)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        write_stream(tmp_path, *GOOD)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_stream(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="is not a readable HDF5 file"):
+        open_stream(tmp_path / "junk.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1
+    with pytest.raises(ValueError, match="is not a stream file: it has no dataset 'syn_stream/images'"):
+        open_stream(tmp_path / "other.h5")
+
+
+def test_append_checks_batches(tmp_path):
+    images, masks, labels = make_items(n=5)
+    w = StreamWriter(tmp_path / "s.h5", n=5, image_shape=images.shape[1:], batch_size=2, fields=("seeds",))
+    with pytest.raises(ValueError, match="expected a batch of 2 items \\(batch_size 2, 5 to go\\), got 3"):
+        w.append(images[:3], masks[:3], labels[:3], seeds=np.arange(3))
+    with pytest.raises(ValueError, match="fields: expected \\['seeds'\\], got \\[\\]"):
+        w.append(images[:2], masks[:2], labels[:2])
+    with pytest.raises(ValueError, match="only 0 of 5 items written; cannot commit"):
+        w.commit()
+    w.close()
+    with pytest.raises(ValueError, match="the writer is closed"):
+        w.append(images[:2], masks[:2], labels[:2], seeds=np.arange(2))

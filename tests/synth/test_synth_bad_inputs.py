@@ -1,0 +1,100 @@
+"""Every public function of ispad_core.synth rejects bad input with the exact exception and message."""
+
+import numpy as np
+import pytest
+
+from ispad_core.synth import (
+    DefectParams,
+    gallery,
+    random_walk_skeleton,
+    synthesize,
+    synthesize_batch,
+    synthesize_steps,
+)
+
+GOOD = np.zeros((32, 32), np.uint8)
+BATCH = np.zeros((2, 32, 32), np.uint8)
+
+
+@pytest.mark.parametrize("func", [synthesize, synthesize_steps])
+@pytest.mark.parametrize(
+    "patch, params, kwargs, exc, match",
+    [
+        (GOOD.astype(np.float32), "mixed", {}, TypeError, "patch: expected dtype uint8 or uint16, got float32"),
+        (GOOD.astype(np.int16), "mixed", {}, TypeError, "patch: expected dtype uint8 or uint16, got int16"),
+        (np.zeros(32, np.uint8), "mixed", {}, ValueError, r"patch: expected a 2 or 3-D array, got 1-D with shape \(32,\)"),
+        (BATCH[None], "mixed", {}, ValueError, "patch: expected a 2 or 3-D array, got 4-D"),
+        (np.zeros((32, 32, 5), np.uint8), "mixed", {}, ValueError, r"patch: expected 1 to 4 channels on the last axis, got shape \(32, 32, 5\)"),
+        (np.zeros((16, 32), np.uint8), "mixed", {}, ValueError,
+         r"patch: expected height and width of at least 2 \* margin \+ 1 = 17 \(margin 8 of params\), got \(16, 32\)"),
+        (np.zeros((32, 10), np.uint8), DefectParams(margin=5), {}, ValueError, r"= 11 \(margin 5 of params\), got \(32, 10\)"),
+        (np.zeros((0, 32), np.uint8), "mixed", {}, ValueError, "patch: expected a non-empty array"),
+        (None, "mixed", {}, TypeError, "patch: expected an array, got None"),
+        (np.array([["a"]], dtype=object), "mixed", {}, TypeError, "patch: expected a numeric array, got dtype object"),
+        (GOOD, "bogus", {}, ValueError, "params: expected a preset name"),
+        (GOOD, {"steps": (1, 2)}, {}, TypeError, "params: expected a DefectParams, DefectMixture or preset name, got dict"),
+        (GOOD, "mixed", {"rng": -3}, ValueError, "rng: expected a non-negative seed, got -3"),
+        (GOOD, "mixed", {"rng": 1.5}, TypeError, "rng: expected None, a non-negative int or a numpy.random.Generator, got float"),
+    ],
+)
+def test_single_item_rejects(func, patch, params, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        func(patch, params, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "patches, kwargs, exc, match",
+    [
+        (GOOD, {}, ValueError, r"patches: expected a 3 or 4-D array, got 2-D with shape \(32, 32\)"),
+        (BATCH.astype(np.float64), {}, TypeError, "patches: expected dtype uint8 or uint16, got float64"),
+        (BATCH.astype(bool), {}, TypeError, "patches: expected dtype uint8 or uint16, got bool"),
+        (np.zeros((2, 32, 32, 0), np.uint8), {}, ValueError, "patches: expected 1 to 4 channels on the last axis"),
+        (np.zeros((2, 10, 32), np.uint8), {}, ValueError, r"patches: expected height and width of at least 2 \* margin \+ 1 = 17"),
+        (BATCH, {"rng": [1, 2, 3]}, ValueError, r"rng: expected 2 per-item seeds, got an array of shape \(3,\)"),
+        (BATCH, {"rng": np.array([1.0, 2.0])}, TypeError, "rng: per-item seeds must be integers, got dtype float64"),
+        (BATCH, {"rng": np.array([1, 2**32])}, ValueError, r"rng: per-item seeds must lie in \[0, 2\*\*32\)"),
+        (BATCH, {"rng": np.array([-1, 2])}, ValueError, r"rng: per-item seeds must lie in \[0, 2\*\*32\)"),
+        (BATCH, {"defective": [True]}, ValueError, r"defective: expected shape \(2,\) like patches, got \(1,\)"),
+        (BATCH, {"defective": [0, 2]}, ValueError, r"defective: expected binary labels 0/1, got values \{0, 2\}"),
+        (BATCH, {"defective": [[True, False]]}, ValueError, "defective: expected a 1-D array, got 2-D"),
+    ],
+)
+def test_batch_rejects(patches, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        synthesize_batch(patches, "mixed", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "shape, params, exc, match",
+    [
+        (32, "mixed", TypeError, r"shape: expected a \(height, width\) pair of ints, got int"),
+        ((32, 32, 3), "mixed", ValueError, r"shape: expected a \(height, width\) pair, got 3 values"),
+        ((32.0, 32), "mixed", TypeError, r"shape\[0\]: expected an int, got float"),
+        ((0, 32), "mixed", ValueError, r"shape\[0\]: expected an int >= 1, got 0"),
+        ((12, 40), "mixed", ValueError, r"shape: expected height and width of at least 2 \* margin \+ 1 = 17"),
+        ((40, 40), 7, TypeError, "params: expected a DefectParams, DefectMixture or preset name, got int"),
+    ],
+)
+def test_skeleton_rejects(shape, params, exc, match):
+    with pytest.raises(exc, match=match):
+        random_walk_skeleton(shape, params, rng=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"n": 0}, ValueError, "n: expected an int >= 1, got 0"),
+        ({"columns": 0}, ValueError, "columns: expected an int >= 1, got 0"),
+        ({"zoom": 9}, ValueError, "zoom: expected an int <= 8, got 9"),
+        ({"size": 16}, ValueError, "size: expected an int >= 17, got 16"),
+        ({"outline": (255, 0)}, ValueError, r"outline: expected three ints in \[0, 255\], got \(255, 0\)"),
+        ({"outline": (255, 0, 300)}, ValueError, r"outline: expected three ints in \[0, 255\]"),
+        ({"backgrounds": np.zeros((0, 32, 32), np.uint8)}, ValueError, r"backgrounds: expected a non-empty array, got shape \(0, 32, 32\)"),
+        ({"backgrounds": np.zeros((2, 32, 32), np.float32)}, TypeError, "backgrounds: expected dtype uint8 or uint16, got float32"),
+        ({"backgrounds": np.zeros((32, 32), np.uint8)}, ValueError, "backgrounds: expected a 3 or 4-D array"),
+        ({"params": "nope"}, ValueError, "params: expected a preset name"),
+    ],
+)
+def test_gallery_rejects(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        gallery(**kwargs)

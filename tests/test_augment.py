@@ -1,0 +1,330 @@
+"""Table-8 augmentation: the warp against scipy, exact flips and rotations, masks, determinism."""
+
+import json
+import math
+
+import numba
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ispad_core import _augment_kernels as K
+from ispad_core.augment import AUGMENT_PRESETS, AugmentParams, augment, augment_batch, warp_affine
+from tests.reference.augment_ref import affine_matrix_ref, augment_ref, draw_params_ref, warp_ref
+
+STILL = dict(p_affine=1.0, rotation=0.0, scale=(1.0, 1.0), shear=0.0, vflip=0.0, hflip=0.0,
+             brightness=(1.0, 1.0), contrast=(1.0, 1.0))
+
+
+def _textured(shape, dtype=np.uint8, seed=0):
+    """Smooth random texture spanning the dtype's range (so interpolation matters)."""
+    rng = np.random.default_rng(seed)
+    noise = ndi.gaussian_filter(rng.normal(size=shape), [1.5, 1.5] + [0] * (len(shape) - 2))
+    noise = (noise - noise.min()) / (np.ptp(noise) + 1e-12)
+    return np.round(noise * np.iinfo(dtype).max).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- the warp
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    channels=st.sampled_from([None, 3]),
+    dtype=st.sampled_from([np.uint8, np.uint16]),
+)
+def test_bilinear_warp_matches_scipy_within_one_level(seed, h, w, channels, dtype):
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels is None else (h, w, channels)
+    image = _textured(shape, dtype, seed)
+    a = np.eye(2) + rng.normal(0, 0.4, (2, 2))
+    matrix = np.c_[a, rng.normal(0, max(h, w) / 3, 2)]
+    out = warp_affine(image, matrix)
+    assert out.dtype == image.dtype and out.shape == image.shape
+    ref = warp_ref(image, matrix, 1)
+    # everywhere, borders included: reflection is scipy's "mirror"
+    assert np.abs(out - ref).max() <= 1.0
+    assert np.abs(out - np.floor(ref + 0.5)).max() <= 1
+
+
+@settings(deadline=None, max_examples=30)
+@given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 30), w=st.integers(1, 30))
+def test_nearest_warp_matches_scipy(seed, h, w):
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((h, w)) < 0.3).astype(np.uint8)
+    matrix = np.c_[np.eye(2) + rng.normal(0, 0.4, (2, 2)), rng.normal(0, 8, 2)]
+    out = warp_affine(mask, matrix, order=0)
+    ref = ndi.affine_transform(mask, matrix[:, :2], offset=matrix[:, 2], order=0, mode="mirror")
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(warp_affine(mask.astype(bool), matrix, order=0), ref.astype(bool))
+
+
+def test_flips_and_quarter_turns_are_exact():
+    patch = _textured((33, 33, 3))
+    n = 32
+    cases = {
+        "vflip": ([[-1, 0, n], [0, 1, 0]], patch[::-1]),
+        "hflip": ([[1, 0, 0], [0, -1, n]], patch[:, ::-1]),
+        "rot90": ([[0, -1, n], [1, 0, 0]], None),
+        "rot180": ([[-1, 0, n], [0, -1, n]], np.rot90(patch, 2)),
+        "transpose": ([[0, 1, 0], [1, 0, 0]], patch.transpose(1, 0, 2)),
+    }
+    for name, (matrix, expected) in cases.items():
+        out = warp_affine(patch, matrix)
+        if expected is None:  # out[r, c] = patch[n - c, r]
+            expected = np.stack([patch[n - c, :] for c in range(n + 1)], axis=1)
+        np.testing.assert_array_equal(out, expected, err_msg=name)
+
+
+@pytest.mark.parametrize("angle, k", [(90.0, -1), (-90.0, 1), (180.0, 2), (270.0 - 360.0, 1)])
+def test_augment_quarter_turns_are_exact_rotations(angle, k):
+    patch = _textured((64, 64), seed=1)
+    params = AugmentParams(**{**STILL, "rotation": (angle, angle)})
+    out = augment(patch, params, rng=0)
+    np.testing.assert_array_equal(out, np.rot90(patch, k))
+
+
+@pytest.mark.parametrize("flip, expected", [("vflip", np.flipud), ("hflip", np.fliplr)])
+def test_augment_flips_are_exact(flip, expected):
+    patch = _textured((40, 50, 3), np.uint16, seed=2)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[3:9, 5:20] = 1
+    out, warped = augment(patch, AugmentParams(**{**STILL, flip: 1.0}), rng=3, mask=mask)
+    np.testing.assert_array_equal(out, expected(patch))
+    np.testing.assert_array_equal(warped, expected(mask))
+
+
+def test_kernel_matrix_matches_reference_composition():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        h, w = rng.integers(1, 300, 2)
+        args = (rng.uniform(-180, 180), rng.uniform(0.5, 2), rng.uniform(-40, 40), bool(rng.random() < 0.5), bool(rng.random() < 0.5))
+        np.testing.assert_allclose(K.affine_matrix(h, w, *args), affine_matrix_ref(h, w, *args), atol=1e-9)
+
+
+def test_reflect_index_matches_numpy_pad():
+    for n in [1, 2, 3, 7]:
+        padded = np.pad(np.arange(n), 3 * n + 2, mode="reflect" if n > 1 else "edge")
+        got = [K.reflect_index(i, n) for i in range(-(3 * n + 2), n + 3 * n + 2)]
+        np.testing.assert_array_equal(got, padded)
+
+
+# ----------------------------------------------------------------------------- augment_batch
+
+
+EXTREME = AugmentParams(rotation=180, scale=(0.3, 3.0), shear=60, p_affine=0.5, brightness=(0.2, 3), contrast=(0, 3))
+
+
+@pytest.mark.parametrize("preset", ["lsm1", "lsm2", "asm", EXTREME])
+@pytest.mark.parametrize("channels", [None, 3])
+def test_augment_batch_matches_reference_pipeline(preset, channels):
+    n = 12
+    shape = (n, 48, 40) if channels is None else (n, 48, 40, channels)
+    patches = np.stack([_textured(shape[1:], seed=s) for s in range(n)])
+    seeds = np.arange(1000, 1000 + n, dtype=np.uint32)
+    out = augment_batch(patches, preset, rng=seeds)
+    params = AUGMENT_PRESETS[preset] if isinstance(preset, str) else preset
+    applied = 0
+    for i in range(n):
+        ref, _, drawn = augment_ref(patches[i], params, seeds[i])
+        applied += drawn["apply"]
+        diff = np.abs(out[i].astype(int) - ref.astype(int))
+        # one level from the warp's rounding, amplified at most by brightness * contrast
+        bound = max(1, math.ceil(drawn["brightness"] * drawn["contrast"]))
+        assert diff.max() <= bound, (i, diff.max(), drawn)
+        assert (diff > 0).mean() < 0.02
+    assert applied > 0
+    if preset is EXTREME:  # p_affine 0.5: both paths are exercised
+        assert applied < n
+
+
+def test_mask_lands_on_the_same_pixels_as_the_image():
+    rng = np.random.default_rng(5)
+    masks = np.zeros((16, 64, 64), np.uint8)
+    for m in masks:
+        r, c = rng.integers(5, 40, 2)
+        m[r : r + rng.integers(3, 20), c : c + rng.integers(3, 20)] = 1
+        m[rng.integers(0, 64), :] = 1  # a thin line as well
+    images = masks * np.uint8(255)
+    params = AugmentParams(p_affine=1.0, brightness=(1, 1), contrast=(1, 1), rotation=45, shear=20)
+    out, warped = augment_batch(images, params, rng=7, masks=masks)
+    assert set(np.unique(warped)) <= {0, 1}
+    assert (warped[out == 255] == 1).all() and (warped[out == 0] == 0).all()
+    assert warped.sum() > 0.5 * masks.sum()
+    # bool masks stay bool, and illumination never touches masks
+    out_b, warped_b = augment_batch(images, "lsm1", rng=7, masks=masks.astype(bool))
+    assert warped_b.dtype == np.bool_
+    _, warped_u = augment_batch(images, "lsm1", rng=7, masks=masks)
+    np.testing.assert_array_equal(warped_b, warped_u.astype(bool))
+
+
+def test_unit_factors_and_no_affine_change_nothing():
+    patches = np.stack([_textured((32, 48, 3), seed=s) for s in range(4)])
+    masks = (patches[..., 0] > 128).astype(np.uint8)
+    still = AugmentParams(p_affine=0.0, brightness=(1.0, 1.0), contrast=(1.0, 1.0))
+    out, warped = augment_batch(patches, still, rng=0, masks=masks)
+    np.testing.assert_array_equal(out, patches)
+    np.testing.assert_array_equal(warped, masks)
+    identity_warp = AugmentParams(**STILL)
+    np.testing.assert_array_equal(augment_batch(patches, identity_warp, rng=0), patches)
+
+
+def test_illumination_only_follows_the_formula():
+    patch = _textured((30, 30), np.uint16, seed=8)
+    params = AugmentParams(p_affine=0.0, brightness=(1.2, 1.2), contrast=(0.8, 0.8))
+    out = augment(patch, params, rng=1)
+    mu = 1.2 * patch.mean()
+    expected = np.clip(np.floor(0.8 * (1.2 * patch.astype(float) - mu) + mu + 0.5), 0, 65535)
+    assert np.abs(out - expected).max() <= 1
+    bright = augment(np.full((8, 8), 250, np.uint8), AugmentParams(p_affine=0, brightness=(1.25, 1.25)), rng=0)
+    assert (bright == 255).all()  # saturates instead of wrapping
+
+
+def test_deterministic_per_item_seed_thread_count_and_batch_order():
+    patches = np.stack([_textured((64, 64), seed=s) for s in range(24)])
+    masks = (patches > 140).astype(np.uint8)
+    seeds = np.random.default_rng(9).choice(2**32, 24, replace=False).astype(np.uint32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one, one_m = augment_batch(patches, "lsm2", rng=seeds, masks=masks)
+        numba.set_num_threads(max(2, before))
+        many, many_m = augment_batch(patches, "lsm2", rng=seeds, masks=masks)
+    finally:
+        numba.set_num_threads(before)
+    assert one.tobytes() == many.tobytes() and one_m.tobytes() == many_m.tobytes()
+    perm = np.random.default_rng(10).permutation(24)
+    shuffled = augment_batch(patches[perm], "lsm2", rng=seeds[perm])
+    np.testing.assert_array_equal(shuffled, one[perm])
+    np.testing.assert_array_equal(augment_batch(patches[5:6], "lsm2", rng=seeds[5:6])[0], one[5])
+    # an int seed reproduces the whole batch; different seeds give different patches
+    np.testing.assert_array_equal(augment_batch(patches, "lsm2", rng=3), augment_batch(patches, "lsm2", rng=3))
+    assert not np.array_equal(augment_batch(patches, "lsm2", rng=3), augment_batch(patches, "lsm2", rng=4))
+    # augment() of one patch is augment_batch() of a batch of one with the same seed stream
+    a = augment(patches[0], "lsm1", rng=np.random.default_rng(11))
+    b = augment_batch(patches[:1], "lsm1", rng=np.random.default_rng(11))[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_draw_sequence_matches_reference():
+    params = AUGMENT_PRESETS["lsm1"]
+    p = params._packed()
+    for seed in [0, 1, 2**32 - 1, 123456]:
+        got = K.draw_params(np.uint32(seed), p)
+        ref = draw_params_ref(seed, params)
+        assert got[0] == ref["apply"] and got[4] == ref["vflip"] and got[5] == ref["hflip"]
+        np.testing.assert_allclose(got[1:4] + got[6:], [ref[k] for k in ("angle", "scale", "shear", "brightness", "contrast")])
+
+
+def test_shapes_dtypes_and_small_or_empty_batches():
+    for shape in [(0, 8, 8), (3, 1, 1), (2, 1, 9), (2, 7, 1, 2), (1, 256, 256, 3)]:
+        patches = np.full(shape, 100, np.uint8)
+        out = augment_batch(patches, "lsm1", rng=0)
+        assert out.shape == shape and out.dtype == np.uint8
+    patch = _textured((20, 20), np.uint16)
+    out, mask = augment(patch, "asm", rng=1, mask=np.ones((20, 20), bool))
+    assert out.dtype == np.uint16 and mask.all()
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def test_presets_are_table_8():
+    lsm1, lsm2, asm = (AUGMENT_PRESETS[k] for k in ("lsm1", "lsm2", "asm"))
+    assert lsm1.rotation == (-45.0, 45.0) and lsm1.scale == (0.9, 1.1) and lsm1.shear == (-10.0, 10.0)
+    assert lsm2.rotation == (-45.0, 45.0) and lsm2.scale == (0.9, 1.1) and lsm2.shear == (-20.0, 20.0)
+    assert asm.rotation == (-10.0, 10.0) and asm.scale == (1.0, 1.2) and asm.shear == (-10.0, 10.0)
+    for p in (lsm1, lsm2):
+        assert p.brightness == (0.75, 1.25) and p.contrast == (0.75, 1.25)
+    assert asm.brightness == (1.0, 1.0) and asm.contrast == (1.0, 1.0)
+    for p in (lsm1, lsm2, asm):
+        assert p.vflip == 0.5 and p.hflip == 0.5 and 0.80 <= p.p_affine <= 0.95
+
+
+def test_params_to_dict_round_trips_through_json():
+    for p in AUGMENT_PRESETS.values():
+        d = json.loads(json.dumps(p.to_dict()))
+        assert AugmentParams(**d) == p
+    with pytest.raises(AttributeError):
+        AUGMENT_PRESETS["lsm1"].p_affine = 1.0  # frozen
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"rotation": (10, -10)}, ValueError, r"rotation: expected low <= high, got \(10, -10\)"),
+        ({"rotation": 200}, ValueError, r"rotation: expected a value in \[0, 180\], got 200"),
+        ({"rotation": "45"}, TypeError, "rotation: expected a \\(low, high\\) pair, got str"),
+        ({"scale": (1.1, 0.9)}, ValueError, r"scale: expected low <= high, got \(1.1, 0.9\)"),
+        ({"scale": (0.0, 1.0)}, ValueError, r"scale\[0\]: expected a value in \[0.1, 10\], got 0"),
+        ({"shear": 75}, ValueError, r"shear: expected a value in \[0, 60\], got 75"),
+        ({"shear": (1, 2, 3)}, ValueError, "shear: expected a \\(low, high\\) pair, got 3 values"),
+        ({"vflip": 1.5}, ValueError, r"vflip: expected a value in \[0, 1\], got 1.5"),
+        ({"hflip": -0.1}, ValueError, r"hflip: expected a value in \[0, 1\], got -0.1"),
+        ({"brightness": (1.25, 0.75)}, ValueError, r"brightness: expected low <= high, got \(1.25, 0.75\)"),
+        ({"contrast": (-1, 1)}, ValueError, r"contrast\[0\]: expected a value in \[0, 10\], got -1"),
+        ({"p_affine": 2}, ValueError, r"p_affine: expected a value in \[0, 1\], got 2"),
+        ({"p_affine": None}, TypeError, "p_affine: expected a real number, got NoneType"),
+        ({"brightness": (float("nan"), 1)}, ValueError, r"brightness\[0\]: expected a finite number, got nan"),
+    ],
+)
+def test_params_reject(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        AugmentParams(**kwargs)
+
+
+_P = np.zeros((2, 16, 16), np.uint8)
+
+
+@pytest.mark.parametrize(
+    "patches, params, kwargs, exc, match",
+    [
+        (np.zeros((16, 16), np.uint8), "lsm1", {}, ValueError, "patches: expected a 3 or 4-D array, got 2-D"),
+        (np.zeros(16, np.uint8), "lsm1", {}, ValueError, "patches: expected a 3 or 4-D array, got 1-D"),
+        (_P.astype(np.float32), "lsm1", {}, TypeError, "patches: expected dtype uint8, uint16, got float32"),
+        (_P, "lsm3", {}, ValueError, "params: expected one of 'lsm1', 'lsm2', 'asm', got 'lsm3'"),
+        (_P, 3, {}, TypeError, "params: expected an AugmentParams or a preset name, got int"),
+        (_P, "lsm1", {"masks": np.zeros((2, 16, 15), np.uint8)}, ValueError, r"masks: expected shape \(2, 16, 16\) like patches, got \(2, 16, 15\)"),
+        (_P, "lsm1", {"masks": np.zeros((2, 16, 16), np.float32)}, TypeError, "masks: expected dtype bool, uint8, got float32"),
+        (_P, "lsm1", {"rng": np.array([1, 2, 3])}, ValueError, r"rng: expected 2 per-item seeds, got an array of shape \(3,\)"),
+        (_P, "lsm1", {"rng": np.array([1.0, 2.0])}, TypeError, "rng: per-item seeds must be integers"),
+        (_P, "lsm1", {"rng": -1}, ValueError, "rng: expected a non-negative seed, got -1"),
+    ],
+)
+def test_augment_batch_rejects(patches, params, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        augment_batch(patches, params, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "patch, kwargs, exc, match",
+    [
+        (np.zeros(16, np.uint8), {}, ValueError, "patch: expected a 2 or 3-D array, got 1-D"),
+        (np.zeros((4, 16, 16, 3), np.uint8), {}, ValueError, "patch: expected a 2 or 3-D array, got 4-D"),
+        (np.zeros((16, 16), np.int32), {}, TypeError, "patch: expected dtype uint8, uint16, got int32"),
+        (np.zeros((16, 16), np.uint8), {"mask": np.zeros((16, 17), bool)}, ValueError, r"mask: expected shape \(16, 16\) like patch, got \(16, 17\)"),
+    ],
+)
+def test_augment_rejects(patch, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        augment(patch, "lsm1", rng=0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "patch, matrix, kwargs, exc, match",
+    [
+        (np.zeros((8, 8), np.uint8), np.eye(3), {}, ValueError, r"matrix: expected shape \(2, 3\), got \(3, 3\)"),
+        (np.zeros((8, 8), np.uint8), [[np.nan, 0, 0], [0, 1, 0]], {}, ValueError, "matrix: expected finite values, got NaN or inf"),
+        (np.zeros((8, 8), np.uint8), [[1e12, 0, 0], [0, 1, 0]], {}, ValueError, "matrix: maps the patch to input positions up to"),
+        (np.zeros((8, 8), np.uint8), [[1, 0, 0], [0, 1, 0]], {"order": 3}, ValueError, "order: expected one of 0, 1, got 3"),
+        (np.zeros((8, 8), bool), [[1, 0, 0], [0, 1, 0]], {}, TypeError, "patch: expected dtype uint8, uint16, got bool"),
+        (np.zeros(8, np.uint8), [[1, 0, 0], [0, 1, 0]], {}, ValueError, "patch: expected a 2 or 3-D array, got 1-D"),
+    ],
+)
+def test_warp_affine_rejects(patch, matrix, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        warp_affine(patch, matrix, **kwargs)

@@ -1,0 +1,255 @@
+"""The installed ``ispad`` command, run in a subprocess as a user would."""
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from ispad_core import __version__
+from ispad_core.io import open_stream, part_path, write_mvtec
+from ispad_core.samples import screen_print
+
+ISPAD = shutil.which("ispad", path=os.path.dirname(sys.executable)) or shutil.which("ispad")
+SMALL = ["--size", "64", "--batch-size", "4", "--quiet"]
+
+
+def ispad(*args, cwd=None, expect=0, timeout=900):
+    assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
+    proc = subprocess.run([ISPAD, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    assert proc.returncode == expect, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scans")
+    iio.imwrite(d / "a.png", screen_print((100, 120), rng=0, kind="dots"))
+    iio.imwrite(d / "b.png", screen_print((90, 90), rng=1, kind="mesh"))
+    return d
+
+
+def test_help_and_version():
+    assert ispad("--version").stdout.strip() == f"ispad {__version__}"
+    top = ispad("--help").stdout
+    for command in ("synth", "merge", "gallery", "evaluate", "info"):
+        assert command in top
+        text = ispad(command, "--help").stdout
+        assert text.startswith(f"usage: ispad {command}")
+    assert "--shard K/N" in ispad("synth", "--help").stdout
+    assert "name,score,label" in ispad("evaluate", "--help").stdout.replace("\n", " ").replace("  ", " ")
+
+
+def test_synth_on_the_builtin_sample(tmp_path):
+    proc = ispad("synth", "--out", tmp_path / "a.h5", "--n", 6, "--seed", 3, "--size", 64, "--batch-size", 4)
+    assert "wrote 6 patches" in proc.stdout and "3 with synthetic defects" in proc.stdout
+    assert "patches/s" in proc.stdout and "synthesis attempts per defect" in proc.stdout
+    assert "100%" in proc.stderr and "patch/s" in proc.stderr  # the progress bar: rate and ETA
+    with open_stream(tmp_path / "a.h5") as s:
+        patches, masks, labels = s[:]
+        assert len(s) == 6 and int(labels.sum()) == 3 and s.attrs["seed"] == 3
+        assert s.attrs["sources"][0]["name"].startswith("builtin:screen_print")
+        np.testing.assert_array_equal(masks.reshape(6, -1).any(axis=1), labels.astype(bool))
+    ispad("synth", "--out", tmp_path / "b.h5", "--n", 6, "--seed", 3, *SMALL)
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+    info = ispad("info", tmp_path / "a.h5").stdout
+    assert "6 patches of 64x64, 3 defective" in info and "seed: 3" in info
+
+
+def test_synth_on_a_folder_of_images(tmp_path, image_dir):
+    ispad("synth", "--out", tmp_path / "s.h5", "--images", image_dir, "--n", 5, "--seed", 0, "--preset", "dot-dark", *SMALL)
+    with open_stream(tmp_path / "s.h5") as s:
+        assert [src["name"] for src in s.attrs["sources"]] == ["a.png", "b.png"]
+        assert s.attrs["preset_name"] == "dot-dark" and int(s.labels.sum()) == 2
+
+
+def test_synth_bad_input_leaves_nothing_behind(tmp_path, image_dir):
+    out = tmp_path / "s.h5"
+    err = ispad("synth", "--out", out, "--images", tmp_path / "nope", *SMALL, expect=1).stderr
+    assert "ispad synth: error: --images:" in err and str(tmp_path / "nope") in err and "does not exist" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = ispad("synth", "--out", out, "--images", empty, *SMALL, expect=1).stderr
+    assert str(empty) in err and "it is empty" in err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"this is not a PNG")
+    err = ispad("synth", "--out", out, "--images", bad, *SMALL, expect=1).stderr
+    assert "cannot read" in err and "broken.png" in err
+    small = tmp_path / "small"
+    small.mkdir()
+    iio.imwrite(small / "tiny.png", np.zeros((40, 300), np.uint8))
+    err = ispad("synth", "--out", out, "--images", small, *SMALL, expect=1).stderr
+    assert "image of 40 x 300 pixels is smaller than the patch size 64" in err
+    err = ispad("synth", "--out", out, "--n", 4, "--preset", "nope", *SMALL, expect=1).stderr
+    assert "preset: expected one of" in err
+    assert not out.exists() and not list(tmp_path.glob("*.part*"))
+    out.write_bytes(b"precious")
+    err = ispad("synth", "--out", out, "--n", 4, *SMALL, expect=1).stderr
+    assert "exists; pass --overwrite" in err and out.read_bytes() == b"precious"
+    err = ispad("synth", "--out", out, "--shard", "3/3", *SMALL, expect=2).stderr
+    assert "expected 0 <= K < N in K/N" in err
+
+
+def test_shards_merge_to_the_whole(tmp_path):
+    common = ["--n", 9, "--seed", 5, *SMALL]
+    ispad("synth", "--out", tmp_path / "whole.h5", *common)
+    for k in range(3):
+        ispad("synth", "--out", tmp_path / f"part-{k}.h5", "--shard", f"{k}/3", *common)
+    proc = ispad("merge", *(tmp_path / f"part-{k}.h5" for k in (2, 0, 1)), "--out", tmp_path / "copy.h5", "--copy")
+    assert "merged 3 parts" in proc.stdout and "9 patches" in proc.stdout
+    assert (tmp_path / "copy.h5").read_bytes() == (tmp_path / "whole.h5").read_bytes()
+    ispad("merge", *(tmp_path / f"part-{k}.h5" for k in range(3)), "--out", tmp_path / "virtual.h5")
+    with open_stream(tmp_path / "virtual.h5") as v, open_stream(tmp_path / "whole.h5") as w:
+        for a, b in zip(v[:], w[:]):
+            np.testing.assert_array_equal(a, b)
+    err = ispad("merge", tmp_path / "part-0.h5", tmp_path / "part-2.h5", "--out", tmp_path / "gap.h5", expect=1).stderr
+    assert "are missing between" in err and not (tmp_path / "gap.h5").exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
+def test_interrupted_synth_resumes_to_the_same_bytes(tmp_path):
+    common = ["--n", 400, "--seed", 8, "--size", 64, "--batch-size", 8]
+    ispad("synth", "--out", tmp_path / "whole.h5", *common, "--quiet")
+    out = tmp_path / "s.h5"
+    assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
+    proc = subprocess.Popen([ISPAD, "synth", "--out", str(out), *map(str, common)], stderr=subprocess.PIPE, text=True)
+    # interrupt once the first batches are checkpointed (the bar shows progress)
+    seen = ""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        char = proc.stderr.read(1)
+        if not char:
+            break  # finished (or died) before we could interrupt it: the asserts below say so
+        seen += char
+        done = [float(x) for x in re.findall(r"\|\s*([\d.]+)/400", seen)]
+        if done and max(done) >= 16:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, seen + rest
+    assert "run the same command again to resume" in rest
+    assert not out.exists() and part_path(out).exists()
+    # the same command without --seed: the seed of the unfinished write is taken over
+    proc = ispad("synth", "--out", out, "--n", 400, "--size", 64, "--batch-size", 8, "--quiet")
+    assert "resumed" in proc.stdout
+    assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
+
+
+def test_gallery(tmp_path, image_dir):
+    ispad("gallery", "--out", tmp_path / "g.png", "--n", 2, "--size", 48)
+    sheet = iio.imread(tmp_path / "g.png")
+    assert sheet.ndim == 3 and sheet.shape[2] == 3
+    ispad("gallery", "--out", tmp_path / "h.png", "--n", 2, "--size", 48, "--images", image_dir, "--preset", "dot-dark")
+    err = ispad("gallery", "--out", tmp_path / "g.png", expect=1).stderr
+    assert "exists; pass --overwrite" in err
+
+
+def _scores(path, rows):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "score", "label"])
+        w.writerows(rows)
+
+
+def test_evaluate_scores_and_maps(tmp_path):
+    rng = np.random.default_rng(0)
+    n_good, n_bad = 12, 4
+    images = np.zeros((n_good + n_bad, 16, 16), np.uint8)
+    masks = np.zeros((n_good + n_bad, 16, 16), np.uint8)
+    for i in range(n_good, n_good + n_bad):
+        masks[i, 4:8, 4 + i - n_good : 9] = 1
+    groups = ["good"] * n_good + ["area"] * n_bad
+    root = write_mvtec(tmp_path / "data", images[:2], images, test_groups=groups, test_masks=masks)
+    names = [f"good/{i:03d}.png" for i in range(n_good)] + [f"area/{i:03d}.png" for i in range(n_bad)]
+    labels = [0] * n_good + [1] * n_bad
+    scores = rng.random(n_good + n_bad) + np.array(labels) * 0.8
+    _scores(tmp_path / "s.csv", zip(names, scores.round(4), labels))
+    proc = ispad("evaluate", "--scores", tmp_path / "s.csv")
+    table, _, js = proc.stdout.partition("\n\n")
+    assert table.splitlines()[0].split()[:3] == ["MCC", "Recall", "(%)"]
+    result = json.loads(js)
+    assert result["n"] == 16 and result["n_defective"] == 4 and result["au_pro"] is None
+    assert set(result["image"]) >= {"mcc", "recall", "fpr", "tn", "tp", "fn", "fp", "auroc", "threshold"}
+    maps = tmp_path / "maps"
+    for name, mask in zip(names, masks):
+        (maps / name).parent.mkdir(parents=True, exist_ok=True)
+        np.save((maps / name).with_suffix(".npy"), mask * 0.9 + rng.random(mask.shape) * 0.2)
+    proc = ispad("evaluate", "--scores", tmp_path / "s.csv", "--maps", maps, "--dataset", root,
+                 "--format", "json", "--json", tmp_path / "r.json")
+    result = json.loads(proc.stdout)
+    assert 0.5 < result["au_pro"] <= 1 and 0.5 < result["pixel_auroc"] <= 1
+    assert json.loads((tmp_path / "r.json").read_text()) == result
+    table = ispad("evaluate", "--scores", tmp_path / "s.csv", "--maps", maps, "--dataset", root, "--format", "table").stdout
+    assert "AU-PRO@0.3 (%)" in table
+
+
+@pytest.mark.parametrize(
+    "rows, header, message",
+    [
+        ([("a", "0.5", "2")], ["name", "score", "label"], "label '2' is not 0 or 1"),
+        ([("a", "x", "1")], ["name", "score", "label"], "score 'x' is not a number"),
+        ([("a", "0.5", "1")], ["name", "value", "label"], "needs the columns name, score, label; missing score"),
+        ([("a", "0.5", "1"), ("a", "0.2", "0")], ["name", "score", "label"], "lists a more than once"),
+        ([("a", "0.5", "1")], ["name", "score", "label"], "both"),  # one class only: the metrics refuse
+    ],
+)
+def test_evaluate_bad_csv(tmp_path, rows, header, message):
+    with open(tmp_path / "s.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    err = ispad("evaluate", "--scores", tmp_path / "s.csv", expect=1).stderr
+    assert err.startswith("ispad evaluate: error:") and message in err
+
+
+def test_evaluate_maps_need_a_dataset(tmp_path):
+    _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
+    err = ispad("evaluate", "--scores", tmp_path / "s.csv", "--maps", tmp_path, expect=1).stderr
+    assert "--maps needs --dataset" in err
+    assert "does not exist" in ispad("evaluate", "--scores", tmp_path / "none.csv", expect=1).stderr
+
+
+def test_python_dash_m_runs_the_same_command():
+    proc = subprocess.run([sys.executable, "-m", "ispad_core", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"ispad {__version__}"
+
+
+def test_paths_in_messages_are_the_users(tmp_path):
+    # relative --out from another working directory: the error names it as given
+    (tmp_path / "x.h5").write_bytes(b"x")
+    err = ispad("synth", "--out", "x.h5", *SMALL, cwd=tmp_path, expect=1).stderr
+    assert "--out: x.h5 exists" in err
+    assert Path(tmp_path / "x.h5").read_bytes() == b"x"
+
+
+def test_synth_with_rois(tmp_path, image_dir):
+    rois = tmp_path / "rois"
+    rois.mkdir()
+    a = np.zeros((100, 120), np.uint8)
+    a[10:90, 30:110] = 255
+    iio.imwrite(rois / "a.png", a)
+    iio.imwrite(rois / "b.png", np.full((90, 90), 255, np.uint8))
+    out = tmp_path / "s.h5"
+    ispad("synth", "--out", out, "--images", image_dir, "--rois", rois, "--n", 6, "--seed", 1, "--augment", "none", *SMALL)
+    with open_stream(out) as s:
+        for (r, c), src in zip(s.field("origins"), s.field("sources")):
+            if src == 0:
+                assert a[r : r + 64, c : c + 64].all()
+        assert [roi["name"] for roi in s.attrs["rois"]] == ["a.png", "b.png"]
+    iio.imwrite(rois / "c.png", a)
+    err = ispad("synth", "--out", tmp_path / "t.h5", "--images", image_dir, "--rois", rois, *SMALL, expect=1).stderr
+    assert "--rois: c in" in err and "match no image" in err
+    (rois / "c.png").unlink()
+    (rois / "b.png").unlink()
+    err = ispad("synth", "--out", tmp_path / "t.h5", "--images", image_dir, "--rois", rois, *SMALL, expect=1).stderr
+    assert "no ROI for image b" in err

@@ -1,0 +1,216 @@
+"""The balanced synthetic stream: balance, masks, determinism, shards, resume, bad input."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ispad_core import stream as stream_mod
+from ispad_core.io import merge_streams, open_stream, part_path
+from ispad_core.samples import screen_print
+from ispad_core.stream import balanced_stream, shard_range, stream_plan, write_balanced_stream
+from ispad_core.synth import PRESETS, DefectParams
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [screen_print((150, 170), rng=1, kind="dots"), screen_print((130, 130), rng=2, kind="lines")]
+
+
+def collect(gen):
+    batches = list(gen)
+    return tuple(np.concatenate([b[k] for b in batches]) for k in range(3))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 24])
+def test_exactly_half_defective_and_masks_where_labels_are(images, n):
+    patches, masks, labels = collect(balanced_stream(images, n, size=SIZE, rng=3, batch_size=5))
+    assert patches.shape == (n, SIZE, SIZE) and patches.dtype == np.uint8
+    assert masks.shape == (n, SIZE, SIZE) and set(np.unique(masks)) <= {0, 1}
+    assert labels.dtype == np.uint8 and int(labels.sum()) == n // 2
+    np.testing.assert_array_equal(masks.reshape(n, -1).any(axis=1), labels.astype(bool))
+
+
+def test_same_seed_same_items_in_any_batch_size_and_slice(images):
+    whole = collect(balanced_stream(images, 20, size=SIZE, rng=5, batch_size=20))
+    again = collect(balanced_stream(images, 20, size=SIZE, rng=5, batch_size=3))
+    part = collect(balanced_stream(images, 20, size=SIZE, rng=5, batch_size=4, start=7, stop=16))
+    for a, b, c in zip(whole, again, part):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a[7:16], c)
+    other = collect(balanced_stream(images, 20, size=SIZE, rng=6, batch_size=20))
+    assert not np.array_equal(whole[0], other[0])
+
+
+def test_rgb_images_give_rgb_patches():
+    rgb = [screen_print((120, 120), rng=0, channels=3)]
+    patches, masks, labels = collect(balanced_stream(rgb, 6, size=SIZE, rng=0))
+    assert patches.shape == (6, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(masks.reshape(6, -1).any(axis=1), labels.astype(bool))
+
+
+def test_patches_come_from_inside_the_roi(tmp_path, images):
+    roi = np.zeros(images[0].shape, bool)
+    roi[10:90, 40:150] = True
+    out = tmp_path / "s.h5"
+    write_balanced_stream(out, [images[0]], 16, rois=[roi], size=SIZE, seed=0, augment=None)
+    with open_stream(out) as s:
+        origins = s.field("origins")
+        patches, masks, labels = s[:]
+    for (r, c), patch, label in zip(origins, patches, labels):
+        assert roi[r : r + SIZE, c : c + SIZE].all()
+        if not label:  # no augmentation, no defect: the patch is the image window
+            np.testing.assert_array_equal(patch, images[0][r : r + SIZE, c : c + SIZE])
+    # half the pixels inside is enough with min_roi_fraction=0.5
+    write_balanced_stream(tmp_path / "h.h5", [images[0]], 16, rois=[roi], size=SIZE, seed=0, min_roi_fraction=0.5)
+    with open_stream(tmp_path / "h.h5") as s:
+        assert all(roi[r : r + SIZE, c : c + SIZE].mean() >= 0.5 for r, c in s.field("origins"))
+
+
+def test_invisible_defects_are_redrawn_on_other_patches(tmp_path):
+    image = screen_print((128, 256), rng=0)
+    image[:, :128] = 0  # dark defects cannot show on black
+    params = dataclasses.replace(PRESETS["dot-dark"], max_attempts=2)
+    out = tmp_path / "s.h5"
+    summary = write_balanced_stream(out, image, 40, size=SIZE, preset=params, augment=None, seed=1)
+    assert summary.n_redrawn > 0
+    with open_stream(out) as s:
+        patches, masks, labels = s[:]
+        origins = s.field("origins")
+    assert int(labels.sum()) == 20
+    np.testing.assert_array_equal(masks.reshape(40, -1).any(axis=1), labels.astype(bool))
+    assert all(c + SIZE > 128 for (r, c), lab in zip(origins, labels) if lab)
+
+
+def test_a_defect_that_never_shows_is_an_error(images):
+    params = DefectParams(threshold=1e9, max_attempts=1)
+    with pytest.raises(RuntimeError, match="no visible defect after 3 patches"):
+        collect(balanced_stream(images, 4, size=SIZE, preset=params, rng=0, max_redraws=2))
+
+
+def test_stream_plan_and_shards():
+    seeds, defective = stream_plan(1000, rng=0)
+    assert np.unique(seeds).size == 1000 and int(defective.sum()) == 500
+    s2, d2 = stream_plan(1000, rng=0)
+    np.testing.assert_array_equal(seeds, s2)
+    np.testing.assert_array_equal(defective, d2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(0, 10_000), parts=st.integers(1, 64))
+def test_shards_are_contiguous_and_cover(n, parts):
+    ranges = [shard_range(n, (k, parts)) for k in range(parts)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    sizes = [b - a for a, b in ranges]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_derived_seeds_are_distinct_per_key():
+    seeds = np.arange(10_000, dtype=np.uint32)
+    a, b = stream_mod._derive32(seeds, 0), stream_mod._derive32(seeds, 1)
+    assert np.unique(a).size > 9_980 and np.mean(a == b) < 0.01
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_file_same_seed_same_bytes_and_attrs(tmp_path, images):
+    a = write_balanced_stream(tmp_path / "a.h5", images, 12, size=SIZE, seed=4, names=["x.png", "y.png"])
+    b = write_balanced_stream(tmp_path / "b.h5", images, 12, size=SIZE, seed=4, names=["x.png", "y.png"])
+    assert a.path.read_bytes() == b.path.read_bytes()
+    assert a.n_items == 12 and a.n_defective == 6 and a.seed == 4 and a.mean_attempts >= 1
+    assert set(a.timings) == {"extract", "augment", "synthesize", "compress", "write"}
+    assert "wrote 12 patches" in str(a)
+    with open_stream(a.path) as s:
+        attrs = s.attrs
+        assert attrs["seed"] == 4 and attrs["n_total"] == 12 and attrs["shard"] == "0/1"
+        assert attrs["preset_name"] == "mixed" and isinstance(attrs["preset"], dict)
+        assert attrs["augment_name"] == "lsm1" and isinstance(attrs["augment"], dict)
+        assert [src["name"] for src in attrs["sources"]] == ["x.png", "y.png"]
+        assert s.field("seeds").dtype == np.uint32 and (s.field("attempts")[s.labels == 1] >= 1).all()
+        assert (s.field("attempts")[s.labels == 0] == 0).all()
+        patches, masks, labels = s[:]
+    ref = collect(balanced_stream(images, 12, size=SIZE, rng=4))
+    np.testing.assert_array_equal(patches, ref[0])
+    np.testing.assert_array_equal(masks, ref[1] * 255)
+
+
+def test_shards_merged_equal_the_whole(tmp_path, images):
+    whole = write_balanced_stream(tmp_path / "whole.h5", images, 17, size=SIZE, seed=9, batch_size=4).path
+    parts = [
+        write_balanced_stream(tmp_path / f"p{k}.h5", images, 17, size=SIZE, seed=9, batch_size=4, shard=(k, 3)).path
+        for k in range(3)
+    ]
+    with open_stream(parts[1]) as p:
+        assert p.attrs["shard"] == "1/3" and (p.attrs["item_start"], p.attrs["item_stop"]) == shard_range(17, (1, 3))
+    copied = merge_streams(parts, tmp_path / "copied.h5", copy=True)
+    assert copied.read_bytes() == whole.read_bytes()
+    virtual = merge_streams(parts, tmp_path / "virtual.h5")
+    with open_stream(virtual) as v, open_stream(whole) as w:
+        for a, b in zip(v[:], w[:]):
+            np.testing.assert_array_equal(a, b)
+        assert v.attrs == w.attrs
+
+
+def test_interrupted_write_resumes_to_the_same_bytes(tmp_path, images, monkeypatch):
+    whole = write_balanced_stream(tmp_path / "whole.h5", images, 13, size=SIZE, seed=2, batch_size=3).path
+    out = tmp_path / "s.h5"
+    real_make = stream_mod._Generator.make
+    calls = []
+
+    def failing_make(self, a, b):
+        calls.append(a)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C would, after two complete batches
+        return real_make(self, a, b)
+
+    monkeypatch.setattr(stream_mod._Generator, "make", failing_make)
+    with pytest.raises(KeyboardInterrupt):
+        write_balanced_stream(out, images, 13, size=SIZE, seed=2, batch_size=3)
+    assert not out.exists() and part_path(out).exists()
+    monkeypatch.setattr(stream_mod._Generator, "make", real_make)
+    summary = write_balanced_stream(out, images, 13, size=SIZE, batch_size=3)  # seed taken from the part
+    assert summary.n_resumed == 6 and summary.seed == 2
+    assert out.read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        ({"images": np.zeros((50, 50), np.uint8)}, ValueError, "images\\[0\\]: image of 50 x 50 pixels is smaller than the patch size 64"),
+        ({"images": np.zeros((80, 80), np.float32)}, TypeError, "images\\[0\\]: expected dtype uint8, got float32"),
+        ({"images": []}, TypeError, "images: expected an image array or a non-empty sequence"),
+        ({"images": [np.zeros((80, 80), np.uint8), np.zeros((80, 80, 3), np.uint8)]}, ValueError, "images\\[1\\]: has shape"),
+        ({"rois": [np.zeros((150, 170), bool), None]}, ValueError, "rois\\[0\\]: no 64 x 64 window has 100% of its pixels inside"),
+        ({"rois": [None]}, ValueError, "rois: expected one ROI \\(or None\\) per image, 2 in all"),
+        ({"rois": [np.ones((10, 10), bool), None]}, ValueError, "rois\\[0\\]: expected shape \\(150, 170\\) like images\\[0\\]"),
+        ({"preset": "nope"}, ValueError, "preset: expected one of .*'mixed'.*, got 'nope'"),
+        ({"preset": 3}, TypeError, "preset: expected a preset name or DefectParams"),
+        ({"augment": "nope"}, ValueError, "augment: expected one of 'asm', 'lsm1', 'lsm2' or 'none', got 'nope'"),
+        ({"n": 0}, ValueError, "n: expected an int >= 1, got 0"),
+        ({"min_roi_fraction": 0.0}, ValueError, "min_roi_fraction: expected a value in \\(0, 1\\]"),
+        ({"stop": 99}, ValueError, "stop: expected an int <= 10, got 99"),
+    ],
+)
+def test_bad_input(images, kwargs, exc, message):
+    args = {"images": images, "n": 10, "size": SIZE, "rng": 0}
+    args.update(kwargs)
+    with pytest.raises(exc, match=message):
+        collect(balanced_stream(args.pop("images"), args.pop("n"), **args))
+
+
+def test_bad_file_input(tmp_path, images):
+    with pytest.raises(ValueError, match="shard: part 0 of 4 of a 3-item stream is empty"):
+        write_balanced_stream(tmp_path / "s.h5", images, 3, size=SIZE, seed=0, shard=(0, 4))
+    with pytest.raises(ValueError, match="shard index: expected an int <= 3, got 4"):
+        write_balanced_stream(tmp_path / "s.h5", images, 3, size=SIZE, seed=0, shard=(4, 4))
+    (tmp_path / "mine.h5").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+        write_balanced_stream(tmp_path / "mine.h5", images, 3, size=SIZE, seed=0)
+    assert (tmp_path / "mine.h5").read_bytes() == b"mine"
+    assert not part_path(tmp_path / "mine.h5").exists() and not list(tmp_path.glob("*.part*"))
