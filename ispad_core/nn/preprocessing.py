@@ -4,8 +4,8 @@ Section 4.2 of the paper: LSM-1 patches are brightness-adjusted by a factor of 1
 modalities are smoothed with a 3 x 3 Gaussian kernel of sigma 1. This module applies both to a
 whole uint8 batch on the device (CPU or GPU) and then scales to the network's input range. It
 follows the uint8 semantics of :mod:`ispad_core.preprocess` (``adjust_brightness`` saturates and
-rounds to uint8, ``gaussian_smooth`` filters like ``scipy.ndimage.gaussian_filter`` with
-``mode="reflect"`` and rounds to uint8), so training sees what a user who preprocesses patches with
+rounds half up to uint8, ``gaussian_smooth`` filters like ``scipy.ndimage.gaussian_filter`` with
+``mode="reflect"`` in float32 and rounds half up to uint8), so training sees what a user who preprocesses patches with
 the numpy functions would feed it; ``tests/nn/test_preprocessing.py`` checks the two agree to
 within one grey level.
 """
@@ -95,7 +95,7 @@ def _gaussian_1d(ksize: int, sigma: float) -> tuple[float, ...]:
 @functools.lru_cache(maxsize=32)
 def _brightness_table(factor: float) -> torch.Tensor:
     levels = torch.arange(256, dtype=torch.float64)
-    return torch.round(levels * factor).clamp_(0.0, 255.0).float()
+    return torch.floor(levels * factor + 0.5).clamp_(0.0, 255.0).float()
 
 
 def _symmetric_index(n: int, r: int, device: torch.device) -> torch.Tensor:
@@ -136,9 +136,9 @@ def preprocess_batch(
 ) -> torch.Tensor:
     """uint8 patches ``(B, H, W)`` or ``(B, H, W, C)`` -> float32 network input ``(B, C, H, W)``.
 
-    Steps, in the paper's order: move to ``device``; brightness factor with saturation, rounded to
-    grey levels; Gaussian smoothing (symmetric borders as ``scipy.ndimage``'s ``"reflect"``),
-    rounded to grey levels; then, with ``normalize``, ``(x / 255 - mean) / std``.
+    Steps, in the paper's order: move to ``device``; brightness factor with saturation, rounded
+    half up to grey levels; Gaussian smoothing in float32 (symmetric borders as
+    ``scipy.ndimage``'s ``"reflect"``), rounded half up to grey levels; then, with ``normalize``, ``(x / 255 - mean) / std``.
 
     Parameters
     ----------
@@ -187,12 +187,12 @@ def preprocess_batch(
         images = images.to(device, non_blocking=True)
     x = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
     if params.brightness != 1.0:
-        # a 256-entry table computed in float64 on the host: exactly numpy's rint(clip(x * f))
+        # a 256-entry table computed in float64 on the host: exactly adjust_brightness (half up)
         x = _brightness_table(params.brightness).to(x.device)[x.long()]
     else:
         x = x.float()
     if params.ksize > 1:
-        x = torch.round(_smooth(x, params.ksize, params.sigma)).clamp_(0.0, 255.0)
+        x = torch.floor(_smooth(x, params.ksize, params.sigma) + 0.5).clamp_(0.0, 255.0)
     if normalize:
         x = (x * (1.0 / 255.0) - params.mean) * (1.0 / params.std)
     x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

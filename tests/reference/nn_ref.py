@@ -66,14 +66,14 @@ def resnet18_forward(state: dict, x):
 
 
 def preprocess_reference(images: np.ndarray, brightness: float, ksize: int, sigma: float) -> np.ndarray:
-    """uint8 (N, H, W[, C]) -> grey levels as float64: brightness with saturation and rounding,
-    then scipy.ndimage.gaussian_filter (mode "reflect", radius ksize // 2) in float64, rounded."""
+    """uint8 (N, H, W[, C]) -> grey levels as float64: brightness with saturation, rounded half up,
+    then scipy.ndimage.gaussian_filter (mode "reflect", radius ksize // 2) in float64, rounded half up."""
     x = images.astype(np.float64)
     if brightness != 1.0:
-        x = np.clip(np.rint(x * brightness), 0, 255)
+        x = np.clip(np.floor(x * brightness + 0.5), 0, 255)
     if ksize > 1:
         r = ksize // 2
         sig = (0, sigma, sigma) if images.ndim == 3 else (0, sigma, sigma, 0)
         x = ndi.gaussian_filter(x, sigma=sig, mode="reflect", truncate=r / sigma)
-        x = np.clip(np.rint(x), 0, 255)
+        x = np.clip(np.floor(x + 0.5), 0, 255)
     return x
