@@ -5,6 +5,10 @@
 - ``training_injection.png``: real defects per batch of 128 drawn by ``InjectionDataset`` for
   p_inj = 1/128, 1/32 (the paper) and 1/4 over 4 000 batches (bars) beside the Binomial(128, p_inj)
   probabilities (dots): each item is injected independently, so the count per batch is binomial.
+- ``training_batch.png``: one batch of 32 from ``InjectionDataset`` with p_inj = 1/4 over a
+  balanced stream of 64 x 64 patches of the built-in sample (``screen_print``) with synthetic dots
+  (``synthesize_batch``); frames: green fault-free, orange synthetic defect, red injected real
+  defect (here high-contrast scratches standing in for the real ones).
 - ``training_schedule.png``: the learning rate of ``train``'s defaults (5e-4 -> 1e-5, cosine warm
   restarts, T_0 = 7813 iterations, T_mult = 2) over the first 54 691 iterations, read from the
   torch scheduler that ``train`` builds.
@@ -22,6 +26,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from ispad_core.nn import InjectionDataset
+from ispad_core.samples import screen_print
+from ispad_core.synth import PRESETS, synthesize_batch
 
 OUT = Path(__file__).resolve().parent / "figures"
 BLUE, ORANGE, GREY, BLACK = (31, 119, 180), (255, 127, 14), (200, 200, 200), (0, 0, 0)
@@ -89,6 +95,41 @@ def injection_figure(path: Path) -> None:
     img.save(path, optimize=True)
 
 
+def batch_figure(path: Path) -> None:
+    import dataclasses
+    import warnings
+
+    rng = np.random.default_rng(0)
+    sample = screen_print((512, 512), rng=0)
+
+    def crops(n):
+        r, c = rng.integers(0, 512 - 64, n), rng.integers(0, 512 - 64, n)
+        return np.stack([sample[a:a + 64, b:b + 64] for a, b in zip(r, c)])
+
+    dots = dataclasses.replace(PRESETS["dot-dark"], contrast=(40.0, 60.0), width=(3.0, 5.0), steps=(3, 8),
+                               bright_probability=0.5)
+    scratches = dataclasses.replace(PRESETS["scratch"], contrast=(40.0, 60.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flags = np.arange(64) % 2 == 1
+        stream = synthesize_batch(crops(64), dots, rng=rng, defective=flags)
+        real = synthesize_batch(crops(8), scratches, rng=rng).images
+    items = list(zip(stream.images, (flags & stream.accepted).astype(int)))
+    ds = InjectionDataset(items, real, p_inj=0.25, batch_size=32, seed=1)
+    injected = ds.plan().injected
+    img = Image.new("RGB", (8 * 74 + 6, 4 * 74 + 30), "white")
+    d = ImageDraw.Draw(img)
+    for k in range(32):
+        patch, label = ds[k]
+        colour = (220, 30, 30) if injected[k] else ((255, 140, 0) if label else (0, 170, 0))
+        x, y = 6 + (k % 8) * 74, 24 + (k // 8) * 74
+        d.rectangle([x - 3, y - 3, x + 66, y + 66], fill=colour)
+        img.paste(Image.fromarray(patch).convert("RGB"), (x, y))
+    d.text((6, 6), f"one batch, p_inj = 1/4: {int(injected[:32].sum())} injected (red), synthetic defects (orange), "
+                   "fault-free (green)", fill=BLACK)
+    img.save(path, optimize=True)
+
+
 def schedule_figure(path: Path) -> None:
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=5e-4, momentum=0.9, weight_decay=1e-2)
@@ -117,7 +158,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     injection_figure(OUT / "training_injection.png")
     schedule_figure(OUT / "training_schedule.png")
-    for name in ("training_injection.png", "training_schedule.png"):
+    batch_figure(OUT / "training_batch.png")
+    for name in ("training_injection.png", "training_schedule.png", "training_batch.png"):
         print(f"wrote {OUT / name} ({(OUT / name).stat().st_size // 1024} KB)")
 
 
