@@ -213,6 +213,15 @@ def load_torchvision_state_dict(model: ResNet18, weights: Any, *, strict_head: b
         If ``weights`` does not hold a mapping of str to tensors.
     ValueError
         For an unexpected key, a missing key or a shape mismatch, naming the first such key.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ispad_core.nn import ResNet18, load_torchvision_state_dict
+    >>> rgb = ResNet18(in_channels=3, num_classes=1000).state_dict()  # torchvision's layout
+    >>> grey = load_torchvision_state_dict(ResNet18(in_channels=1), rgb)
+    >>> torch.equal(grey.conv1.weight, rgb["conv1.weight"].sum(dim=1, keepdim=True))
+    True
     """
     state = _read_state_dict(weights)
     own = model.state_dict()

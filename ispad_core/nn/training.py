@@ -220,6 +220,15 @@ def predict(
     -------
     Prediction
         ``scores`` and ``labels`` in the order of ``data``, and the mean cross-entropy ``loss``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ispad_core.nn import predict, resnet18_classifier
+    >>> images = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    >>> pred = predict(resnet18_classifier(), (images, np.array([0, 1, 0])))
+    >>> pred.scores.shape, bool(((pred.scores >= 0) & (pred.scores <= 1)).all())
+    ((3,), True)
     """
     dataset = _as_dataset(data, "data")
     device = _resolve_device(device, model)
@@ -266,6 +275,17 @@ def evaluate(
     -------
     ispad_core.metrics.ClassificationReport
         MCC, recall, FPR and precision in percent, TN, TP, FN, FP, the threshold and AUROC.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from ispad_core.nn import evaluate, resnet18_classifier
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, (8, 32, 32), dtype=np.uint8)
+    >>> _ = torch.manual_seed(0)
+    >>> report = evaluate(resnet18_classifier(), (images, np.array([0] * 6 + [1] * 2)))
+    >>> report.tp + report.fn
+    2
     """
     from ispad_core.metrics import classification_report
 
@@ -482,6 +502,19 @@ def train(
     TypeError, ValueError
         For invalid arguments, data of the wrong form, or a model that does not output
         ``(B, 2)`` logits.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from ispad_core.nn import resnet18_classifier, train
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, (8, 32, 32), dtype=np.uint8)
+    >>> labels = np.array([0, 1] * 4)
+    >>> _ = torch.manual_seed(0)
+    >>> result = train(resnet18_classifier(), (images, labels), (images, labels), batch_size=4,
+    ...                max_epochs=1, verbose=False)
+    >>> result.steps, len(result.history), result.best_epoch
+    (2, 1, 0)
     """
     # ---- validation
     train_set = _as_dataset(train_data, "train_data")
