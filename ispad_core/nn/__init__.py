@@ -1,0 +1,49 @@
+"""The optional torch layer: the paper's ResNet-18 classifier, real-defect injection, training.
+
+Needs the ``[torch]`` extra (``pip install "ispad-core[torch]"``); the rest of ``ispad_core``
+never imports torch.
+
+- :func:`resnet18_classifier` -- ResNet-18 with torchvision's parameter names, dropout + 2-way
+  head, ImageNet weights from a local file (:func:`load_torchvision_state_dict`).
+- :class:`InjectionDataset` -- real defects injected into a balanced synthetic stream with
+  probability ``p_inj`` in ``[1/B, 0.25]`` (equation 1), reproducible per ``(seed, epoch, i)``.
+- :func:`train`, :func:`evaluate`, :func:`predict` -- the paper's recipe (SGD, cosine warm
+  restarts, mixed precision, early stopping, best-val-loss checkpoint), DDP-aware.
+- :func:`preprocess_batch` -- brightness factor and 3 x 3 Gaussian smoothing on the device.
+- :func:`measure_throughput` -- the paper's timing protocol.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        'ispad_core.nn needs PyTorch, which is an optional extra: pip install "ispad-core[torch]"'
+    ) from exc
+
+from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
+from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
+from ispad_core.nn.preprocessing import PREPROCESS_PRESETS, Preprocess, preprocess_batch
+from ispad_core.nn.throughput import Throughput, measure_throughput
+from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluate, predict, train
+
+__all__ = [
+    "PREPROCESS_PRESETS",
+    "EpochRecord",
+    "InjectionDataset",
+    "InjectionPlan",
+    "Prediction",
+    "Preprocess",
+    "ResNet18",
+    "Throughput",
+    "TrainResult",
+    "evaluate",
+    "injection_bounds",
+    "load_torchvision_state_dict",
+    "measure_throughput",
+    "predict",
+    "preprocess_batch",
+    "resnet18_classifier",
+    "train",
+]

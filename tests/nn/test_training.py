@@ -1,0 +1,229 @@
+"""train / evaluate / predict on tiny models: recipe, checkpoints, resume, repeatability, errors."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ispad_core.nn import (  # noqa: E402
+    EpochRecord,
+    InjectionDataset,
+    TrainResult,
+    evaluate,
+    predict,
+    resnet18_classifier,
+    train,
+)
+from tests.nn._helpers import TinyNet, bright_spot_data  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+FAST = dict(batch_size=16, lr=0.05, lr_min=1e-4, t_0=20, optimizer="sgd", verbose=False, preprocess=None)
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_learns_and_keeps_best_checkpoint(tmp_path, tiny_model):
+    tr, va = bright_spot_data(256, seed=0), bright_spot_data(96, seed=1)
+    records = []
+    res = train(tiny_model, tr, va, max_epochs=6, checkpoint_dir=tmp_path, callback=records.append, **FAST)
+    assert isinstance(res, TrainResult) and res.model is tiny_model
+    assert len(res.history) == 6 and records == list(res.history)
+    assert all(isinstance(r, EpochRecord) for r in res.history)
+    assert res.steps == 6 * (256 // 16) == res.history[-1].steps
+    losses = [r.val_loss for r in res.history]
+    assert res.best_epoch == int(np.argmin(losses)) and res.best_val_loss == min(losses)
+    assert [r.improved for r in res.history] == [losses[i] < min(losses[:i], default=math.inf) for i in range(6)]
+    assert res.history[-1].val_mcc > 0.5 and all(r.patches_per_s > 0 for r in res.history)
+    # the model holds the best epoch's weights, which best.pt holds too
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == res.best_epoch and _equal(best["model"], tiny_model.state_dict())
+    # predictions of the returned model reproduce the best validation loss
+    assert predict(tiny_model, va, preprocess=None).loss == pytest.approx(res.best_val_loss, rel=1e-6)
+    report = evaluate(tiny_model, va, preprocess=None)
+    assert report.mcc > 0.5 and report.tp + report.fn == int(va[1].sum())
+    d = res.to_dict()
+    assert d["best_epoch"] == res.best_epoch and len(d["history"]) == 6 and "model" not in d
+
+
+def test_evaluate_threshold_is_passed_through(tiny_model):
+    va = bright_spot_data(64, seed=2)
+    report = evaluate(tiny_model, va, threshold=0.3, preprocess=None)
+    assert report.threshold == 0.3
+    scores = predict(tiny_model, va, preprocess=None).scores
+    assert report.tp + report.fp == int((scores >= 0.3).sum())
+
+
+def test_scheduler_defaults_are_the_papers():
+    tr, va = bright_spot_data(64, seed=0), bright_spot_data(32, seed=1)
+    torch.manual_seed(0)
+    model = TinyNet()
+    res = train(model, tr, va, max_epochs=1, batch_size=16, verbose=False)
+    # 4 steps of cosine annealing from 5e-4 towards 1e-5 over T_0 = 7813 iterations
+    expected = 1e-5 + (5e-4 - 1e-5) * (1 + math.cos(math.pi * 4 / 7813)) / 2
+    assert res.history[0].lr == pytest.approx(expected, rel=1e-9)
+
+
+def test_warm_restart_after_t0_iterations(tiny_model):
+    tr, va = bright_spot_data(64, seed=0), bright_spot_data(32, seed=1)
+    lrs = []
+    res = train(tiny_model, tr, va, max_epochs=3, batch_size=16, lr=0.1, lr_min=0.0, t_0=4, t_mult=2,
+                verbose=False, callback=lambda r: lrs.append(r.lr))
+    # steps 4, 8, 12: restart at 4 (lr back to 0.1), then a period of 8 iterations
+    assert res.steps == 12
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[1] == pytest.approx(0.1 * (1 + math.cos(math.pi * 4 / 8)) / 2)
+    assert lrs[2] == pytest.approx(0.1)
+
+
+def test_same_seed_repeats_a_cpu_run_and_leaves_global_rng(tiny_model):
+    tr, va = bright_spot_data(128, seed=0), bright_spot_data(32, seed=1)
+    state = torch.get_rng_state()
+    train(tiny_model, tr, va, max_epochs=2, seed=5, **FAST)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(0)
+    again = TinyNet()
+    train(again, tr, va, max_epochs=2, seed=5, **FAST)
+    assert _equal(_weights(tiny_model), _weights(again))
+    torch.manual_seed(0)
+    other = TinyNet()
+    train(other, tr, va, max_epochs=2, seed=6, **FAST)
+    assert not _equal(_weights(tiny_model), _weights(other))
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
+    tr, va = bright_spot_data(96, seed=0), bright_spot_data(32, seed=1)
+    ds = InjectionDataset(list(zip(*tr)), bright_spot_data(8, seed=3, defect_fraction=1.0)[0], p_inj=0.25,
+                          batch_size=16, seed=1)
+    torch.manual_seed(0)
+    straight = TinyNet()
+    full = train(straight, ds, va, max_epochs=3, checkpoint_dir=tmp_path / "a", **FAST)
+    torch.manual_seed(0)
+    first = TinyNet()
+    train(first, ds, va, max_epochs=1, checkpoint_dir=tmp_path / "b", **FAST)
+    torch.manual_seed(123)  # a different init and RNG state must not matter after resuming
+    resumed_model = TinyNet()
+    resumed = train(resumed_model, ds, va, max_epochs=3, checkpoint_dir=tmp_path / "b", resume=True, **FAST)
+    assert [r.val_loss for r in resumed.history] == [r.val_loss for r in full.history]
+    assert resumed.best_epoch == full.best_epoch and resumed.steps == full.steps
+    assert _equal(_weights(straight), _weights(resumed_model))
+    last_a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    last_b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert _equal(last_a, last_b)
+
+
+def test_resume_without_checkpoint_starts_fresh(tmp_path, tiny_model):
+    tr, va = bright_spot_data(32, seed=0), bright_spot_data(16, seed=1)
+    res = train(tiny_model, tr, va, max_epochs=1, checkpoint_dir=tmp_path, resume=True, **FAST)
+    assert len(res.history) == 1 and os.path.exists(tmp_path / "last.pt")
+
+
+def test_early_stopping_after_patience_epochs_without_improvement():
+    tr, va = bright_spot_data(64, seed=0), bright_spot_data(32, seed=1)
+    torch.manual_seed(0)
+    model = TinyNet(bn=False)
+    # a learning rate far below float32 resolution: the weights, hence the val loss, never change
+    res = train(model, tr, va, max_epochs=50, patience=3, batch_size=16, lr=1e-30, lr_min=0.0, verbose=False)
+    assert res.stopped_early and len(res.history) == 4 and res.best_epoch == 0
+    assert [r.improved for r in res.history] == [True, False, False, False]
+
+
+def test_max_steps_stops_mid_epoch(tiny_model):
+    tr, va = bright_spot_data(160, seed=0), bright_spot_data(16, seed=1)
+    res = train(tiny_model, tr, va, max_steps=13, **FAST)
+    assert res.steps == 13 and len(res.history) == 2 and not res.stopped_early
+
+
+def test_injection_dataset_epoch_is_set_each_epoch(tiny_model):
+    tr, va = bright_spot_data(64, seed=0), bright_spot_data(16, seed=1)
+    ds = InjectionDataset(list(zip(*tr)), tr[0][:4], p_inj=0.25, batch_size=16, seed=0)
+    seen = []
+    train(tiny_model, ds, va, max_epochs=3, callback=lambda r: seen.append(ds.epoch), **FAST)
+    assert seen == [0, 1, 2]
+
+
+@pytest.mark.parametrize("options", [
+    {"amp": True},  # bf16 autocast on the CPU
+    {"channels_last": True},
+    {"optimizer": "adamw", "lr": 1e-3},
+    {"preprocess": "lsm1"},
+    {"num_workers": 1},
+])
+def test_training_options_run(tiny_model, options):
+    tr, va = bright_spot_data(64, seed=0), bright_spot_data(16, seed=1)
+    res = train(tiny_model, tr, va, max_epochs=1, **{**FAST, **options})
+    assert math.isfinite(res.history[0].train_loss) and math.isfinite(res.history[0].val_loss)
+
+
+def test_colour_patches_and_items_with_masks():
+    images, labels = bright_spot_data(48, seed=0)
+    rgb = np.repeat(images[..., None], 3, axis=-1)
+    items = [(im, np.zeros(im.shape[:2], np.uint8), int(y)) for im, y in zip(rgb, labels)]
+    torch.manual_seed(0)
+    res = train(TinyNet(in_channels=3), items, (rgb[:16], labels[:16]), max_epochs=1, **FAST)
+    assert len(res.history) == 1
+
+
+def test_resnet18_runs_a_step():
+    tr, va = bright_spot_data(8, seed=0, size=32), bright_spot_data(8, seed=1, size=32)
+    torch.manual_seed(0)
+    res = train(resnet18_classifier(), tr, va, max_steps=1, batch_size=4, verbose=False)
+    assert res.steps == 1
+
+
+def test_verbose_prints_one_line_per_epoch(tiny_model, capsys):
+    tr, va = bright_spot_data(32, seed=0), bright_spot_data(16, seed=1)
+    train(tiny_model, tr, va, max_epochs=2, **{**FAST, "verbose": True})
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch")]
+    assert len(lines) == 2 and "val MCC" in lines[0] and "patches/s" in lines[0]
+
+
+class ThreeWay(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(1, 3)
+
+    def forward(self, x):
+        return self.fc(x.mean(dim=(1, 2, 3))[:, None])
+
+
+TR = bright_spot_data(32, seed=0)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda m: train("net", TR, TR), TypeError, "model: expected a torch.nn.Module, got str"),
+        (lambda m: train(m, 5, TR), TypeError, "train_data: expected a Dataset of \\(image, ..., label\\) items"),
+        (lambda m: train(m, TR, []), ValueError, "val_data: expected a non-empty dataset, got length 0"),
+        (lambda m: train(m, (TR[0].astype(np.float32), TR[1]), TR), TypeError,
+         "train_data\\[0\\]: expected dtype uint8, got float32"),
+        (lambda m: train(m, (TR[0], TR[1][:5]), TR), ValueError, "train_data\\[1\\]: expected 32 labels like train_data\\[0\\], got 5"),
+        (lambda m: train(m, (TR[0], TR[1] + 1), TR), ValueError, "train_data\\[1\\]: expected binary labels 0/1"),
+        (lambda m: train(m, TR, TR, optimizer="adam"), ValueError, "optimizer: expected one of 'sgd', 'adamw', got 'adam'"),
+        (lambda m: train(m, TR, TR, lr=0.0), ValueError, r"lr: expected a value in \(0, inf\), got 0"),
+        (lambda m: train(m, TR, TR, lr_min=1.0), ValueError, r"lr_min: expected a value in \[0, 0.0005\], got 1"),
+        (lambda m: train(m, TR, TR, patience=0), ValueError, "patience: expected an int >= 1, got 0"),
+        (lambda m: train(m, TR, TR, batch_size=0), ValueError, "batch_size: expected an int >= 1, got 0"),
+        (lambda m: train(m, TR, TR, resume=True), ValueError, "resume: resuming needs a checkpoint_dir, got None"),
+        (lambda m: train(m, TR, TR, amp="bf16"), TypeError, "amp: expected a bool or None, got str"),
+        (lambda m: train(m, TR, TR, seed=-3), ValueError, "seed: expected an int >= 0, got -3"),
+        (lambda m: train(m, TR, TR, callback=3), TypeError, "callback: expected a callable or None, got int"),
+        (lambda m: train(ThreeWay(), TR, TR, max_epochs=1, verbose=False), ValueError,
+         r"model: expected \(B, 2\) logits of a binary classifier, got shape \(32, 3\)"),
+        (lambda m: evaluate(m, 3), TypeError, "data: expected a Dataset"),
+        (lambda m: predict(m, TR, batch_size=0), ValueError, "batch_size: expected an int >= 1, got 0"),
+    ],
+)
+def test_bad_inputs(tiny_model, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(tiny_model)
