@@ -189,7 +189,9 @@ def stitch_mean(tiles, rows, cols, order, w, channels, reciprocal, block, out): 
 @njit(**NJIT_PARALLEL)
 def stitch_max(tiles, rows, cols, order, w, channels, lowest, block, out):  # pragma: no cover
     """Max-stitch ``tiles`` (n, h, w * C) into ``out`` (H, W * C) like :func:`stitch_mean`: the
-    running maximum starts at ``lowest`` (the dtype's minimum); uncovered pixels are 0."""
+    running maximum starts at ``lowest`` (NaN for floats, the dtype's minimum for integers) and
+    follows ``numpy.fmax`` (a NaN value is ignored; a pixel stays NaN only if every window gives it
+    NaN); uncovered pixels are 0."""
     H, WC = out.shape
     h = tiles.shape[1]
     run = w * channels
@@ -216,7 +218,8 @@ def stitch_max(tiles, rows, cols, order, w, channels, lowest, block, out):  # pr
                 seg = dst[base : base + run]
                 for j in range(run):
                     v = src[j]
-                    if v > seg[j]:
+                    m = seg[j]
+                    if v > m or m != m:  # numpy.fmax: NaN only where every value is NaN
                         seg[j] = v
             for j in range(WC):
                 if cnt[j] == 0.0:
@@ -257,7 +260,8 @@ def stitch_scores(scores, rows, cols, order, h, w, reduce_max, lowest, block, ou
                 c0 = cols[t]
                 for j in range(c0, c0 + w):
                     if reduce_max:
-                        if v > best[j]:
+                        m = best[j]
+                        if v > m or m != m:  # numpy.fmax, as in stitch_max
                             best[j] = v
                     else:
                         acc[j] += v

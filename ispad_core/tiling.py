@@ -263,7 +263,8 @@ def stitch(
     Each output row is reduced in a private float64 buffer from the windows covering it, taken
     in origin-row order, so results do not depend on the number of threads. Tiles are read once,
     which keeps the cost close to a memory copy of ``tiles``. A NaN propagates through the mean
-    and is ignored by the maximum (like ``numpy.fmax``).
+    and is ignored by the maximum (like ``numpy.fmax``: a pixel is NaN only where every window
+    covering it gives NaN).
 
     Examples
     --------
@@ -317,7 +318,8 @@ def stitch(
     work = tiles.view(np.uint8) if is_bool else tiles.astype(np.float32) if is_half else tiles
     if reduce == "max":
         out_dtype = work.dtype
-        lowest = -np.inf if out_dtype.kind == "f" else np.iinfo(out_dtype).min
+        # NaN for floats: a running fmax started at -inf would turn an all-NaN pixel into -inf
+        lowest = np.nan if out_dtype.kind == "f" else np.iinfo(out_dtype).min
     else:
         out_dtype = work.dtype if work.dtype.kind == "f" else np.dtype(np.float64)
         lowest = 0

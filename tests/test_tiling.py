@@ -174,6 +174,26 @@ def test_stitch_max_is_maximum_over_overlapping_windows():
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_stitch_max_treats_nan_like_fmax(dtype):
+    """NaN is ignored by the maximum, as numpy.fmax does: a pixel whose every covering value is
+    NaN stays NaN (it must not become -inf, a value no window gave it)."""
+    nan = np.nan
+    maps = np.array(
+        [[[nan, 1.0, nan], [nan, nan, 2.0]],
+         [[nan, 3.0, -np.inf], [nan, nan, nan]]], dtype=dtype
+    )
+    origins = [[0, 0], [0, 1]]
+    out = stitch(maps, origins, (2, 4), reduce="max")
+    expected = np.array([[nan, 1.0, 3.0, -np.inf], [nan, nan, 2.0, nan]], dtype)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == dtype
+    # per-window scores: the same rule
+    scores = np.array([nan, 1.0, nan], dtype)
+    out = stitch(scores, [[0, 0], [0, 2], [0, 4]], (1, 8), size=(1, 3), reduce="max")
+    np.testing.assert_array_equal(out, np.array([[nan, nan, 1, 1, 1, nan, nan, 0]], dtype))
+
+
 def test_stitch_uncovered_pixels_are_zero_and_bool_max_is_or():
     tiles = np.ones((1, 2, 2), bool)
     out = stitch(tiles, [[1, 1]], (4, 4), reduce="max")
