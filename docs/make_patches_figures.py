@@ -8,21 +8,19 @@
 - ``patches_augment.png``: one patch with a drawn-in defect and its mask, augmented with the
   table-8 presets (LSM-1 with the mask outlined in red to show it stays aligned, LSM-2, ASM).
 
-The sample image is ``ispad_core.samples.screen_print`` when that module is installed, and
-otherwise a procedural print pattern defined below (``_fallback_sample``); the script prints
-which one it used.
+The sample image is the built-in ``ispad_core.samples.screen_print``.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
 from PIL import Image, ImageDraw
 
-from ispad_core.augment import AUGMENT_PRESETS, augment_batch
+from ispad_core.augment import augment_batch
+from ispad_core.samples import screen_print
 from ispad_core.tiling import random_patches, sliding_windows
 
 OUT = Path(__file__).resolve().parent / "figures"
@@ -42,31 +40,8 @@ def _palette() -> Image.Image:
     return pal
 
 
-def _fallback_sample(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A screen-print-like grey image: a rotated dot lattice with a slowly varying period and
-    ink density, a faint line screen, smooth shading and sensor noise."""
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    warp = ndi.gaussian_filter(rng.normal(0, 40, (h // 32 + 1, w // 32 + 1)), 1.5)
-    warp = ndi.zoom(warp, 32, order=1)[:h, :w]
-    t = math.radians(rng.uniform(10, 35))
-    u = (xx * math.cos(t) + yy * math.sin(t) + warp) / 12.0
-    v = (-xx * math.sin(t) + yy * math.cos(t) - warp) / 12.0
-    dots = np.hypot(u - np.round(u), v - np.round(v)) < 0.3
-    lines = np.sin((xx + 0.3 * yy) / 2.2) > 0.85
-    shade = ndi.zoom(ndi.gaussian_filter(rng.normal(0, 1, (9, 9)), 1), (h / 9, w / 9), order=1)[:h, :w]
-    img = 205.0 + 8.0 * shade - 90.0 * dots - 25.0 * lines
-    img = ndi.gaussian_filter(img, 0.8) + rng.normal(0, 2.0, (h, w))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 def sample_image(shape: tuple[int, int]) -> tuple[np.ndarray, str]:
-    rng = np.random.default_rng(SEED)
-    try:
-        from ispad_core.samples import screen_print
-    except ImportError:
-        return _fallback_sample(shape, rng), "procedural fallback pattern (docs/make_patches_figures.py)"
-    return screen_print(shape, rng=rng, kind="mixed", channels=1), "ispad_core.samples.screen_print"
+    return screen_print(shape, rng=np.random.default_rng(SEED), kind="mixed", channels=1), "ispad_core.samples.screen_print"
 
 
 def _rgb(grey: np.ndarray) -> np.ndarray:

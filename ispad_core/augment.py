@@ -17,7 +17,6 @@ of threads.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Union

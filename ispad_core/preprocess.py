@@ -70,6 +70,25 @@ def gaussian_kernel1d(ksize: int, sigma: float) -> np.ndarray:
     """Normalised 1-D Gaussian weights of length ``ksize`` (scipy.ndimage's kernel for radius
     ``ksize // 2``): ``w_k = exp(-k**2 / (2 sigma**2)) / sum``, ``k = -r ... r``.
 
+    Parameters
+    ----------
+    ksize : int
+        Odd kernel length, >= 1.
+    sigma : float
+        Standard deviation in pixels, > 0.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (ksize,)
+        Symmetric weights summing to 1.
+
+    Raises
+    ------
+    TypeError
+        If ``ksize`` is not an int or ``sigma`` not a real number.
+    ValueError
+        If ``ksize`` is even or < 1, or ``sigma <= 0``.
+
     Examples
     --------
     >>> from ispad_core.preprocess import gaussian_kernel1d

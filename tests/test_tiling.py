@@ -174,6 +174,26 @@ def test_stitch_max_is_maximum_over_overlapping_windows():
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_stitch_max_treats_nan_like_fmax(dtype):
+    """NaN is ignored by the maximum, as numpy.fmax does: a pixel whose every covering value is
+    NaN stays NaN (it must not become -inf, a value no window gave it)."""
+    nan = np.nan
+    maps = np.array(
+        [[[nan, 1.0, nan], [nan, nan, 2.0]],
+         [[nan, 3.0, -np.inf], [nan, nan, nan]]], dtype=dtype
+    )
+    origins = [[0, 0], [0, 1]]
+    out = stitch(maps, origins, (2, 4), reduce="max")
+    expected = np.array([[nan, 1.0, 3.0, -np.inf], [nan, nan, 2.0, nan]], dtype)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == dtype
+    # per-window scores: the same rule
+    scores = np.array([nan, 1.0, nan], dtype)
+    out = stitch(scores, [[0, 0], [0, 2], [0, 4]], (1, 8), size=(1, 3), reduce="max")
+    np.testing.assert_array_equal(out, np.array([[nan, nan, 1, 1, 1, nan, nan, 0]], dtype))
+
+
 def test_stitch_uncovered_pixels_are_zero_and_bool_max_is_or():
     tiles = np.ones((1, 2, 2), bool)
     out = stitch(tiles, [[1, 1]], (4, 4), reduce="max")
@@ -204,6 +224,30 @@ def test_stitch_is_independent_of_thread_count():
     finally:
         numba.set_num_threads(before)
     assert one.tobytes() == many.tobytes()
+
+
+@pytest.mark.parametrize("reduce", ["mean", "max"])
+@pytest.mark.parametrize("channels", [None, 3])
+def test_stitch_row_blocks_give_the_same_bytes(monkeypatch, reduce, channels):
+    """The output is reduced by blocks of rows (as many rows as fit a byte budget); any block size
+    gives the same bytes, and the reference's values, including windows that straddle blocks."""
+    rng = np.random.default_rng(2)
+    shape = (40, 19, 23) if channels is None else (40, 19, 23, channels)
+    maps = rng.normal(size=shape).astype(np.float32)
+    maps[rng.random(shape) < 0.05] = np.nan
+    origins = np.stack([rng.integers(0, 90 - 19, 40), rng.integers(0, 70 - 23, 40)], axis=1)
+    origins[0] = (90 - 19, 0)  # a window touching the last row
+    whole = stitch(maps, origins, (90, 70), reduce=reduce)  # one block
+    np.testing.assert_allclose(whole, stitch_ref(maps, origins, (90, 70), reduce=reduce), rtol=1e-6, atol=1e-6)
+    for budget in (1, 8 * 70 * 3 * 13):  # blocks of 8 rows (the minimum) and of 13 or 39 rows
+        monkeypatch.setattr("ispad_core.tiling._BLOCK_BYTES", budget)
+        before = numba.get_num_threads()
+        try:
+            for threads in sorted({1, max(2, before)}):
+                numba.set_num_threads(threads)
+                assert stitch(maps, origins, (90, 70), reduce=reduce).tobytes() == whole.tobytes()
+        finally:
+            numba.set_num_threads(before)
 
 
 _T = np.zeros((2, 4, 4), np.float32)

@@ -329,6 +329,23 @@ ParamsLike = Union[DefectParams, DefectMixture, str]
 def params_from_dict(data: Mapping) -> Union[DefectParams, DefectMixture]:
     """Rebuild a :class:`DefectParams` or :class:`DefectMixture` from its ``to_dict()`` output.
 
+    Parameters
+    ----------
+    data : Mapping
+        A dict as written by ``to_dict()`` (e.g. read back from JSON or a stream file's
+        attributes); ``"kind": "mixture"`` selects :class:`DefectMixture`.
+
+    Returns
+    -------
+    DefectParams or DefectMixture
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not a mapping.
+    ValueError
+        If it names an unknown field or kind, or a value is invalid.
+
     Examples
     --------
     >>> import json

@@ -338,8 +338,11 @@ def synthesize(patch: Any, params: ParamsLike, *, rng: RNGLike = None, warn: boo
         A fault-free patch (C in 1..4). Not modified.
     params : DefectParams, DefectMixture or str
         The morphology, a mixture, or a preset name.
-    rng : None, int or numpy.random.Generator, optional
-        Source of the item's 32-bit seed (drawn like item 0 of :func:`synthesize_batch`).
+    rng : None, int, numpy.random.Generator or array_like of one int, optional
+        Source of the item's 32-bit seed, drawn as for a batch of one: the result equals item 0
+        of ``synthesize_batch(patch[None], params, rng=rng)``. An int seeds that draw; it is not
+        the item's seed. To regenerate item ``i`` of a batch, pass its seed as a one-element
+        array, ``rng=result.seeds[i:i + 1]``.
     warn : bool, optional
         Emit a :class:`SynthesisWarning` if the defect stayed below its threshold.
 

@@ -28,8 +28,8 @@ def sliding_windows_ref(image: np.ndarray, size: int, stride: int):
 
 
 def stitch_ref(tiles, origins, shape, reduce="mean", size=None):
-    """Pixel loops over every window: mean or max of the covering windows' values, 0 where no
-    window covers the pixel."""
+    """Pixel loops over every window: mean or max (``numpy.fmax``: NaN ignored) of the covering
+    windows' values, 0 where no window covers the pixel."""
     tiles = np.asarray(tiles)
     H, W = shape[:2]
     if tiles.ndim == 1:
@@ -49,7 +49,7 @@ def stitch_ref(tiles, origins, shape, reduce="mean", size=None):
             if not vs:
                 continue
             stack = np.array(vs, dtype=np.float64)
-            out[r, c] = stack.max(axis=0) if reduce == "max" else stack.mean(axis=0)
+            out[r, c] = np.fmax.reduce(stack, axis=0) if reduce == "max" else stack.mean(axis=0)
     return out
 
 

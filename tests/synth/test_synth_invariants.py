@@ -176,6 +176,11 @@ def test_single_equals_batch_of_one(patches):
     np.testing.assert_array_equal(one.image, batch.images[0])
     np.testing.assert_array_equal(one.mask, batch.masks[0])
     assert one.visibility == batch.visibility[0] and one.attempts == batch.attempts[0]
+    # item i of a larger batch comes back from its seed, passed as a one-element array
+    full = synthesize_batch(patches[:6], "scratch", rng=8, warn=False)
+    again = synthesize(patches[5], "scratch", rng=full.seeds[5:6], warn=False)
+    np.testing.assert_array_equal(again.image, full.images[5])
+    np.testing.assert_array_equal(again.mask, full.masks[5])
 
 
 def test_input_untouched_and_not_defective_items_copied(patches):
