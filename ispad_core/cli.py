@@ -131,6 +131,11 @@ def cmd_synth(args) -> int:
         if seed is not None:
             print(f"resuming the unfinished write {out}.part (seed {seed})", file=sys.stderr)
     if seed is None:
+        if args.shard is not None:  # each part would draw its own seed: parts of different streams
+            raise CLIError(
+                f"--shard needs --seed: every part of a stream must be written with the same seed "
+                f"(e.g. --shard {args.shard[0]}/{args.shard[1]} --seed 7 on every machine)"
+            )
         seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
     if args.images:
         images, names = _read_inputs(args)
@@ -382,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_nonnegative, help="seed of the stream (default: a fresh one, printed and recorded in the file)")
     p.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
     p.add_argument("--min-roi-fraction", type=float, default=1.0, help="fraction of a patch that must lie inside the ROI (default 1)")
-    p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream; join parts with 'ispad merge'")
+    p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream (needs --seed); join parts with 'ispad merge'")
     p.add_argument("--batch-size", type=_positive, default=256, help="patches per batch and checkpoint (default 256)")
     p.add_argument("--compression", default="fast", choices=("fast", "zlib", "none"), help="chunk compression (default fast; all are gzip-filter chunks)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

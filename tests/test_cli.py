@@ -116,6 +116,14 @@ def test_shards_merge_to_the_whole(tmp_path):
     assert "are missing between" in err and not (tmp_path / "gap.h5").exists()
 
 
+def test_shard_without_seed_is_refused(tmp_path):
+    # Each machine would draw its own fresh seed: the parts would belong to different streams.
+    out = tmp_path / "part-0.h5"
+    err = ispad("synth", "--out", out, "--shard", "0/2", "--n", 4, *SMALL, expect=1).stderr
+    assert "--shard needs --seed" in err
+    assert not out.exists() and not list(tmp_path.glob("*.part*"))
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
 def test_interrupted_synth_resumes_to_the_same_bytes(tmp_path):
     common = ["--n", 400, "--seed", 8, "--size", 64, "--batch-size", 8]
