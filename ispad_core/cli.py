@@ -171,8 +171,35 @@ def cmd_synth(args) -> int:
     print(summary)
     print(f"time: {summary.seconds:.1f} s ({share})")
     if args.shard is None:
-        print(f"reproduce with: ispad synth --out {out} --seed {summary.seed} --n {args.n} --preset {args.preset}")
+        print(f"reproduce with: {_reproduce_command(args, summary.seed)}")
     return 0
+
+
+#: Options of ``ispad synth`` that decide the bytes of the stream, with their defaults.
+_SYNTH_CONTENT_OPTIONS = (
+    ("--augment", "augment", "lsm1"),
+    ("--size", "size", 256),
+    ("--min-roi-fraction", "min_roi_fraction", 1.0),
+    ("--batch-size", "batch_size", 256),
+    ("--compression", "compression", "fast"),
+)
+
+
+def _reproduce_command(args, seed: int) -> str:
+    """An ``ispad synth`` command line that writes the same file again (every option that matters)."""
+    import shlex
+
+    words = ["ispad", "synth", "--out", str(args.out)]
+    if args.images:
+        words += ["--images", *map(str, args.images)]
+    if args.rois:
+        words += ["--rois", str(args.rois)]
+    words += ["--n", str(args.n), "--preset", args.preset, "--seed", str(seed)]
+    for flag, name, default in _SYNTH_CONTENT_OPTIONS:
+        value = getattr(args, name)
+        if value != default:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def cmd_merge(args) -> int:

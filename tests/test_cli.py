@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -98,6 +99,19 @@ def test_synth_bad_input_leaves_nothing_behind(tmp_path, image_dir):
     assert "exists; pass --overwrite" in err and out.read_bytes() == b"precious"
     err = ispad("synth", "--out", out, "--shard", "3/3", *SMALL, expect=2).stderr
     assert "expected 0 <= K < N in K/N" in err
+
+
+def test_the_printed_reproduce_command_reproduces_the_file(tmp_path, image_dir):
+    # The summary's "reproduce with:" line must carry every option that decides the bytes.
+    first = tmp_path / "a.h5"
+    proc = ispad("synth", "--out", first, "--images", image_dir, "--n", 5, "--seed", 2, "--preset", "dot-dark",
+                 "--augment", "none", "--compression", "zlib", *SMALL)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("reproduce with: ispad synth "))
+    argv = shlex.split(line[len("reproduce with: ispad synth "):])
+    assert argv[argv.index("--out") + 1] == str(first)
+    argv[argv.index("--out") + 1] = str(tmp_path / "b.h5")
+    ispad("synth", *argv, "--quiet")
+    assert (tmp_path / "b.h5").read_bytes() == first.read_bytes()
 
 
 def test_shards_merge_to_the_whole(tmp_path):
