@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -352,6 +353,9 @@ def format_row(result: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
+    target = Path(args.json) if args.json else None
+    if target is not None and target.exists() and not args.overwrite:  # before any work or output
+        raise CLIError(f"--json: {target} exists; pass --overwrite to replace it")
     result = evaluate_scores(args.scores, maps=args.maps, dataset=args.dataset, threshold=args.threshold, fpr_limit=args.fpr_limit)
     text = json.dumps(result, indent=2)
     if args.format in ("table", "both"):
@@ -360,11 +364,10 @@ def cmd_evaluate(args) -> int:
         print()
     if args.format in ("json", "both"):
         print(text)
-    if args.json:
-        target = Path(args.json)
-        if target.exists() and not args.overwrite:
-            raise CLIError(f"--json: {target} exists; pass --overwrite to replace it")
-        target.write_text(text + "\n")
+    if target is not None:
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, target)
     return 0
 
 

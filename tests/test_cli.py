@@ -234,6 +234,14 @@ def test_evaluate_bad_csv(tmp_path, rows, header, message):
     assert err.startswith("ispad evaluate: error:") and message in err
 
 
+def test_evaluate_refuses_an_existing_json_before_scoring(tmp_path):
+    _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
+    (tmp_path / "r.json").write_text("mine")
+    proc = ispad("evaluate", "--scores", tmp_path / "s.csv", "--json", tmp_path / "r.json", expect=1)
+    assert "--json:" in proc.stderr and "exists; pass --overwrite" in proc.stderr
+    assert proc.stdout == "" and (tmp_path / "r.json").read_text() == "mine"
+
+
 def test_evaluate_maps_need_a_dataset(tmp_path):
     _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
     err = ispad("evaluate", "--scores", tmp_path / "s.csv", "--maps", tmp_path, expect=1).stderr
