@@ -12,7 +12,8 @@ Two encoders:
 
 * ``_deflate_huffman``: one dynamic-Huffman block of literals only (images).
 * ``_deflate_rle``: one fixed-Huffman block with distance-1 matches for runs (binary masks, which
-  are almost all zeros: 65 536 zero bytes take about 400 bytes).
+  are almost all zeros: 65 536 zero bytes take about 400 bytes). ``_compress_masks`` codes a
+  batch of masks as 0 / 255 straight from any nonzero values.
 
 Both fall back to stored blocks when coding would not shrink the data, so the output never exceeds
 ``stored_size(n)`` bytes. Kernels assume valid input (1-D uint8 ``src``, ``out`` of at least
@@ -429,29 +430,48 @@ def _deflate_huffman(src, out, adler):
 
 
 @njit(**NJIT)
-def _run_end(src, words, j, v):
-    """First index >= j where ``src`` differs from ``v`` (eight bytes at a time where aligned)."""
+def _same(x, v, binary):
+    """Whether byte ``x`` continues a run of ``v`` (with ``binary``: both zero or both nonzero)."""
+    if binary:
+        return (x != 0) == (v != 0)
+    return x == v
+
+
+_LOW_BITS = np.uint64(0x0101010101010101)
+_HIGH_BITS = np.uint64(0x8080808080808080)
+
+
+@njit(**NJIT)
+def _run_end(src, words, j, v, binary=False):
+    """First index >= j where ``src`` stops repeating ``v`` (eight bytes at a time where aligned).
+
+    With ``binary``, a run is a stretch of zero bytes or of nonzero bytes (any values).
+    """
     n = src.shape[0]
     while j < n and j % 8 != 0:
-        if src[j] != v:
+        if not _same(src[j], v, binary):
             return j
         j += 1
-    pattern = np.uint64(v) * np.uint64(0x0101010101010101)
     w = j // 8
-    while w < words.shape[0] and words[w] == pattern:
-        w += 1
+    if binary and v != 0:  # words without a zero byte (the classic has-zero-byte test)
+        while w < words.shape[0] and ((words[w] - _LOW_BITS) & ~words[w] & _HIGH_BITS) == 0:
+            w += 1
+    else:
+        pattern = np.uint64(0) if binary else np.uint64(v) * _LOW_BITS
+        while w < words.shape[0] and words[w] == pattern:
+            w += 1
     j = max(j, w * 8)
-    while j < n and src[j] == v:
+    while j < n and _same(src[j], v, binary):
         j += 1
     return j
 
 
 @njit(**NJIT)
-def _adler_runs(src, words):
+def _adler_runs(src, words, binary=False):
     """Adler-32 of ``src`` one run of equal bytes at a time (cheap for masks).
 
     Over ``L`` bytes of value ``v`` starting from ``(a, b)``: ``b += L * a + v * L * (L + 1) / 2``
-    and ``a += L * v`` (mod 65521).
+    and ``a += L * v`` (mod 65521). With ``binary``, of the bytes mapped to 0 / 255 (nonzero).
     """
     n = src.shape[0]
     a = 1
@@ -459,7 +479,9 @@ def _adler_runs(src, words):
     i = 0
     while i < n:
         v = np.int64(src[i])
-        j = _run_end(src, words, i + 1, src[i])
+        j = _run_end(src, words, i + 1, src[i], binary)
+        if binary and v != 0:
+            v = np.int64(255)
         length = j - i
         tri = (length * (length + 1) // 2) % 65521
         b = (b + (length % 65521) * a + v * tri) % 65521
@@ -469,21 +491,32 @@ def _adler_runs(src, words):
 
 
 @njit(**NJIT)
-def _deflate_rle(src, out):
-    """zlib stream of ``src``: one fixed-Huffman block, runs coded as distance-1 matches."""
+def _deflate_rle(src, out, binary=False):
+    """zlib stream of ``src``: one fixed-Huffman block, runs coded as distance-1 matches.
+
+    With ``binary`` the stream holds ``src`` mapped to 0 / 255 (nonzero), without building that
+    copy: runs are stretches of zero or nonzero bytes.
+    """
     n = src.shape[0]
     limit = _stored_size(n) - 4
     words = src[: n - n % 8].view(np.uint64)
-    adler = _adler_runs(src, words)
     out[0] = 0x78
     out[1] = 0x01
     pos = 2
     acc = np.uint64(1 | (1 << 1))  # BFINAL = 1, BTYPE = 1 (fixed Huffman)
     nbits = 3
+    ad_a = 1  # Adler-32, run by run as in _adler_runs (one pass over the data for both)
+    ad_b = 0
     i = 0
     while i < n:
         v = src[i]
-        j = _run_end(src, words, i + 1, v)
+        j = _run_end(src, words, i + 1, v, binary)
+        if binary and v != 0:
+            v = np.uint8(255)
+        length = j - i
+        tri = (length * (length + 1) // 2) % 65521
+        ad_b = (ad_b + (length % 65521) * ad_a + np.int64(v) * tri) % 65521
+        ad_a = (ad_a + (length % 65521) * np.int64(v)) % 65521
         rest = j - i - 1  # bytes after the first that repeat it
         acc |= np.uint64(_FIXED_CODES[v]) << np.uint64(nbits)
         nbits += _FIXED_LENS[v]
@@ -503,7 +536,7 @@ def _deflate_rle(src, out):
                 rest -= 1
             while nbits >= 8:
                 if pos + 1 > limit:
-                    return _deflate_stored(src, out, adler)
+                    return _rle_fallback(src, out, binary)
                 out[pos] = np.uint8(acc & np.uint64(255))
                 pos += 1
                 acc >>= np.uint64(8)
@@ -515,12 +548,35 @@ def _deflate_rle(src, out):
     nbits += _FIXED_LENS[256]
     while nbits > 0:
         if pos + 1 > limit:
-            return _deflate_stored(src, out, adler)
+            return _rle_fallback(src, out, binary)
         out[pos] = np.uint8(acc & np.uint64(255))
         pos += 1
         acc >>= np.uint64(8)
         nbits -= 8
-    return _finish(adler, out, pos)
+    return _finish((ad_b << 16) | ad_a, out, pos)
+
+
+@njit(**NJIT)
+def _rle_fallback(src, out, binary):
+    """Stored blocks when run-length coding would not shrink ``src`` (mapped to 0 / 255 if binary)."""
+    adler = _adler_runs(src, src[: src.shape[0] - src.shape[0] % 8].view(np.uint64), binary)
+    if not binary:
+        return _deflate_stored(src, out, adler)
+    mapped = np.empty_like(src)
+    for k in range(src.shape[0]):
+        mapped[k] = 255 if src[k] != 0 else 0
+    return _deflate_stored(mapped, out, adler)
+
+
+@njit(**NJIT)
+def _compress_masks(src, out, lengths):
+    """Each row of ``src`` (N, n) as a mask (nonzero stored as 255), run-length coded into ``out``.
+
+    Nothing is copied or converted first, and the checksum is summed run by run while coding, so
+    each row is read once (an all-zero row in one scan of 64-bit words).
+    """
+    for i in range(src.shape[0]):
+        lengths[i] = _deflate_rle(src[i], out[i], True)
 
 
 @njit(**NJIT)
