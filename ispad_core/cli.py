@@ -71,6 +71,27 @@ def _nonnegative(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A number in (0, 1] (``--min-roi-fraction``, ``--fpr-limit``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def builtin_images(seed: int, *, channels: int = 1) -> tuple[list[np.ndarray], list[str]]:
     """The built-in sample: one screen-printed image per design in :data:`BUILTIN_KINDS`."""
     from ispad_core.samples import screen_print
@@ -416,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", default="lsm1", help="table-8 augmentation preset (lsm1, lsm2, asm) or none (default lsm1)")
     p.add_argument("--seed", type=_nonnegative, help="seed of the stream (default: a fresh one, printed and recorded in the file)")
     p.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
-    p.add_argument("--min-roi-fraction", type=float, default=1.0, help="fraction of a patch that must lie inside the ROI (default 1)")
+    p.add_argument("--min-roi-fraction", type=_fraction, default=1.0, help="fraction of a patch that must lie inside the ROI (default 1)")
     p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream (needs --seed); join parts with 'ispad merge'")
     p.add_argument("--batch-size", type=_positive, default=256, help="patches per batch and checkpoint (default 256)")
     p.add_argument("--compression", default="fast", choices=("fast", "zlib", "none"), help="chunk compression (default fast; all are gzip-filter chunks)")
@@ -473,8 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, metavar="CSV", help="image scores: columns name,score,label")
     p.add_argument("--maps", metavar="DIR", help="anomaly maps in the MVTec layout (needs --dataset)")
     p.add_argument("--dataset", metavar="ROOT", help="the MVTec-layout dataset the scores belong to (checks names and labels)")
-    p.add_argument("--threshold", type=float, help="predict defective when score >= threshold (default: the F1-optimal one)")
-    p.add_argument("--fpr-limit", type=float, default=0.3, help="FPR limit of AU-PRO (default 0.3)")
+    p.add_argument("--threshold", type=_finite, help="predict defective when score >= threshold (default: the F1-optimal one)")
+    p.add_argument("--fpr-limit", type=_fraction, default=0.3, help="FPR limit of AU-PRO (default 0.3)")
     p.add_argument("--format", choices=("table", "json", "both"), default="both", help="what to print (default both)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON to FILE")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")

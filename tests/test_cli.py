@@ -242,6 +242,17 @@ def test_evaluate_refuses_an_existing_json_before_scoring(tmp_path):
     assert proc.stdout == "" and (tmp_path / "r.json").read_text() == "mine"
 
 
+@pytest.mark.parametrize("value", ["0", "1.5", "nan", "x"])
+def test_fraction_options_are_checked_and_named(tmp_path, value):
+    # --fpr-limit was accepted silently (and echoed in the JSON) unless --maps was given.
+    _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
+    err = ispad("evaluate", "--scores", tmp_path / "s.csv", "--fpr-limit", value, expect=2).stderr
+    assert "argument --fpr-limit:" in err and "(0, 1]" in err
+    err = ispad("synth", "--out", tmp_path / "s.h5", "--min-roi-fraction", value, *SMALL, expect=2).stderr
+    assert "argument --min-roi-fraction:" in err and "(0, 1]" in err
+    assert not list(tmp_path.glob("*.h5*"))
+
+
 def test_evaluate_maps_need_a_dataset(tmp_path):
     _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
     err = ispad("evaluate", "--scores", tmp_path / "s.csv", "--maps", tmp_path, expect=1).stderr
