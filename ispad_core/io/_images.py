@@ -99,8 +99,12 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (ispad: --overwrite) to replace it")
     tmp = path.with_name(path.name + ".part")
-    iio.imwrite(tmp, image, extension=".png")
-    os.replace(tmp, path)
+    try:
+        iio.imwrite(tmp, image, extension=".png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written PNG left behind
+        raise
     return path
 
 

@@ -174,6 +174,22 @@ def test_write_mvtec_leaves_the_neighbours_alone(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "d.old", "d.part"]
 
 
+def test_write_png_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    from ispad_core.io import _images
+
+    def failing_imwrite(path, image, **kw):
+        with open(path, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    (tmp_path / "a.png").write_bytes(b"mine")
+    monkeypatch.setattr(_images.iio, "imwrite", failing_imwrite)
+    with pytest.raises(OSError, match="disk full"):
+        write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8), overwrite=True)
+    assert (tmp_path / "a.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 def test_read_image_channels(tmp_path):
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
     rgba = np.dstack([np.stack([grey] * 3, -1), np.full((3, 4), 255, np.uint8)])
