@@ -438,7 +438,14 @@ def _same(x, v, binary):
 
 
 _LOW_BITS = np.uint64(0x0101010101010101)
-_HIGH_BITS = np.uint64(0x8080808080808080)
+_SEVEN_BITS = np.uint64(0x7F7F7F7F7F7F7F7F)
+
+
+@njit(**NJIT)
+def _no_zero_byte(x):
+    """Whether none of the eight bytes of ``x`` is 0 (exact; no carry crosses a byte, so it also
+    runs without overflow warnings under NUMBA_DISABLE_JIT)."""
+    return (((x & _SEVEN_BITS) + _SEVEN_BITS) | x) & ~_SEVEN_BITS == ~_SEVEN_BITS
 
 
 @njit(**NJIT)
@@ -453,8 +460,8 @@ def _run_end(src, words, j, v, binary=False):
             return j
         j += 1
     w = j // 8
-    if binary and v != 0:  # words without a zero byte (the classic has-zero-byte test)
-        while w < words.shape[0] and ((words[w] - _LOW_BITS) & ~words[w] & _HIGH_BITS) == 0:
+    if binary and v != 0:  # words without a zero byte
+        while w < words.shape[0] and _no_zero_byte(words[w]):
             w += 1
     else:
         pattern = np.uint64(0) if binary else np.uint64(v) * _LOW_BITS
