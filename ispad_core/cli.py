@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +68,27 @@ def _nonnegative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A number in (0, 1] (``--min-roi-fraction``, ``--fpr-limit``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 
@@ -131,6 +153,11 @@ def cmd_synth(args) -> int:
         if seed is not None:
             print(f"resuming the unfinished write {out}.part (seed {seed})", file=sys.stderr)
     if seed is None:
+        if args.shard is not None:  # each part would draw its own seed: parts of different streams
+            raise CLIError(
+                f"--shard needs --seed: every part of a stream must be written with the same seed "
+                f"(e.g. --shard {args.shard[0]}/{args.shard[1]} --seed 7 on every machine)"
+            )
         seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
     if args.images:
         images, names = _read_inputs(args)
@@ -166,8 +193,35 @@ def cmd_synth(args) -> int:
     print(summary)
     print(f"time: {summary.seconds:.1f} s ({share})")
     if args.shard is None:
-        print(f"reproduce with: ispad synth --out {out} --seed {summary.seed} --n {args.n} --preset {args.preset}")
+        print(f"reproduce with: {_reproduce_command(args, summary.seed)}")
     return 0
+
+
+#: Options of ``ispad synth`` that decide the bytes of the stream, with their defaults.
+_SYNTH_CONTENT_OPTIONS = (
+    ("--augment", "augment", "lsm1"),
+    ("--size", "size", 256),
+    ("--min-roi-fraction", "min_roi_fraction", 1.0),
+    ("--batch-size", "batch_size", 256),
+    ("--compression", "compression", "fast"),
+)
+
+
+def _reproduce_command(args, seed: int) -> str:
+    """An ``ispad synth`` command line that writes the same file again (every option that matters)."""
+    import shlex
+
+    words = ["ispad", "synth", "--out", str(args.out)]
+    if args.images:
+        words += ["--images", *map(str, args.images)]
+    if args.rois:
+        words += ["--rois", str(args.rois)]
+    words += ["--n", str(args.n), "--preset", args.preset, "--seed", str(seed)]
+    for flag, name, default in _SYNTH_CONTENT_OPTIONS:
+        value = getattr(args, name)
+        if value != default:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def cmd_merge(args) -> int:
@@ -320,6 +374,9 @@ def format_row(result: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
+    target = Path(args.json) if args.json else None
+    if target is not None and target.exists() and not args.overwrite:  # before any work or output
+        raise CLIError(f"--json: {target} exists; pass --overwrite to replace it")
     result = evaluate_scores(args.scores, maps=args.maps, dataset=args.dataset, threshold=args.threshold, fpr_limit=args.fpr_limit)
     text = json.dumps(result, indent=2)
     if args.format in ("table", "both"):
@@ -328,11 +385,10 @@ def cmd_evaluate(args) -> int:
         print()
     if args.format in ("json", "both"):
         print(text)
-    if args.json:
-        target = Path(args.json)
-        if target.exists() and not args.overwrite:
-            raise CLIError(f"--json: {target} exists; pass --overwrite to replace it")
-        target.write_text(text + "\n")
+    if target is not None:
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, target)
     return 0
 
 
@@ -381,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", default="lsm1", help="table-8 augmentation preset (lsm1, lsm2, asm) or none (default lsm1)")
     p.add_argument("--seed", type=_nonnegative, help="seed of the stream (default: a fresh one, printed and recorded in the file)")
     p.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
-    p.add_argument("--min-roi-fraction", type=float, default=1.0, help="fraction of a patch that must lie inside the ROI (default 1)")
-    p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream; join parts with 'ispad merge'")
+    p.add_argument("--min-roi-fraction", type=_fraction, default=1.0, help="fraction of a patch that must lie inside the ROI (default 1)")
+    p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream (needs --seed); join parts with 'ispad merge'")
     p.add_argument("--batch-size", type=_positive, default=256, help="patches per batch and checkpoint (default 256)")
     p.add_argument("--compression", default="fast", choices=("fast", "zlib", "none"), help="chunk compression (default fast; all are gzip-filter chunks)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -438,8 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, metavar="CSV", help="image scores: columns name,score,label")
     p.add_argument("--maps", metavar="DIR", help="anomaly maps in the MVTec layout (needs --dataset)")
     p.add_argument("--dataset", metavar="ROOT", help="the MVTec-layout dataset the scores belong to (checks names and labels)")
-    p.add_argument("--threshold", type=float, help="predict defective when score >= threshold (default: the F1-optimal one)")
-    p.add_argument("--fpr-limit", type=float, default=0.3, help="FPR limit of AU-PRO (default 0.3)")
+    p.add_argument("--threshold", type=_finite, help="predict defective when score >= threshold (default: the F1-optimal one)")
+    p.add_argument("--fpr-limit", type=_fraction, default=0.3, help="FPR limit of AU-PRO (default 0.3)")
     p.add_argument("--format", choices=("table", "json", "both"), default="both", help="what to print (default both)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON to FILE")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")

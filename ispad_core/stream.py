@@ -99,6 +99,25 @@ def shard_range(n: int, shard: tuple[int, int] | None) -> tuple[int, int]:
 
     The parts are contiguous, disjoint, cover ``[0, n)`` and differ in size by at most one.
 
+    Parameters
+    ----------
+    n : int
+        Stream length.
+    shard : (int, int) or None
+        ``(k, parts)`` with ``0 <= k < parts``; None means the whole stream.
+
+    Returns
+    -------
+    (int, int)
+        ``(start, stop)`` with ``start = k * n // parts`` and ``stop = (k + 1) * n // parts``.
+
+    Raises
+    ------
+    TypeError
+        If ``shard`` is not a pair of ints.
+    ValueError
+        If ``parts < 1`` or ``k`` is outside ``[0, parts)``.
+
     Examples
     --------
     >>> [shard_range(10, (k, 3)) for k in range(3)]

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -100,6 +101,19 @@ def test_synth_bad_input_leaves_nothing_behind(tmp_path, image_dir):
     assert "expected 0 <= K < N in K/N" in err
 
 
+def test_the_printed_reproduce_command_reproduces_the_file(tmp_path, image_dir):
+    # The summary's "reproduce with:" line must carry every option that decides the bytes.
+    first = tmp_path / "a.h5"
+    proc = ispad("synth", "--out", first, "--images", image_dir, "--n", 5, "--seed", 2, "--preset", "dot-dark",
+                 "--augment", "none", "--compression", "zlib", *SMALL)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("reproduce with: ispad synth "))
+    argv = shlex.split(line[len("reproduce with: ispad synth "):])
+    assert argv[argv.index("--out") + 1] == str(first)
+    argv[argv.index("--out") + 1] = str(tmp_path / "b.h5")
+    ispad("synth", *argv, "--quiet")
+    assert (tmp_path / "b.h5").read_bytes() == first.read_bytes()
+
+
 def test_shards_merge_to_the_whole(tmp_path):
     common = ["--n", 9, "--seed", 5, *SMALL]
     ispad("synth", "--out", tmp_path / "whole.h5", *common)
@@ -114,6 +128,14 @@ def test_shards_merge_to_the_whole(tmp_path):
             np.testing.assert_array_equal(a, b)
     err = ispad("merge", tmp_path / "part-0.h5", tmp_path / "part-2.h5", "--out", tmp_path / "gap.h5", expect=1).stderr
     assert "are missing between" in err and not (tmp_path / "gap.h5").exists()
+
+
+def test_shard_without_seed_is_refused(tmp_path):
+    # Each machine would draw its own fresh seed: the parts would belong to different streams.
+    out = tmp_path / "part-0.h5"
+    err = ispad("synth", "--out", out, "--shard", "0/2", "--n", 4, *SMALL, expect=1).stderr
+    assert "--shard needs --seed" in err
+    assert not out.exists() and not list(tmp_path.glob("*.part*"))
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
@@ -210,6 +232,25 @@ def test_evaluate_bad_csv(tmp_path, rows, header, message):
         w.writerows(rows)
     err = ispad("evaluate", "--scores", tmp_path / "s.csv", expect=1).stderr
     assert err.startswith("ispad evaluate: error:") and message in err
+
+
+def test_evaluate_refuses_an_existing_json_before_scoring(tmp_path):
+    _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
+    (tmp_path / "r.json").write_text("mine")
+    proc = ispad("evaluate", "--scores", tmp_path / "s.csv", "--json", tmp_path / "r.json", expect=1)
+    assert "--json:" in proc.stderr and "exists; pass --overwrite" in proc.stderr
+    assert proc.stdout == "" and (tmp_path / "r.json").read_text() == "mine"
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "nan", "x"])
+def test_fraction_options_are_checked_and_named(tmp_path, value):
+    # --fpr-limit was accepted silently (and echoed in the JSON) unless --maps was given.
+    _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
+    err = ispad("evaluate", "--scores", tmp_path / "s.csv", "--fpr-limit", value, expect=2).stderr
+    assert "argument --fpr-limit:" in err and "(0, 1]" in err
+    err = ispad("synth", "--out", tmp_path / "s.h5", "--min-roi-fraction", value, *SMALL, expect=2).stderr
+    assert "argument --min-roi-fraction:" in err and "(0, 1]" in err
+    assert not list(tmp_path.glob("*.h5*"))
 
 
 def test_evaluate_maps_need_a_dataset(tmp_path):

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from ispad_core.io._deflate_kernels import _compress_rows, stored_size
+from ispad_core.io._deflate_kernels import _compress_masks, _compress_rows, stored_size
 
 COMPRESSIONS = ("fast", "zlib", "none")
 """``"fast"``: our Numba deflate encoders (Huffman-only for images, run-length for masks), about
@@ -28,11 +28,14 @@ def is_filtered(compression: str) -> bool:
 def compress_rows(rows: np.ndarray, compression: str, *, mask: bool) -> list:
     """Compress each row of a C-contiguous ``(N, n)`` uint8 array into one chunk (bytes-like).
 
-    With ``mask=True`` the rows are binary masks: any nonzero byte is stored as 255, and an
-    all-zero row reuses the (identical) encoding of zeros, so only rows with a defect are
-    converted and encoded; ``"fast"`` uses the run-length encoder (masks are nearly all zero).
+    With ``mask=True`` the rows are binary masks: any nonzero byte is stored as 255. ``"fast"``
+    codes them with the run-length encoder straight from their values (masks are nearly all
+    zero); the other compressions reuse one encoding of zeros for all-zero rows and convert and
+    encode only rows with a defect.
     """
     n_rows, n = rows.shape
+    if mask and compression == "fast":
+        return _compress_masks_fast(rows)
     if mask:
         todo = np.flatnonzero(rows.any(axis=1))
         chunks = [_zero_chunk(n, compression)] * n_rows
@@ -65,6 +68,14 @@ def _compress_fast(rows: np.ndarray, *, rle: bool) -> list[bytes]:
     else:
         adlers = np.array([zlib.adler32(rows[i]) for i in range(rows.shape[0])], np.int64)
     _compress_rows(rows, out, lengths, rle, adlers)
+    return [out[i, : lengths[i]] for i in range(rows.shape[0])]
+
+
+def _compress_masks_fast(rows: np.ndarray) -> list:
+    """Masks straight from their 0/1 (or any nonzero) values, one kernel call for the batch."""
+    out = np.empty((rows.shape[0], stored_size(rows.shape[1])), np.uint8)
+    lengths = np.empty(rows.shape[0], np.int64)
+    _compress_masks(rows, out, lengths)
     return [out[i, : lengths[i]] for i in range(rows.shape[0])]
 
 

@@ -61,12 +61,36 @@ def read_image(path: str | os.PathLike, *, name: str = "image") -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write a ``(H, W)`` or ``(H, W, 3|4)`` uint8 image as PNG.
+    """Write a ``(H, W)`` or ``(H, W, 3|4)`` uint8 image as PNG, through a temporary file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; written as ``path + ".part"`` and renamed when complete.
+    image : numpy.ndarray of uint8, shape (H, W), (H, W, 3) or (H, W, 4)
+        Grey, RGB or RGBA.
+    overwrite : bool
+        Replace an existing ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
 
     Raises
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False (the file is left untouched).
+    TypeError, ValueError
+        If ``image`` is not uint8 or not of one of the shapes above.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from ispad_core.io import read_image, write_png
+    >>> path = write_png(pathlib.Path(tempfile.mkdtemp()) / "a.png", np.eye(4, dtype=np.uint8) * 255)
+    >>> read_image(path).tolist()[0]
+    [255, 0, 0, 0]
     """
     image = check_array(image, "image", ndim=(2, 3), dtypes=(np.uint8,))
     if image.ndim == 3 and image.shape[2] not in (3, 4):
@@ -75,13 +99,29 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (ispad: --overwrite) to replace it")
     tmp = path.with_name(path.name + ".part")
-    iio.imwrite(tmp, image, extension=".png")
-    os.replace(tmp, path)
+    try:
+        iio.imwrite(tmp, image, extension=".png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written PNG left behind
+        raise
     return path
 
 
 def list_images(path: str | os.PathLike, *, name: str = "images") -> list[Path]:
     """Image files in a directory (sorted by name), or ``[path]`` for a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A directory (its files with an extension of :data:`IMAGE_EXTENSIONS`, not recursive) or
+        one file.
+    name : str
+        What the images are, for error messages (e.g. ``"--images"``).
+
+    Returns
+    -------
+    list of pathlib.Path
 
     Raises
     ------
@@ -111,12 +151,26 @@ def read_images(
 ) -> tuple[list[np.ndarray], list[Path]]:
     """Read every image in the given directories and files (see :func:`list_images`).
 
-    All images must have the same number of channels (all grey or all RGB).
+    All images must have the same number of channels (all grey or all RGB); sizes may differ.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        Directories and/or files.
+    name : str
+        What the images are, for error messages.
 
     Returns
     -------
-    images : list of numpy.ndarray
+    images : list of numpy.ndarray of uint8
+        Each ``(H, W)`` or ``(H, W, 3)``, in the order of ``files``.
     files : list of pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`list_images` and :func:`read_image`; ValueError also when grey and RGB images
+        are mixed.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +259,8 @@ def write_mvtec(
 ) -> Path:
     """Write a dataset in the MVTec layout (the inverse of :func:`read_mvtec`).
 
-    The tree is written beside ``root`` and moved into place when complete.
+    The tree is written to a fresh hidden folder beside ``root`` and moved into place when
+    complete; nothing else beside ``root`` is touched.
 
     Parameters
     ----------
@@ -343,9 +345,10 @@ def write_mvtec(
             )
     if not root.parent.is_dir():
         raise FileNotFoundError(f"root: the parent folder {root.parent} does not exist")
-    tmp = root.with_name(root.name + ".part")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    # A fresh hidden folder beside root holds the new tree (and, while replacing, the old one):
+    # fixed names such as root.part or root.old could be a user's folders.
+    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
+    tmp = work / "new"
     try:
         (tmp / "train" / _GOOD).mkdir(parents=True)
         for image, name in zip(train_images, tr_names):
@@ -361,15 +364,12 @@ def write_mvtec(
                     np.where(mask != 0, np.uint8(255), np.uint8(0)),
                 )
         if root.exists():
-            old = root.with_name(root.name + ".old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, root)
+            os.replace(root, work / "old")
+        os.replace(tmp, root)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if (work / "old").exists() and not root.exists():
+            os.replace(work / "old", root)  # put the old tree back
+        shutil.rmtree(work, ignore_errors=True)
         raise
+    shutil.rmtree(work, ignore_errors=True)
     return root

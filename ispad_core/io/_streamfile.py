@@ -189,13 +189,14 @@ class StreamWriter:
         Replace an existing file at ``path`` (only when the new one is complete), and discard an
         unfinished part that belongs to a different job.
     resume : bool
-        Continue an unfinished part of the same job (default); False discards it.
+        Continue an unfinished part of the same job (default); False discards it (a part of a
+        different job still needs ``overwrite``).
 
     Raises
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False, or if an unfinished part of a different job
-        is in the way.
+        is in the way (with ``resume`` True or False).
     """
 
     def __init__(
@@ -259,9 +260,6 @@ class StreamWriter:
         for candidate in (self.part, old):
             if not candidate.exists():
                 continue
-            if not resume:
-                candidate.unlink()
-                continue
             try:
                 with h5py.File(candidate, "r") as f:
                     job = f.attrs["job"]
@@ -279,6 +277,9 @@ class StreamWriter:
                         f"({_job_difference(job, self.job)}); rerun with the same settings to resume "
                         f"it, or pass overwrite=True (ispad: --overwrite) to discard it"
                     )
+                candidate.unlink()
+                continue
+            if not resume:  # this job's unfinished part, and the caller asked to start over
                 candidate.unlink()
                 continue
             if best is None or done > best[0]:

@@ -210,7 +210,9 @@ def _rank_among_levels(px: _Pixels, levels: np.ndarray) -> tuple[np.ndarray, np.
     span = float(levels[-1]) - origin
     n_buckets = max(1, min(8 * n, 1 << 22))
     scale = n_buckets / span if span > 0.0 else 0.0
-    if not (math.isfinite(span) and math.isfinite(scale)):  # overflowing ranges: one bucket
+    if not (math.isfinite(span) and math.isfinite(scale)) or scale == 0.0:
+        # One bucket (a single level, or a range whose span or reciprocal overflows). The origin
+        # must then be 0: (v - origin) could overflow to inf, and inf * 0 is NaN, not a bucket.
         origin, scale = 0.0, 0.0
     first = K.level_buckets(levels, origin, scale, n_buckets)
     counts = np.zeros(2 * n + 2, np.int64)

@@ -159,6 +159,37 @@ def test_write_mvtec_never_replaces_without_being_asked(tmp_path):
     assert (root / "my_notes.txt").read_text() == "mine"
 
 
+def test_write_mvtec_leaves_the_neighbours_alone(tmp_path):
+    # Folders beside root named like its temporaries (a user's backup "d.old", a "d.part") are
+    # not ours: writing or replacing root must not delete them.
+    train, test, groups, masks = toy()
+    for name in ("d.old", "d.part"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "keep.txt").write_text("mine")
+    root = write_mvtec(tmp_path / "d", train, test, test_groups=groups, test_masks=masks)
+    write_mvtec(root, train[:1], test, test_groups=groups, test_masks=masks, overwrite=True)
+    assert len(read_mvtec(root).train_names) == 1
+    for name in ("d.old", "d.part"):
+        assert (tmp_path / name / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "d.old", "d.part"]
+
+
+def test_write_png_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    from ispad_core.io import _images
+
+    def failing_imwrite(path, image, **kw):
+        with open(path, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    (tmp_path / "a.png").write_bytes(b"mine")
+    monkeypatch.setattr(_images.iio, "imwrite", failing_imwrite)
+    with pytest.raises(OSError, match="disk full"):
+        write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8), overwrite=True)
+    assert (tmp_path / "a.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 def test_read_image_channels(tmp_path):
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
     rgba = np.dstack([np.stack([grey] * 3, -1), np.full((3, 4), 255, np.uint8)])

@@ -276,6 +276,22 @@ def test_no_resume_starts_over(tmp_path):
     assert resume(path, images, masks, labels, resume=False) == 0
 
 
+def test_no_resume_still_refuses_the_part_of_another_job(tmp_path):
+    # resume=False (write_stream always, ispad synth --no-resume) discards this job's unfinished
+    # part; another job's part (hours of an interrupted ispad synth) is not ours to delete unasked.
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=2, attrs={"seed": 1})
+    before = part_path(path).read_bytes()
+    with pytest.raises(FileExistsError, match="different settings \\(differs in seed\\)"):
+        write_stream(path, images, masks, labels, attrs={"seed": 2}, batch_size=3)
+    with pytest.raises(FileExistsError, match="different settings"):
+        resume(path, images, masks, labels, attrs={"seed": 2}, resume=False)
+    assert part_path(path).read_bytes() == before and not path.exists()
+    write_stream(path, images, masks, labels, attrs={"seed": 2}, batch_size=3, overwrite=True)
+    assert open_stream(path).attrs["seed"] == 2 and not part_path(path).exists()
+
+
 def test_clean_exit_before_the_end_warns_and_keeps_the_part(tmp_path):
     images, masks, labels = make_items(n=6)
     path = tmp_path / "s.h5"

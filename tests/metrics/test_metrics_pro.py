@@ -219,6 +219,16 @@ def test_extreme_score_ranges(values):
     _check_all(maps, masks)
 
 
+def test_single_defective_level_with_far_anomaly_free_scores():
+    # One distinct defective score leaves the bucket table a zero scale; an anomaly-free score
+    # whose distance to it overflows float64 made (v - origin) * scale = inf * 0 = NaN, and the
+    # NaN bucket index read outside the table (a segmentation fault).
+    maps = np.array([[[-1.7e308, 1.7e308, 0.0, 5.0]], [[-1.7e308, 1.0, 1.7e308, -1.7e308]]])
+    masks = np.array([[[1, 0, 0, 0]], [[1, 0, 0, 1]]], dtype=bool)
+    _check_all(maps, masks)
+    _check_all(-maps, masks)
+
+
 def test_clustered_defective_scores_share_one_bucket():
     # Hundreds of distinct defective scores within 1e-4 plus one far outlier: the bucket table is
     # useless and the crowded bucket is searched by bisection; ties with anomaly-free pixels.
