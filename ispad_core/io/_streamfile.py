@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -1022,23 +1023,28 @@ def _merge_virtual(readers, out, total, attrs, fields, compression, batch_size, 
     spec._attrs, spec._json_keys = encoded, as_json
     spec.compression, spec.batch_size = compression, batch_size
     spec.job = _job(n=total, image_shape=shape, fields=fields, compression=compression, batch_size=batch_size, encoded=encoded)
-    tmp = part_path(out)
-    if tmp.exists():
-        tmp.unlink()
+    # A fresh, uniquely named file: a virtual merge is quick to redo, so it never resumes, and an
+    # existing OUT.part (another job's unfinished write, or a user's file) is left alone.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".merge", dir=out.resolve().parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
     names = [IMAGES, MASKS, LABELS] + [f"syn_stream/{name}" for name in fields]
-    with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
-        for name in names:
-            first = readers[0]._h5()[name]
-            layout = h5py.VirtualLayout(shape=(total, *first.shape[1:]), dtype=first.dtype)
-            offset = 0
-            for r in readers:
-                src = r._h5()[name]
-                rel = os.path.relpath(r.path.resolve(), out.resolve().parent)
-                layout[offset : offset + src.shape[0]] = h5py.VirtualSource(rel, name, shape=src.shape, dtype=src.dtype)
-                offset += src.shape[0]
-            f.create_virtual_dataset(name, layout, fillvalue=0)
-        _write_root_attrs(f, spec, n_done=total, complete=True)
-    if out.exists() and not overwrite:
-        tmp.unlink()
-        raise FileExistsError(f"{out} appeared during the merge")
-    os.replace(tmp, out)
+    try:
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+            for name in names:
+                first = readers[0]._h5()[name]
+                layout = h5py.VirtualLayout(shape=(total, *first.shape[1:]), dtype=first.dtype)
+                offset = 0
+                for r in readers:
+                    src = r._h5()[name]
+                    rel = os.path.relpath(r.path.resolve(), out.resolve().parent)
+                    layout[offset : offset + src.shape[0]] = h5py.VirtualSource(rel, name, shape=src.shape, dtype=src.dtype)
+                    offset += src.shape[0]
+                f.create_virtual_dataset(name, layout, fillvalue=0)
+            _write_root_attrs(f, spec, n_done=total, complete=True)
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} appeared during the merge")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -353,6 +353,17 @@ def test_virtual_merge_reads_like_the_whole_and_survives_a_move(tmp_path):
         open_stream(moved / "merged.h5")
 
 
+def test_virtual_merge_leaves_an_existing_part_file_alone(tmp_path):
+    # OUT.part may be another job's unfinished write (or a user's file): a merge must not touch it.
+    images, masks, labels = make_items(n=8)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 8], 8)
+    bystander = part_path(tmp_path / "merged.h5")
+    bystander.write_bytes(b"not ours")
+    merge_streams(parts, tmp_path / "merged.h5")
+    assert bystander.read_bytes() == b"not ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.h5", "merged.h5.part", "part0.h5", "part1.h5"]
+
+
 def test_merge_refuses_gaps_overlaps_and_strangers(tmp_path):
     images, masks, labels = make_items(n=13)
     parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 9, 13], 13)
