@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -139,6 +140,33 @@ def _read_rois(rois_dir: str, image_names: list[str], images: list[np.ndarray]) 
 # --------------------------------------------------------------------------- commands
 
 
+class _DeferredInterrupt:
+    """Ctrl-C during ``ispad synth``: finish the batch in flight, checkpoint it, then stop.
+
+    Python raises KeyboardInterrupt wherever the interpreter happens to be, and one raised inside
+    a weakref callback or a ``__del__`` is printed and swallowed, so a plain Ctrl-C could be lost
+    and the run would go on. The first Ctrl-C only sets a flag that :meth:`check` (called after each
+    checkpointed batch) turns into KeyboardInterrupt at a safe point; a second one interrupts at
+    once, as usual.
+    """
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        self.requested = False
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def check(self, done: int, total: int) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
 def cmd_synth(args) -> int:
     from ispad_core.stream import write_balanced_stream
 
@@ -168,25 +196,27 @@ def cmd_synth(args) -> int:
         if not args.images:
             raise CLIError("--rois needs --images (the built-in sample has no ROIs)")
         rois, roi_names = _read_rois(args.rois, names, images)
-    summary = write_balanced_stream(
-        out,
-        images,
-        args.n,
-        rois=rois,
-        preset=args.preset,
-        augment=args.augment,
-        seed=seed,
-        size=args.size,
-        min_roi_fraction=args.min_roi_fraction,
-        shard=args.shard,
-        batch_size=args.batch_size,
-        compression=args.compression,
-        overwrite=args.overwrite,
-        resume=not args.no_resume,
-        names=names,
-        roi_names=roi_names,
-        show_progress=not args.quiet,
-    )
+    with _DeferredInterrupt() as interrupt:
+        summary = write_balanced_stream(
+            out,
+            images,
+            args.n,
+            rois=rois,
+            preset=args.preset,
+            augment=args.augment,
+            seed=seed,
+            size=args.size,
+            min_roi_fraction=args.min_roi_fraction,
+            shard=args.shard,
+            batch_size=args.batch_size,
+            compression=args.compression,
+            overwrite=args.overwrite,
+            resume=not args.no_resume,
+            names=names,
+            roi_names=roi_names,
+            show_progress=not args.quiet,
+            callback=interrupt.check,
+        )
     t = summary.timings
     total = sum(t.values()) or 1.0
     share = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in t.items())

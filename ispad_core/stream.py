@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -517,6 +517,7 @@ def write_balanced_stream(
     names: Sequence[str] | None = None,
     roi_names: Sequence[str | None] | None = None,
     show_progress: bool = False,
+    callback: Callable[[int, int], None] | None = None,
 ) -> StreamSummary:
     """Write a balanced stream (or one shard of it) to an HDF5 file, resumably.
 
@@ -552,6 +553,11 @@ def write_balanced_stream(
         Names of the images and ROIs for the file's provenance (e.g. their file names).
     show_progress : bool
         Show a progress bar with rate and ETA on stderr.
+    callback : callable, optional
+        Called as ``callback(done, total)`` after each batch is checkpointed, with the items of
+        this part written so far (resumed ones included) and the part's size. An exception it
+        raises stops the write at that safe point, keeping the finished batches for a resume
+        (the ``ispad`` command uses it to turn Ctrl-C into a clean stop).
 
     Returns
     -------
@@ -649,6 +655,8 @@ def write_balanced_stream(
             attempts_sum += int(batch.attempts.sum())
             n_def_run += int(batch.labels.sum())
             bar.update(b - a)
+            if callback is not None:
+                callback(b - start, stop - start)
         writer.commit()
     finally:
         bar.close()

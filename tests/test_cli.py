@@ -140,7 +140,8 @@ def test_shard_without_seed_is_refused(tmp_path):
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
 def test_interrupted_synth_resumes_to_the_same_bytes(tmp_path):
-    common = ["--n", 400, "--seed", 8, "--size", 64, "--batch-size", 8]
+    # long enough (a second or more) that the interrupt lands mid-run on a fast machine
+    common = ["--n", 3000, "--seed", 8, "--size", 64, "--batch-size", 8]
     ispad("synth", "--out", tmp_path / "whole.h5", *common, "--quiet")
     out = tmp_path / "s.h5"
     assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
@@ -153,7 +154,7 @@ def test_interrupted_synth_resumes_to_the_same_bytes(tmp_path):
         if not char:
             break  # finished (or died) before we could interrupt it: the asserts below say so
         seen += char
-        done = [float(x) for x in re.findall(r"\|\s*([\d.]+)/400", seen)]
+        done = [float(x) for x in re.findall(r"\|\s*([\d.]+)/3000", seen)]
         if done and max(done) >= 16:
             break
     proc.send_signal(signal.SIGINT)
@@ -162,7 +163,7 @@ def test_interrupted_synth_resumes_to_the_same_bytes(tmp_path):
     assert "run the same command again to resume" in rest
     assert not out.exists() and part_path(out).exists()
     # the same command without --seed: the seed of the unfinished write is taken over
-    proc = ispad("synth", "--out", out, "--n", 400, "--size", 64, "--batch-size", 8, "--quiet")
+    proc = ispad("synth", "--out", out, "--n", 3000, "--size", 64, "--batch-size", 8, "--quiet")
     assert "resumed" in proc.stdout
     assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
 

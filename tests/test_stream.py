@@ -179,6 +179,24 @@ def test_interrupted_write_resumes_to_the_same_bytes(tmp_path, images, monkeypat
     assert out.read_bytes() == whole.read_bytes()
 
 
+def test_callback_sees_each_checkpoint_and_can_stop_the_write(tmp_path, images):
+    seen = []
+
+    def stop_after_two_batches(done, total):
+        seen.append((done, total))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "s.h5"
+    with pytest.raises(KeyboardInterrupt):
+        write_balanced_stream(out, images, 13, size=SIZE, seed=2, batch_size=3, callback=stop_after_two_batches)
+    assert seen == [(3, 13), (6, 13)]
+    assert not out.exists() and part_path(out).exists()
+    seen.clear()
+    summary = write_balanced_stream(out, images, 13, size=SIZE, batch_size=3, callback=lambda d, t: seen.append((d, t)))
+    assert summary.n_resumed == 6 and seen == [(9, 13), (12, 13), (13, 13)]
+
+
 @pytest.mark.parametrize(
     "kwargs, exc, message",
     [
