@@ -555,6 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"\nispad {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ispad info FILE | head`): stop quietly, as Unix tools do, and keep
+        # Python from complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (CLIError, ValueError, TypeError, OSError, RuntimeError) as exc:
         print(f"ispad {args.command}: error: {exc}", file=sys.stderr)
         return 1

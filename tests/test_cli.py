@@ -295,3 +295,16 @@ def test_synth_with_rois(tmp_path, image_dir):
     (rois / "b.png").unlink()
     err = ispad("synth", "--out", tmp_path / "t.h5", "--images", image_dir, "--rois", rois, *SMALL, expect=1).stderr
     assert "no ROI for image b" in err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # `ispad info FILE | head -1`: the reader leaves early; no traceback, no "error: Broken pipe"
+    ispad("synth", "--out", tmp_path / "s.h5", "--n", 4, "--seed", 0, *SMALL)
+    proc = subprocess.Popen([ISPAD, "info", str(tmp_path / "s.h5"), "--full"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    proc.stderr.close()
+    assert proc.returncode == 141, err
+    assert err == ""
