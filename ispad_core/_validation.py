@@ -73,6 +73,23 @@ def item_seeds(rng: Any, n: int, name: str = "rng") -> np.ndarray:
     return gen.choice(SEED_SPACE, size=n, replace=False).astype(np.uint32)
 
 
+def mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea and Flood 2014) on uint64: a bijection with full avalanche.
+
+    The counter-based hash behind per-item sub-seeds (``stream``) and injection decisions
+    (``nn.injection``): a pure function of its input, so results never depend on call order.
+    Arithmetic wraps modulo 2**64.
+
+    >>> int(mix64(np.array([1], dtype=np.uint64))[0])
+    6238072747940578789
+    """
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 # --------------------------------------------------------------------------- scalars
 
 

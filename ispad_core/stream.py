@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 
 from ispad_core._progress import progress
-from ispad_core._validation import as_generator, check_array, check_float, check_int, item_seeds
+from ispad_core._validation import as_generator, check_array, check_float, check_int, item_seeds, mix64
 from ispad_core.io._streamfile import StreamWriter, part_path
 
 __all__ = ["StreamSummary", "balanced_stream", "shard_range", "stream_plan", "write_balanced_stream"]
@@ -44,14 +44,9 @@ _KEYS_PER_DRAW = 3
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser on uint64 (a bijection with good avalanche)."""
-    x = x.astype(np.uint64, copy=True)
+    """One SplitMix64 step on uint64: add the golden gamma, then the finaliser."""
     with np.errstate(over="ignore"):
-        x += np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return x
+        return mix64(x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
 
 
 def _derive64(seeds: np.ndarray, key: int) -> np.ndarray:

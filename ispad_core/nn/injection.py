@@ -17,32 +17,23 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from ispad_core._validation import check_choice, check_float, check_int
+from ispad_core._validation import check_choice, check_float, check_int, mix64
 
 __all__ = ["InjectionDataset", "InjectionPlan", "injection_bounds"]
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
-_M1 = _U64(0xBF58476D1CE4E5B9)
-_M2 = _U64(0x94D049BB133111EB)
 # domain separation: the injection decision and the choice of the real patch are independent
 _DOMAIN_DECISION = _U64(0x5851F42D4C957F2D)
 _DOMAIN_CHOICE = _U64(0x14057B7EF767814F)
 
 
-def _mix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser (Steele, Lea, Flood 2014): a bijection of uint64 with full avalanche."""
-    z = (z ^ (z >> _U64(30))) * _M1
-    z = (z ^ (z >> _U64(27))) * _M2
-    return z ^ (z >> _U64(31))
-
-
 def _hash(seed: int, epoch: int, index: np.ndarray, domain: np.uint64) -> np.ndarray:
     """uint64 hash of (seed, epoch, i) for an array of indices; pure function, no state."""
     with np.errstate(over="ignore"):
-        key = _mix64(np.array([seed], dtype=_U64) ^ domain)
-        key = _mix64(key + np.array([epoch], dtype=_U64) * _GOLDEN)
-        return _mix64(key + index.astype(_U64) * _GOLDEN)
+        key = mix64(np.array([seed], dtype=_U64) ^ domain)
+        key = mix64(key + np.array([epoch], dtype=_U64) * _GOLDEN)
+        return mix64(key + index.astype(_U64) * _GOLDEN)
 
 
 def _uniform(h: np.ndarray) -> np.ndarray:
