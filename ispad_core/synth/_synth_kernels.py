@@ -99,6 +99,37 @@ def choose_component(cum):
 
 
 @njit(**NJIT)
+def _walk(pts, heads, npts, nsteps, r, c, theta, m, sw, step, box, avail_r, avail_c):
+    """Up to ``nsteps`` steps of the walk with momentum from ``(r, c)`` heading ``theta``.
+
+    Appends the points (and their headings) at ``pts[npts:]``, growing the running bounding box
+    ``box`` (rmin, rmax, cmin, cmax); stops before the first point whose box would not fit
+    ``avail_r`` x ``avail_c``. One ``normal`` draw per step attempted. Returns the new ``npts``.
+    """
+    om = 0.0
+    for _ in range(nsteps):
+        om = m * om + (1.0 - m) * sw * np.random.normal()
+        theta += om
+        r += step * math.sin(theta)
+        c += step * math.cos(theta)
+        nrmin = min(box[0], r)
+        nrmax = max(box[1], r)
+        ncmin = min(box[2], c)
+        ncmax = max(box[3], c)
+        if nrmax - nrmin > avail_r or ncmax - ncmin > avail_c:
+            break
+        box[0] = nrmin
+        box[1] = nrmax
+        box[2] = ncmin
+        box[3] = ncmax
+        pts[npts, 0] = r
+        pts[npts, 1] = c
+        heads[npts] = theta
+        npts += 1
+    return npts
+
+
+@njit(**NJIT)
 def random_walk(p, h, w, pts, heads, starts):
     """Step 1: random walk with momentum, placed inside the patch minus the margin.
 
@@ -110,7 +141,8 @@ def random_walk(p, h, w, pts, heads, starts):
     fraction, ``uniform`` angle, ``random`` sign, and its steps as above. Last, ``uniform`` row and
     column offsets that place the bounding box inside the margin.
 
-    Fills ``pts[:n_points]`` (row, col); walk s is ``pts[starts[s]:starts[s + 1]]`` (each branch
+    Fills ``pts[:n_points]`` (row, col) and ``heads[:n_points]`` (heading at each point; ``heads``
+    as long as ``pts``); walk s is ``pts[starts[s]:starts[s + 1]]`` (each branch
     starts with a copy of its spawn vertex). Returns ``(n_points, n_walks)``.
     """
     n = np.random.randint(int(p[T_STEPS]), int(p[T_STEPS + 1]) + 1)
@@ -121,36 +153,11 @@ def random_walk(p, h, w, pts, heads, starts):
     margin = p[T_MARGIN]
     avail_r = h - 1.0 - 2.0 * margin
     avail_c = w - 1.0 - 2.0 * margin
-    r = 0.0
-    c = 0.0
-    om = 0.0
     pts[0, 0] = 0.0
     pts[0, 1] = 0.0
     heads[0] = theta
-    rmin = 0.0
-    rmax = 0.0
-    cmin = 0.0
-    cmax = 0.0
-    k = 1
-    for _ in range(n):
-        om = m * om + (1.0 - m) * sw * np.random.normal()
-        theta += om
-        r += step * math.sin(theta)
-        c += step * math.cos(theta)
-        nrmin = min(rmin, r)
-        nrmax = max(rmax, r)
-        ncmin = min(cmin, c)
-        ncmax = max(cmax, c)
-        if nrmax - nrmin > avail_r or ncmax - ncmin > avail_c:
-            break
-        rmin = nrmin
-        rmax = nrmax
-        cmin = ncmin
-        cmax = ncmax
-        pts[k, 0] = r
-        pts[k, 1] = c
-        heads[k] = theta
-        k += 1
+    box = np.zeros(4)  # running bounding box of the points: rmin, rmax, cmin, cmax
+    k = _walk(pts, heads, 1, n, 0.0, 0.0, theta, m, sw, step, box, avail_r, avail_c)
     starts[0] = 0
     starts[1] = k
     npts = k
@@ -165,37 +172,17 @@ def random_walk(p, h, w, pts, heads, starts):
         nbs = int(frac * (k - 1) + 0.5)
         if nbs < 1:
             nbs = 1
-        th = heads[j] + ang
-        om = 0.0
-        r = pts[j, 0]
-        c = pts[j, 1]
         first = npts
-        pts[npts, 0] = r
-        pts[npts, 1] = c
-        npts += 1
-        for _ in range(nbs):
-            om = m * om + (1.0 - m) * sw * np.random.normal()
-            th += om
-            r += step * math.sin(th)
-            c += step * math.cos(th)
-            nrmin = min(rmin, r)
-            nrmax = max(rmax, r)
-            ncmin = min(cmin, c)
-            ncmax = max(cmax, c)
-            if nrmax - nrmin > avail_r or ncmax - ncmin > avail_c:
-                break
-            rmin = nrmin
-            rmax = nrmax
-            cmin = ncmin
-            cmax = ncmax
-            pts[npts, 0] = r
-            pts[npts, 1] = c
-            npts += 1
+        pts[npts, 0] = pts[j, 0]
+        pts[npts, 1] = pts[j, 1]
+        heads[npts] = heads[j] + ang
+        npts = _walk(pts, heads, npts + 1, nbs, pts[j, 0], pts[j, 1], heads[j] + ang, m, sw, step, box, avail_r, avail_c)
         if npts - first < 2:
             npts = first
         else:
             nw += 1
             starts[nw] = npts
+    rmin, rmax, cmin, cmax = box[0], box[1], box[2], box[3]
     off_r = np.random.uniform(margin - rmin, h - 1.0 - margin - rmax)
     off_c = np.random.uniform(margin - cmin, w - 1.0 - margin - cmax)
     for i in range(npts):
@@ -712,7 +699,7 @@ def synth_item(img, mask, h, w, nch, seed, table, cum, maxval, scale, debug, tex
     comp = choose_component(cum)
     p = table[comp]
     pts = np.empty((int(p[T_MAX_POINTS]), 2))
-    heads = np.empty(int(p[T_STEPS + 1]) + 1)
+    heads = np.empty(pts.shape[0])  # heading at every point (branches spawn from the main walk's)
     starts = np.empty(int(p[T_BRANCHES + 1]) + 2, np.int64)
     gains = np.empty(nch)
     info[I_COMPONENT] = comp
@@ -815,6 +802,6 @@ def skeleton(h, w, seed, table, cum, pts_out, starts_out):
     np.random.seed(seed)
     comp = choose_component(cum)
     p = table[comp]
-    heads = np.empty(int(p[T_STEPS + 1]) + 1)
+    heads = np.empty(pts_out.shape[0])
     npts, nw = random_walk(p, h, w, pts_out, heads, starts_out)
     return npts, nw, comp
