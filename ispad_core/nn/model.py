@@ -5,6 +5,8 @@ Our own implementation of ResNet-18 (He et al. 2016; BasicBlock, layers ``[2, 2,
 ``bn1``, ``layer1.0.conv1``, ..., ``layer2.0.downsample.0``, ``fc``), so ImageNet weights saved by
 torchvision load from a local file. torchvision is not a dependency and nothing is downloaded.
 The paper's head (section 4.2) replaces the 1000-way ``fc`` by dropout 0.1 and a 2-way layer.
+:func:`load_torchvision_state_dict` loads torchvision-layout files into this network and into the
+other backbones of :mod:`ispad_core.nn.backbones` (grey stem summed over RGB, new head).
 """
 
 from __future__ import annotations

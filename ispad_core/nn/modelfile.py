@@ -15,25 +15,25 @@ the model in eval mode together with the metadata.
 
 The metadata (see :data:`REQUIRED_KEYS` and :data:`OPTIONAL_KEYS`):
 
-============== ======================= ==========================================================
-key            type                    meaning
-============== ======================= ==========================================================
-backbone       str                     built-in name (``BACKBONES``) or ``"package.module:function"``
-backbone_kwargs dict                   extra keyword arguments of :func:`~ispad_core.nn.classifier`
-in_channels    int >= 1                input channels
-num_classes    int >= 1                outputs (2: good, defective)
-dropout        float in [0, 1)         dropout before the head
-patch_size     int >= 1                side of the square patches the model was trained on
-preprocess     dict                    :meth:`Preprocess.to_dict` (brightness, smoothing, norm)
-threshold      float in [0, 1]         defective when ``P(defective) >= threshold``
-validation     dict or None            :meth:`ClassificationReport.to_dict` of the validation set
-training       dict                    training settings
-provenance     dict                    where the stream and the real defects came from
-library_version str                    set by :func:`save_model`
-created        str                     ISO 8601 UTC time, set by :func:`save_model`
-format         str                     ``"ispad_core.model"``, set by :func:`save_model`
-format_version int                     set by :func:`save_model`
-============== ======================= ==========================================================
+=============== =============== =================================================================
+key             type            meaning
+=============== =============== =================================================================
+backbone        str             built-in name (``BACKBONES``) or ``"package.module:function"``
+backbone_kwargs dict            extra keyword arguments of :func:`~ispad_core.nn.classifier`
+in_channels     int >= 1        input channels
+num_classes     int >= 1        outputs (2: good, defective)
+dropout         float in [0, 1) dropout before the head
+patch_size      int >= 1        side of the square patches the model was trained on
+preprocess      dict            :meth:`Preprocess.to_dict` (brightness, smoothing, normalisation)
+threshold       float in [0, 1] defective when ``P(defective) >= threshold``
+validation      dict or None    :meth:`ClassificationReport.to_dict` of the validation set
+training        dict            training settings
+provenance      dict            where the stream and the real defects came from
+library_version str             set by :func:`save_model`
+created         str             ISO 8601 UTC time, set by :func:`save_model`
+format          str             ``"ispad_core.model"``, set by :func:`save_model`
+format_version  int             set by :func:`save_model`
+=============== =============== =================================================================
 
 Further keys are kept as they are (JSON values only).
 """
