@@ -265,6 +265,12 @@ def save_model(
     pathlib.Path
         ``path``.
 
+    Notes
+    -----
+    Each call is atomic but takes no lock, so that a training run can hold
+    :func:`ispad_core._files.exclusive_lock` on its output for the whole run and save its model
+    file repeatedly under it.
+
     Raises
     ------
     TypeError
@@ -498,7 +504,10 @@ def load_model(
             f"so it needs your explicit opt-in: load_model(path, allow_factory={backbone!r}) "
             f"(on the command line: --allow-factory {backbone}). Do this only for files you trust."
         )
-    model = _build(meta)
+    try:
+        model = _build(meta)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{p}: the backbone its metadata names cannot be built: {exc}") from exc
     mismatch = _layout_mismatch(state, model.state_dict())
     if mismatch is not None:
         raise ModelFileError(f"{p}: the weights do not fit backbone {backbone!r}: {mismatch}")

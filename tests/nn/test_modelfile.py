@@ -306,6 +306,16 @@ def test_bad_metadata_in_file(saved, tmp_path, edit, match):
     _assert_names_file(info, path)
 
 
+def test_backbone_kwargs_that_do_not_build(saved, tmp_path):
+    state, meta = read_model_file(saved)
+    meta["backbone_kwargs"] = {"depth": 3}
+    path = tmp_path / "kw.pt"
+    torch.save(_payload(state, meta), path)
+    with pytest.raises(ModelFileError, match=r"kw\.pt: the backbone its metadata names cannot be built: classifier: "
+                                             r"unexpected keyword argument 'depth'"):
+        load_model(path)
+
+
 def test_weights_that_do_not_fit_the_backbone(saved, tmp_path):
     state, meta = read_model_file(saved)
     state = {k: v for k, v in state.items() if k != "layer1.0.bn1.running_mean"}
