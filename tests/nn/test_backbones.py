@@ -359,3 +359,71 @@ def test_factory_helpers():
 def test_bad_arguments(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         classifier(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- torchvision itself, where present
+
+
+def _torchvision_models():
+    """torchvision's model modules: installed, or from the unpacked wheel named by ISPAD_TORCHVISION_SRC.
+
+    torchvision's model modules are plain Python; with the package's ``__init__`` (which loads its
+    C extension) bypassed they import beside the CPU build of torch too.
+    """
+    import importlib
+    import os
+    import sys
+    import types
+
+    src = os.environ.get("ISPAD_TORCHVISION_SRC")
+    if src is None:
+        try:
+            import torchvision.models as tvm
+        except Exception:  # not installed, or its C extension does not load beside this torch
+            pytest.skip("torchvision is not importable (set ISPAD_TORCHVISION_SRC to an unpacked wheel's torchvision/)")
+        return tvm.resnet, tvm.efficientnet, tvm.convnext
+    saved = {k: sys.modules.get(k) for k in ("torchvision", "torchvision.models")}
+    try:
+        for name, path in (("torchvision", src), ("torchvision.models", os.path.join(src, "models"))):
+            stub = types.ModuleType(name)
+            stub.__path__ = [path]
+            sys.modules[name] = stub
+        return tuple(importlib.import_module(f"torchvision.models.{m}") for m in ("resnet", "efficientnet", "convnext"))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_bit_equal_to_torchvision(name):
+    """Same initialisation under the same seed, and bit-equal outputs in eval and training mode."""
+    resnet, efficientnet, convnext = _torchvision_models()
+    ctor = {"resnet18": resnet.resnet18, "resnet50": resnet.resnet50, "efficientnet_b0": efficientnet.efficientnet_b0,
+            "efficientnet_b4": efficientnet.efficientnet_b4, "convnext_tiny": convnext.convnext_tiny}[name]
+    torch.manual_seed(0)
+    ref = ctor()
+    torch.manual_seed(0)
+    ours = classifier(name, in_channels=3, num_classes=1000, dropout=0.0)
+    for key, value in ref.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    for m in ref.modules():  # torchvision's heads: dropout 0.2/0.4 (EfficientNet) or none
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    with torch.no_grad():
+        for key, t in ref.state_dict().items():
+            if key.endswith("running_var"):
+                t.uniform_(0.5, 2.0)
+            elif key.endswith("layer_scale"):
+                t.uniform_(0.2, 1.0)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours.eval()(x), ref.eval()(x))
+    torch.manual_seed(5)  # training mode: batch statistics and stochastic depth draws
+    a = ref.train()(x)
+    torch.manual_seed(5)
+    b = ours.train()(x)
+    assert torch.equal(a, b)
