@@ -331,6 +331,35 @@ def _threshold_counts(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndar
     return s_desc[last_of_run], tp, fp
 
 
+def _refuse_inexact_thresholds(s: np.ndarray) -> None:
+    """64-bit integer scores beyond 2**53 have no exact float64 threshold: refuse them."""
+    if s.dtype.kind in "iu" and s.dtype.itemsize == 8 and s.size:
+        if int(s.max()) > 2**53 or int(s.min()) < -(2**53):
+            raise ValueError(
+                "y_score: integer scores beyond 2**53 are not exact in float64, so the threshold "
+                "would be rounded; rescale the scores (or convert them to float64 yourself)"
+            )
+
+
+def _at_least(s: np.ndarray, threshold: float) -> np.ndarray:
+    """``s >= threshold`` decided exactly, whatever the dtype of ``s``.
+
+    NumPy would round integer scores to float64 (and float32 scores would round the threshold
+    to float32); for integers ``s >= t`` is ``s >= ceil(t)``, an exact integer comparison.
+    """
+    if s.dtype.kind == "f":
+        return s.astype(np.float64, copy=False) >= threshold
+    bound = math.ceil(threshold)
+    info = np.iinfo(s.dtype) if s.dtype.kind in "iu" else None
+    if info is None:  # bool
+        return s.astype(np.int64) >= bound
+    if bound > info.max:
+        return np.zeros(s.shape, dtype=bool)
+    if bound <= info.min:
+        return np.ones(s.shape, dtype=bool)
+    return s >= s.dtype.type(bound)
+
+
 def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
     """The score threshold (predict defective when ``score >= threshold``) with the highest F1.
 
@@ -356,7 +385,8 @@ def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
         If an input is not numeric.
     ValueError
         If an input is not 1-D or empty, labels are not binary, lengths differ, a score is NaN or
-        inf, or no sample is defective (F1 is then undefined).
+        inf, no sample is defective (F1 is then undefined), or 64-bit integer scores go beyond
+        2**53 (the float threshold could not be exact).
 
     Examples
     --------
@@ -365,6 +395,7 @@ def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
     0.35
     """
     t, s = _labels_and_scores(y_true, y_score)
+    _refuse_inexact_thresholds(s)
     n_pos = int(np.count_nonzero(t))
     if n_pos == 0:
         raise ValueError("y_true: expected at least one defective (1) sample, got none; F1 is undefined")
@@ -448,7 +479,8 @@ def classification_report(y_true: Any, y_score: Any, *, threshold: float | None 
     Raises
     ------
     TypeError, ValueError
-        As :func:`roc_auc`; also if ``threshold`` is not a finite number.
+        As :func:`roc_auc`; also if ``threshold`` is not a finite number, or, without a
+        ``threshold``, as :func:`f1_optimal_threshold`.
 
     Examples
     --------
@@ -470,9 +502,7 @@ def classification_report(y_true: Any, y_score: Any, *, threshold: float | None 
         threshold = f1_optimal_threshold(t, s)
     else:
         threshold = check_float(threshold, "threshold")
-    # Compare in float64: NumPy would otherwise round the threshold to float32 for float32 scores.
-    wide = s.astype(np.float64) if s.dtype.kind == "f" and s.dtype.itemsize < 8 else s
-    c = _counts(t, wide >= threshold)
+    c = _counts(t, _at_least(s, threshold))
     return ClassificationReport(
         mcc=c.mcc,
         recall=_ratio(100 * c.tp, c.tp + c.fn),

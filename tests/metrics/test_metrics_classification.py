@@ -281,3 +281,32 @@ def test_bad_input(func, args, kwargs, exc, match):
 def test_mcc_from_counts_is_keyword_only():
     with pytest.raises(TypeError):
         mcc_from_counts(1, 2, 3, 4)  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- 64-bit integer scores
+
+
+def test_int64_scores_beyond_2_53_are_ranked_exactly_or_refused():
+    big = 2**60
+    y = np.array([0, 1, 0, 1, 1, 0])
+    s = np.array([big, big + 1, big + 2, big + 3, -big, big + 1], np.int64)
+    assert roc_auc(y, s) == roc_auc_score(y, s)
+    with pytest.raises(ValueError, match="y_score: integer scores beyond 2\\*\\*53"):
+        f1_optimal_threshold(y, s)
+    with pytest.raises(ValueError, match="y_score: integer scores beyond 2\\*\\*53"):
+        classification_report(y, s)
+
+
+def test_report_threshold_is_compared_exactly_with_int64_scores():
+    s = np.array([2**53 + 3, 2**53 + 4, 3, 2**53 - 1], np.int64)
+    y = np.array([0, 1, 0, 0])
+    # float64 rounds 2**53 + 3 up to 2**53 + 4, so NumPy's float comparison would count item 0 too
+    assert (s >= float(2**53 + 4)).sum() == 2
+    r = classification_report(y, s, threshold=float(2**53 + 4))
+    assert (r.tp, r.fp) == (1, 0)
+    r = classification_report(y, s, threshold=float(2**53))
+    assert (r.tp, r.fp) == (1, 1)
+    r = classification_report(y, s, threshold=1e300)
+    assert (r.tp, r.fp) == (0, 0)
+    r = classification_report(y, s, threshold=-1e300)
+    assert (r.tp, r.fp) == (1, 3)
