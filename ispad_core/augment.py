@@ -24,6 +24,7 @@ from typing import Any, Union
 import numpy as np
 
 from ispad_core import _augment_kernels as K
+from ispad_core.modality import MODALITIES
 from ispad_core._validation import (
     RNGLike,
     check_array,
@@ -146,23 +147,13 @@ class AugmentParams:
         )
 
 
-#: Table 8 of the paper. Rotation and shear are the table's maximum angles, drawn symmetrically;
-#: "yes" flips are applied with probability 0.5; "no" illumination means factors fixed at 1.
-#: The paper applies the affine part to "80 - 95 %" of the patches without a per-modality value;
-#: every preset uses the middle of that range, 0.875.
+#: Table 8 of the paper, per modality, built from :data:`ispad_core.modality.MODALITIES`.
+#: Rotation and shear are the table's maximum angles, drawn symmetrically; "yes" flips are
+#: applied with probability 0.5; "no" illumination means factors fixed at 1. The paper applies
+#: the affine part to "80 - 95 %" of the patches without a per-modality value; every preset uses
+#: the middle of that range, 0.875.
 AUGMENT_PRESETS: dict[str, AugmentParams] = {
-    "lsm1": AugmentParams(
-        rotation=45.0, scale=(0.9, 1.1), shear=10.0, vflip=0.5, hflip=0.5,
-        brightness=(0.75, 1.25), contrast=(0.75, 1.25), p_affine=0.875,
-    ),
-    "lsm2": AugmentParams(
-        rotation=45.0, scale=(0.9, 1.1), shear=20.0, vflip=0.5, hflip=0.5,
-        brightness=(0.75, 1.25), contrast=(0.75, 1.25), p_affine=0.875,
-    ),
-    "asm": AugmentParams(
-        rotation=10.0, scale=(1.0, 1.2), shear=10.0, vflip=0.5, hflip=0.5,
-        brightness=(1.0, 1.0), contrast=(1.0, 1.0), p_affine=0.875,
-    ),
+    name: AugmentParams(**modality.augmentation) for name, modality in MODALITIES.items()
 }
 
 ParamsLike = Union[AugmentParams, str]

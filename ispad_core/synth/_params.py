@@ -10,6 +10,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core.modality import MODALITIES
 from ispad_core._validation import (
     check_choice,
     check_float,
@@ -563,11 +564,7 @@ PRESETS["mixed"] = _mix(
         "scratch": 1.0,
     }
 )
-# Darkfield line scan: printing and screen defects, fibres and dots (paper, fig. 1 top row).
-PRESETS["lsm1"] = _mix(
-    {"fiber-bright": 0.3, "fiber-dark": 0.15, "dot-bright": 0.2, "dot-dark": 0.2, "inclusion": 0.15}
-)
-# Transmission line scan: pinholes and inhomogeneities in the print layers.
-PRESETS["lsm2"] = _mix({"pinhole": 0.5, "inclusion": 0.3, "dot-dark": 0.2})
-# Brightfield area scan: scratches and mechanical deformations of the top layer.
-PRESETS["asm"] = _mix({"scratch": 0.6, "deformation": 0.4})
+# The modality mixtures (lsm1, lsm2, asm) come from the one modality table.
+for _name, _modality in MODALITIES.items():
+    PRESETS[_name] = _mix(dict(_modality.defects))
+del _name, _modality
