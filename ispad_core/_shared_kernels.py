@@ -6,7 +6,9 @@
   vectorised :func:`ispad_core._validation.mix64`) and the hashed lattice of the value noise.
 - :func:`fade`: the smoothstep that interpolates between lattice nodes.
 
-Kernels assume valid input and never raise.
+Kernels assume valid input and never raise. Numba's on-disk cache of a calling kernel does not
+notice an edit here: after changing this file, clear the ``__pycache__`` folders of the calling
+modules (``synth/``) so their kernels compile again.
 """
 
 from __future__ import annotations
