@@ -40,7 +40,7 @@ def _png_expected_bytes(width: int, height: int, depth: int, colour: int, interl
     return total
 
 
-def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image") -> None:
+def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image") -> int | None:
     """Refuse a PNG whose image data does not hold every row its header declares.
 
     Decoders fill rows missing from a complete but short zlib stream with zeros and say
@@ -57,6 +57,11 @@ def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image")
     name : str
         What the image is, for error messages.
 
+    Returns
+    -------
+    int or None
+        The PNG's bit depth per sample (1 to 16), or None for data that is not a PNG.
+
     Raises
     ------
     ValueError
@@ -64,7 +69,7 @@ def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image")
         ends early, or it holds fewer (or more) bytes than the header's rows need.
     """
     if not data.startswith(_PNG_SIGNATURE):
-        return
+        return None
     pos = len(_PNG_SIGNATURE)
     header = None
     inflater = zlib.decompressobj()
@@ -117,6 +122,7 @@ def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image")
             f"{name}: {path} is a damaged PNG: it holds {got} bytes of image data where its header "
             f"({width} x {height}) declares {expected}"
         )
+    return depth
 
 
 def _decode(data: bytes, path: Path) -> np.ndarray:
@@ -133,8 +139,18 @@ def _decode(data: bytes, path: Path) -> np.ndarray:
     return iio.imread(data, extension=path.suffix.lower())
 
 
-def read_image(path: str | os.PathLike, *, name: str = "image") -> np.ndarray:
-    """Read one 8-bit image as ``(H, W)`` (grey) or ``(H, W, 3)`` (RGB) uint8.
+_DEPTHS = {8: (np.dtype(np.uint8),), 16: (np.dtype(np.uint16),), (8, 16): (np.dtype(np.uint8), np.dtype(np.uint16))}
+
+
+def _check_depth(depth) -> tuple:
+    key = tuple(depth) if isinstance(depth, (tuple, list)) else depth
+    if key not in _DEPTHS:
+        raise ValueError(f"depth: expected 8, 16 or (8, 16), got {depth!r}")
+    return _DEPTHS[key]
+
+
+def read_image(path: str | os.PathLike, *, name: str = "image", depth: int | tuple = 8) -> np.ndarray:
+    """Read one image as ``(H, W)`` (grey) or ``(H, W, 3)`` (RGB), uint8 (or uint16 on request).
 
     An alpha channel that is fully opaque is dropped; a grey image stored as RGB stays RGB.
 
@@ -143,10 +159,13 @@ def read_image(path: str | os.PathLike, *, name: str = "image") -> np.ndarray:
     path : str or os.PathLike
     name : str
         What the image is, for error messages (e.g. ``"images"``).
+    depth : 8, 16 or (8, 16), default 8
+        Bits per sample to accept: 8 gives uint8, 16 uint16 (16-bit scans; the synthesizer
+        takes both), ``(8, 16)`` either.
 
     Returns
     -------
-    numpy.ndarray of uint8
+    numpy.ndarray of uint8 or uint16
 
     Raises
     ------
@@ -154,23 +173,31 @@ def read_image(path: str | os.PathLike, *, name: str = "image") -> np.ndarray:
         If the file does not exist.
     ValueError
         If it cannot be decoded, is a PNG whose data holds fewer rows than its header declares
-        (decoders would fill them with zeros), is not 8-bit, or has an unsupported channel
-        layout. Every message names the file.
+        (decoders would fill them with zeros), has another bit depth than ``depth`` allows, or
+        has an unsupported channel layout. Every message names the file.
     """
+    allowed = _check_depth(depth)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: {path} does not exist")
     data = path.read_bytes()
-    check_png_data(data, path, name=name)
+    png_depth = check_png_data(data, path, name=name)
     try:
         image = _decode(data, path)
     except Exception as exc:
         raise ValueError(f"{name}: cannot read {path} as an image ({type(exc).__name__}: {exc})") from None
     image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"{name}: expected an 8-bit image, got {image.dtype} from {path}")
+    if png_depth == 16 and image.dtype == np.uint8:
+        raise ValueError(
+            f"{name}: {path} is a 16-bit colour PNG, which the decoder would cut to 8 bits; "
+            "save it as 16-bit TIFF or as grey"
+        )
+    if image.dtype not in allowed:
+        want = " or ".join(f"{8 * d.itemsize}-bit" for d in allowed)
+        article = "an" if want.startswith("8") else "a"
+        raise ValueError(f"{name}: expected {article} {want} image, got {image.dtype} from {path}")
     if image.ndim == 3 and image.shape[2] in (2, 4):
-        if not (image[..., -1] == 255).all():
+        if not (image[..., -1] == np.iinfo(image.dtype).max).all():
             raise ValueError(f"{name}: {path} has a transparent alpha channel; expected a grey or RGB image")
         image = image[..., :-1]
         if image.shape[2] == 1:
@@ -268,6 +295,7 @@ def read_images(
     *,
     name: str = "images",
     min_size: int | None = None,
+    depth: int | tuple = 8,
 ) -> tuple[list[np.ndarray], list[Path]]:
     """Read every image in the given directories and files (see :func:`list_images`).
 
@@ -283,6 +311,8 @@ def read_images(
         What the images are, for error messages.
     min_size : int, optional
         Refuse an image whose height or width is below this (e.g. the patch size).
+    depth : 8, 16 or (8, 16), default 8
+        Bits per sample to accept, as in :func:`read_image`; all images must share one.
 
     Returns
     -------
@@ -318,13 +348,21 @@ def read_images(
         files += list_images(p, name=name)
     images = []
     for f in files:
-        image = read_image(f, name=name)
+        image = read_image(f, name=name, depth=depth)
         if min_size is not None and min(image.shape[:2]) < min_size:
             raise ValueError(
                 f"{name}: {f} is {image.shape[0]} x {image.shape[1]} pixels, smaller than the minimum "
                 f"{min_size} x {min_size}"
             )
         images.append(image)
+    dtypes = {im.dtype for im in images}
+    if len(dtypes) > 1:
+        eight = [f.name for f, im in zip(files, images) if im.dtype == np.uint8][:3]
+        sixteen = [f.name for f, im in zip(files, images) if im.dtype == np.uint16][:3]
+        raise ValueError(
+            f"{name}: mixes 8-bit images ({', '.join(eight)}) and 16-bit images ({', '.join(sixteen)}); "
+            "expected one depth"
+        )
     channels = {im.shape[2] if im.ndim == 3 else 1 for im in images}
     if len(channels) > 1:
         grey = [f.name for f, im in zip(files, images) if im.ndim == 2][:3]

@@ -165,3 +165,33 @@ def test_write_png_refuses_links_and_special_files(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         write_png(tmp_path / "folder.png", np.zeros((4, 4), np.uint8), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png", "out.png", "victim.txt"]
+
+
+def test_16_bit_images_on_request(tmp_path):
+    import imageio.v3 as iio
+
+    grey16 = (np.arange(48 * 40, dtype=np.uint16).reshape(48, 40) * 27)
+    iio.imwrite(tmp_path / "scan16.png", grey16)
+    with pytest.raises(ValueError, match="--images: expected an 8-bit image, got uint16 from .*scan16.png"):
+        read_image(tmp_path / "scan16.png", name="--images")
+    np.testing.assert_array_equal(read_image(tmp_path / "scan16.png", depth=16), grey16)
+    np.testing.assert_array_equal(read_image(tmp_path / "scan16.png", depth=(8, 16)), grey16)
+    write_png(tmp_path / "scan8.png", np.zeros((48, 40), np.uint8))
+    with pytest.raises(ValueError, match="expected a 16-bit image, got uint8 from .*scan8.png"):
+        read_image(tmp_path / "scan8.png", depth=16)
+    with pytest.raises(ValueError, match="--images: mixes 8-bit images \\(scan8.png\\) and 16-bit images \\(scan16.png\\)"):
+        read_images(tmp_path, name="--images", depth=(8, 16))
+    with pytest.raises(ValueError, match="depth: expected 8, 16 or \\(8, 16\\), got 12"):
+        read_image(tmp_path / "scan8.png", depth=12)
+
+
+def test_a_16_bit_colour_png_is_not_cut_to_8_bits(tmp_path):
+    rgb16 = (np.arange(6 * 5 * 3, dtype=np.uint16).reshape(6, 5, 3) * 700)
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
+    header = struct.pack(">IIBBBBB", 5, 6, 16, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
+    (tmp_path / "rgb16.png").write_bytes(png)
+    assert check_png_data(png, tmp_path / "rgb16.png") == 16
+    for depth in (8, 16, (8, 16)):
+        with pytest.raises(ValueError, match="rgb16.png is a 16-bit colour PNG, which the decoder would cut to 8 bits"):
+            read_image(tmp_path / "rgb16.png", depth=depth)
