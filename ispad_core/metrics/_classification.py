@@ -454,6 +454,12 @@ class ClassificationReport:
     auroc_percent: float
     _auroc: float | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # the exact fraction behind auroc_percent, kept for the old `auroc` alias; a copy made
+        # with another auroc_percent (dataclasses.replace) must not keep a stale one
+        if self._auroc is not None and abs(100 * self._auroc - self.auroc_percent) > 1e-9:
+            object.__setattr__(self, "_auroc", None)
+
     @property
     def recall(self) -> float:
         """Alias of :attr:`recall_percent` (percent), kept for backward compatibility."""

@@ -337,3 +337,4 @@ def test_report_states_one_unit_in_its_field_names():
                                 fn=1, fp=0, threshold=0.5, auroc_percent=75.0)
     assert hand.auroc == 0.75 and "_auroc" not in hand.to_dict() and "auroc" in hand.to_dict()
     assert hand == dataclasses.replace(hand, _auroc=0.75)  # the alias' cache takes no part in equality
+    assert dataclasses.replace(r, auroc_percent=50.0).auroc == 0.5  # never a stale fraction
