@@ -74,7 +74,7 @@ def gallery(
     zoom : int, optional
         Integer nearest-neighbour magnification (1 to 8); the outline is drawn after zooming, one
         pixel wide, just outside the mask.
-    rng : None, int or numpy.random.Generator, optional
+    rng : None, int, SeedSequence, BitGenerator or Generator, optional
         Seeds the backgrounds and the defects.
     outline : tuple of three ints, optional
         RGB colour of the mask outline.
