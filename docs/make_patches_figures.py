@@ -19,7 +19,7 @@ import numpy as np
 import scipy.ndimage as ndi
 from PIL import Image, ImageDraw
 
-from ispad_core.augment import augment_batch
+from ispad_core.augment import augment_batch, augment_batch_with_masks
 from ispad_core.samples import screen_print
 from ispad_core.tiling import random_patches, sliding_windows
 
@@ -113,7 +113,7 @@ def augment_figure(image: np.ndarray) -> Image.Image:
     masks = np.repeat(mask[None], n, axis=0)
     seeds = np.arange(1, n + 1, dtype=np.uint32)
     rows = []
-    lsm1, lsm1_masks = augment_batch(batch, "lsm1", rng=seeds, masks=masks)
+    lsm1, lsm1_masks = augment_batch_with_masks(batch, masks, "lsm1", seeds=seeds)
     rows.append(("LSM-1", [patch] + list(lsm1), None))
     rows.append(("LSM-1 + mask", [patch] + list(lsm1), [mask] + list(lsm1_masks)))
     rows.append(("LSM-2", [patch] + list(augment_batch(batch, "lsm2", rng=seeds)), None))
