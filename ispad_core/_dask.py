@@ -52,6 +52,9 @@ __all__ = ["write_balanced_stream_distributed"]
 _OWN = frozenset({"path", "images", "n", "seed", "shard", "overwrite", "resume", "show_progress"})
 """Parameters of write_balanced_stream that the distributed writer sets itself."""
 
+_PARTS_PER_THREAD = 4
+"""Default parts per worker thread: enough to balance uneven workers, few enough to merge quickly."""
+
 _LOCK_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
@@ -156,6 +159,42 @@ def _write_part(
         return _PartFailure(k, exc, where)
 
 
+def _environment() -> dict[str, str]:
+    """Versions of what decides a part's bytes: the library, its kernels' compiler, the codecs."""
+    import zlib
+
+    import h5py
+    import numba
+
+    from ispad_core._version import __version__
+
+    env = {
+        "ispad_core": __version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "h5py": h5py.__version__,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+    }
+    try:
+        import isal
+
+        env["isal"] = getattr(isal, "__version__", "unknown")
+    except ImportError:
+        pass
+    return env
+
+
+def _check_environments(here: dict[str, str], workers: dict[str, dict[str, str]]) -> None:
+    """Refuse workers whose versions differ from this machine's: their parts could differ in bytes."""
+    for address, env in sorted(workers.items()):
+        diff = [f"{key} {env.get(key, 'missing')} there, {here.get(key, 'missing')} here" for key in sorted(set(here) | set(env)) if env.get(key) != here.get(key)]
+        if diff:
+            raise RuntimeError(
+                f"client: worker {address} runs other versions than this machine ({'; '.join(diff)}); "
+                "its parts would not be the bytes this machine writes. Install the same versions on all workers"
+            )
+
+
 def _check_kwargs(kwargs: dict) -> dict:
     accepted = inspect.signature(write_balanced_stream).parameters
     for key in kwargs:
@@ -173,7 +212,7 @@ def write_balanced_stream_distributed(
     n: int,
     *,
     client: Any,
-    parts: int,
+    parts: int | None = None,
     seed: int | None = None,
     overwrite: bool = False,
     retries: int = 3,
@@ -198,9 +237,11 @@ def write_balanced_stream_distributed(
         Stream length.
     client : dask.distributed.Client
         A client connected to the cluster (``Client("tcp://scheduler:8786")``).
-    parts : int
-        Number of parts (tasks), from 1 to ``n``. More parts than worker threads balance the
-        load and make a lost worker cheaper; each part costs one file and one merge step.
+    parts : int, optional
+        Number of parts (tasks), from 1 to ``n``; None: four per worker thread of the cluster
+        now, at most ``n``. More parts than worker threads balance the load and make a lost
+        worker cheaper; each part costs one file and one merge step. The file does not depend
+        on it.
     seed : int, optional
         The stream's seed; None draws one on this machine. Recorded in the file and the summary.
     overwrite : bool
@@ -229,6 +270,9 @@ def write_balanced_stream_distributed(
     TypeError, ValueError
         For bad arguments, checked here before anything is sent to the cluster (those that only
         a part can check are raised from the first part that fails, with the part named).
+    RuntimeError
+        If a worker runs other versions of ispad_core, NumPy, Numba, h5py or the codecs than
+        this machine (its part could differ in bytes).
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     OSError
@@ -250,6 +294,8 @@ def write_balanced_stream_distributed(
     if not isinstance(client, distributed.Client):
         raise TypeError(f"client: expected a dask.distributed.Client, got {type(client).__name__}")
     n = check_int(n, "n", minimum=1)
+    if parts is None:
+        parts = min(n, _PARTS_PER_THREAD * max(1, sum(client.nthreads().values())))
     if isinstance(parts, bool) or not isinstance(parts, (int, np.integer)):
         raise TypeError(f"parts: expected an int, got {type(parts).__name__}")
     parts = int(parts)
@@ -266,6 +312,8 @@ def write_balanced_stream_distributed(
     # builds the stream's plan and generates nothing).
     plan_keys = set(inspect.signature(balanced_stream).parameters) - {"images", "n", "rng", "start", "stop"}
     balanced_stream(images, n, rois=rois, rng=seed, stop=0, **{k: v for k, v in kwargs.items() if k in plan_keys})
+
+    _check_environments(_environment(), client.run(_environment))
 
     with exclusive_lock(path.with_name(f".{path.name}.dask"), name="path"):
         folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".dask", dir=path.parent))

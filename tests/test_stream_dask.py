@@ -157,6 +157,20 @@ def test_an_error_in_a_part_names_the_part_and_is_not_retried(tmp_path, images, 
     assert _leftovers(tmp_path, "calls") == []
 
 
+def test_default_parts_are_four_per_worker_thread_at_most_n(tmp_path, images, client):
+    submitted = []
+    submit = client.submit
+    client.submit = lambda *args, **kwargs: submitted.append(kwargs["k"]) or submit(*args, **kwargs)
+    try:
+        write_balanced_stream_distributed(tmp_path / "a.h5", images, 20, client=client, size=SIZE, seed=3)
+        assert sorted(submitted) == list(range(8))  # 2 workers x 1 thread x 4
+        submitted.clear()
+        write_balanced_stream_distributed(tmp_path / "b.h5", images, 5, client=client, size=SIZE, seed=3)
+        assert sorted(submitted) == list(range(5))
+    finally:
+        del client.submit  # the instance attribute; the module's client is shared
+
+
 def test_existing_output_is_refused_before_any_work(tmp_path, images, client):
     out = tmp_path / "s.h5"
     out.write_bytes(b"mine")
@@ -265,3 +279,11 @@ def test_argument_errors_of_a_part_come_back_as_values_not_raised(tmp_path, imag
     assert isinstance(result, _dask._PartFailure) and isinstance(result.error, ValueError)
     assert "compression" in str(result.error)
     assert list(folder.iterdir()) == []
+
+
+def test_workers_with_other_versions_are_refused():
+    here = _dask._environment()
+    assert {"ispad_core", "numpy", "numba", "h5py", "zlib"} <= set(here)
+    _dask._check_environments(here, {"tcp://a:1": dict(here), "tcp://b:2": dict(here)})
+    with pytest.raises(RuntimeError, match=r"client: worker tcp://b:2 runs other versions .*numpy 0.1 there"):
+        _dask._check_environments(here, {"tcp://a:1": dict(here), "tcp://b:2": {**here, "numpy": "0.1"}})
