@@ -6,6 +6,7 @@ its nanny. They are skipped, with the reason, where ``dask.distributed`` is not 
 (``pip install "ispad-core[dask]"``).
 """
 
+import inspect
 import os
 from pathlib import Path
 
@@ -81,6 +82,53 @@ def test_distributed_write_equals_one_process_byte_for_byte(tmp_path, images, wh
     assert summary.n_resumed == 0 and summary.mean_attempts >= 1
     assert {"extract", "synthesize", "compress", "merge"} <= set(summary.timings)
     assert _leftovers(tmp_path, "stream.h5") == []  # the parts folder and the lock are gone
+
+
+_HAS_CLIENT = "client" in inspect.signature(write_balanced_stream).parameters
+
+
+@pytest.mark.skipif(not _HAS_CLIENT, reason="write_balanced_stream has no client= parameter in this version")
+def test_write_balanced_stream_with_a_client_delegates_to_the_cluster(tmp_path, images, whole, client):
+    out = tmp_path / "stream.h5"
+    summary = write_balanced_stream(
+        out, images, N, size=SIZE, seed=7, batch_size=BATCH, names=["a.png", "b.png"], client=client, parts=4
+    )
+    assert out.read_bytes() == whole.read_bytes() and "merge" in summary.timings
+    with pytest.raises(ValueError, match="shard: not with client="):
+        write_balanced_stream(tmp_path / "x.h5", images, N, size=SIZE, seed=7, client=client, shard=(0, 2))
+    with pytest.raises(ValueError, match="parts: only with client="):
+        write_balanced_stream(tmp_path / "x.h5", images, N, size=SIZE, seed=7, parts=2)
+
+
+def _synth_help() -> str:
+    import contextlib
+    import io
+
+    from ispad_core.cli import build_parser
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
+        build_parser().parse_args(["synth", "--help"])
+    return buffer.getvalue()
+
+
+def _cli_has_scheduler() -> bool:
+    return "--scheduler" in _synth_help()
+
+
+@pytest.mark.skipif(not _cli_has_scheduler(), reason="ispad synth has no --scheduler option in this version")
+def test_ispad_synth_scheduler_writes_the_same_file(tmp_path, client, capsys):
+    from ispad_core.cli import main
+
+    args = ["synth", "--n", "10", "--size", "48", "--seed", "3", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "one.h5")]) == 0
+    address = client.scheduler.address
+    assert main([*args, "--out", str(tmp_path / "cluster.h5"), "--scheduler", address, "--parts", "3"]) == 0
+    assert (tmp_path / "cluster.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
+    assert main([*args, "--out", str(tmp_path / "x.h5"), "--parts", "3"]) == 1
+    assert main([*args, "--out", str(tmp_path / "x.h5"), "--scheduler", address, "--shard", "0/2"]) == 1
+    err = capsys.readouterr().err
+    assert "--parts needs --scheduler" in err and "--scheduler and --shard exclude each other" in err
 
 
 def test_seed_is_drawn_here_and_recorded(tmp_path, images, client):
