@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._files import OutputBusyError, check_output_path, exclusive_lock
+from ispad_core._files import OutputBusyError, _umask, check_output_path, exclusive_lock
 from ispad_core._progress import progress
 from ispad_core._validation import check_int
 from ispad_core.stream import StreamSummary, balanced_stream, shard_range, write_balanced_stream
@@ -240,8 +240,9 @@ def write_balanced_stream_distributed(
     parts : int, optional
         Number of parts (tasks), from 1 to ``n``; None: four per worker thread of the cluster
         now, at most ``n``. More parts than worker threads balance the load and make a lost
-        worker cheaper; each part costs one file and one merge step. The file does not depend
-        on it.
+        worker cheaper; each part costs one file, one open file during the merge, and one
+        computation of the stream's plan (the seeds of all ``n`` items). The file does not
+        depend on it.
     seed : int, optional
         The stream's seed; None draws one on this machine. Recorded in the file and the summary.
     overwrite : bool
@@ -317,9 +318,7 @@ def write_balanced_stream_distributed(
 
     with exclusive_lock(path.with_name(f".{path.name}.dask"), name="path"):
         folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".dask", dir=path.parent))
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(folder, 0o777 & ~umask)  # workers may write as another user of the same group
+        os.chmod(folder, 0o777 & ~_umask())  # as a folder made by hand: workers may run as another user
         futures: list = []
         try:
             token = folder.name.split(".")[-2]
