@@ -33,6 +33,7 @@ import inspect
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import CancelledError
@@ -51,6 +52,12 @@ __all__ = ["write_balanced_stream_distributed"]
 
 _OWN = frozenset({"path", "images", "n", "seed", "shard", "overwrite", "resume", "show_progress"})
 """Parameters of write_balanced_stream that the distributed writer sets itself."""
+
+_ONE_PART_AT_A_TIME = threading.Lock()
+"""Held by a task while it writes its part: one part at a time per worker process, whatever the
+worker's thread count. Numba's ``workqueue`` threading layer (the one left where neither TBB nor
+OpenMP is installed) aborts the process when two threads run parallel kernels at once, and a part's
+kernels use all of the process's cores anyway."""
 
 _PARTS_PER_THREAD = 4
 """Default parts per worker thread: enough to balance uneven workers, few enough to merge quickly."""
@@ -126,37 +133,43 @@ def _write_part(
         )
         return _PartFailure(k, error, where)
     try:
-        final = base / f"{_part_name(k)}.h5"
-        with contextlib.ExitStack() as stack:
-            target = final
-            try:
-                stack.enter_context(exclusive_lock(base / f"{_part_name(k)}.claim", name="part"))
-            except OutputBusyError:  # another attempt of this part is still running
-                target = base / f"{_part_name(k)}.attempt-{uuid.uuid4().hex[:12]}.h5"
-            except OSError as exc:
-                if exc.errno not in _LOCK_UNSUPPORTED:
-                    raise
-                target = base / f"{_part_name(k)}.attempt-{uuid.uuid4().hex[:12]}.h5"  # no locks here
-            if target == final and final.exists():  # an earlier attempt finished, then its worker died
-                a, b = shard_range(n, (k, parts))
-                return _PartResult(k, str(final), b - a, 0, {})
-            summary = write_balanced_stream(
-                target,
-                inputs.images,
-                n,
-                rois=inputs.rois,
-                seed=seed,
-                shard=(k, parts),
-                overwrite=False,
-                resume=target == final,
-                show_progress=False,
-                **kwargs,
-            )
-        return _PartResult(k, str(summary.path), summary.n_resumed, summary.n_redrawn, dict(summary.timings))
+        with _ONE_PART_AT_A_TIME:
+            return _write_part_locked(inputs, base, k=k, parts=parts, n=n, seed=seed, kwargs=kwargs)
     except OSError:
         raise  # the shared file system: worth another attempt
     except Exception as exc:
         return _PartFailure(k, exc, where)
+
+
+def _write_part_locked(inputs: _Inputs, base: Path, *, k: int, parts: int, n: int, seed: int, kwargs: dict) -> _PartResult:
+    """:func:`_write_part` under the process's part lock: claim, then write, resume or find the part."""
+    final = base / f"{_part_name(k)}.h5"
+    with contextlib.ExitStack() as stack:
+        target = final
+        try:
+            stack.enter_context(exclusive_lock(base / f"{_part_name(k)}.claim", name="part"))
+        except OutputBusyError:  # another attempt of this part is still running
+            target = base / f"{_part_name(k)}.attempt-{uuid.uuid4().hex[:12]}.h5"
+        except OSError as exc:
+            if exc.errno not in _LOCK_UNSUPPORTED:
+                raise
+            target = base / f"{_part_name(k)}.attempt-{uuid.uuid4().hex[:12]}.h5"  # no locks here
+        if target == final and final.exists():  # an earlier attempt finished, then its worker died
+            a, b = shard_range(n, (k, parts))
+            return _PartResult(k, str(final), b - a, 0, {})
+        summary = write_balanced_stream(
+            target,
+            inputs.images,
+            n,
+            rois=inputs.rois,
+            seed=seed,
+            shard=(k, parts),
+            overwrite=False,
+            resume=target == final,
+            show_progress=False,
+            **kwargs,
+        )
+    return _PartResult(k, str(summary.path), summary.n_resumed, summary.n_redrawn, dict(summary.timings))
 
 
 def _environment() -> dict[str, str]:

@@ -314,6 +314,26 @@ def test_an_attempt_after_a_finished_one_reports_its_file(tmp_path, images):
     assert again.path == first.path and again.n_resumed == b - a and os.stat(again.path).st_mtime_ns == mtime
 
 
+def test_one_part_at_a_time_per_worker_process(tmp_path, images):
+    # a worker with several threads must not run two parts' Numba kernels at once
+    import threading
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    events = []
+
+    def run(k):
+        result = _task(folder, images, k, 2, callback=lambda done, total: events.append(k))
+        assert isinstance(result, _dask._PartResult)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(events) == 6 and events in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+
+
 def test_a_worker_that_cannot_see_the_folder_says_so(tmp_path, images):
     result = _task(tmp_path / "elsewhere", images, 0, 2)
     assert isinstance(result, _dask._PartFailure)
