@@ -200,7 +200,11 @@ def _environment() -> dict[str, str]:
 def _check_environments(here: dict[str, str], workers: dict[str, dict[str, str]]) -> None:
     """Refuse workers whose versions differ from this machine's: their parts could differ in bytes."""
     for address, env in sorted(workers.items()):
-        diff = [f"{key} {env.get(key, 'missing')} there, {here.get(key, 'missing')} here" for key in sorted(set(here) | set(env)) if env.get(key) != here.get(key)]
+        diff = [
+            f"{key} {env.get(key, 'missing')} there, {here.get(key, 'missing')} here"
+            for key in sorted(set(here) | set(env))
+            if env.get(key) != here.get(key)
+        ]
         if diff:
             raise RuntimeError(
                 f"client: worker {address} runs other versions than this machine ({'; '.join(diff)}); "
@@ -327,7 +331,14 @@ def write_balanced_stream_distributed(
     plan_keys = set(inspect.signature(balanced_stream).parameters) - {"images", "n", "rng", "start", "stop"}
     balanced_stream(images, n, rois=rois, rng=seed, stop=0, **{k: v for k, v in kwargs.items() if k in plan_keys})
 
-    _check_environments(_environment(), client.run(_environment))
+    try:
+        workers = client.run(_environment)
+    except Exception as exc:  # e.g. a worker without ispad_core: it cannot unpickle the call
+        raise RuntimeError(
+            f'client: could not ask the workers for their versions ({type(exc).__name__}: {exc}); install '
+            '"ispad-core[dask]" in the same versions on every worker'
+        ) from exc
+    _check_environments(_environment(), workers)
 
     with exclusive_lock(path.with_name(f".{path.name}.dask"), name="path"):
         folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".dask", dir=path.parent))

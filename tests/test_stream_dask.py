@@ -251,6 +251,19 @@ def test_bad_arguments_are_refused_before_the_cluster_sees_them(tmp_path, images
     assert list(tmp_path.iterdir()) == []
 
 
+def test_workers_that_cannot_answer_are_named_before_any_work(tmp_path, images, client):
+    def run(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'ispad_core'")  # as a worker without the library says
+
+    client.run = run
+    try:
+        with pytest.raises(RuntimeError, match="client: could not ask the workers.*No module named 'ispad_core'"):
+            write_balanced_stream_distributed(tmp_path / "s.h5", images, 6, client=client, parts=2, size=SIZE, seed=0)
+    finally:
+        del client.run  # the instance attribute; the module's client is shared
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_client_must_be_a_dask_client(tmp_path, images):
     with pytest.raises(TypeError, match="client: expected a dask.distributed.Client, got str"):
         write_balanced_stream_distributed(tmp_path / "s.h5", images, 6, client="tcp://localhost:8786", parts=2)
