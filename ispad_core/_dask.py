@@ -8,10 +8,15 @@ into ``parts`` contiguous parts (:func:`ispad_core.stream.shard_range`), runs
 ``merge_streams(..., copy=True)``, which copies their compressed chunks in order. The result is
 the file one process writes with the same seed, byte for byte.
 
-Where the parts go. Into a hidden folder created beside the output (``.NAME.XXXXXXXX.dask``),
-which is removed when the call ends, successfully or not. The output's folder must therefore be
-on storage that every worker sees under the same absolute path (a network or cluster file
-system); a worker that does not see it fails the call with an error that says so.
+Where the parts go. Into a hidden folder beside the output, named after everything that decides
+the parts' bytes (``.NAME.<hash of the inputs, settings, seed and parts>.dask``). It is removed
+once the parts are merged, and when a part fails in a way that the same call would repeat (a bad
+argument that only a part can check). After any other failure (an interrupt, a storage error
+after its retries, workers that kept dying) it is kept, and the same call, with the same seed and
+``parts``, resumes it: finished parts are reused and unfinished ones continue from their last
+checkpoint. The output's folder must be on storage that every worker sees under the same absolute
+path (a network or cluster file system); a worker that does not see it fails the call with an
+error that says so.
 
 Lost workers. A task whose worker dies (killed, out of memory, pre-empted) is run again on
 another worker by the scheduler, up to its ``distributed.scheduler.allowed-failures`` (default 3);
@@ -29,10 +34,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import inspect
 import os
 import shutil
-import tempfile
+import stat
 import threading
 import time
 import uuid
@@ -50,7 +56,9 @@ from ispad_core.stream import StreamSummary, balanced_stream, shard_range, write
 
 __all__ = ["write_balanced_stream_distributed"]
 
-_OWN = frozenset({"path", "images", "n", "seed", "shard", "overwrite", "resume", "show_progress"})
+_OWN = frozenset({"path", "images", "n", "shard", "show_progress"})
+_NOT_CONTENT = frozenset({"callback"})
+"""Keyword arguments that do not decide the bytes of the stream (left out of the job's name)."""
 """Parameters of write_balanced_stream that the distributed writer sets itself."""
 
 _ONE_PART_AT_A_TIME = threading.Lock()
@@ -212,6 +220,70 @@ def _check_environments(here: dict[str, str], workers: dict[str, dict[str, str]]
             )
 
 
+def _job_token(n: int, seed: int, parts: int, images: Any, rois: Any, kwargs: dict) -> str:
+    """A name for the parts folder that changes with anything that decides the parts' bytes."""
+    digest = hashlib.sha256()
+
+    def add(value: Any) -> None:
+        if isinstance(value, np.ndarray):
+            digest.update(f"array{value.shape}{value.dtype.str}".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"{type(value).__name__}{len(value)}[".encode())
+            for item in value:
+                add(item)
+            digest.update(b"]")
+        else:
+            digest.update(repr(value).encode())
+        digest.update(b";")
+
+    from ispad_core._version import __version__
+
+    add(("ispad_core", __version__, n, seed, parts))
+    add(images if isinstance(images, np.ndarray) else list(images))
+    add(rois if rois is None or isinstance(rois, np.ndarray) else list(rois))
+    for key in sorted(kwargs):
+        if key not in _NOT_CONTENT:
+            add((key, kwargs[key]))
+    return digest.hexdigest()[:16]
+
+
+def _check_no_running_attempts(folder: Path) -> None:
+    """Refuse to remove a parts folder in which a task of an earlier call still writes its part.
+
+    A cancelled Dask task that has started runs to its end; it holds its part's claim lock.
+    """
+    for lock in sorted(folder.glob("*.claim.lock")):
+        try:
+            with exclusive_lock(lock.with_name(lock.name[: -len(".lock")]), name="path"):
+                pass
+        except OutputBusyError:
+            raise OutputBusyError(
+                f"path: a task of an earlier run still writes its part in {folder}; wait for it to end "
+                "(or cancel it on the cluster), or resume instead of starting over"
+            ) from None
+
+
+def _parts_folder(path: Path, token: str, *, resume: bool) -> Path:
+    """The hidden folder of this job's parts beside ``path``: reused when resuming, else fresh."""
+    folder = path.with_name(f".{path.name}.{token}.dask")
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISDIR(st.st_mode):  # a link or a file in the way: never write through it
+            raise ValueError(f"path: {folder} is in the way of the parts folder and is not a folder; remove it")
+        if not resume:
+            _check_no_running_attempts(folder)
+            shutil.rmtree(folder)
+            st = None
+    if st is None:
+        folder.mkdir()
+        os.chmod(folder, 0o777 & ~_umask())  # as a folder made by hand: workers may run as another user
+    return folder
+
+
 def _check_kwargs(kwargs: dict) -> dict:
     accepted = inspect.signature(write_balanced_stream).parameters
     for key in kwargs:
@@ -232,6 +304,7 @@ def write_balanced_stream_distributed(
     parts: int | None = None,
     seed: int | None = None,
     overwrite: bool = False,
+    resume: bool = True,
     retries: int = 3,
     show_progress: bool = False,
     **kwargs: Any,
@@ -264,6 +337,9 @@ def write_balanced_stream_distributed(
         The stream's seed; None draws one on this machine. Recorded in the file and the summary.
     overwrite : bool
         Replace an existing ``path``.
+    resume : bool
+        Reuse the parts that an interrupted or failed call with the same arguments, seed and
+        ``parts`` left in its parts folder (default); False starts this job's parts afresh.
     retries : int
         How often a task that raised an ``OSError`` is run again (a worker that dies is
         rescheduled by Dask's ``distributed.scheduler.allowed-failures`` instead).
@@ -273,7 +349,7 @@ def write_balanced_stream_distributed(
         Any other keyword argument of :func:`ispad_core.stream.write_balanced_stream`:
         ``rois``, ``preset``, ``augment``, ``size``, ``min_roi_fraction``, ``max_redraws``,
         ``batch_size``, ``compression``, ``names``, ``roi_names``, ... (``callback`` runs on the
-        workers, as ``callback(done, total)`` for the part at hand). Not ``shard`` or ``resume``.
+        workers, as ``callback(done, total)`` for the part at hand). Not ``shard``.
 
     Returns
     -------
@@ -320,6 +396,8 @@ def write_balanced_stream_distributed(
     if not 1 <= parts <= n:
         raise ValueError(f"parts: expected 1 to {n} parts (each needs at least one of the n = {n} items), got {parts}")
     retries = check_int(retries, "retries", minimum=0)
+    if not isinstance(resume, bool):
+        raise TypeError(f"resume: expected a bool, got {type(resume).__name__}")
     kwargs = _check_kwargs(kwargs)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
@@ -341,11 +419,13 @@ def write_balanced_stream_distributed(
     _check_environments(_environment(), workers)
 
     with exclusive_lock(path.with_name(f".{path.name}.dask"), name="path"):
-        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".dask", dir=path.parent))
-        os.chmod(folder, 0o777 & ~_umask())  # as a folder made by hand: workers may run as another user
+        token = _job_token(n, seed, parts, images, rois, kwargs)
+        folder = _parts_folder(path, token, resume=resume)
+        run = uuid.uuid4().hex[:8]  # task keys of this call: a resumed job must not meet its old tasks
         futures: list = []
+        part_failed = False  # an error that the same call would meet again: keep nothing
+        keep = False
         try:
-            token = folder.name.split(".")[-2]
             # The inputs go to every worker (broadcast): a worker that dies then takes no copy
             # with it that the retried part needs. If every holder is lost all the same (a
             # one-worker cluster), the parts waiting on them are cancelled by the scheduler; they
@@ -364,7 +444,7 @@ def write_balanced_stream_distributed(
                     n=n,
                     seed=seed,
                     kwargs=kwargs,
-                    key=f"ispad-synth-{token}-{_part_name(k)}" + (f"-again{generation}" if generation else ""),
+                    key=f"ispad-synth-{token}-{run}-{_part_name(k)}" + (f"-again{generation}" if generation else ""),
                     pure=False,
                     retries=retries,
                 )
@@ -388,6 +468,7 @@ def write_balanced_stream_distributed(
                         pending.add(submit(k))
                         continue
                     if isinstance(result, _PartFailure):
+                        part_failed = True
                         a, b = shard_range(n, (result.k, parts))
                         result.error.add_note(f"(in part {result.k} of {parts}, items [{a}, {b}), on worker {result.where})")
                         raise result.error
@@ -400,10 +481,19 @@ def write_balanced_stream_distributed(
 
             merge_streams([results[k].path for k in range(parts)], path, copy=True, overwrite=overwrite)
             merge_seconds = time.perf_counter() - t_merge
+        except BaseException as exc:
+            keep = not part_failed and any(p.suffix in (".h5", ".part") for p in folder.iterdir())
+            if keep:
+                exc.add_note(
+                    f"(the finished parts are kept in {folder}: the same call, with the same seed and "
+                    "parts, resumes them)"
+                )
+            raise
         finally:
             if futures:
                 client.cancel(futures)
-            shutil.rmtree(folder, ignore_errors=True)
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)
 
     with open_stream(path) as stream:
         labels = stream.labels

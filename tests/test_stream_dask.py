@@ -8,6 +8,7 @@ its nanny. They are skipped, with the reason, where ``dask.distributed`` is not 
 
 import inspect
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,54 @@ def test_inputs_lost_with_the_only_worker_are_sent_again(tmp_path, images, whole
     assert out.read_bytes() == whole.read_bytes() and summary.n_resumed == BATCH
 
 
+def _fail_once_after_the_first_checkpoint(marker):
+    def callback(done, total):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        raise OSError("the shared disk went away")  # as a file system error would, with no retries left
+
+    return callback
+
+
+def test_a_failed_call_keeps_its_parts_and_the_same_call_resumes_them(tmp_path, images, whole, client):
+    out = tmp_path / "stream.h5"
+    common = dict(client=client, parts=2, size=SIZE, seed=7, batch_size=BATCH, names=["a.png", "b.png"])
+
+    def fail(marker):
+        with pytest.raises(OSError, match="went away") as info:
+            write_balanced_stream_distributed(
+                out, images, N, retries=0, callback=_fail_once_after_the_first_checkpoint(str(tmp_path / marker)), **common
+            )
+        assert any("parts are kept in" in note for note in info.value.__notes__)
+        [folder] = tmp_path.glob(".stream.h5.*.dask")
+        assert not out.exists()
+        # the other part's task was cancelled, but a started task runs to its end: wait for it
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _dask._check_no_running_attempts(folder)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the cancelled task did not end"
+                time.sleep(0.05)
+
+    fail("first")
+    fresh = write_balanced_stream_distributed(out, images, N, resume=False, **common)
+    assert fresh.n_resumed == 0 and out.read_bytes() == whole.read_bytes()
+    out.unlink()
+    fail("second")
+    [folder] = tmp_path.glob(".stream.h5.*.dask")
+    with exclusive_lock(folder / "part-00000.claim"):  # a task of the failed call that still runs
+        with pytest.raises(BlockingIOError, match="still writes its part"):
+            write_balanced_stream_distributed(out, images, N, resume=False, **common)
+    resumed = write_balanced_stream_distributed(out, images, N, **common)
+    assert resumed.n_resumed >= BATCH and out.read_bytes() == whole.read_bytes()
+    assert _leftovers(tmp_path, "stream.h5") == ["first", "second"]
+
+
 def test_an_error_in_a_part_names_the_part_and_is_not_retried(tmp_path, images, client):
     calls = str(tmp_path / "calls")
 
@@ -238,7 +287,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path, images, client):
         ({"parts": 2, "retries": -1}, ValueError, "retries"),
         ({"parts": 2, "seed": -1}, ValueError, "seed"),
         ({"parts": 2, "shard": (0, 2)}, TypeError, "shard: not accepted.*parts="),
-        ({"parts": 2, "resume": False}, TypeError, "resume: not accepted"),
+        ({"parts": 2, "resume": "yes"}, TypeError, "resume: expected a bool"),
         ({"parts": 2, "colour": 3}, TypeError, "colour: not a keyword argument of write_balanced_stream"),
         ({"parts": 2, "size": 200}, ValueError, "smaller than the patch size"),
         ({"parts": 2, "preset": "nope"}, ValueError, "preset: expected one of"),
