@@ -111,6 +111,14 @@ class _PartFailure:
     where: str
 
 
+def _add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, also on Python 3.10 (where tracebacks do not show it)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+
+
 def _part_name(k: int) -> str:
     return f"part-{k:05d}"
 
@@ -470,7 +478,7 @@ def write_balanced_stream_distributed(
                     if isinstance(result, _PartFailure):
                         part_failed = True
                         a, b = shard_range(n, (result.k, parts))
-                        result.error.add_note(f"(in part {result.k} of {parts}, items [{a}, {b}), on worker {result.where})")
+                        _add_note(result.error, f"(in part {result.k} of {parts}, items [{a}, {b}), on worker {result.where})")
                         raise result.error
                     results[result.k] = result
                     bar.update(1)
@@ -484,7 +492,8 @@ def write_balanced_stream_distributed(
         except BaseException as exc:
             keep = not part_failed and any(p.suffix in (".h5", ".part") for p in folder.iterdir())
             if keep:
-                exc.add_note(
+                _add_note(
+                    exc,
                     f"(the finished parts are kept in {folder}: the same call, with the same seed and "
                     "parts, resumes them)"
                 )
