@@ -313,6 +313,14 @@ def test_workers_that_cannot_answer_are_named_before_any_work(tmp_path, images, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_second_distributed_write_of_the_same_output_is_refused(tmp_path, images, client):
+    out = tmp_path / "s.h5"
+    with exclusive_lock(tmp_path / ".s.h5.dask"):  # what a running distributed write of s.h5 holds
+        with pytest.raises(BlockingIOError, match="another process is writing"):
+            write_balanced_stream_distributed(out, images, 6, client=client, parts=2, size=SIZE, seed=0)
+    assert not out.exists()
+
+
 def test_client_must_be_a_dask_client(tmp_path, images):
     with pytest.raises(TypeError, match="client: expected a dask.distributed.Client, got str"):
         write_balanced_stream_distributed(tmp_path / "s.h5", images, 6, client="tcp://localhost:8786", parts=2)
