@@ -82,6 +82,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _unit_interval(text: str) -> float:
+    """A number in [0, 1] (``--defect-fraction``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _finite(text: str) -> float:
     try:
         value = float(text)
@@ -215,6 +226,7 @@ def cmd_synth(args) -> int:
             roi_names=roi_names,
             show_progress=not args.quiet,
             callback=interrupt.check,
+            defect_fraction=args.defect_fraction,
         )
     t = summary.timings
     total = sum(t.values()) or 1.0
@@ -231,6 +243,7 @@ _SYNTH_CONTENT_OPTIONS = (
     ("--augment", "augment", "lsm1"),
     ("--size", "size", 256),
     ("--min-roi-fraction", "min_roi_fraction", 1.0),
+    ("--defect-fraction", "defect_fraction", 0.5),
     ("--batch-size", "batch_size", 256),
     ("--compression", "compression", "fast"),
 )
@@ -461,12 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
     p.add_argument("--images", nargs="+", metavar="DIR", help="fault-free images: folders and/or files (PNG, TIFF, BMP, JPEG)")
     p.add_argument("--rois", metavar="DIR", help="regions of interest, one mask per image with the same file name (nonzero = inside)")
-    p.add_argument("--n", type=_positive, default=1000, help="patches in the whole stream (default 1000); exactly n//2 get a defect")
+    p.add_argument("--n", type=_positive, default=1000, help="patches in the whole stream (default 1000); exactly n//2 get a defect at the default --defect-fraction")
     p.add_argument("--preset", default="mixed", help="defect preset of ispad_core.synth.PRESETS (default mixed)")
     p.add_argument("--augment", default="lsm1", help="table-8 augmentation preset (lsm1, lsm2, asm) or none (default lsm1)")
     p.add_argument("--seed", type=_nonnegative, help="seed of the stream (default: a fresh one, printed and recorded in the file)")
     p.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
     p.add_argument("--min-roi-fraction", type=_fraction, default=1.0, help="fraction of a patch that must lie inside the ROI (default 1)")
+    p.add_argument(
+        "--defect-fraction",
+        type=_unit_interval,
+        default=0.5,
+        help="fraction of patches with a synthetic defect (default 0.5, the balanced stream; 0 = fault-free only)",
+    )
     p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream (needs --seed); join parts with 'ispad merge'")
     p.add_argument("--batch-size", type=_positive, default=256, help="patches per batch and checkpoint (default 256)")
     p.add_argument("--compression", default="fast", choices=("fast", "zlib", "none"), help="chunk compression (default fast; all are gzip-filter chunks)")

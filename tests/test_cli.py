@@ -99,13 +99,17 @@ def test_synth_bad_input_leaves_nothing_behind(tmp_path, image_dir):
     assert "exists; pass --overwrite" in err and out.read_bytes() == b"precious"
     err = ispad("synth", "--out", out, "--shard", "3/3", *SMALL, expect=2).stderr
     assert "expected 0 <= K < N in K/N" in err
+    err = ispad("synth", "--out", out, "--defect-fraction", "1.5", *SMALL, expect=2).stderr
+    assert "--defect-fraction: expected a number in [0, 1], got '1.5'" in err
 
 
 def test_the_printed_reproduce_command_reproduces_the_file(tmp_path, image_dir):
     # The summary's "reproduce with:" line must carry every option that decides the bytes.
     first = tmp_path / "a.h5"
     proc = ispad("synth", "--out", first, "--images", image_dir, "--n", 5, "--seed", 2, "--preset", "dot-dark",
-                 "--augment", "none", "--compression", "zlib", *SMALL)
+                 "--augment", "none", "--compression", "zlib", "--defect-fraction", 0.2, *SMALL)
+    with open_stream(first) as s:
+        assert int(s.labels.sum()) == 1 and s.attrs["defect_fraction"] == 0.2
     line = next(x for x in proc.stdout.splitlines() if x.startswith("reproduce with: ispad synth "))
     argv = shlex.split(line[len("reproduce with: ispad synth "):])
     assert argv[argv.index("--out") + 1] == str(first)
