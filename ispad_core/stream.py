@@ -507,6 +507,9 @@ def _prefer_fork_safe_numba() -> None:
         numba.config.THREADING_LAYER = "forksafe"
 
 
+_prefer_fork_safe_numba()  # at import, before any kernel of the library can have run
+
+
 def _gnu_openmp_in_use() -> bool:
     import numba
 
@@ -820,7 +823,7 @@ def write_balanced_stream(
     max_redraws: int = 20,
     shard: tuple[int, int] | None = None,
     batch_size: int = 256,
-    compression: str = "fast",
+    compression: str = "isal",
     overwrite: bool = False,
     resume: bool = True,
     names: Sequence[str] | None = None,
@@ -853,7 +856,7 @@ def write_balanced_stream(
         ``(k, parts)``: write only part ``k`` (from 0) of ``parts`` (see :func:`shard_range`).
     batch_size : int
         Items per batch and checkpoint.
-    compression : {"fast", "zlib", "none"}
+    compression : {"isal", "zlib", "none"}
         See :class:`ispad_core.io.StreamWriter`.
     overwrite : bool
         Replace an existing ``path`` (and discard an unfinished write with other settings).

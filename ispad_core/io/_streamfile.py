@@ -31,6 +31,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,15 @@ import numpy as np
 
 from ispad_core._validation import check_array, check_choice, check_int
 from ispad_core._version import __version__
-from ispad_core.io._codec import COMPRESSIONS, check_chunk, compress_rows, is_filtered
+from ispad_core.io._codec import (
+    COMPRESSIONS,
+    INFLATE_ERRORS,
+    LEGACY_COMPRESSIONS,
+    check_chunk,
+    compress_rows,
+    inflate,
+    is_filtered,
+)
 
 FORMAT = "ispad-stream"
 FORMAT_VERSION = 1
@@ -181,9 +190,11 @@ class StreamWriter:
     fields : sequence of str
         Optional per-item datasets to create, from ``"seeds"``, ``"sources"``, ``"origins"``,
         ``"attempts"``.
-    compression : {"fast", "zlib", "none"}
+    compression : {"isal", "zlib", "none"}
         Chunk compression; every compressed chunk is a standard zlib stream that HDF5's gzip
-        filter reads. ``"fast"`` (default) is our Numba encoder.
+        filter reads. ``"isal"`` (default): ISA-L deflate level 1 through python-isal;
+        ``"zlib"``: zlib level 1. (``"fast"``, the compression of files written by earlier
+        versions, is accepted only to copy their chunks, as :func:`merge_streams` does.)
     batch_size : int
         Items per append and per checkpoint.
     overwrite : bool
@@ -208,7 +219,7 @@ class StreamWriter:
         image_shape: Sequence[int],
         attrs: Mapping[str, Any] | None = None,
         fields: Sequence[str] = (),
-        compression: str = "fast",
+        compression: str = "isal",
         batch_size: int = 256,
         overwrite: bool = False,
         resume: bool = True,
@@ -219,7 +230,7 @@ class StreamWriter:
         if len(shape) not in (2, 3):
             raise ValueError(f"image_shape: expected (H, W) or (H, W, C), got {shape}")
         self.image_shape = shape
-        self.compression = check_choice(compression, "compression", COMPRESSIONS)
+        self.compression = check_choice(compression, "compression", COMPRESSIONS + LEGACY_COMPRESSIONS)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         fields = tuple(fields)
         for f in fields:
@@ -376,6 +387,11 @@ class StreamWriter:
         """
         if self._file is None:
             raise ValueError(f"{self.part}: the writer is closed")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(
+                f"compression: {self.compression!r} chunks can be copied but no longer written; expected one of "
+                f"{', '.join(map(repr, COMPRESSIONS))}"
+            )
         images = check_array(images, "images", ndim=len(self.image_shape) + 1, dtypes=(np.uint8,))
         b = images.shape[0]
         remaining = self.n - self._n_done
@@ -536,7 +552,7 @@ def write_stream(
     *,
     attrs: Mapping[str, Any] | None = None,
     fields: Mapping[str, np.ndarray] | None = None,
-    compression: str = "fast",
+    compression: str = "isal",
     batch_size: int = 256,
     overwrite: bool = False,
 ) -> Path:
@@ -560,7 +576,7 @@ def write_stream(
     fields : mapping, optional
         Optional per-item arrays among ``seeds`` (N,), ``sources`` (N,), ``origins`` (N, 2),
         ``attempts`` (N,).
-    compression : {"fast", "zlib", "none"}
+    compression : {"isal", "zlib", "none"}
         See :class:`StreamWriter`.
     batch_size : int
         Items per write and checkpoint.
@@ -592,6 +608,7 @@ def write_stream(
     ...     print(len(s), label, mask.max(), s.attrs["seed"], (s[0:4][0] == images).all())
     4 1 255 0 True
     """
+    check_choice(compression, "compression", COMPRESSIONS)
     images = check_array(images, "images", ndim=(3, 4), dtypes=(np.uint8,))
     n = images.shape[0]
     masks = check_array(masks, "masks", ndim=3, kinds="biuf")
@@ -622,6 +639,47 @@ def write_stream(
 # --------------------------------------------------------------------------- reader
 
 
+@dataclass(frozen=True)
+class _Segments:
+    """Item ranges of a dataset and the (part) dataset whose chunk ``i - start`` holds item ``i``."""
+
+    starts: np.ndarray
+    ids: list
+    filtered: list
+    paths: list
+
+
+def _dataset_filters(dset: h5py.Dataset) -> dict:
+    """The dataset's filter pipeline, by name (h5py's own view of it, third-party filters by id)."""
+    return dset._filters
+
+
+def _is_deflate(dset: h5py.Dataset) -> bool:
+    return "gzip" in _dataset_filters(dset)
+
+
+def _direct_readable(dset: h5py.Dataset) -> bool:
+    """One item per chunk, uint8, and no filter but deflate: chunks we can read and inflate ourselves."""
+    return (
+        dset.dtype == np.uint8
+        and dset.chunks == (1, *dset.shape[1:])
+        and set(_dataset_filters(dset)) <= {"gzip"}
+    )
+
+
+def _check_stream_types(f: h5py.File, path: Path) -> None:
+    """Dtypes and channels a stream file may hold (images uint8 (N, H, W[, 1 or 3]), masks uint8)."""
+    images, masks, labels = f[IMAGES], f[MASKS], f[LABELS]
+    if images.dtype != np.uint8:
+        raise ValueError(f"path: {path}: {IMAGES} must be uint8, got {images.dtype}")
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+        raise ValueError(f"path: {path}: {IMAGES} must be (N, H, W) or (N, H, W, 1 or 3), got shape {images.shape}")
+    if masks.dtype != np.uint8:
+        raise ValueError(f"path: {path}: {MASKS} must be uint8 (0/255), got {masks.dtype}")
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"path: {path}: {LABELS} must hold integers 0/1, got dtype {labels.dtype}")
+
+
 class StreamReader:
     """Read access to an HDF5 stream file without loading it (see :func:`open_stream`).
 
@@ -640,6 +698,8 @@ class StreamReader:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._closed = False
+        self._segments: dict[str, _Segments | None] = {}
+        self._part_files: list[h5py.File] = []
         f = self._h5()
         try:
             self._validate(f)
@@ -658,6 +718,8 @@ class StreamReader:
             except OSError as exc:
                 raise ValueError(f"path: {self.path} is not a readable HDF5 file ({exc})") from None
             self._pid = os.getpid()
+            self._segments = {}  # dataset ids do not survive a fork
+            self._part_files = []
         return self._file
 
     def _validate(self, f: h5py.File) -> None:
@@ -670,6 +732,7 @@ class StreamReader:
                 f"path: {self.path}: inconsistent shapes images {f[IMAGES].shape}, labels "
                 f"{f[LABELS].shape}, ground_truth {f[MASKS].shape}"
             )
+        _check_stream_types(f, self.path)
         if "complete" in f.attrs and not bool(f.attrs["complete"]):
             done = int(f.attrs.get("n_done", 0))
             raise ValueError(
@@ -690,7 +753,14 @@ class StreamReader:
                         )
         self._n = n
         self._attrs = _decode_attrs(f.attrs)
-        self._labels = f[LABELS][()].astype(np.uint8)
+        labels = f[LABELS][()]
+        bad = np.flatnonzero((labels != 0) & (labels != 1))
+        if bad.size:
+            raise ValueError(
+                f"path: {self.path}: labels must be 0 (good) or 1 (defective); item {int(bad[0])} has "
+                f"{labels[bad[0]].item()!r} ({bad.size} bad labels in all)"
+            )
+        self._labels = labels.astype(np.uint8)
 
     # -- sizes and metadata --------------------------------------------------------------
 
@@ -733,32 +803,151 @@ class StreamReader:
     # -- access --------------------------------------------------------------------------
 
     def __getitem__(self, key: Any):
-        f = self._h5()
         if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
             i = int(key)
             if i < -self._n or i >= self._n:
                 raise IndexError(f"index {i} is out of range for a stream of {self._n} items")
-            i %= self._n
-            return f[IMAGES][i], f[MASKS][i], int(self._labels[i])
+            images, masks, labels = self.read_batch([i % self._n])
+            return images[0], masks[0], int(labels[0])
         if isinstance(key, slice):
-            start, stop, step = key.indices(self._n)
-            if step == 1 or len(range(start, stop, step)) == 0:
-                stop = max(start, stop)
-                return f[IMAGES][start:stop], f[MASKS][start:stop], self._labels[start:stop].copy()
-            return self[np.arange(start, stop, step)]
+            return self.read_batch(np.arange(*key.indices(self._n)))
         idx = np.asarray(key)
         if idx.ndim == 1 and (idx.dtype.kind in "iu" or idx.size == 0):
-            idx = idx.astype(np.int64)
-            if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
-                raise IndexError(f"indices out of range for a stream of {self._n} items")
-            idx %= max(self._n, 1)
-            uniq, inverse = np.unique(idx, return_inverse=True)
-            if uniq.size == 0:
-                return f[IMAGES][0:0], f[MASKS][0:0], self._labels[0:0].copy()
-            images = f[IMAGES][uniq][inverse]
-            masks = f[MASKS][uniq][inverse]
-            return images, masks, self._labels[idx]
+            return self.read_batch(idx)
         raise TypeError(f"index: expected an int, a slice or a 1-D integer array, got {type(key).__name__}")
+
+    def read_batch(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items ``indices`` (any order, repeats allowed) as arrays ``(images, masks, labels)``.
+
+        The stored chunks are read as they are (``read_direct_chunk``) and inflated here, with
+        ISA-L when python-isal is installed: a shuffled batch costs about what inflating its chunks
+        costs, without HDF5's per-selection overhead. Every chunk is checked (its zlib checksum and
+        its size); a damaged one raises an error that names the file and the item.
+
+        Parameters
+        ----------
+        indices : array_like of int, shape (B,)
+            Item indices; negative ones count from the end.
+
+        Returns
+        -------
+        images : numpy.ndarray of uint8, shape (B, H, W[, C])
+        masks : numpy.ndarray of uint8, shape (B, H, W), 0/255 as stored
+        labels : numpy.ndarray of uint8, shape (B,)
+
+        Raises
+        ------
+        IndexError
+            If an index is out of range.
+        ValueError
+            If a chunk is damaged (the message names the file and the item).
+        """
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or not (idx.dtype.kind in "iu" or idx.size == 0):
+            raise TypeError(f"indices: expected a 1-D integer array, got {type(indices).__name__} of shape {idx.shape}")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
+            raise IndexError(f"indices out of range for a stream of {self._n} items")
+        idx %= max(self._n, 1)
+        shape = self.image_shape
+        images = np.empty((idx.size, *shape), np.uint8)
+        masks = np.empty((idx.size, *shape[:2]), np.uint8)
+        self._read_into(IMAGES, idx, images)
+        self._read_into(MASKS, idx, masks)
+        return images, masks, self._labels[idx]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """Items ``indices`` as a list of ``(image, mask, label)``, read as one batch.
+
+        A torch ``DataLoader`` calls this with the indices of a whole batch when the dataset has
+        it, instead of one ``__getitem__`` per item.
+        """
+        images, masks, labels = self.read_batch(np.asarray(list(indices), np.int64))
+        return [(images[k], masks[k], int(labels[k])) for k in range(labels.shape[0])]
+
+    def _read_into(self, name: str, idx: np.ndarray, out: np.ndarray) -> None:
+        if idx.size == 0:
+            return
+        segments = self._chunk_segments(name)
+        if segments is None:  # a layout we do not read ourselves: let HDF5 do it
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            out[...] = self._h5()[name][uniq][inverse]
+            return
+        flat = out.reshape(idx.size, -1)
+        nbytes = flat.shape[1]
+        what = "image" if name == IMAGES else "mask"
+        which = np.searchsorted(segments.starts, idx, side="right") - 1
+        zeros = (0,) * (out.ndim - 1)
+        for k in range(idx.size):
+            i = int(idx[k])
+            seg = int(which[k])
+            dsid = segments.ids[seg]
+            try:
+                filter_mask, data = dsid.read_direct_chunk((i - int(segments.starts[seg]), *zeros))
+            except (KeyError, OSError, RuntimeError, ValueError):  # never written: HDF5's fill value
+                flat[k] = self._h5()[name][i].reshape(-1)
+                continue
+            if segments.filtered[seg] and not filter_mask & 1:
+                try:
+                    data = inflate(data)
+                except INFLATE_ERRORS as exc:
+                    raise ValueError(f"{self._where(segments, seg, i)}: the {what} chunk is damaged ({exc})") from None
+            if len(data) != nbytes:
+                raise ValueError(
+                    f"{self._where(segments, seg, i)}: the {what} chunk holds {len(data)} bytes, expected {nbytes}"
+                )
+            flat[k] = np.frombuffer(data, np.uint8)
+
+    def _where(self, segments: _Segments, seg: int, i: int) -> str:
+        path = segments.paths[seg]
+        if path == self.path:
+            return f"{path}: item {i}"
+        return f"{path}: item {i - int(segments.starts[seg])} (item {i} of the merged {self.path})"
+
+    def _chunk_segments(self, name: str) -> _Segments | None:
+        """Where the chunks of item ranges of ``name`` live (this file or the parts of a merge)."""
+        f = self._h5()
+        if name in self._segments:
+            return self._segments[name]
+        dset = f[name]
+        segments = None
+        if not dset.is_virtual:
+            if _direct_readable(dset):
+                segments = _Segments(np.array([0], np.int64), [dset.id], [_is_deflate(dset)], [self.path])
+        else:
+            starts, ids, filtered, paths = [], [], [], []
+            ok = True
+            for source in dset.virtual_sources():
+                (lo, *_), (hi, *_) = source.vspace.get_select_bounds()
+                src_path = Path(source.file_name)
+                if not src_path.is_absolute():
+                    src_path = self.path.parent / src_path
+                part = h5py.File(src_path, "r")
+                self._part_files.append(part)
+                src = part[source.dset_name] if source.dset_name in part else None
+                if (
+                    src is None
+                    or src.is_virtual
+                    or not _direct_readable(src)
+                    or source.src_space.get_select_type() != h5py.h5s.SEL_ALL
+                    or hi - lo + 1 != src.shape[0]
+                ):
+                    ok = False
+                    break
+                starts.append(lo)
+                ids.append(src.id)
+                filtered.append(_is_deflate(src))
+                paths.append(src_path)
+            order = np.argsort(starts)
+            if ok and starts:
+                segments = _Segments(
+                    np.asarray(starts, np.int64)[order],
+                    [ids[j] for j in order],
+                    [filtered[j] for j in order],
+                    [paths[j] for j in order],
+                )
+        self._segments[name] = segments
+        return segments
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
         for images, masks, labels in self.iter_chunks():
@@ -789,8 +978,13 @@ class StreamReader:
 
     def close(self) -> None:
         """Close the file; further access raises ValueError."""
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
+        if self._pid == os.getpid():
+            for part in self._part_files:
+                part.close()
+            if self._file is not None:
+                self._file.close()
+        self._part_files = []
+        self._segments = {}
         self._file = None
         self._closed = True
 
@@ -908,7 +1102,7 @@ def merge_streams(
         first = readers[0]
         f0 = first._h5()
         fields = tuple(name for name in FIELDS if f"syn_stream/{name}" in f0)
-        compression = first._attrs.get("compression", "fast")
+        compression = first._attrs.get("compression", "zlib")
         batch_size = int(first._attrs.get("batch_size", 256))
         for r in readers[1:]:
             f = r._h5()
@@ -972,6 +1166,13 @@ def _merge_plan(readers: list[StreamReader]) -> tuple[dict, list[StreamReader]]:
 def _merge_copy(readers, out, total, attrs, fields, compression, batch_size, overwrite) -> None:
     shape = readers[0].image_shape
     offsets = np.cumsum([0] + [len(r) for r in readers])
+    raw = all(
+        r._attrs.get("compression") == compression and not r._h5()[IMAGES].is_virtual and not r._h5()[MASKS].is_virtual
+        for r in readers
+    )
+    if not raw and compression not in COMPRESSIONS:  # chunks to re-encode, in a compression still written
+        compression = COMPRESSIONS[0]
+    image_bytes, mask_bytes = int(np.prod(shape)), int(np.prod(shape[:2]))
     writer = StreamWriter(
         out,
         n=total,
@@ -984,10 +1185,6 @@ def _merge_copy(readers, out, total, attrs, fields, compression, batch_size, ove
         resume=True,
     )
     try:
-        raw = all(
-            r._attrs.get("compression") == compression and not r._h5()[IMAGES].is_virtual and not r._h5()[MASKS].is_virtual
-            for r in readers
-        )
         zeros = (0,) * len(shape)
         for start in range(writer.n_done, total, batch_size):
             stop = min(start + batch_size, total)
@@ -999,10 +1196,18 @@ def _merge_copy(readers, out, total, attrs, fields, compression, batch_size, ove
                     continue
                 la, lb = int(a - offsets[k]), int(b - offsets[k])
                 f = r._h5()
-                if raw:
+                if raw:  # the stored chunks as they are, each checked as a resume checks them
                     ids, mids = f[IMAGES].id, f[MASKS].id
-                    img += [ids.read_direct_chunk((i, *zeros))[1] for i in range(la, lb)]
-                    msk += [mids.read_direct_chunk((i, 0, 0))[1] for i in range(la, lb)]
+                    for i in range(la, lb):
+                        chunk, mchunk = ids.read_direct_chunk((i, *zeros))[1], mids.read_direct_chunk((i, 0, 0))[1]
+                        for what, data, nbytes in (("image", chunk, image_bytes), ("mask", mchunk, mask_bytes)):
+                            if not check_chunk(data, nbytes, compression):
+                                raise ValueError(
+                                    f"parts: {r.path}: item {i}: the {what} chunk is damaged (its checksum or size "
+                                    f"is wrong); regenerate this part"
+                                )
+                        img.append(chunk)
+                        msk.append(mchunk)
                 else:
                     ims, ms, _ = r[la:lb]
                     img += compress_rows(np.ascontiguousarray(ims).reshape(lb - la, -1), compression, mask=False)

@@ -56,7 +56,7 @@ def test_layout_follows_design(tmp_path):
     assert not part_path(path).exists()
 
 
-@pytest.mark.parametrize("compression", ["fast", "zlib", "none"])
+@pytest.mark.parametrize("compression", ["isal", "zlib", "none"])
 @pytest.mark.parametrize("shape", [(16, 12), (9, 7, 3)])
 def test_round_trip(tmp_path, compression, shape):
     images, masks, labels = make_items(shape=shape)
@@ -412,7 +412,7 @@ GOOD = make_items(n=4)
         ({"attrs": {"job": 1}}, ValueError, "attrs: attribute name 'job' is reserved"),
         ({"attrs": {"x": object()}}, TypeError, "attrs\\['x'\\]: expected a str, number, bool or JSON"),
         ({"attrs": [1]}, TypeError, "attrs: expected a mapping"),
-        ({"compression": "lz4"}, ValueError, "compression: expected one of 'fast', 'zlib', 'none', got 'lz4'"),
+        ({"compression": "lz4"}, ValueError, "compression: expected one of 'isal', 'zlib', 'none', got 'lz4'"),
         ({"batch_size": 0}, ValueError, "batch_size: expected an int >= 1, got 0"),
         ({"fields": {"colour": np.zeros(4)}}, ValueError, "fields: expected one of 'seeds'"),
         ({"fields": {"seeds": np.zeros(3, int)}}, ValueError, "seeds: expected shape \\(4,\\), got \\(3,\\)"),
@@ -456,3 +456,91 @@ def test_append_checks_batches(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="the writer is closed"):
         w.append(images[:2], masks[:2], labels[:2], seeds=np.arange(2))
+
+
+# --------------------------------------------------------------------------- batch reads and checks
+
+
+def _damage_chunk(path, item, dataset="syn_stream/images"):
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info_by_coord((item, *(0,) * (f[dataset].ndim - 1)))
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(b"\x00\xff" * 4)
+
+
+@pytest.mark.parametrize("compression", ["isal", "zlib", "none"])
+def test_batch_reads_equal_hdf5s_own_reads_in_any_order(tmp_path, compression):
+    images, masks, labels = make_items(n=12, shape=(9, 7, 3))
+    path = write_stream(tmp_path / "s.h5", images, masks, labels, compression=compression, batch_size=5)
+    idx = np.array([11, 0, 5, 5, -1, 3])
+    with open_stream(path) as s, h5py.File(path, "r") as f:
+        got = s.read_batch(idx)
+        np.testing.assert_array_equal(got[0], f["syn_stream/images"][()][idx])
+        np.testing.assert_array_equal(got[1], f["ground_truth"][()][idx])
+        np.testing.assert_array_equal(got[2], labels[idx])
+        items = s.__getitems__([2, 7])
+        assert [lab for _, _, lab in items] == [int(labels[2]), int(labels[7])]
+        np.testing.assert_array_equal(items[1][0], images[7])
+        assert s.read_batch([])[0].shape == (0, 9, 7, 3)
+        with pytest.raises(TypeError, match="indices: expected a 1-D integer array"):
+            s.read_batch([[1]])
+
+
+def test_a_damaged_chunk_names_the_file_and_the_item(tmp_path):
+    images, masks, labels = make_items(n=6)
+    path = write_stream(tmp_path / "s.h5", images, masks, labels)
+    _damage_chunk(path, 4)
+    with open_stream(path) as s:
+        np.testing.assert_array_equal(s[[0, 5]][0], images[[0, 5]])  # the others still read
+        with pytest.raises(ValueError, match=f"{path}: item 4: the image chunk is damaged"):
+            s[[1, 4]]
+
+
+def test_virtual_merge_batch_reads_go_to_the_parts(tmp_path):
+    images, masks, labels = make_items(n=10)
+    parts = []
+    for k, (a, b) in enumerate(((0, 3), (3, 10))):
+        attrs = {"item_start": a, "item_stop": b, "n_total": 10}
+        parts.append(write_stream(tmp_path / f"p{k}.h5", images[a:b], masks[a:b], labels[a:b], attrs=attrs))
+    merged = merge_streams(parts, tmp_path / "m.h5")
+    idx = np.array([9, 0, 2, 3, 4])
+    with open_stream(merged) as s:
+        got = s.read_batch(idx)
+        segments = s._chunk_segments("syn_stream/images")
+        assert segments is not None and segments.starts.tolist() == [0, 3]  # read from the parts directly
+    np.testing.assert_array_equal(got[0], images[idx])
+    np.testing.assert_array_equal(got[1], masks[idx] * 255)
+    _damage_chunk(parts[1], 1)
+    with open_stream(merged) as s, pytest.raises(ValueError, match=f"{parts[1]}: item 1 \\(item 4 of the merged .*m.h5\\): the image chunk is damaged"):
+        s[[4]]
+
+
+def _forge(path, *, images=None, labels=None, masks=None):
+    n = 4
+    with h5py.File(path, "w") as f:
+        f["syn_stream/images"] = np.zeros((n, 8, 8), np.uint8) if images is None else images
+        f["syn_stream/labels"] = np.zeros(n, np.uint8) if labels is None else labels
+        f["ground_truth"] = np.zeros((n, 8, 8), np.uint8) if masks is None else masks
+    return path
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels": np.array([0, 7, 1, 0], np.uint8)}, "labels must be 0 \\(good\\) or 1 \\(defective\\); item 1 has 7"),
+        ({"labels": np.array([0, 1, 255, 255], np.uint8)}, "item 2 has 255 \\(2 bad labels in all\\)"),
+        ({"labels": np.array([0, np.nan, 1, 0])}, "labels must hold integers 0/1, got dtype float64"),
+        ({"images": np.zeros((4, 8, 8), np.float32)}, "syn_stream/images must be uint8, got float32"),
+        ({"images": np.zeros((4, 8, 8, 4), np.uint8)}, "must be \\(N, H, W\\) or \\(N, H, W, 1 or 3\\), got shape \\(4, 8, 8, 4\\)"),
+        ({"masks": np.zeros((4, 8, 8), np.int16)}, "ground_truth must be uint8 \\(0/255\\), got int16"),
+    ],
+)
+def test_files_with_bad_labels_dtypes_or_channels_are_refused_on_open_and_merge(tmp_path, kwargs, message):
+    bad = _forge(tmp_path / "bad.h5", **kwargs)
+    with pytest.raises(ValueError, match=message):
+        open_stream(bad)
+    good = _forge(tmp_path / "good.h5")
+    with pytest.raises(ValueError, match=message):
+        merge_streams([good, bad], tmp_path / "m.h5", copy=True)
+    assert not (tmp_path / "m.h5").exists()
