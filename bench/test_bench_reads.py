@@ -15,8 +15,8 @@ Baselines in the same run:
 
 Rows: random (shuffled) and sequential order, per item (``reader[i]``), per batch of 128
 (``reader.read_batch``), and through a torch ``DataLoader`` (batch 128, shuffled) with 0, 1 and 2
-worker processes (skipped without torch). Goal: a shuffled batch at >= 0.8 x the rate of
-inflating its chunks with the same inflater.
+worker processes (skipped without torch; one torch thread, as in a worker). Goal: a shuffled
+batch at >= 0.8 x the rate of inflating its chunks with the same inflater (zlib).
 
 Run (prints the table)::
 
@@ -27,6 +27,7 @@ Under ``--benchmark-disable`` (CI) a small workload runs once and its output is 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 
@@ -97,13 +98,25 @@ def _raw_chunks(path, order):
         return [(images.read_direct_chunk((int(i), 0, 0))[1], masks.read_direct_chunk((int(i), 0, 0))[1]) for i in order]
 
 
+@contextlib.contextmanager
+def _torch_threads(torch, k):
+    """One torch thread, as in a worker: collating with torch's thread pool on a busy machine
+    (torch.stack of 128 patches) was measured 40 times slower than on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(k)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _batches(order, size):
     return [order[a : a + size] for a in range(0, order.size, size)]
 
 
 def _loader_rate(path, workers, batch, n) -> float:
     torch = pytest.importorskip("torch")
-    with open_stream(path) as reader:
+    with open_stream(path) as reader, _torch_threads(torch, 1):
         loader = torch.utils.data.DataLoader(
             reader, batch_size=batch, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(0)
         )
@@ -137,18 +150,23 @@ def test_bench_reads(benchmark, workload, files, say):
             with h5py.File(files["isal"], "r") as f:
                 np.testing.assert_array_equal(reader.read_batch(order)[0], f["syn_stream/images"][()][order])
             return
-        rates["inflate the chunks: zlib (the floor)"] = n / _best(lambda: inflate_all(zlib.decompress))
+        # the floor and the same reads inflated by zlib, alternately (the machine's load drifts)
+        floor_s = ours_s = float("inf")
+        saved = _codec._isal_zlib
+        for _ in range(4):
+            floor_s = min(floor_s, _best(lambda: inflate_all(zlib.decompress), rounds=1))
+            try:
+                _codec._isal_zlib = None
+                ours_s = min(ours_s, _best(batches_random, rounds=1))
+            finally:
+                _codec._isal_zlib = saved
+        rates["inflate the chunks: zlib (the floor)"] = n / floor_s
+        rates["batch of 128, random, zlib inflate"] = n / ours_s
         if _codec._isal_zlib is not None:
             rates["inflate the chunks: ISA-L"] = n / _best(lambda: inflate_all(_codec._isal_zlib.decompress))
         benchmark.pedantic(batches_random, rounds=3, iterations=1)
         rates["batch of 128, random"] = n / benchmark.stats.stats.min
         rates["batch of 128, sequential"] = n / _best(lambda: [reader.read_batch(i) for i in _batches(sequential, batch)])
-        saved = _codec._isal_zlib
-        try:
-            _codec._isal_zlib = None  # the same reads, inflated by zlib: comparable with the floor
-            rates["batch of 128, random, zlib inflate"] = n / _best(batches_random)
-        finally:
-            _codec._isal_zlib = saved
         rates["item by item, random"] = n / _best(lambda: [reader[int(i)] for i in order], rounds=2)
         rates["item by item, sequential"] = n / _best(lambda: [reader[int(i)] for i in sequential], rounds=2)
         with h5py.File(files["isal"], "r") as f:

@@ -3,7 +3,7 @@
 Subcommands (``ispad <command> --help`` for each)::
 
     ispad synth     --out FILE.h5 [--images DIR ...] [--n N] [--preset NAME] [--seed S] [--shard K/N]
-    ispad merge     PARTS... --out FILE.h5 [--copy]
+    ispad merge     PARTS... --out FILE.h5 [--copy] [--partial]
     ispad gallery   --out FILE.png [--preset NAME] [--images DIR]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
     ispad info      FILE.h5
@@ -269,7 +269,7 @@ def _reproduce_command(args, seed: int) -> str:
 def cmd_merge(args) -> int:
     from ispad_core.io import merge_streams, open_stream
 
-    out = merge_streams(args.parts, args.out, copy=args.copy, overwrite=args.overwrite)
+    out = merge_streams(args.parts, args.out, copy=args.copy, overwrite=args.overwrite, partial=args.partial)
     with open_stream(out) as s:
         kind = "copied into one file" if args.copy else "virtual datasets over the parts"
         print(f"merged {len(args.parts)} parts into {out}: {len(s)} patches, {int(s.labels.sum())} defective ({kind})")
@@ -511,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("parts", nargs="+", metavar="PART", help="stream files to join")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="merged file")
     p.add_argument("--copy", action="store_true", help="copy the compressed chunks instead of linking the parts")
+    p.add_argument("--partial", action="store_true", help="allow parts that miss the start or the end of their stream")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_merge)
 

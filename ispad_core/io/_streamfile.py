@@ -24,9 +24,12 @@ addresses.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import numbers
 import os
+import stat
 import tempfile
 import time
 import warnings
@@ -38,6 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ispad_core._files import check_output_path, exclusive_lock, fsync_dir
 from ispad_core._validation import check_array, check_choice, check_int
 from ispad_core._version import __version__
 from ispad_core.io._codec import (
@@ -73,8 +77,9 @@ _WRITER_ATTRS = (
     "job",
     "n_done",
     "complete",
+    "part_fingerprints",
 )
-_HIDDEN_ATTRS = ("json_attrs", "job", "n_done", "complete")
+_HIDDEN_ATTRS = ("json_attrs", "job", "n_done", "complete", "part_fingerprints")
 
 
 def part_path(path: Path) -> Path:
@@ -161,11 +166,29 @@ def _check_out_path(path: Any, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name}: expected a path, got {type(path).__name__}")
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise IsADirectoryError(f"{name}: {path} is a directory; expected a file name such as stream.h5")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{name}: the directory of {path} does not exist")
+    check_output_path(path, name, overwrite=True)  # a link or a non-regular file: refused, overwrite or not
     return path
+
+
+def _check_part_path(path: Path, name: str) -> None:
+    """Refuse a symbolic link or a non-regular file where the writer keeps its unfinished file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"{name}: {path} is a symbolic link; refusing to write or read through it (remove the link first)")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{name}: {path} exists and is not a regular file; refusing to use or replace it")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino
 
 
 class StreamWriter:
@@ -252,6 +275,17 @@ class StreamWriter:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True (ispad: --overwrite) to replace it")
         self.part = part_path(self.path)
         self._file: h5py.File | None = None
+        self._lock = contextlib.ExitStack()
+        # Held until commit or close: a second writer of the same file fails here, at once, before
+        # it looks at (let alone discards or renames) the unfinished file of this one.
+        self._lock.enter_context(exclusive_lock(self.path, name="path"))
+        try:
+            self._setup(resume)
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _setup(self, resume: bool) -> None:
         self._n_done = 0
         self.resumed_from = 0
         """Items taken over from an unfinished part (0 for a fresh write)."""
@@ -260,7 +294,11 @@ class StreamWriter:
         source = self._find_resumable(resume)
         self._create()
         if source is not None:
-            self._replay(source)
+            try:
+                self._replay(source)
+            except BaseException:
+                self.close()
+                raise
             source.unlink()
 
     # -- setup ---------------------------------------------------------------------------
@@ -270,6 +308,7 @@ class StreamWriter:
         old = _old_part_path(self.path)
         best: tuple[int, Path] | None = None
         for candidate in (self.part, old):
+            _check_part_path(candidate, "path")
             if not candidate.exists():
                 continue
             try:
@@ -308,7 +347,23 @@ class StreamWriter:
         return source
 
     def _create(self) -> None:
-        f = h5py.File(self.part, "w")
+        _check_part_path(self.part, "path")
+        # A fresh file of our own (O_CREAT | O_EXCL under a unique name), renamed to FILE.part: a
+        # rename replaces a link at that name instead of writing through it.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+        os.close(fd)
+        try:
+            f = h5py.File(tmp_name, "w")
+        except BaseException:
+            os.unlink(tmp_name)
+            raise
+        self._identity = _identity(Path(tmp_name))
+        try:
+            os.replace(tmp_name, self.part)
+        except BaseException:
+            f.close()
+            os.unlink(tmp_name)
+            raise
         self._file = f
         n, shape = self.n, self.image_shape
         filt = {"compression": "gzip"} if is_filtered(self.compression) else {}
@@ -341,6 +396,9 @@ class StreamWriter:
                     )
                 except Exception:
                     ok = False
+                labels = src[LABELS][start:stop]
+                if ok and labels.size and (labels.min() < 0 or labels.max() > 1):
+                    ok = False  # labels are checked like chunks: a resumed file holds only 0/1
                 if not ok:
                     warnings.warn(
                         f"{source}: items from {start} on are damaged; regenerating them",
@@ -348,7 +406,6 @@ class StreamWriter:
                         stacklevel=3,
                     )
                     break
-                labels = src[LABELS][start:stop]
                 extra = {name: src[f"syn_stream/{name}"][start:stop] for name in self.fields}
                 self._write_raw(img, msk, labels, extra)
         self.resumed_from = self._n_done
@@ -464,12 +521,28 @@ class StreamWriter:
         self._file.attrs.modify("complete", True)
         self._file.close()
         self._file = None
-        with open(self.part, "rb+") as fh:
-            os.fsync(fh.fileno())
+        try:
+            fd = os.open(self.part, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise RuntimeError(f"{self.part}: the file this writer wrote is gone ({exc}); not committing") from None
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self._identity:
+                raise RuntimeError(
+                    f"{self.part} is no longer the file this writer wrote (another process replaced it); "
+                    f"not committing it to {self.path}"
+                )
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         if self.path.exists() and not self.overwrite:  # appeared while we were writing
             raise FileExistsError(f"{self.path} appeared during the write; the stream is kept in {self.part}")
+        check_output_path(self.path, "path", overwrite=True)
+        if _identity(self.part) != self._identity:  # checked again right before the rename
+            raise RuntimeError(f"{self.part} was replaced by another process; not committing it to {self.path}")
         os.replace(self.part, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
+        self._lock.close()
         return self.path
 
     def close(self) -> None:
@@ -477,6 +550,9 @@ class StreamWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()
 
     def __enter__(self) -> StreamWriter:
         return self
@@ -529,19 +605,6 @@ def _job_difference(old: str, new: str) -> str:
         elif a.get(key) != b.get(key):
             diff.append(key)
     return "differs in " + ", ".join(diff) if diff else "same settings"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_stream(
@@ -751,6 +814,8 @@ class StreamReader:
                             f"path: {self.path} is a merged stream whose part {source.file_name} is "
                             f"missing (expected at {src}); keep the parts beside it or merge with --copy"
                         )
+        if "part_fingerprints" in f.attrs:
+            self._check_parts(json.loads(f.attrs["part_fingerprints"]))
         self._n = n
         self._attrs = _decode_attrs(f.attrs)
         labels = f[LABELS][()]
@@ -761,6 +826,20 @@ class StreamReader:
                 f"{labels[bad[0]].item()!r} ({bad.size} bad labels in all)"
             )
         self._labels = labels.astype(np.uint8)
+
+    def _check_parts(self, recorded: list) -> None:
+        for rel, fingerprint in recorded:
+            src = self.path.parent / rel
+            try:
+                with h5py.File(src, "r") as part:
+                    now = _part_fingerprint(part)
+            except OSError as exc:
+                raise ValueError(f"path: {self.path}: its part {rel} cannot be read ({exc})") from None
+            if now != fingerprint:
+                raise ValueError(
+                    f"path: {self.path} is a merged stream whose part {rel} has changed since the merge "
+                    f"(regenerated or replaced: its fingerprint differs); merge the parts again"
+                )
 
     # -- sizes and metadata --------------------------------------------------------------
 
@@ -1052,6 +1131,7 @@ def merge_streams(
     *,
     copy: bool = False,
     overwrite: bool = False,
+    partial: bool = False,
 ) -> Path:
     """Join stream files into one: parts written by ``ispad synth --shard K/N``, or any streams.
 
@@ -1072,7 +1152,10 @@ def merge_streams(
         stay where they are relative to ``out`` (paths are stored relative to its directory).
         True: copy the compressed chunks into a self-contained file (no recompression).
     overwrite : bool
-        Replace an existing ``out``.
+        Replace an existing ``out`` (a regular file; links and other files are always refused).
+    partial : bool
+        Allow ranged parts that do not cover their whole stream (the first or last part missing);
+        by default such a merge is refused, since it would silently be a part of the stream.
 
     Returns
     -------
@@ -1081,24 +1164,43 @@ def merge_streams(
     Raises
     ------
     ValueError
-        If the parts have different image shapes, fields or settings, or their ranges overlap or
-        leave a gap.
+        If the parts have different image shapes, fields or settings, their ranges overlap or
+        leave a gap, they miss the start or end of their stream (unless ``partial``), a part is
+        not a valid stream file (labels other than 0/1, wrong dtypes or channels) or, with
+        ``copy=True``, a chunk of a part is damaged.
     FileExistsError
         If ``out`` exists and ``overwrite`` is False.
+    OutputBusyError
+        If another process is writing ``out``.
+
+    Notes
+    -----
+    A virtual merge records a fingerprint of each part (its labels, provenance and the size of its
+    stored chunks); :func:`open_stream` refuses the merged file once a part has been regenerated
+    or replaced, instead of serving another stream's items under the old attributes.
     """
     if isinstance(parts, (str, os.PathLike)) or not isinstance(parts, Sequence) or not parts:
         raise TypeError("parts: expected a non-empty sequence of paths")
     out = _check_out_path(out, "out")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (ispad: --overwrite) to replace it")
-    readers = [open_stream(p) for p in parts]
+    if copy:  # the writer of the copy holds the lock of ``out``
+        return _merge_locked(parts, out, copy=copy, overwrite=overwrite, partial=partial)
+    with exclusive_lock(out, name="out"):
+        return _merge_locked(parts, out, copy=copy, overwrite=overwrite, partial=partial)
+
+
+def _merge_locked(parts, out: Path, *, copy: bool, overwrite: bool, partial: bool) -> Path:
+    readers = []
     try:
+        for p in parts:
+            readers.append(open_stream(p))
         resolved = {r.path.resolve() for r in readers}
         if len(resolved) != len(readers):
             raise ValueError("parts: the same file is given more than once")
         if out.resolve() in resolved:
             raise ValueError(f"out: {out} is one of the parts")
-        spec_attrs, readers = _merge_plan(readers)
+        spec_attrs, readers = _merge_plan(readers, partial=partial)
         first = readers[0]
         f0 = first._h5()
         fields = tuple(name for name in FIELDS if f"syn_stream/{name}" in f0)
@@ -1123,7 +1225,7 @@ def merge_streams(
     return out
 
 
-def _merge_plan(readers: list[StreamReader]) -> tuple[dict, list[StreamReader]]:
+def _merge_plan(readers: list[StreamReader], *, partial: bool = False) -> tuple[dict, list[StreamReader]]:
     """Order the parts and compute the merged attributes."""
     ranged = ["item_start" in r._attrs and "item_stop" in r._attrs for r in readers]
     if any(ranged) and not all(ranged):
@@ -1156,11 +1258,50 @@ def _merge_plan(readers: list[StreamReader]) -> tuple[dict, list[StreamReader]]:
         if a > b:
             raise ValueError(f"parts: items [{b}, {a}) are missing between {left.path} and {right.path}")
     start, stop = int(readers[0]._attrs["item_start"]), int(readers[-1]._attrs["item_stop"])
+    n_total = attrs.get("n_total")
+    if isinstance(n_total, int) and (start, stop) != (0, n_total) and not partial:
+        missing = [f"[{a}, {b})" for a, b in ((0, start), (stop, n_total)) if b > a]
+        raise ValueError(
+            f"parts: they hold items [{start}, {stop}) of a {n_total}-item stream; items "
+            f"{' and '.join(missing)} are missing (the first or last part?); pass partial=True "
+            f"(ispad merge --partial) to merge only these"
+        )
     attrs["item_start"] = start
     attrs["item_stop"] = stop
-    n_total = attrs.get("n_total")
     attrs["shard"] = "0/1" if start == 0 and stop == n_total else f"items {start}-{stop}"
     return attrs, readers
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FINGERPRINT_SAMPLE = 32
+
+
+def _part_fingerprint(f: h5py.File) -> str:
+    """What a part looked like when merged: labels, provenance, the size of its stored chunks and
+    the stored bytes of up to 32 evenly spaced items (a regenerated part differs in all of them)."""
+    h = hashlib.sha256()
+    for name in (LABELS, "syn_stream/seeds"):
+        if name in f:
+            h.update(np.ascontiguousarray(f[name][()]).tobytes())
+    for name in (IMAGES, MASKS):
+        dset = f[name]
+        h.update(f"{dset.shape}:{dset.id.get_storage_size()};".encode())
+        n = dset.shape[0]
+        sample = np.unique(np.linspace(0, n - 1, min(n, _FINGERPRINT_SAMPLE)).astype(np.int64)) if n else []
+        zeros = (0,) * (dset.ndim - 1)
+        for i in sample:
+            try:
+                h.update(bytes(dset.id.read_direct_chunk((int(i), *zeros))[1]))
+            except Exception:  # not chunked per item, or never written: its values stand in
+                h.update(np.ascontiguousarray(dset[int(i)]).tobytes())
+    job = f.attrs.get("job", b"")
+    h.update(job if isinstance(job, bytes) else str(job).encode())
+    return h.hexdigest()[:32]
 
 
 def _merge_copy(readers, out, total, attrs, fields, compression, batch_size, overwrite) -> None:
@@ -1247,9 +1388,15 @@ def _merge_virtual(readers, out, total, attrs, fields, compression, batch_size, 
                     offset += src.shape[0]
                 f.create_virtual_dataset(name, layout, fillvalue=0)
             _write_root_attrs(f, spec, n_done=total, complete=True)
+            f.attrs["part_fingerprints"] = json.dumps(
+                [[os.path.relpath(r.path.resolve(), out.resolve().parent), _part_fingerprint(r._h5())] for r in readers]
+            )
+        os.chmod(tmp, 0o666 & ~_umask())
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} appeared during the merge")
+        check_output_path(out, "out", overwrite=True)
         os.replace(tmp, out)
+        fsync_dir(out.resolve().parent)
     finally:
         if tmp.exists():
             tmp.unlink()

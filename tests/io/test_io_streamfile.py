@@ -511,9 +511,12 @@ def test_virtual_merge_batch_reads_go_to_the_parts(tmp_path):
         assert segments is not None and segments.starts.tolist() == [0, 3]  # read from the parts directly
     np.testing.assert_array_equal(got[0], images[idx])
     np.testing.assert_array_equal(got[1], masks[idx] * 255)
-    _damage_chunk(parts[1], 1)
-    with open_stream(merged) as s, pytest.raises(ValueError, match=f"{parts[1]}: item 1 \\(item 4 of the merged .*m.h5\\): the image chunk is damaged"):
-        s[[4]]
+    with open_stream(merged) as s:
+        _damage_chunk(parts[1], 1)  # while the merged file is open
+        with pytest.raises(ValueError, match=f"{parts[1]}: item 1 \\(item 4 of the merged .*m.h5\\): the image chunk is damaged"):
+            s[[4]]
+    with pytest.raises(ValueError, match="part p1.h5 has changed since the merge"):  # and on the next open
+        open_stream(merged)
 
 
 def _forge(path, *, images=None, labels=None, masks=None):
@@ -544,3 +547,115 @@ def test_files_with_bad_labels_dtypes_or_channels_are_refused_on_open_and_merge(
     with pytest.raises(ValueError, match=message):
         merge_streams([good, bad], tmp_path / "m.h5", copy=True)
     assert not (tmp_path / "m.h5").exists()
+
+
+# --------------------------------------------------------------------------- writers that cannot destroy each other
+
+
+def test_a_second_writer_fails_at_once_and_leaves_the_first_alone(tmp_path):
+    from ispad_core._files import OutputBusyError
+
+    images, masks, labels = make_items(n=6)
+    other = make_items(n=6, seed=1)
+    path = tmp_path / "s.h5"
+    first = StreamWriter(path, n=6, image_shape=images.shape[1:], batch_size=3)
+    first.append(images[:3], masks[:3], labels[:3])
+    part_before = part_path(path).read_bytes()
+    for resume_flag in (True, False):
+        with pytest.raises(OutputBusyError, match="another process is writing .*s.h5"):
+            StreamWriter(path, n=6, image_shape=images.shape[1:], batch_size=3, resume=resume_flag, overwrite=True)
+    assert part_path(path).read_bytes() == part_before  # neither discarded nor renamed
+    first.append(images[3:], masks[3:], labels[3:])
+    first.commit()
+    with open_stream(path) as s:
+        np.testing.assert_array_equal(s[:][0], images)
+    assert not np.array_equal(other[0], images)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]  # the lock is gone with the writer
+    write_stream(path, *other, overwrite=True)  # and the next writer may go
+
+
+def test_commit_renames_the_file_it_wrote_not_what_is_at_the_path(tmp_path):
+    images, masks, labels = make_items(n=4)
+    path = tmp_path / "s.h5"
+    w = StreamWriter(path, n=4, image_shape=images.shape[1:], batch_size=4)
+    w.append(images, masks, labels)
+    impostor = tmp_path / "impostor"
+    impostor.write_bytes(b"someone else's data")
+    os.replace(impostor, part_path(path))
+    with pytest.raises(RuntimeError, match="no longer the file this writer wrote"):
+        w.commit()
+    assert not path.exists() and part_path(path).read_bytes() == b"someone else's data"
+    w.close()
+
+
+def test_links_and_special_files_at_the_output_are_refused_even_with_overwrite(tmp_path):
+    target = tmp_path / "victim.txt"
+    target.write_bytes(b"victim")
+    link = tmp_path / "s.h5"
+    link.symlink_to(target)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="is a symbolic link"):
+            write_stream(link, *GOOD, overwrite=overwrite)
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        write_stream(fifo, *GOOD, overwrite=True)
+    assert fifo.is_fifo()
+    out = tmp_path / "out.h5"
+    part_path(out).symlink_to(target)  # a link planted where the writer keeps its unfinished file
+    with pytest.raises(ValueError, match="out.h5.part is a symbolic link"):
+        write_stream(out, *GOOD)
+    assert target.read_bytes() == b"victim" and part_path(out).is_symlink() and not out.exists()
+    parts = ranged_parts(tmp_path, *make_items(n=4), [0, 2, 4], 4)
+    for copy in (False, True):
+        with pytest.raises(ValueError, match="is a symbolic link"):
+            merge_streams(parts, link, copy=copy, overwrite=True)
+    assert target.read_bytes() == b"victim"
+
+
+def test_merge_copy_checks_every_chunk(tmp_path):
+    images, masks, labels = make_items(n=8)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 8], 8)
+    _damage_chunk(parts[1], 2)
+    with pytest.raises(ValueError, match="part1.h5: item 2: the image chunk is damaged"):
+        merge_streams(parts, tmp_path / "m.h5", copy=True)
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_virtual_merge_refuses_a_part_regenerated_under_the_old_attributes(tmp_path):
+    images, masks, labels = make_items(n=8)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 8], 8)
+    merged = merge_streams(parts, tmp_path / "m.h5")
+    assert len(open_stream(merged)) == 8
+    other = make_items(n=8, seed=5)
+    attrs = {**ATTRS, "n_total": 8, "item_start": 4, "item_stop": 8, "shard": "1/2"}  # part1.h5 again, new pixels
+    write_stream(parts[1], other[0][4:], other[1][4:], labels[4:], attrs=attrs, fields={"seeds": np.arange(4, 8)},
+                 batch_size=3, overwrite=True)
+    with pytest.raises(ValueError, match="part part1.h5 has changed since the merge"):
+        open_stream(merged)
+
+
+def test_merge_missing_the_first_or_last_part_needs_partial(tmp_path):
+    images, masks, labels = make_items(n=12)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 8, 12], 12)
+    with pytest.raises(ValueError, match="items \\[4, 12\\) of a 12-item stream; items \\[0, 4\\) are missing"):
+        merge_streams(parts[1:], tmp_path / "m.h5")
+    with pytest.raises(ValueError, match="items \\[8, 12\\) are missing .*partial=True"):
+        merge_streams(parts[:2], tmp_path / "m.h5", copy=True)
+    assert not (tmp_path / "m.h5").exists()
+    out = merge_streams(parts[1:], tmp_path / "m.h5", partial=True)
+    with open_stream(out) as s:
+        assert (s.attrs["item_start"], s.attrs["item_stop"], s.attrs["shard"]) == (4, 12, "items 4-12")
+        np.testing.assert_array_equal(s[:][0], images[4:])
+
+
+def test_resume_does_not_take_over_bad_labels(tmp_path):
+    images, masks, labels = make_items(n=9)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=2)
+    with h5py.File(part_path(path), "r+") as f:
+        f["syn_stream/labels"][4] = 7
+    with pytest.warns(RuntimeWarning, match="items from 3 on are damaged"):
+        assert resume(path, images, masks, labels) == 3
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
+    assert path.read_bytes() == whole.read_bytes()
