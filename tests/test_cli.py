@@ -132,6 +132,10 @@ def test_shards_merge_to_the_whole(tmp_path):
             np.testing.assert_array_equal(a, b)
     err = ispad("merge", tmp_path / "part-0.h5", tmp_path / "part-2.h5", "--out", tmp_path / "gap.h5", expect=1).stderr
     assert "are missing between" in err and not (tmp_path / "gap.h5").exists()
+    tail = [tmp_path / "part-1.h5", tmp_path / "part-2.h5", "--out", tmp_path / "tail.h5"]
+    err = ispad("merge", *tail, expect=1).stderr
+    assert "items [0, 3) are missing" in err and "--partial" in err and not (tmp_path / "tail.h5").exists()
+    assert "6 patches" in ispad("merge", *tail, "--partial").stdout
 
 
 def test_shard_without_seed_is_refused(tmp_path):
