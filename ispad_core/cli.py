@@ -2,7 +2,7 @@
 
 Subcommands (``ispad <command> --help`` for each)::
 
-    ispad synth     --out FILE.h5 [--images DIR ...] [--n N] [--preset NAME] [--seed S] [--shard K/N]
+    ispad synth     --out FILE.h5 [--images DIR ...] [--n N] [--preset NAME] [--seed S] [--shard K/N | --scheduler ADDRESS]
     ispad merge     PARTS... --out FILE.h5 [--copy] [--partial]
     ispad gallery   --out FILE.png [--preset NAME] [--images DIR]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
@@ -178,8 +178,6 @@ class _DeferredInterrupt:
 
 
 def cmd_synth(args) -> int:
-    from ispad_core.stream import write_balanced_stream
-
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise CLIError(f"--out: {out} exists; pass --overwrite to replace it")
@@ -206,8 +204,39 @@ def cmd_synth(args) -> int:
         if not args.images:
             raise CLIError("--rois needs --images (the built-in sample has no ROIs)")
         rois, roi_names = _read_rois(args.rois, names, images)
+    client = None
+    if args.scheduler is not None:
+        if args.shard is not None:
+            raise CLIError("--scheduler writes every part on the cluster; drop --shard")
+        try:
+            from distributed import Client
+        except ImportError:
+            raise CLIError('--scheduler needs Dask: pip install "ispad-core[dask]"') from None
+        client = Client(args.scheduler)
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(f"writing on the Dask cluster at {args.scheduler} ({workers} workers)", file=sys.stderr)
+    elif args.parts is not None:
+        raise CLIError("--parts needs --scheduler ADDRESS")
+    try:
+        summary = _synth(args, out, images, rois, seed, names, roi_names, client)
+    finally:
+        if client is not None:
+            client.close()
+    t = summary.timings
+    total = sum(t.values()) or 1.0
+    share = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in t.items())
+    print(summary)
+    print(f"time: {summary.seconds:.1f} s ({share})")
+    if args.shard is None:
+        print(f"reproduce with: {_reproduce_command(args, summary.seed)}")
+    return 0
+
+
+def _synth(args, out, images, rois, seed, names, roi_names, client):
+    from ispad_core.stream import write_balanced_stream
+
     with _DeferredInterrupt() as interrupt:
-        summary = write_balanced_stream(
+        return write_balanced_stream(
             out,
             images,
             args.n,
@@ -224,18 +253,12 @@ def cmd_synth(args) -> int:
             resume=not args.no_resume,
             names=names,
             roi_names=roi_names,
-            show_progress=not args.quiet,
-            callback=interrupt.check,
+            show_progress=not args.quiet and client is None,
+            callback=interrupt.check if client is None else None,
             defect_fraction=args.defect_fraction,
+            client=client,
+            parts=args.parts,
         )
-    t = summary.timings
-    total = sum(t.values()) or 1.0
-    share = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in t.items())
-    print(summary)
-    print(f"time: {summary.seconds:.1f} s ({share})")
-    if args.shard is None:
-        print(f"reproduce with: {_reproduce_command(args, summary.seed)}")
-    return 0
 
 
 #: Options of ``ispad synth`` that decide the bytes of the stream, with their defaults.
@@ -468,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
         "built-in procedural screen-print sample. An interrupted run leaves FILE.part and resumes when run again.",
         epilog="examples:\n  ispad synth --out stream.h5 --n 2000 --seed 0\n"
         "  ispad synth --out lsm1.h5 --images scans/ --rois rois/ --n 200000 --preset lsm1 --seed 7\n"
-        "  ispad synth --out part-3.h5 --images scans/ --n 200000 --seed 7 --shard 3/8",
+        "  ispad synth --out part-3.h5 --images scans/ --n 200000 --seed 7 --shard 3/8\n"
+        "  ispad synth --out lsm1.h5 --images scans/ --n 200000 --seed 7 --scheduler tcp://head:8786 --parts 32",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file")
@@ -487,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of patches with a synthetic defect (default 0.5, the balanced stream; 0 = fault-free only)",
     )
     p.add_argument("--shard", type=_shard, metavar="K/N", help="write only part K (0 <= K < N) of N of the stream (needs --seed); join parts with 'ispad merge'")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="write on a Dask cluster (e.g. tcp://host:8786; needs the [dask] extra)")
+    p.add_argument("--parts", type=_positive, metavar="K", help="with --scheduler: parts of the stream, one Dask task each (default twice the workers)")
     p.add_argument("--batch-size", type=_positive, default=256, help="patches per batch and checkpoint (default 256)")
     p.add_argument(
         "--compression",
