@@ -11,7 +11,8 @@ Baselines in the same run:
   ISA-L (python-isal), in the same shuffled order; a read can be no faster than its inflate;
 - HDF5's own path: ``h5py`` fancy indexing of a shuffled batch (what ``reader[indices]`` did before
   batch reads) and item by item through h5py;
-- the uncompressed file read the same ways.
+- the uncompressed file read the same ways, and (with zstandard installed) the ``zstd`` file;
+- the write side: patches per CPU second of ``write_balanced_stream`` for each compression.
 
 Rows: random (shuffled) and sequential order, per item (``reader[i]``), per batch of 128
 (``reader.read_batch``), and through a torch ``DataLoader`` (batch 128, shuffled) with 0, 1 and 2
@@ -63,14 +64,22 @@ def sample():
     return builtin_images(0)[0]
 
 
+CODECS = ("isal", "zlib", "none") + (("zstd",) if _codec._zstandard is not None else ())
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, workload, sample):
+    """The stream in each compression, and the CPU seconds ``write_balanced_stream`` took for it."""
     folder = tmp_path_factory.mktemp("reads")
-    out = {}
-    for compression in ("isal", "none"):
+    write_balanced_stream(folder / "warm.h5", sample, 8, size=workload["size"], seed=1)
+    out, cpu = {}, {}
+    for compression in CODECS:
         path = folder / f"{compression}.h5"
+        c0 = time.process_time()
         write_balanced_stream(path, sample, workload["n"], size=workload["size"], seed=0, compression=compression)
+        cpu[compression] = time.process_time() - c0
         out[compression] = path
+    out["cpu"] = cpu
     return out
 
 
@@ -179,6 +188,16 @@ def test_bench_reads(benchmark, workload, files, say):
 
             rates["h5py fancy indexing, batch of 128, random"] = n / _best(h5py_fancy, rounds=1)
             rates["h5py item by item, random"] = n / _best(lambda: [(images[int(i)], masks[int(i)]) for i in order], rounds=1)
+        if "zstd" in files:
+            with open_stream(files["zstd"]) as zreader:
+                zchunks = _raw_chunks(files["zstd"], order)
+                decoder = _codec._zstandard.ZstdDecompressor()
+                rates["zstd file: decode the chunks (zstandard)"] = n / _best(
+                    lambda: [(decoder.decompress(a), decoder.decompress(b)) for a, b in zchunks]
+                )
+                rates["zstd file: batch of 128, random"] = n / _best(
+                    lambda: [zreader.read_batch(i) for i in _batches(order, batch)]
+                )
         rates["uncompressed file: batch of 128, random"] = n / _best(lambda: [plain.read_batch(i) for i in _batches(order, batch)])
         rates["uncompressed file: batch of 128, sequential"] = n / _best(
             lambda: [plain.read_batch(i) for i in _batches(sequential, batch)]
@@ -189,12 +208,17 @@ def test_bench_reads(benchmark, workload, files, say):
     except pytest.skip.Exception:
         pass
     floor = rates["inflate the chunks: zlib (the floor)"]
+    sizes = {c: files[c].stat().st_size / 1e6 for c in CODECS}
+    writes = ", ".join(f"{c} {n / files['cpu'][c]:,.0f}/CPU s ({sizes[c]:.0f} MB)" for c in CODECS)
     benchmark.extra_info.update({k: v for k, v in rates.items()}, goal=GOAL)
     width = max(map(len, rates))
     lines = [f"{'read (' + str(n) + ' patches of ' + str(workload['size']) + '^2)':<{width}}  patches/s  x zlib floor"]
     lines += [f"{k:<{width}}  {v:>9,.0f}  {v / floor:>6.2f}" for k, v in rates.items()]
     ratio = rates["batch of 128, random, zlib inflate"] / floor
-    say("\n" + "\n".join(lines) + f"\nshuffled batch with zlib inflate = {ratio:.2f} x inflating its chunks with zlib (goal {GOAL})")
+    say(
+        "\n" + "\n".join(lines) + f"\nshuffled batch with zlib inflate = {ratio:.2f} x inflating its chunks with zlib "
+        f"(goal {GOAL})\nwrite_balanced_stream, {n} patches, by compression: {writes}"
+    )
 
 
 def test_bench_synthetic_stream(benchmark, workload, sample, say):

@@ -517,8 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compression",
         default="isal",
-        choices=("isal", "zlib", "none"),
-        help="chunk compression (default isal: ISA-L deflate; zlib: zlib level 1; both are gzip-filter chunks any HDF5 reader opens)",
+        choices=("isal", "zlib", "zstd", "none"),
+        help="chunk compression (default isal: ISA-L deflate; zlib: zlib level 1; both are gzip-filter chunks any HDF5 reader "
+        "opens; zstd: Zstandard, reads about 4 x faster, other readers need the HDF5 Zstd filter plugin)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming an unfinished write")

@@ -861,7 +861,7 @@ def write_balanced_stream(
         ``(k, parts)``: write only part ``k`` (from 0) of ``parts`` (see :func:`shard_range`).
     batch_size : int
         Items per batch and checkpoint.
-    compression : {"isal", "zlib", "none"}
+    compression : {"isal", "zlib", "zstd", "none"}
         See :class:`ispad_core.io.StreamWriter`.
     overwrite : bool
         Replace an existing ``path`` (and discard an unfinished write with other settings).

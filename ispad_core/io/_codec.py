@@ -27,18 +27,46 @@ try:  # python-isal: Intel's ISA-L deflate, the same zlib streams several times 
 except ImportError:  # pragma: no cover - isal is a dependency; files stay readable without it
     _isal_zlib = None
 
-COMPRESSIONS = ("isal", "zlib", "none")
+try:  # optional (extra [zstd]): Zstandard chunks for HDF5's registered Zstd filter (32015)
+    import zstandard as _zstandard
+except ImportError:
+    _zstandard = None
+
+COMPRESSIONS = ("isal", "zlib", "zstd", "none")
 """``"isal"`` (default): ISA-L deflate level 1 (python-isal), about four times zlib level 1's speed
-at nearly its ratio; ``"zlib"``: zlib level 1 (what h5py's ``gzip`` filter does); ``"none"``:
-uncompressed chunks."""
+at nearly its ratio; ``"zlib"``: zlib level 1 (what h5py's ``gzip`` filter does); ``"zstd"``:
+Zstandard level 1 frames with checksums for the registered HDF5 Zstd filter (32015), which decode
+about four times faster than deflate (other HDF5 readers need the filter plugin, e.g.
+``import hdf5plugin``); ``"none"``: uncompressed chunks."""
+
+ZSTD_FILTER = 32015
+"""The HDF5 filter id registered for Zstandard."""
 
 LEGACY_COMPRESSIONS = ("fast",)
 """Compressions of files written by earlier versions: readable and copyable, no longer written."""
 
 
 def is_filtered(compression: str) -> bool:
-    """Whether chunks of this compression go through the gzip filter."""
+    """Whether chunks of this compression go through a filter."""
     return compression != "none"
+
+
+def dataset_filter(compression: str) -> dict:
+    """The ``create_dataset`` arguments that declare the filter of this compression's chunks."""
+    if compression == "none":
+        return {}
+    if compression == "zstd":
+        return {"compression": ZSTD_FILTER, "allow_unknown_filter": True}
+    return {"compression": "gzip"}
+
+
+def _zstd():
+    if _zstandard is None:
+        raise ImportError('compression="zstd" needs zstandard: pip install "ispad-core[zstd]"')
+    return _zstandard
+
+
+_ZSTD_LEVEL = 1
 
 
 def compress_rows(rows: np.ndarray, compression: str, *, mask: bool) -> list:
@@ -71,6 +99,9 @@ def _compress(rows: np.ndarray, compression: str) -> list:
         return [rows[i] for i in range(rows.shape[0])]
     if compression == "zlib":
         return [zlib.compress(rows[i], 1) for i in range(rows.shape[0])]
+    if compression == "zstd":
+        encoder = _zstd().ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True, write_content_size=True)
+        return [encoder.compress(rows[i]) for i in range(rows.shape[0])]
     if _isal_zlib is None:
         raise ImportError('compression="isal" needs python-isal (pip install isal), or use compression="zlib"')
     return [_isal_zlib.compress(rows[i], 1) for i in range(rows.shape[0])]
@@ -103,11 +134,32 @@ INFLATE_ERRORS: tuple = (zlib.error,) if _isal_zlib is None else (zlib.error, _i
 """What :func:`inflate` raises for a damaged chunk."""
 
 
+def unzstd(data, n: int) -> bytes:
+    """Decode one Zstandard frame of ``n`` bytes (its checksum checks the content).
+
+    Raises one of :data:`UNZSTD_ERRORS` for a damaged frame.
+    """
+    return _zstd().ZstdDecompressor().decompress(data, max_output_size=n)
+
+
+UNZSTD_ERRORS: tuple = (ValueError,) if _zstandard is None else (_zstandard.ZstdError, ValueError)
+"""What :func:`unzstd` raises for a damaged frame."""
+
+
+def decode(data, n: int, compression: str) -> bytes:
+    """The ``n`` bytes a stored chunk of this compression holds (raises for a damaged chunk)."""
+    if compression == "none":
+        return data
+    if compression == "zstd":
+        return unzstd(data, n)
+    return inflate(data)
+
+
 def check_chunk(data, n: int, compression: str) -> bool:
-    """Whether a stored chunk decodes to ``n`` bytes (zlib's Adler-32 checks its content)."""
+    """Whether a stored chunk decodes to ``n`` bytes (the zlib or zstd checksum checks its content)."""
     if compression == "none":
         return len(data) == n
     try:
-        return len(inflate(data)) == n
-    except INFLATE_ERRORS:
+        return len(decode(data, n, compression)) == n
+    except INFLATE_ERRORS + UNZSTD_ERRORS:
         return False

@@ -59,6 +59,8 @@ def test_layout_follows_design(tmp_path):
 @pytest.mark.parametrize("compression", ["isal", "zlib", "none"])
 @pytest.mark.parametrize("shape", [(16, 12), (9, 7, 3)])
 def test_round_trip(tmp_path, compression, shape):
+    if compression == "zstd":
+        pytest.importorskip("zstandard")
     images, masks, labels = make_items(shape=shape)
     path = write_stream(tmp_path / "s.h5", images, masks, labels, compression=compression, batch_size=4)
     with open_stream(path) as s:
@@ -412,7 +414,7 @@ GOOD = make_items(n=4)
         ({"attrs": {"job": 1}}, ValueError, "attrs: attribute name 'job' is reserved"),
         ({"attrs": {"x": object()}}, TypeError, "attrs\\['x'\\]: expected a str, number, bool or JSON"),
         ({"attrs": [1]}, TypeError, "attrs: expected a mapping"),
-        ({"compression": "lz4"}, ValueError, "compression: expected one of 'isal', 'zlib', 'none', got 'lz4'"),
+        ({"compression": "lz4"}, ValueError, "compression: expected one of 'isal', 'zlib', 'zstd', 'none', got 'lz4'"),
         ({"batch_size": 0}, ValueError, "batch_size: expected an int >= 1, got 0"),
         ({"fields": {"colour": np.zeros(4)}}, ValueError, "fields: expected one of 'seeds'"),
         ({"fields": {"seeds": np.zeros(3, int)}}, ValueError, "seeds: expected shape \\(4,\\), got \\(3,\\)"),
@@ -469,11 +471,14 @@ def _damage_chunk(path, item, dataset="syn_stream/images"):
         fh.write(b"\x00\xff" * 4)
 
 
-@pytest.mark.parametrize("compression", ["isal", "zlib", "none"])
+@pytest.mark.parametrize("compression", ["isal", "zlib", "zstd", "none"])
 def test_batch_reads_equal_hdf5s_own_reads_in_any_order(tmp_path, compression):
     images, masks, labels = make_items(n=12, shape=(9, 7, 3))
     path = write_stream(tmp_path / "s.h5", images, masks, labels, compression=compression, batch_size=5)
     idx = np.array([11, 0, 5, 5, -1, 3])
+    if compression == "zstd":
+        pytest.importorskip("zstandard")
+        pytest.importorskip("hdf5plugin")  # for h5py's own reads below
     with open_stream(path) as s, h5py.File(path, "r") as f:
         got = s.read_batch(idx)
         np.testing.assert_array_equal(got[0], f["syn_stream/images"][()][idx])
