@@ -802,7 +802,7 @@ def _fingerprint(arr: np.ndarray) -> str:
 
 def _seed_of_unfinished(path: Path) -> int | None:
     part = part_path(path)
-    if not part.exists():
+    if part.is_symlink() or not part.is_file():  # the writer refuses a link there; never read through one
         return None
     try:
         with h5py.File(part, "r") as f:

@@ -433,3 +433,15 @@ def test_forked_workers_work_when_the_stream_comes_first():
     done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() in ("workqueue", "tbb")
+
+
+def test_a_link_at_the_part_path_is_neither_read_nor_written_through(tmp_path, images):
+    target = tmp_path / "elsewhere.h5"
+    write_balanced_stream(target, images, 4, size=SIZE, seed=1)
+    before = target.read_bytes()
+    out = tmp_path / "s.h5"
+    part_path(out).symlink_to(target)
+    assert stream_mod._seed_of_unfinished(out) is None  # its seed would be the linked file's
+    with pytest.raises(ValueError, match="s.h5.part is a symbolic link"):
+        write_balanced_stream(out, images, 4, size=SIZE)
+    assert target.read_bytes() == before and not out.exists()
