@@ -114,37 +114,14 @@ def builtin_images(seed: int, *, channels: int = 1) -> tuple[list[np.ndarray], l
     return images, names
 
 
-def _read_inputs(args) -> tuple[list[np.ndarray], list[str]]:
-    from ispad_core.io import read_images
+def _read_scans(args):
+    """``--images`` (and ``--rois``) through :func:`ispad_core.io.read_scans`."""
+    from ispad_core.io import read_scans
 
-    images, files = read_images(args.images, name="--images")
-    return images, [f.name for f in files]
-
-
-def _read_rois(rois_dir: str, image_names: list[str], images: list[np.ndarray]) -> tuple[list, list]:
-    from ispad_core.io import list_images, read_image
-
-    files = list_images(rois_dir, name="--rois")
-    by_stem = {}
-    for f in files:
-        by_stem.setdefault(f.stem, f)
-    stems = [Path(name).stem for name in image_names]
-    stray = sorted(set(by_stem) - set(stems))
-    if stray:
-        raise CLIError(f"--rois: {', '.join(stray[:5])} in {rois_dir} match no image of --images (ROIs are matched by file name)")
-    rois, names = [], []
-    for stem, image in zip(stems, images):
-        f = by_stem.get(stem)
-        if f is None:
-            raise CLIError(f"--rois: no ROI for image {stem} in {rois_dir} (expected a file named {stem}.png)")
-        roi = read_image(f, name="--rois")
-        if roi.ndim == 3:
-            roi = roi.max(axis=2)
-        if roi.shape != image.shape[:2]:
-            raise CLIError(f"--rois: {f} is {roi.shape[0]} x {roi.shape[1]} but its image is {image.shape[0]} x {image.shape[1]}")
-        rois.append(roi != 0)
-        names.append(f.name)
-    return rois, names
+    try:
+        return read_scans(args.images, rois=args.rois, name="--images", rois_name="--rois")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- commands
@@ -195,15 +172,14 @@ def cmd_synth(args) -> int:
                 f"(e.g. --shard {args.shard[0]}/{args.shard[1]} --seed 7 on every machine)"
             )
         seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+    if args.rois and not args.images:
+        raise CLIError("--rois needs --images (the built-in sample has no ROIs)")
+    rois = roi_names = None
     if args.images:
-        images, names = _read_inputs(args)
+        scans = _read_scans(args)
+        images, names, rois, roi_names = scans.images, scans.names, scans.rois, scans.roi_names
     else:
         images, names = builtin_images(seed)
-    rois = roi_names = None
-    if args.rois:
-        if not args.images:
-            raise CLIError("--rois needs --images (the built-in sample has no ROIs)")
-        rois, roi_names = _read_rois(args.rois, names, images)
     client = None
     if args.scheduler is not None:
         if args.shard is not None:

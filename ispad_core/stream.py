@@ -23,9 +23,9 @@ stream can be generated alone, in any batch size, on any machine: that is what
 from __future__ import annotations
 
 import hashlib
+import inspect
 import numbers
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +43,6 @@ __all__ = [
     "StreamSummary",
     "SyntheticStream",
     "balanced_stream",
-    "cluster_part_path",
     "epoch_plan",
     "shard_range",
     "stream_plan",
@@ -800,6 +799,15 @@ def _fingerprint(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether an argument is its default (by identity for objects, by value for plain values)."""
+    if a is b:
+        return True
+    if isinstance(a, (str, int, float, bool)) and isinstance(b, (str, int, float, bool)) and type(a) is type(b):
+        return a == b
+    return False
+
+
 def _seed_of_unfinished(path: Path) -> int | None:
     part = part_path(path)
     if part.is_symlink() or not part.is_file():  # the writer refuses a link there; never read through one
@@ -835,7 +843,7 @@ def write_balanced_stream(
     defect_fraction: float = 0.5,
     client: Any = None,
     parts: int | None = None,
-    retries: int = 2,
+    retries: int = 3,
 ) -> StreamSummary:
     """Write a balanced stream (or one shard of it) to an HDF5 file, resumably.
 
@@ -879,16 +887,13 @@ def write_balanced_stream(
     defect_fraction : float
         As :func:`balanced_stream` (default 0.5); recorded as the attribute ``defect_fraction``.
     client : dask.distributed.Client, optional
-        Write on a Dask cluster (``pip install "ispad-core[dask]"``): the stream is split into
-        ``parts`` parts, each a task that writes one part file beside ``path`` (storage that every
-        worker sees, see :func:`cluster_part_path`), and the parts are then merged into ``path``
-        (``copy=True``) and removed. A part whose worker is lost is rerun by Dask and resumes from
-        its last checkpoint, so the result is byte for byte the file one process writes. Each
-        worker process writes one part at a time.
+        Write on a Dask cluster (``pip install "ispad-core[dask]"``), one task per part, merged
+        into the file one process writes, byte for byte: this call hands everything to
+        ``ispad_core._dask.write_balanced_stream_distributed`` (see ``docs/dask.md``).
     parts : int, optional
-        Parts with ``client`` (default: twice the cluster's workers, at most one per batch).
+        With ``client``: the number of parts (tasks); the file does not depend on it.
     retries : int
-        Dask retries of a part that raises (a lost worker is rerun by Dask in any case).
+        With ``client``: how often a part that failed on the shared storage is run again.
 
     Returns
     -------
@@ -905,6 +910,20 @@ def write_balanced_stream(
     ...     print(len(s), int(s.labels.sum()), s.attrs["seed"], s.attrs["preset_name"])
     6 3 0 mixed
     """
+    if client is not None:
+        if shard is not None:
+            raise ValueError("shard: not with client (the cluster writes every part of the stream)")
+        from ispad_core._dask import write_balanced_stream_distributed
+
+        given = dict(
+            seed=seed, overwrite=overwrite, retries=retries, show_progress=show_progress, rois=rois, preset=preset,
+            augment=augment, size=size, min_roi_fraction=min_roi_fraction, max_redraws=max_redraws,
+            batch_size=batch_size, compression=compression, resume=resume, names=names, roi_names=roi_names,
+            callback=callback, defect_fraction=defect_fraction,
+        )
+        defaults = inspect.signature(write_balanced_stream).parameters
+        changed = {k: v for k, v in given.items() if not _same(v, defaults[k].default)}  # the rest: its defaults
+        return write_balanced_stream_distributed(path, images, n, client=client, parts=parts, **changed)
     t_start = time.perf_counter()
     n, size, batch_size, min_roi_fraction, max_redraws = _check_common(n, size, batch_size, min_roi_fraction, max_redraws)
     path = Path(path)
@@ -914,27 +933,6 @@ def write_balanced_stream(
             seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
     seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
     defect_fraction = _check_fraction(defect_fraction)
-    if client is not None:
-        if shard is not None:
-            raise ValueError("shard: not with client (the cluster writes every part of the stream)")
-        if callback is not None:
-            raise ValueError("callback: not with client (the parts are written on the cluster)")
-        return _write_on_cluster(
-            client,
-            path,
-            images,
-            n,
-            parts=parts,
-            retries=check_int(retries, "retries", minimum=0),
-            seed=seed,
-            overwrite=overwrite,
-            t_start=t_start,
-            kwargs=dict(
-                rois=rois, preset=preset, augment=augment, size=size, min_roi_fraction=min_roi_fraction,
-                max_redraws=max_redraws, batch_size=batch_size, compression=compression, resume=resume,
-                names=names, roi_names=roi_names, defect_fraction=defect_fraction,
-            ),
-        )
     start, stop = shard_range(n, shard)
     if stop == start:
         raise ValueError(f"shard: part {shard[0]} of {shard[1]} of a {n}-item stream is empty; use fewer parts")
@@ -1031,97 +1029,3 @@ def write_balanced_stream(
         timings=timings,
     )
 
-
-# --------------------------------------------------------------------------- Dask
-
-
-_PART_LOCK = threading.Lock()
-
-
-def cluster_part_path(path: str | os.PathLike, k: int, parts: int) -> Path:
-    """The file that part ``k`` of ``parts`` is written to on a cluster, beside ``path``.
-
-    Examples
-    --------
-    >>> cluster_part_path("out/stream.h5", 3, 8).name
-    'stream.part3of8.h5'
-    """
-    path = Path(path)
-    return path.with_name(f"{path.stem}.part{k}of{parts}{path.suffix}")
-
-
-def _write_part(part: Path, data: tuple, n: int, seed: int, shard: tuple[int, int], kwargs: dict) -> StreamSummary:
-    """One Dask task: write (or resume, or find finished) one part of the stream."""
-    images, rois = data
-    # One part at a time per worker process: Numba's fork-safe workqueue layer runs one parallel
-    # kernel at a time, and a part's kernels use the worker's cores anyway.
-    with _PART_LOCK:
-        if part.exists():  # finished by an earlier attempt whose worker was lost before reporting
-            from ispad_core.io import open_stream
-
-            with open_stream(part) as s:
-                a, b = shard_range(n, shard)
-                if (s.attrs.get("seed"), s.attrs.get("item_start"), s.attrs.get("item_stop")) == (seed, a, b):
-                    return StreamSummary(part, len(s), len(s), int(s.labels.sum()), 0, 0.0, 0.0, 0.0, seed, {})
-        return write_balanced_stream(part, images, n, seed=seed, shard=shard, **{**kwargs, "rois": rois})
-
-
-def _write_on_cluster(client, path, images, n, *, parts, retries, seed, overwrite, t_start, kwargs) -> StreamSummary:
-    from ispad_core._files import check_output_path
-    from ispad_core.io import merge_streams
-
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (ispad: --overwrite) to replace it")
-    check_output_path(path, "path", overwrite=True)
-    _prepare_sources(images, kwargs["rois"], kwargs["size"], kwargs["min_roi_fraction"])  # fail here, not on the cluster
-    if parts is None:
-        workers = len(client.scheduler_info().get("workers", {})) or 1
-        parts = max(1, min(2 * workers, -(-n // kwargs["batch_size"])))
-    parts = check_int(parts, "parts", minimum=1, maximum=n)
-    if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
-        images = [images]
-    [data] = client.scatter([(list(images), kwargs["rois"])], broadcast=True)
-    files = [cluster_part_path(path, k, parts) for k in range(parts)]
-    futures = [
-        client.submit(
-            _write_part,
-            files[k],
-            data,
-            n,
-            seed,
-            (k, parts),
-            kwargs,
-            key=f"ispad-synth-{path.name}-{seed}-part{k}of{parts}",
-            retries=retries,
-            pure=False,
-        )
-        for k in range(parts)
-    ]
-    summaries = client.gather(futures)
-    t_merge = time.perf_counter()
-    merge_streams(files, path, copy=True, overwrite=overwrite)
-    for f in files:
-        f.unlink()
-    seconds = time.perf_counter() - t_start
-    resumed = sum(s.n_resumed for s in summaries)
-    fresh = [s for s in summaries if s.n_resumed < s.n_items]
-    n_def_run = sum(s.n_defective for s in fresh)
-    attempts = sum(s.mean_attempts * s.n_defective for s in fresh)
-    timings: dict = {}
-    for s in summaries:
-        for key, value in s.timings.items():
-            timings[key] = timings.get(key, 0.0) + value
-    timings["merge"] = time.perf_counter() - t_merge
-    return StreamSummary(
-        path=path,
-        n_items=n,
-        n_resumed=resumed,
-        n_defective=sum(s.n_defective for s in summaries),
-        n_redrawn=sum(s.n_redrawn for s in summaries),
-        mean_attempts=attempts / n_def_run if n_def_run else 0.0,
-        seconds=seconds,
-        rate=(n - resumed) / seconds if seconds > 0 else 0.0,
-        seed=seed,
-        timings=timings,
-    )

@@ -18,12 +18,14 @@ times faster than zlib level 1, and readers inflate them with ISA-L too. ``compr
 twice as fast again; other HDF5 readers then need the filter plugin (``import hdf5plugin``).
 
 Unsupervised splits: :func:`read_mvtec` / :func:`write_mvtec` and :class:`MVTecDataset`.
-Single images: :func:`read_image`, :func:`read_images`, :func:`list_images`, :func:`write_png`.
+Single images: :func:`read_image`, :func:`read_images`, :func:`list_images`, :func:`write_png`;
+fault-free scans with their ROIs, matched by file name: :func:`read_scans`.
 """
 
 from ispad_core.io._codec import COMPRESSIONS
 from ispad_core.io._images import IMAGE_EXTENSIONS, list_images, read_image, read_images, write_png
 from ispad_core.io._mvtec import MVTecDataset, read_mvtec, write_mvtec
+from ispad_core.io._scans import Scans, read_scans
 from ispad_core.io._streamfile import (
     FIELDS,
     StreamReader,
@@ -39,6 +41,7 @@ __all__ = [
     "FIELDS",
     "IMAGE_EXTENSIONS",
     "MVTecDataset",
+    "Scans",
     "StreamReader",
     "StreamWriter",
     "list_images",
@@ -48,6 +51,7 @@ __all__ = [
     "read_image",
     "read_images",
     "read_mvtec",
+    "read_scans",
     "write_mvtec",
     "write_png",
     "write_stream",
