@@ -2,7 +2,7 @@
 
 Layout (DESIGN.md, "Files")::
 
-    /syn_stream/images     (N, H, W[, C]) uint8, one patch per chunk, gzip-filter chunks
+    /syn_stream/images     (N, H, W[, 1 or 3]) uint8, one patch per chunk, gzip-filter (or Zstd) chunks
     /syn_stream/labels     (N,) uint8, 0 good, 1 defective
     /syn_stream/<field>    optional per-item provenance: seeds (uint32), sources (uint16),
                            origins (N, 2) int32, attempts (uint16)
@@ -16,10 +16,20 @@ file flushed, so the file on disk always holds a consistent checkpoint. On succe
 flushed, fsynced and renamed to ``FILE`` (``os.replace``): there is never a half-written file under
 the final name. A new writer for the same ``FILE`` and the same job (the attribute ``job``: every
 setting that decides the bytes) finds the part, copies its first ``n_done`` items into a fresh
-part (each chunk checked by zlib's Adler-32 on the way) and continues from there. Copying instead
-of appending in place is what makes a resumed file byte-identical to an uninterrupted one: all
-chunks are written with ``write_direct_chunk`` in the same order, so HDF5 allocates the same
-addresses.
+part (each chunk checked by its zlib or zstd checksum on the way, and the labels) and continues
+from there. Copying instead of appending in place is what makes a resumed file byte-identical to
+an uninterrupted one: all chunks are written with ``write_direct_chunk`` in the same order, so
+HDF5 allocates the same addresses. (The price: a resume needs room for the part twice.)
+
+One writer per file. A writer holds an OS lock on ``FILE.lock`` (:func:`ispad_core._files.exclusive_lock`)
+from its start to its commit, so a second writer of the same file fails at once instead of
+touching the first one's part; the part is created under a unique name and renamed to
+``FILE.part`` (never opened through a link there), and the commit renames only the file this
+writer wrote (same inode) and only over a regular file.
+
+Reading. :class:`StreamReader` checks dtypes, channels and labels on open and reads batches by
+slicing the memory-mapped file at the offsets of HDF5's chunk index, decoding each chunk itself
+(ISA-L or zlib for deflate, zstandard for Zstd) and checking its checksum and size.
 """
 
 from __future__ import annotations
@@ -201,6 +211,8 @@ class StreamWriter:
 
     Items are appended in batches of exactly ``batch_size`` (the last may be shorter) to
     ``path + ".part"``; :meth:`commit` renames the part to ``path`` once all ``n`` items are in.
+    The writer holds the lock of ``path`` from construction to commit or close: a second writer
+    raises :class:`ispad_core._files.OutputBusyError` at once.
     Used as a context manager it commits on a clean exit when complete and otherwise keeps the part
     file, so that a new writer with the same settings resumes it (see :attr:`n_done`).
 
@@ -787,9 +799,14 @@ class StreamReader:
     ``len(reader)`` items; ``reader[i]`` is ``(image, mask, label)`` with image
     ``(H, W[, C])`` uint8, mask ``(H, W)`` uint8 0/255 as stored, label an int;
     ``reader[a:b]`` (or an integer array) gives ``(images, masks, labels)`` arrays;
-    :meth:`iter_chunks` walks the file in blocks. ``attrs`` holds the root attributes with JSON
-    values decoded. Readers can be pickled (they reopen the file by path), so a torch
-    ``DataLoader`` with worker processes can use one.
+    :meth:`read_batch` reads any batch of indices and ``__getitems__`` serves a torch
+    ``DataLoader`` a whole batch per call; :meth:`iter_chunks` walks the file in blocks.
+    ``attrs`` holds the root attributes with JSON values decoded. Readers can be pickled (they
+    reopen the file by path), so a torch ``DataLoader`` with worker processes can use one.
+
+    Opening checks the file: labels other than 0/1, images that are not uint8 ``(N, H, W)`` or
+    ``(N, H, W, 1 or 3)``, masks that are not uint8 and (for a virtual merge) parts that changed
+    since the merge raise ValueError naming the file.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
