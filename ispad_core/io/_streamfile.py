@@ -19,7 +19,10 @@ setting that decides the bytes) finds the part, copies its first ``n_done`` item
 part (each chunk checked by its zlib or zstd checksum on the way, and the labels) and continues
 from there. Copying instead of appending in place is what makes a resumed file byte-identical to
 an uninterrupted one: all chunks are written with ``write_direct_chunk`` in the same order, so
-HDF5 allocates the same addresses. (The price: a resume needs room for the part twice.)
+HDF5 allocates the same addresses. The copy gives the old file's disk blocks back batch by batch
+(holes punched where the copied chunks were, on Linux), so a resume needs room for about one batch
+more than the part, and a resume interrupted while copying takes each batch from the new part or,
+beyond it, from the old one.
 
 One writer per file. A writer holds an OS lock on ``FILE.lock`` (:func:`ispad_core._files.exclusive_lock`)
 from its start to its commit, so a second writer of the same file fails at once instead of
@@ -104,6 +107,46 @@ def part_path(path: Path) -> Path:
 
 def _old_part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part.old")
+
+
+def _older_part_path(path: Path) -> Path:
+    return path.with_name(path.name + ".part.older")
+
+
+_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (Linux)
+_fallocate = None
+
+
+def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Byte ranges ``[a, b)`` joined where they touch or overlap."""
+    out: list[list[int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _punch(fd: int, offset: int, size: int) -> bool:
+    """Give the disk blocks of ``[offset, offset + size)`` of a file back (Linux; False elsewhere).
+
+    The bytes read as zeros afterwards; the file keeps its size and every other byte.
+    """
+    global _fallocate
+    if _fallocate is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            _fallocate = libc.fallocate
+        except (OSError, AttributeError, TypeError):
+            _fallocate = False
+    if not _fallocate or size <= 0:
+        return False
+    return _fallocate(fd, _PUNCH_HOLE, offset, size) == 0
 
 
 # --------------------------------------------------------------------------- attributes
@@ -309,23 +352,28 @@ class StreamWriter:
         """Items taken over from an unfinished part (0 for a fresh write)."""
         self.timings = {"compress": 0.0, "write": 0.0}
         """Seconds spent compressing chunks and handing them to HDF5 (including flushes)."""
-        source = self._find_resumable(resume)
+        sources = self._find_resumable(resume)
         self._create()
-        if source is not None:
+        if sources:
             try:
-                self._replay(source)
+                self._replay(sources)
             except BaseException:
                 self.close()
                 raise
-            source.unlink()
+            for source in sources:
+                source.unlink()
 
     # -- setup ---------------------------------------------------------------------------
 
-    def _find_resumable(self, resume: bool) -> Path | None:
-        """Pick the unfinished part (or the copy being replaced) with the most items of this job."""
-        old = _old_part_path(self.path)
-        best: tuple[int, Path] | None = None
-        for candidate in (self.part, old):
+    def _find_resumable(self, resume: bool) -> list[Path]:
+        """The unfinished files of this job (the part, and copies a resume was replacing), most items first.
+
+        Each is moved off ``FILE.part`` so that the new part can take that name; the others (of
+        another job with ``overwrite``, unreadable ones, or all with ``resume=False``) are removed.
+        """
+        names = (self.part, _old_part_path(self.path), _older_part_path(self.path))
+        found: list[tuple[int, Path]] = []
+        for candidate in names:
             _check_part_path(candidate, "path")
             if not candidate.exists():
                 continue
@@ -334,7 +382,7 @@ class StreamWriter:
                     job = f.attrs["job"]
                     done = int(f.attrs["n_done"])
             except Exception as exc:  # a part damaged by a crash: ours to discard
-                warnings.warn(f"discarding unreadable unfinished file {candidate} ({exc})", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"discarding unreadable unfinished file {candidate} ({exc})", RuntimeWarning, stacklevel=4)
                 candidate.unlink()
                 continue
             if isinstance(job, bytes):
@@ -348,21 +396,22 @@ class StreamWriter:
                     )
                 candidate.unlink()
                 continue
-            if not resume:  # this job's unfinished part, and the caller asked to start over
+            if not resume or done == 0:  # nothing to take over (or the caller asked to start over)
                 candidate.unlink()
                 continue
-            if best is None or done > best[0]:
-                best = (done, candidate)
-        if best is None:
-            return None
-        source = best[1]
-        for candidate in (self.part, old):
-            if candidate != source and candidate.exists():
-                candidate.unlink()
-        if source == self.part:
-            os.replace(self.part, old)
-            source = old
-        return source
+            found.append((done, candidate))
+        found.sort(key=lambda dc: -dc[0])
+        if len(found) == len(names):  # all three names taken: the least complete goes
+            _, dropped = found.pop()
+            dropped.unlink()
+        sources = []
+        for done, candidate in found:
+            if candidate == self.part:
+                free = next(p for p in names[1:] if not p.exists())
+                os.replace(self.part, free)
+                candidate = free
+            sources.append(candidate)
+        return sources
 
     def _create(self) -> None:
         _check_part_path(self.part, "path")
@@ -394,39 +443,72 @@ class StreamWriter:
         _write_root_attrs(f, self, n_done=0, complete=False)
         f.flush()
 
-    def _replay(self, source: Path) -> None:
-        """Copy the checkpointed items of ``source`` batch by batch, as the original writes did."""
+    def _replay(self, sources: list[Path]) -> None:
+        """Copy the checkpointed items of the unfinished files batch by batch, as the original
+        writes did, each batch from the first file that holds it intact.
+
+        The disk blocks of every chunk copied are given back at once (a hole punched in the old
+        file), so a resume needs room for about one batch more than the part, not for the part
+        twice; a resume that is itself interrupted finds each batch in the new part or, beyond
+        it, in the old file.
+        """
         image_bytes = int(np.prod(self.image_shape))
         mask_bytes = int(np.prod(self.image_shape[:2]))
-        with h5py.File(source, "r") as src:
-            done = int(src.attrs["n_done"])
-            images, masks = src[IMAGES].id, src[MASKS].id
-            zeros = (0,) * len(self.image_shape)
-            for start in range(0, done, self.batch_size):
-                stop = min(start + self.batch_size, done)
+        zeros = (0,) * len(self.image_shape)
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(h5py.File(src, "r")) for src in sources]
+            fds = []
+            for src in sources:
+                fd = os.open(src, os.O_RDWR | os.O_NOFOLLOW)
+                stack.callback(os.close, fd)
+                fds.append(fd)
+            dones = [int(f.attrs["n_done"]) for f in files]
+            for start in range(0, max(dones), self.batch_size):
+                stop = min(start + self.batch_size, max(dones))
                 if stop - start != self.batch_size and stop != self.n:
                     break  # not a checkpoint this job makes; cannot happen unless tampered
-                try:
-                    img = [images.read_direct_chunk((i, *zeros))[1] for i in range(start, stop)]
-                    msk = [masks.read_direct_chunk((i, 0, 0))[1] for i in range(start, stop)]
-                    ok = all(check_chunk(c, image_bytes, self.compression) for c in img) and all(
-                        check_chunk(c, mask_bytes, self.compression) for c in msk
-                    )
-                except Exception:
-                    ok = False
-                labels = src[LABELS][start:stop]
-                if ok and labels.size and (labels.min() < 0 or labels.max() > 1):
-                    ok = False  # labels are checked like chunks: a resumed file holds only 0/1
-                if not ok:
+                batch = None
+                for src, f, fd, done in zip(sources, files, fds, dones):
+                    if done >= stop:
+                        batch = self._read_checked(f, start, stop, image_bytes, mask_bytes, zeros)
+                        if batch is not None:
+                            break
+                if batch is None:
                     warnings.warn(
-                        f"{source}: items from {start} on are damaged; regenerating them",
+                        f"{sources[0]}: items from {start} on are damaged; regenerating them",
                         RuntimeWarning,
-                        stacklevel=3,
+                        stacklevel=4,
                     )
                     break
-                extra = {name: src[f"syn_stream/{name}"][start:stop] for name in self.fields}
+                img, msk, labels, extra = batch
                 self._write_raw(img, msk, labels, extra)
+                ranges = []  # copied and checkpointed: the old blocks can go
+                for name in (IMAGES, MASKS):
+                    dsid = f[name].id
+                    for i in range(start, stop):
+                        info = dsid.get_chunk_info_by_coord((i, *zeros) if name == IMAGES else (i, 0, 0))
+                        ranges.append((info.byte_offset, info.byte_offset + info.size))
+                for a, b in _coalesce(ranges):  # whole runs: a chunk rarely fills whole disk blocks
+                    _punch(fd, a, b - a)
         self.resumed_from = self._n_done
+
+    def _read_checked(self, f: h5py.File, start: int, stop: int, image_bytes: int, mask_bytes: int, zeros: tuple):
+        """Items ``[start, stop)`` of an unfinished file as stored, or None if any of them is damaged."""
+        try:
+            images, masks = f[IMAGES].id, f[MASKS].id
+            img = [images.read_direct_chunk((i, *zeros))[1] for i in range(start, stop)]
+            msk = [masks.read_direct_chunk((i, 0, 0))[1] for i in range(start, stop)]
+            if not all(check_chunk(c, image_bytes, self.compression) for c in img):
+                return None
+            if not all(check_chunk(c, mask_bytes, self.compression) for c in msk):
+                return None
+            labels = f[LABELS][start:stop]
+            if labels.size and (labels.min() < 0 or labels.max() > 1):
+                return None  # labels are checked like chunks: a resumed file holds only 0/1
+            extra = {name: f[f"syn_stream/{name}"][start:stop] for name in self.fields}
+        except Exception:
+            return None
+        return img, msk, labels, extra
 
     # -- writing -------------------------------------------------------------------------
 
