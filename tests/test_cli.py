@@ -316,3 +316,17 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     proc.stderr.close()
     assert proc.returncode == 141, err
     assert err == ""
+
+
+def test_a_second_synth_or_merge_to_a_busy_output_fails_at_once(tmp_path):
+    # another process holds the writer lock of the output (as a running ispad synth does)
+    from ispad_core._files import exclusive_lock
+
+    out = tmp_path / "s.h5"
+    common = ["--n", 4, "--seed", 1, *SMALL]
+    ispad("synth", "--out", tmp_path / "p.h5", *common)
+    with exclusive_lock(out):
+        for argv in (("synth", "--out", out, *common), ("merge", tmp_path / "p.h5", "--out", out, "--copy")):
+            err = ispad(*argv, expect=1).stderr
+            assert f"another process is writing {out}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]
