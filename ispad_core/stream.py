@@ -189,7 +189,10 @@ class _Source:
     nc: int
 
 
-def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float) -> list[_Source]:
+def _prepare_sources(
+    images: Any, rois: Any, size: int, min_roi_fraction: float, names: Sequence[str] | None = None
+) -> list[_Source]:
+    """Check the images and ROIs; errors name an image by ``names[j]`` (its file) when given."""
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
         images = [images]
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) or len(images) == 0:
@@ -202,8 +205,11 @@ def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float)
         raise ValueError(f"rois: expected one ROI (or None) per image, {len(images)} in all")
     sources = []
     channels = None
+    labels = [f"images[{j}]" for j in range(len(images))]
+    if names is not None and len(names) == len(images):
+        labels = [f"images[{j}] ({names[j]})" for j in range(len(images))]
     for j, (image, roi) in enumerate(zip(images, rois)):
-        name = f"images[{j}]"
+        name = labels[j]
         image = check_array(image, name, ndim=(2, 3), dtypes=(np.uint8,))
         if image.ndim == 3 and image.shape[2] not in (1, 3):
             raise ValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {image.shape}")
@@ -211,7 +217,7 @@ def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float)
         if channels is None:
             channels = ch
         elif ch != channels:
-            raise ValueError(f"{name}: has shape {image.shape}, but images[0] has {'no' if not channels else channels} channel axis; expected all alike")
+            raise ValueError(f"{name}: has shape {image.shape}, but {labels[0]} has {'no' if not channels else channels} channel axis; expected all alike")
         h, w = image.shape[:2]
         if h < size or w < size:
             raise ValueError(f"{name}: image of {h} x {w} pixels is smaller than the patch size {size}")
@@ -472,9 +478,9 @@ def balanced_stream(
 
 
 def _make_generator(
-    images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction=0.5
+    images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction=0.5, names=None
 ) -> _Generator:
-    sources = _prepare_sources(images, rois, size, min_roi_fraction)
+    sources = _prepare_sources(images, rois, size, min_roi_fraction, names)
     params = _resolve_preset(preset)
     aug = _resolve_augment(augment)
     seeds, defective = stream_plan(n, rng=rng, defect_fraction=defect_fraction)
@@ -562,6 +568,8 @@ class SyntheticStream:
         The starting epoch (default 0).
     worker_threads : int or None
         Numba threads in a worker process; None leaves Numba's setting alone.
+    names : sequence of str, optional
+        The images' file names, for error messages.
 
     Raises
     ------
@@ -600,6 +608,7 @@ class SyntheticStream:
         defect_fraction: float = 0.5,
         epoch: int = 0,
         worker_threads: int | None = 1,
+        names: Sequence[str] | None = None,
     ) -> None:
         n, size, _, min_roi_fraction, max_redraws = _check_common(n, size, 1, min_roi_fraction, max_redraws)
         if seed is None:
@@ -608,7 +617,7 @@ class SyntheticStream:
         self.defect_fraction = _check_fraction(defect_fraction)
         self.worker_threads = None if worker_threads is None else check_int(worker_threads, "worker_threads", minimum=1)
         self._gen = _make_generator(
-            images, rois, n, self.seed, size, preset, augment, min_roi_fraction, max_redraws, self.defect_fraction
+            images, rois, n, self.seed, size, preset, augment, min_roi_fraction, max_redraws, self.defect_fraction, names
         )
         self.n = n
         self.size = size
@@ -876,7 +885,8 @@ def write_balanced_stream(
     resume : bool
         Continue an unfinished write with the same settings (default).
     names, roi_names : sequence of str, optional
-        Names of the images and ROIs for the file's provenance (e.g. their file names).
+        Names of the images and ROIs for the file's provenance (e.g. their file names); errors
+        about an image name it too.
     show_progress : bool
         Show a progress bar with rate and ETA on stderr.
     callback : callable, optional
@@ -936,7 +946,9 @@ def write_balanced_stream(
     start, stop = shard_range(n, shard)
     if stop == start:
         raise ValueError(f"shard: part {shard[0]} of {shard[1]} of a {n}-item stream is empty; use fewer parts")
-    gen = _make_generator(images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction)
+    gen = _make_generator(
+        images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction, names
+    )
     sources_meta = []
     for j, s in enumerate(gen.sources):
         name = names[j] if names is not None else f"images[{j}]"

@@ -445,3 +445,12 @@ def test_a_link_at_the_part_path_is_neither_read_nor_written_through(tmp_path, i
     with pytest.raises(ValueError, match="s.h5.part is a symbolic link"):
         write_balanced_stream(out, images, 4, size=SIZE)
     assert target.read_bytes() == before and not out.exists()
+
+
+def test_errors_about_an_image_name_its_file(tmp_path, images):
+    small = np.zeros((40, 40), np.uint8)
+    with pytest.raises(ValueError, match="images\\[1\\] \\(b.png\\): image of 40 x 40 pixels is smaller"):
+        write_balanced_stream(tmp_path / "s.h5", [images[0], small], 4, size=SIZE, seed=0, names=["a.png", "b.png"])
+    with pytest.raises(ValueError, match="images\\[1\\] \\(scan7.tif\\): has shape \\(80, 80, 3\\), but images\\[0\\] \\(a.png\\)"):
+        stream_mod.SyntheticStream([images[0], np.zeros((80, 80, 3), np.uint8)], n=4, size=SIZE, seed=0,
+                                   names=["a.png", "scan7.tif"])

@@ -721,3 +721,10 @@ def test_a_resume_interrupted_while_copying_loses_nothing(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
     whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
     assert path.read_bytes() == whole.read_bytes()
+
+
+def test_a_virtual_merge_has_the_permissions_of_every_other_output(tmp_path):
+    images, masks, labels = make_items(n=6)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 3, 6], 6)
+    merged = merge_streams(parts, tmp_path / "m.h5")
+    assert (os.stat(merged).st_mode & 0o777) == (os.stat(parts[0]).st_mode & 0o777) != 0o600
