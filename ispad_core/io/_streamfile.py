@@ -55,7 +55,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ispad_core._files import check_output_path, exclusive_lock, fsync_dir
+from ispad_core._files import _umask, check_output_path, exclusive_lock, fsync_dir
 from ispad_core._validation import check_array, check_choice, check_int
 from ispad_core._version import __version__
 from ispad_core.io._codec import (
@@ -418,6 +418,7 @@ class StreamWriter:
         # A fresh file of our own (O_CREAT | O_EXCL under a unique name), renamed to FILE.part: a
         # rename replaces a link at that name instead of writing through it.
         fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename: a normal file's mode
         os.close(fd)
         try:
             f = h5py.File(tmp_name, "w")
@@ -1447,12 +1448,6 @@ def _merge_plan(readers: list[StreamReader], *, partial: bool = False) -> tuple[
     attrs["item_stop"] = stop
     attrs["shard"] = "0/1" if start == 0 and stop == n_total else f"items {start}-{stop}"
     return attrs, readers
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 _FINGERPRINT_SAMPLE = 32
