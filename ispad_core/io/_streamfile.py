@@ -938,6 +938,9 @@ class StreamReader:
                 f"{f[LABELS].shape}, ground_truth {f[MASKS].shape}"
             )
         _check_stream_types(f, self.path)
+        if any(_ZSTD_KEY in _dataset_filters(f[name]) for name in (IMAGES, MASKS)):
+            with contextlib.suppress(ImportError):  # lets h5py itself (reader.images, slices) decode Zstd
+                import hdf5plugin  # noqa: F401
         if "complete" in f.attrs and not bool(f.attrs["complete"]):
             done = int(f.attrs.get("n_done", 0))
             raise ValueError(
