@@ -32,7 +32,9 @@ writer wrote (same inode) and only over a regular file.
 
 Reading. :class:`StreamReader` checks dtypes, channels and labels on open and reads batches by
 slicing the memory-mapped file at the offsets of HDF5's chunk index, decoding each chunk itself
-(ISA-L or zlib for deflate, zstandard for Zstd) and checking its checksum and size.
+(ISA-L or zlib for deflate, zstandard for Zstd) and checking its checksum and size. A file is
+replaced by a rename, never rewritten in place, so the mapping stays valid; a file truncated in
+place by another program while it is mapped would end the reading process (SIGBUS).
 """
 
 from __future__ import annotations
