@@ -2,10 +2,14 @@
 
 Each item of a stream of ``n`` is one ``size x size`` patch drawn at a random position inside the
 region of interest of one of the fault-free images, augmented with the paper's table-8 transforms
-(:mod:`ispad_core.augment`); exactly ``n // 2`` items, at shuffled positions, then receive a
-synthetic defect (:mod:`ispad_core.synth`) and a pixel mask. A defect that stays below its
-visibility threshold after the synthesizer's own attempts is redrawn on another patch, so the
-stream stays exactly balanced.
+(:mod:`ispad_core.augment`); exactly ``n // 2`` items (``floor(n * defect_fraction)`` in
+general), at shuffled positions, then receive a synthetic defect (:mod:`ispad_core.synth`) and a
+pixel mask. A defect that stays below its visibility threshold after the synthesizer's own
+attempts is redrawn on another patch, so the stream stays exactly balanced.
+
+The stream is written to a file by :func:`write_balanced_stream`, or drawn while training by
+:class:`SyntheticStream`, whose item ``i`` equals item ``i`` of that file byte for byte and which
+can switch to a fresh set of patches and defects every epoch (:meth:`SyntheticStream.set_epoch`).
 
 Determinism. A stream is a function of its inputs and one integer seed. The seed gives the ``n``
 per-item 32-bit seeds (:func:`ispad_core._validation.item_seeds`) and the set of defective items;
@@ -19,6 +23,8 @@ stream can be generated alone, in any batch size, on any machine: that is what
 from __future__ import annotations
 
 import hashlib
+import inspect
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +39,15 @@ from ispad_core._progress import progress
 from ispad_core._validation import as_generator, check_array, check_float, check_int, item_seeds, mix64
 from ispad_core.io._streamfile import StreamWriter, part_path
 
-__all__ = ["StreamSummary", "balanced_stream", "shard_range", "stream_plan", "write_balanced_stream"]
+__all__ = [
+    "StreamSummary",
+    "SyntheticStream",
+    "balanced_stream",
+    "epoch_plan",
+    "shard_range",
+    "stream_plan",
+    "write_balanced_stream",
+]
 
 _MASK64 = (1 << 64) - 1
 _POS, _AUG, _SYN = 0, 1, 2
@@ -58,7 +72,16 @@ def _derive32(seeds: np.ndarray, key: int) -> np.ndarray:
     return (_derive64(seeds, key) >> np.uint64(32)).astype(np.uint32)
 
 
-def stream_plan(n: int, *, rng: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def n_defective(n: int, defect_fraction: float) -> int:
+    """Defective items of an ``n``-item stream: ``floor(n * defect_fraction)`` (``n // 2`` at 0.5)."""
+    return int(np.floor(n * defect_fraction * (1 + 1e-12)))  # 0.29 * 100 is 28.999999999999996
+
+
+def _check_fraction(defect_fraction: Any) -> float:
+    return check_float(defect_fraction, "defect_fraction", minimum=0.0, maximum=1.0)
+
+
+def stream_plan(n: int, *, rng: Any = None, defect_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Per-item seeds and defect flags of an ``n``-item balanced stream.
 
     Parameters
@@ -67,13 +90,17 @@ def stream_plan(n: int, *, rng: Any = None) -> tuple[np.ndarray, np.ndarray]:
         Stream length.
     rng : None, int or numpy.random.Generator
         The stream's seed.
+    defect_fraction : float
+        Fraction of defective items, in [0, 1]: ``floor(n * defect_fraction)`` items get a
+        defect (default 0.5, the balanced stream; 0 gives a pure fault-free stream).
 
     Returns
     -------
     seeds : numpy.ndarray of uint32, shape (n,)
         Unique per-item seeds.
     defective : numpy.ndarray of bool, shape (n,)
-        Exactly ``n // 2`` True, at uniformly random positions.
+        Exactly ``n // 2`` True (at the default fraction), at uniformly random positions. The
+        seeds do not depend on ``defect_fraction``.
 
     Examples
     --------
@@ -82,11 +109,33 @@ def stream_plan(n: int, *, rng: Any = None) -> tuple[np.ndarray, np.ndarray]:
     (dtype('uint32'), 2)
     """
     n = check_int(n, "n", minimum=0)
+    defect_fraction = _check_fraction(defect_fraction)
     gen = as_generator(rng)
     seeds = item_seeds(gen, n)
     defective = np.zeros(n, bool)
-    defective[gen.permutation(n)[: n // 2]] = True
+    defective[gen.permutation(n)[: n_defective(n, defect_fraction)]] = True
     return seeds, defective
+
+
+def epoch_plan(n: int, *, seed: int, epoch: int = 0, defect_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item seeds and defect flags of epoch ``epoch`` of a stream (see :class:`SyntheticStream`).
+
+    Epoch 0 is the stream itself (:func:`stream_plan` with ``rng=seed``), the plan of the file that
+    :func:`write_balanced_stream` writes with this seed; epoch ``e > 0`` is the plan of a stream
+    seeded by ``numpy.random.SeedSequence([seed, e])``: fresh seeds and fresh defect positions, a
+    pure function of ``(seed, epoch)``.
+
+    Examples
+    --------
+    >>> s0, d0 = epoch_plan(6, seed=3)
+    >>> s1, d1 = epoch_plan(6, seed=3, epoch=1)
+    >>> bool((s0 == stream_plan(6, rng=3)[0]).all()), bool((s0 == s1).any()), int(d1.sum())
+    (True, False, 3)
+    """
+    seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
+    epoch = check_int(epoch, "epoch", minimum=0)
+    rng = seed if epoch == 0 else np.random.default_rng(np.random.SeedSequence([seed, epoch]))
+    return stream_plan(n, rng=rng, defect_fraction=defect_fraction)
 
 
 def shard_range(n: int, shard: tuple[int, int] | None) -> tuple[int, int]:
@@ -140,7 +189,10 @@ class _Source:
     nc: int
 
 
-def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float) -> list[_Source]:
+def _prepare_sources(
+    images: Any, rois: Any, size: int, min_roi_fraction: float, names: Sequence[str] | None = None
+) -> list[_Source]:
+    """Check the images and ROIs; errors name an image by ``names[j]`` (its file) when given."""
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
         images = [images]
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) or len(images) == 0:
@@ -153,8 +205,11 @@ def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float)
         raise ValueError(f"rois: expected one ROI (or None) per image, {len(images)} in all")
     sources = []
     channels = None
+    labels = [f"images[{j}]" for j in range(len(images))]
+    if names is not None and len(names) == len(images):
+        labels = [f"images[{j}] ({names[j]})" for j in range(len(images))]
     for j, (image, roi) in enumerate(zip(images, rois)):
-        name = f"images[{j}]"
+        name = labels[j]
         image = check_array(image, name, ndim=(2, 3), dtypes=(np.uint8,))
         if image.ndim == 3 and image.shape[2] not in (1, 3):
             raise ValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {image.shape}")
@@ -162,7 +217,7 @@ def _prepare_sources(images: Any, rois: Any, size: int, min_roi_fraction: float)
         if channels is None:
             channels = ch
         elif ch != channels:
-            raise ValueError(f"{name}: has shape {image.shape}, but images[0] has {'no' if not channels else channels} channel axis; expected all alike")
+            raise ValueError(f"{name}: has shape {image.shape}, but {labels[0]} has {'no' if not channels else channels} channel axis; expected all alike")
         h, w = image.shape[:2]
         if h < size or w < size:
             raise ValueError(f"{name}: image of {h} x {w} pixels is smaller than the patch size {size}")
@@ -292,8 +347,12 @@ class _Generator:
         return res, src, origins
 
     def make(self, a: int, b: int) -> _Batch:
-        seeds = self.seeds[a:b]
-        defective = self.defective[a:b]
+        return self.make_items(np.arange(a, b, dtype=np.int64))
+
+    def make_items(self, index: np.ndarray) -> _Batch:
+        """Items ``index`` (1-D int array, valid indices) of the planned stream, in that order."""
+        seeds = self.seeds[index]
+        defective = self.defective[index]
         res, src, origins = self._draw(seeds, defective, 0)
         images, masks = res.images, res.masks
         attempts = res.attempts.astype(np.int64)
@@ -303,7 +362,7 @@ class _Generator:
         while todo.size:
             attempt += 1
             if attempt > self.max_redraws:
-                i = a + int(todo[0])
+                i = int(index[todo[0]])
                 raise RuntimeError(
                     f"item {i}: no visible defect after {self.max_redraws + 1} patches; the preset's "
                     f"visibility threshold is out of reach on these images (try another preset or images)"
@@ -351,6 +410,7 @@ def balanced_stream(
     max_redraws: int = 20,
     start: int = 0,
     stop: int | None = None,
+    defect_fraction: float = 0.5,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield the balanced synthetic stream in batches of ``(patches, masks, labels)``.
 
@@ -360,7 +420,7 @@ def balanced_stream(
         Fault-free uint8 images, each ``(H, W)`` or ``(H, W, 3)`` (all alike), at least
         ``size`` pixels on each side. Positions are uniform over all valid windows of all images.
     n : int
-        Stream length; exactly ``n // 2`` items are defective.
+        Stream length; exactly ``n // 2`` items are defective (at the default ``defect_fraction``).
     rois : sequence of (numpy.ndarray or None), optional
         Region of interest per image (nonzero = inside); None means the whole image.
     preset : str, DefectParams or DefectMixture
@@ -379,6 +439,10 @@ def balanced_stream(
         How many other patches an invisible defect is redrawn on before giving up.
     start, stop : int
         Generate only items ``[start, stop)`` of the stream (default all), e.g. one shard.
+    defect_fraction : float
+        Fraction of items with a synthetic defect, in [0, 1] (default 0.5, the balanced stream;
+        0 is a pure fault-free stream, the paper's oversampling strategy). The per-item seeds do
+        not depend on it.
 
     Yields
     ------
@@ -408,15 +472,18 @@ def balanced_stream(
     n, size, batch_size, min_roi_fraction, max_redraws = _check_common(n, size, batch_size, min_roi_fraction, max_redraws)
     start = check_int(start, "start", minimum=0, maximum=n)
     stop = n if stop is None else check_int(stop, "stop", minimum=start, maximum=n)
-    gen = _make_generator(images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws)
+    defect_fraction = _check_fraction(defect_fraction)
+    gen = _make_generator(images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction)
     return _iterate(gen, start, stop, batch_size)
 
 
-def _make_generator(images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws) -> _Generator:
-    sources = _prepare_sources(images, rois, size, min_roi_fraction)
+def _make_generator(
+    images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction=0.5, names=None
+) -> _Generator:
+    sources = _prepare_sources(images, rois, size, min_roi_fraction, names)
     params = _resolve_preset(preset)
     aug = _resolve_augment(augment)
-    seeds, defective = stream_plan(n, rng=rng)
+    seeds, defective = stream_plan(n, rng=rng, defect_fraction=defect_fraction)
     return _Generator(sources, seeds, defective, size=size, params=params, augment=aug, max_redraws=max_redraws)
 
 
@@ -424,6 +491,266 @@ def _iterate(gen: _Generator, start: int, stop: int, batch_size: int):
     for a in range(start, stop, batch_size):
         batch = gen.make(a, min(a + batch_size, stop))
         yield batch.images, batch.masks, batch.labels
+
+
+# --------------------------------------------------------------------------- on the fly
+
+
+def _prefer_fork_safe_numba() -> None:
+    """Let Numba pick a fork-safe threading layer, unless it has picked one or the user chose.
+
+    A torch ``DataLoader`` forks its workers on Linux, and Numba's GNU OpenMP layer aborts a forked
+    child that launches a parallel kernel; ``"forksafe"`` picks TBB if installed, else Numba's
+    own workqueue (the same speed for our kernels, which ``prange`` over whole items).
+    """
+    import numba
+
+    try:
+        numba.threading_layer()
+        return  # chosen already: the first parallel kernel has run
+    except ValueError:
+        pass
+    if numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+_prefer_fork_safe_numba()  # at import, before any kernel of the library can have run
+
+
+def _gnu_openmp_in_use() -> bool:
+    import numba
+
+    try:
+        if numba.threading_layer() != "omp":
+            return False
+        from numba.np.ufunc import omppool
+
+        return getattr(omppool, "openmp_vendor", "GNU") == "GNU"
+    except (ValueError, ImportError):
+        return False
+
+
+class SyntheticStream:
+    """The balanced stream drawn on demand: item ``i`` without writing a file.
+
+    Item ``i`` is computed from its own seed and defect flag (see the module docstring) and is
+    byte for byte item ``i`` of the file :func:`write_balanced_stream` writes with the same
+    images, ROIs, settings and ``seed``. Items are ``(image, mask, label)`` as
+    :class:`ispad_core.io.StreamReader` gives them: image ``(size, size[, 3])`` uint8, mask
+    ``(size, size)`` uint8 0/255, label an int, so the two are interchangeable as the stream of
+    :class:`ispad_core.nn.InjectionDataset` or any torch ``DataLoader``.
+
+    :meth:`set_epoch` switches to a fresh stream of the same length and defect fraction (new
+    positions, augmentations and defects), a pure function of ``(seed, epoch)`` (:func:`epoch_plan`);
+    epoch 0 is the file's stream. ``stream[indices]`` and :meth:`__getitems__` (which a torch
+    ``DataLoader`` calls with a whole batch of indices) make a batch with one call of each kernel.
+
+    The object pickles (with its images), so ``DataLoader`` worker processes can use it; in any
+    process other than the one that made it (a worker), it first sets Numba to
+    ``worker_threads`` threads (default 1), so that ``k`` workers use ``k`` cores. Workers forked
+    on Linux need a fork-safe Numba threading layer: unless Numba has run a parallel kernel
+    already or ``NUMBA_THREADING_LAYER`` is set, making a stream selects ``"forksafe"`` (TBB if
+    installed, else Numba's workqueue); after GNU OpenMP has started, a forked worker raises a
+    RuntimeError that says to use ``multiprocessing_context="forkserver"``.
+
+    Parameters
+    ----------
+    images : numpy.ndarray or sequence of numpy.ndarray
+        Fault-free uint8 images, each ``(H, W)`` or ``(H, W, 3)`` (all alike).
+    rois, preset, augment, size, min_roi_fraction, max_redraws, defect_fraction
+        As :func:`balanced_stream`.
+    n : int
+        Items per epoch.
+    seed : int, optional
+        The stream's seed (as :func:`write_balanced_stream`); None draws a fresh one from the OS,
+        kept in :attr:`seed`.
+    epoch : int
+        The starting epoch (default 0).
+    worker_threads : int or None
+        Numba threads in a worker process; None leaves Numba's setting alone.
+    names : sequence of str, optional
+        The images' file names, for error messages.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`balanced_stream`.
+    RuntimeError
+        When an item is made: if a defect stays invisible on ``max_redraws + 1`` patches.
+
+    Examples
+    --------
+    >>> from ispad_core.samples import screen_print
+    >>> stream = SyntheticStream(screen_print((160, 160), rng=0), n=6, size=64, seed=0)
+    >>> image, mask, label = stream[1]
+    >>> len(stream), image.shape, mask.dtype, int(stream.labels.sum())
+    (6, (64, 64), dtype('uint8'), 3)
+    >>> images, masks, labels = stream[[0, 5, 2]]
+    >>> images.shape, labels.tolist() == stream.labels[[0, 5, 2]].tolist()
+    ((3, 64, 64), True)
+    >>> stream.set_epoch(1)
+    >>> bool((stream[1][0] == image).all())
+    False
+    """
+
+    def __init__(
+        self,
+        images: Any,
+        *,
+        n: int,
+        rois: Any = None,
+        preset: Any = "mixed",
+        augment: Any = "lsm1",
+        size: int = 256,
+        seed: int | None = None,
+        min_roi_fraction: float = 1.0,
+        max_redraws: int = 20,
+        defect_fraction: float = 0.5,
+        epoch: int = 0,
+        worker_threads: int | None = 1,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        n, size, _, min_roi_fraction, max_redraws = _check_common(n, size, 1, min_roi_fraction, max_redraws)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+        self.seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
+        self.defect_fraction = _check_fraction(defect_fraction)
+        self.worker_threads = None if worker_threads is None else check_int(worker_threads, "worker_threads", minimum=1)
+        self._gen = _make_generator(
+            images, rois, n, self.seed, size, preset, augment, min_roi_fraction, max_redraws, self.defect_fraction, names
+        )
+        self.n = n
+        self.size = size
+        self._epoch = 0
+        self._pid: int | None = os.getpid()
+        _prefer_fork_safe_numba()
+        self.set_epoch(epoch)
+
+    # -- plan ----------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Switch to epoch ``epoch``: fresh per-item seeds and defect positions (epoch 0: the file's)."""
+        epoch = check_int(epoch, "epoch", minimum=0)
+        if epoch != self._epoch:
+            self._gen.seeds, self._gen.defective = epoch_plan(
+                self.n, seed=self.seed, epoch=epoch, defect_fraction=self.defect_fraction
+            )
+        self._epoch = epoch
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The labels of the current epoch, ``(n,)`` uint8 (a copy; known without drawing items)."""
+        return self._gen.defective.astype(np.uint8)
+
+    @property
+    def seeds(self) -> np.ndarray:
+        """The per-item seeds of the current epoch, ``(n,)`` uint32 (a copy)."""
+        return self._gen.seeds.copy()
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``(size, size)`` or ``(size, size, 3)``."""
+        return (self.size, self.size, *self._gen.sources[0].image.shape[2:])
+
+    def __len__(self) -> int:
+        return self.n
+
+    # -- items ---------------------------------------------------------------------------
+
+    def _in_this_process(self) -> None:
+        pid = os.getpid()
+        if self._pid != pid:
+            import numba
+
+            if self._pid is not None and _gnu_openmp_in_use():  # forked, not unpickled
+                raise RuntimeError(
+                    "SyntheticStream: this process was forked from one that already runs Numba's GNU "
+                    "OpenMP threading layer, which cannot run in a forked child; give the DataLoader "
+                    "multiprocessing_context='forkserver' (or 'spawn'), or set "
+                    "NUMBA_THREADING_LAYER=workqueue before the first kernel runs"
+                )
+            if self.worker_threads is not None:
+                numba.set_num_threads(min(self.worker_threads, numba.config.NUMBA_NUM_THREADS))
+            self._pid = pid
+
+    def _index(self, key: Any) -> np.ndarray:
+        idx = np.asarray(key)
+        if idx.ndim != 1 or not (idx.dtype.kind in "iu" or idx.size == 0):
+            raise TypeError(f"index: expected an int, a slice or a 1-D integer array, got {type(key).__name__}")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
+            raise IndexError(f"indices out of range for a stream of {self.n} items")
+        return idx % self.n
+
+    def batch(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items ``indices`` as arrays ``(images, masks 0/255, labels)``, in that order.
+
+        Parameters
+        ----------
+        indices : array_like of int, shape (B,)
+
+        Returns
+        -------
+        images : numpy.ndarray of uint8, shape (B, size, size[, 3])
+        masks : numpy.ndarray of uint8, shape (B, size, size), 0 or 255
+        labels : numpy.ndarray of uint8, shape (B,)
+        """
+        idx = self._index(indices)
+        self._in_this_process()
+        if idx.size == 0:
+            shape = self.image_shape
+            return np.empty((0, *shape), np.uint8), np.empty((0, *shape[:2]), np.uint8), np.empty(0, np.uint8)
+        b = self._gen.make_items(idx)
+        masks = b.masks
+        masks *= np.uint8(255)  # 0/1 from the synthesizer, 0/255 as in the file
+        return b.images, masks, b.labels
+
+    def __getitem__(self, key: Any):
+        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
+            i = int(key)
+            if i < -self.n or i >= self.n:
+                raise IndexError(f"index {i} is out of range for a stream of {self.n} items")
+            images, masks, labels = self.batch([i % self.n])
+            return images[0], masks[0], int(labels[0])
+        if isinstance(key, slice):
+            return self.batch(np.arange(*key.indices(self.n)))
+        return self.batch(key)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """Items ``indices`` as a list of ``(image, mask, label)``, made as one batch.
+
+        A torch ``DataLoader`` calls this with the indices of a whole batch when the dataset has
+        it, instead of one ``__getitem__`` per item.
+        """
+        images, masks, labels = self.batch(list(indices))
+        return [(images[k], masks[k], int(labels[k])) for k in range(labels.shape[0])]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        for a in range(0, self.n, 256):
+            images, masks, labels = self.batch(np.arange(a, min(a + 256, self.n)))
+            for k in range(labels.shape[0]):
+                yield images[k], masks[k], int(labels[k])
+
+    # -- pickling ------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pid"] = None  # unpickled means: another process
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticStream({self.n} items of {self.image_shape}, {int(self._gen.defective.sum())} defective, "
+            f"seed {self.seed}, epoch {self._epoch})"
+        )
 
 
 # --------------------------------------------------------------------------- files
@@ -481,9 +808,18 @@ def _fingerprint(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether an argument is its default (by identity for objects, by value for plain values)."""
+    if a is b:
+        return True
+    if isinstance(a, (str, int, float, bool)) and isinstance(b, (str, int, float, bool)) and type(a) is type(b):
+        return a == b
+    return False
+
+
 def _seed_of_unfinished(path: Path) -> int | None:
     part = part_path(path)
-    if not part.exists():
+    if part.is_symlink() or not part.is_file():  # the writer refuses a link there; never read through one
         return None
     try:
         with h5py.File(part, "r") as f:
@@ -506,13 +842,17 @@ def write_balanced_stream(
     max_redraws: int = 20,
     shard: tuple[int, int] | None = None,
     batch_size: int = 256,
-    compression: str = "fast",
+    compression: str = "isal",
     overwrite: bool = False,
     resume: bool = True,
     names: Sequence[str] | None = None,
     roi_names: Sequence[str | None] | None = None,
     show_progress: bool = False,
     callback: Callable[[int, int], None] | None = None,
+    defect_fraction: float = 0.5,
+    client: Any = None,
+    parts: int | None = None,
+    retries: int = 3,
 ) -> StreamSummary:
     """Write a balanced stream (or one shard of it) to an HDF5 file, resumably.
 
@@ -538,14 +878,15 @@ def write_balanced_stream(
         ``(k, parts)``: write only part ``k`` (from 0) of ``parts`` (see :func:`shard_range`).
     batch_size : int
         Items per batch and checkpoint.
-    compression : {"fast", "zlib", "none"}
+    compression : {"isal", "zlib", "zstd", "none"}
         See :class:`ispad_core.io.StreamWriter`.
     overwrite : bool
         Replace an existing ``path`` (and discard an unfinished write with other settings).
     resume : bool
         Continue an unfinished write with the same settings (default).
     names, roi_names : sequence of str, optional
-        Names of the images and ROIs for the file's provenance (e.g. their file names).
+        Names of the images and ROIs for the file's provenance (e.g. their file names); errors
+        about an image name it too.
     show_progress : bool
         Show a progress bar with rate and ETA on stderr.
     callback : callable, optional
@@ -553,6 +894,16 @@ def write_balanced_stream(
         this part written so far (resumed ones included) and the part's size. An exception it
         raises stops the write at that safe point, keeping the finished batches for a resume
         (the ``ispad`` command uses it to turn Ctrl-C into a clean stop).
+    defect_fraction : float
+        As :func:`balanced_stream` (default 0.5); recorded as the attribute ``defect_fraction``.
+    client : dask.distributed.Client, optional
+        Write on a Dask cluster (``pip install "ispad-core[dask]"``), one task per part, merged
+        into the file one process writes, byte for byte: this call hands everything to
+        ``ispad_core._dask.write_balanced_stream_distributed`` (see ``docs/dask.md``).
+    parts : int, optional
+        With ``client``: the number of parts (tasks); the file does not depend on it.
+    retries : int
+        With ``client``: how often a part that failed on the shared storage is run again.
 
     Returns
     -------
@@ -569,6 +920,20 @@ def write_balanced_stream(
     ...     print(len(s), int(s.labels.sum()), s.attrs["seed"], s.attrs["preset_name"])
     6 3 0 mixed
     """
+    if client is not None:
+        if shard is not None:
+            raise ValueError("shard: not with client (the cluster writes every part of the stream)")
+        from ispad_core._dask import write_balanced_stream_distributed
+
+        given = dict(
+            seed=seed, overwrite=overwrite, retries=retries, show_progress=show_progress, rois=rois, preset=preset,
+            augment=augment, size=size, min_roi_fraction=min_roi_fraction, max_redraws=max_redraws,
+            batch_size=batch_size, compression=compression, resume=resume, names=names, roi_names=roi_names,
+            callback=callback, defect_fraction=defect_fraction,
+        )
+        defaults = inspect.signature(write_balanced_stream).parameters
+        changed = {k: v for k, v in given.items() if not _same(v, defaults[k].default)}  # the rest: its defaults
+        return write_balanced_stream_distributed(path, images, n, client=client, parts=parts, **changed)
     t_start = time.perf_counter()
     n, size, batch_size, min_roi_fraction, max_redraws = _check_common(n, size, batch_size, min_roi_fraction, max_redraws)
     path = Path(path)
@@ -577,10 +942,13 @@ def write_balanced_stream(
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
     seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
+    defect_fraction = _check_fraction(defect_fraction)
     start, stop = shard_range(n, shard)
     if stop == start:
         raise ValueError(f"shard: part {shard[0]} of {shard[1]} of a {n}-item stream is empty; use fewer parts")
-    gen = _make_generator(images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws)
+    gen = _make_generator(
+        images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction, names
+    )
     sources_meta = []
     for j, s in enumerate(gen.sources):
         name = names[j] if names is not None else f"images[{j}]"
@@ -610,6 +978,7 @@ def write_balanced_stream(
         "patch_size": size,
         "min_roi_fraction": min_roi_fraction,
         "max_redraws": max_redraws,
+        "defect_fraction": defect_fraction,
         "sources": sources_meta,
         "rois": roi_meta,
     }
@@ -671,3 +1040,4 @@ def write_balanced_stream(
         seed=seed,
         timings=timings,
     )
+

@@ -99,13 +99,17 @@ def test_synth_bad_input_leaves_nothing_behind(tmp_path, image_dir):
     assert "exists; pass --overwrite" in err and out.read_bytes() == b"precious"
     err = ispad("synth", "--out", out, "--shard", "3/3", *SMALL, expect=2).stderr
     assert "expected 0 <= K < N in K/N" in err
+    err = ispad("synth", "--out", out, "--defect-fraction", "1.5", *SMALL, expect=2).stderr
+    assert "--defect-fraction: expected a number in [0, 1], got '1.5'" in err
 
 
 def test_the_printed_reproduce_command_reproduces_the_file(tmp_path, image_dir):
     # The summary's "reproduce with:" line must carry every option that decides the bytes.
     first = tmp_path / "a.h5"
     proc = ispad("synth", "--out", first, "--images", image_dir, "--n", 5, "--seed", 2, "--preset", "dot-dark",
-                 "--augment", "none", "--compression", "zlib", *SMALL)
+                 "--augment", "none", "--compression", "zlib", "--defect-fraction", 0.2, *SMALL)
+    with open_stream(first) as s:
+        assert int(s.labels.sum()) == 1 and s.attrs["defect_fraction"] == 0.2
     line = next(x for x in proc.stdout.splitlines() if x.startswith("reproduce with: ispad synth "))
     argv = shlex.split(line[len("reproduce with: ispad synth "):])
     assert argv[argv.index("--out") + 1] == str(first)
@@ -128,6 +132,10 @@ def test_shards_merge_to_the_whole(tmp_path):
             np.testing.assert_array_equal(a, b)
     err = ispad("merge", tmp_path / "part-0.h5", tmp_path / "part-2.h5", "--out", tmp_path / "gap.h5", expect=1).stderr
     assert "are missing between" in err and not (tmp_path / "gap.h5").exists()
+    tail = [tmp_path / "part-1.h5", tmp_path / "part-2.h5", "--out", tmp_path / "tail.h5"]
+    err = ispad("merge", *tail, expect=1).stderr
+    assert "items [0, 3) are missing" in err and "--partial" in err and not (tmp_path / "tail.h5").exists()
+    assert "6 patches" in ispad("merge", *tail, "--partial").stdout
 
 
 def test_shard_without_seed_is_refused(tmp_path):
@@ -308,3 +316,17 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     proc.stderr.close()
     assert proc.returncode == 141, err
     assert err == ""
+
+
+def test_a_second_synth_or_merge_to_a_busy_output_fails_at_once(tmp_path):
+    # another process holds the writer lock of the output (as a running ispad synth does)
+    from ispad_core._files import exclusive_lock
+
+    out = tmp_path / "s.h5"
+    common = ["--n", 4, "--seed", 1, *SMALL]
+    ispad("synth", "--out", tmp_path / "p.h5", *common)
+    with exclusive_lock(out):
+        for argv in (("synth", "--out", out, *common), ("merge", tmp_path / "p.h5", "--out", out, "--copy")):
+            err = ispad(*argv, expect=1).stderr
+            assert f"another process is writing {out}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]

@@ -232,3 +232,225 @@ def test_bad_file_input(tmp_path, images):
         write_balanced_stream(tmp_path / "mine.h5", images, 3, size=SIZE, seed=0)
     assert (tmp_path / "mine.h5").read_bytes() == b"mine"
     assert not part_path(tmp_path / "mine.h5").exists() and not list(tmp_path.glob("*.part*"))
+
+
+# --------------------------------------------------------------------------- defect fraction
+
+
+@pytest.mark.parametrize("n, fraction, expected", [(10, 0.0, 0), (7, 0.5, 3), (100, 0.29, 29), (9, 1.0, 9), (10, 0.25, 2)])
+def test_defect_fraction_sets_the_number_of_defects_and_keeps_the_seeds(n, fraction, expected):
+    seeds, defective = stream_plan(n, rng=1, defect_fraction=fraction)
+    assert int(defective.sum()) == expected
+    np.testing.assert_array_equal(seeds, stream_plan(n, rng=1)[0])
+
+
+def test_a_pure_fault_free_stream(tmp_path, images):
+    out = tmp_path / "good.h5"
+    summary = write_balanced_stream(out, images, 9, size=SIZE, seed=3, defect_fraction=0)
+    assert summary.n_defective == 0
+    with open_stream(out) as s:
+        assert s.attrs["defect_fraction"] == 0.0 and not s.labels.any()
+        assert not s[:][1].any() and (s.field("attempts") == 0).all()
+    with pytest.raises(ValueError, match="defect_fraction: expected a value"):
+        stream_plan(4, rng=0, defect_fraction=1.5)
+
+
+# --------------------------------------------------------------------------- on the fly
+
+
+def _rgb_images():
+    return [screen_print((120, 140), rng=0, channels=3, kind="mesh"), screen_print((100, 100), rng=1, channels=3)]
+
+
+def _rois(images):
+    rois = []
+    for k, image in enumerate(images):
+        roi = np.zeros(image.shape[:2], bool)
+        roi[5 + k :, : image.shape[1] - 3 * k] = True
+        rois.append(roi)
+    return rois
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["grey", "colour"])
+@pytest.mark.parametrize("augment, with_rois", [("lsm1", True), (None, False), ("asm", False)])
+def test_synthetic_stream_item_i_is_file_item_i(tmp_path, images, colour, augment, with_rois):
+    imgs = _rgb_images() if colour else images
+    rois = _rois(imgs) if with_rois else None
+    kwargs = dict(rois=rois, size=SIZE, augment=augment, preset="mixed", min_roi_fraction=0.9)
+    out = tmp_path / "s.h5"
+    write_balanced_stream(out, imgs, 14, seed=11, batch_size=5, **kwargs)
+    stream = stream_mod.SyntheticStream(imgs, n=14, seed=11, **kwargs)
+    with open_stream(out) as f:
+        file_items = f[:]
+        order = np.random.default_rng(0).permutation(14)
+        got = stream[order]
+        for a, b in zip(got, file_items):
+            np.testing.assert_array_equal(a, b[order])
+        for i in (0, 5, 13, -1):
+            image, mask, label = stream[i]
+            ref = f[i]
+            assert image.dtype == ref[0].dtype and image.shape == ref[0].shape
+            np.testing.assert_array_equal(image, ref[0])
+            np.testing.assert_array_equal(mask, ref[1])
+            assert label == ref[2] and type(label) is int
+    np.testing.assert_array_equal(stream.labels, file_items[2])
+    items = stream.__getitems__([3, 1])
+    assert [lab for _, _, lab in items] == [int(file_items[2][3]), int(file_items[2][1])]
+    np.testing.assert_array_equal(items[0][0], file_items[0][3])
+
+
+def test_synthetic_stream_epochs_are_fresh_and_repeat_by_seed(images):
+    stream = stream_mod.SyntheticStream(images, n=12, seed=4, size=SIZE)
+    epoch0 = stream[:]
+    stream.set_epoch(1)
+    epoch1 = stream[:]
+    assert stream.epoch == 1 and int(epoch1[2].sum()) == 6
+    assert not np.array_equal(epoch0[2], epoch1[2]) or not np.array_equal(epoch0[0], epoch1[0])
+    assert all(not np.array_equal(a, b) for a, b in zip(epoch0[0], epoch1[0]))  # every patch is new
+    stream.set_epoch(2)
+    epoch2 = stream[:]
+    assert all(not np.array_equal(a, b) for a, b in zip(epoch1[0], epoch2[0]))
+    again = stream_mod.SyntheticStream(images, n=12, seed=4, size=SIZE, epoch=1)
+    for a, b in zip(again[:], epoch1):
+        np.testing.assert_array_equal(a, b)
+    stream.set_epoch(0)
+    for a, b in zip(stream[:], epoch0):
+        np.testing.assert_array_equal(a, b)
+    other = stream_mod.SyntheticStream(images, n=12, seed=5, size=SIZE, epoch=1)
+    assert not np.array_equal(other[:][0], epoch1[0])
+
+
+def test_synthetic_stream_pickles_and_sets_one_numba_thread_in_another_process(images):
+    import pickle
+
+    import numba
+
+    stream = stream_mod.SyntheticStream(images, n=6, seed=2, size=SIZE, epoch=3)
+    clone = pickle.loads(pickle.dumps(stream))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        stream[0]
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # the making process: untouched
+        for a, b in zip(clone[:], stream[:]):  # the clone acts as a worker would
+            np.testing.assert_array_equal(a, b)
+        assert numba.get_num_threads() == 1 and clone.epoch == 3
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_synthetic_stream_bad_input(images):
+    stream = stream_mod.SyntheticStream(images, n=4, seed=0, size=SIZE)
+    with pytest.raises(IndexError, match="index 4 is out of range for a stream of 4 items"):
+        stream[4]
+    with pytest.raises(IndexError, match="indices out of range"):
+        stream[[0, 9]]
+    with pytest.raises(TypeError, match="index: expected an int, a slice or a 1-D integer array"):
+        stream[[0.5]]
+    with pytest.raises(ValueError, match="epoch: expected an int >= 0"):
+        stream.set_epoch(-1)
+    with pytest.raises(ValueError, match="n: expected an int >= 1"):
+        stream_mod.SyntheticStream(images, n=0, seed=0, size=SIZE)
+    assert stream[[]][0].shape == (0, SIZE, SIZE)
+    assert "SyntheticStream(4 items" in repr(stream)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("workers", [0, 2])
+def test_synthetic_stream_in_a_dataloader_gives_the_file_items(tmp_path, images, workers):
+    torch = pytest.importorskip("torch")
+    out = tmp_path / "s.h5"
+    write_balanced_stream(out, images, 16, size=SIZE, seed=8, batch_size=5)
+    stream = stream_mod.SyntheticStream(images, n=16, seed=8, size=SIZE)
+    # forkserver: this test process has run Numba's kernels already (see the next test)
+    context = "forkserver" if workers else None
+    loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=workers, multiprocessing_context=context)
+    got = [torch.cat(parts).numpy() for parts in zip(*loader)]
+    with open_stream(out) as f:
+        for a, b in zip(got, f[:]):
+            np.testing.assert_array_equal(a, b)
+    stream.set_epoch(1)  # the loader's workers are made per epoch and see the new epoch
+    epoch1 = [torch.cat(parts).numpy() for parts in zip(*loader)]
+    for a, b in zip(epoch1, stream[:]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(epoch1[0], got[0])
+
+
+_FORKED_AFTER_OPENMP = """
+import numba, torch
+from ispad_core.samples import screen_print
+from ispad_core.stream import SyntheticStream, _gnu_openmp_in_use
+stream = SyntheticStream([screen_print((100, 100), rng=0)], n=4, seed=0, size=48)
+stream[0]
+if not _gnu_openmp_in_use():
+    print("no GNU OpenMP")
+    raise SystemExit
+loader = torch.utils.data.DataLoader(stream, batch_size=2, num_workers=1, multiprocessing_context="fork")
+try:
+    next(iter(loader))
+except RuntimeError as exc:
+    print("refused" if "multiprocessing_context='forkserver'" in str(exc) else exc)
+"""
+
+
+@pytest.mark.torch
+def test_a_forked_worker_after_gnu_openmp_says_what_to_do():
+    # the user chose Numba's OpenMP layer: a forked worker cannot run it, and says what to do
+    pytest.importorskip("torch")
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp"}
+    done = subprocess.run([sys.executable, "-c", _FORKED_AFTER_OPENMP], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if done.stdout.strip() == "no GNU OpenMP":
+        pytest.skip("Numba's OpenMP layer here is not GNU's")
+    assert done.stdout.strip() == "refused"
+
+
+_FRESH_PROCESS = """
+import numpy as np, torch
+from ispad_core.samples import screen_print
+from ispad_core.stream import SyntheticStream
+stream = SyntheticStream([screen_print((100, 100), rng=0)], n=8, seed=1, size=48)
+loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=2, multiprocessing_context="fork")
+images = torch.cat([b[0] for b in loader]).numpy()
+assert (images == stream[:][0]).all()
+import numba
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.torch
+def test_forked_workers_work_when_the_stream_comes_first():
+    pytest.importorskip("torch")
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() in ("workqueue", "tbb")
+
+
+def test_a_link_at_the_part_path_is_neither_read_nor_written_through(tmp_path, images):
+    target = tmp_path / "elsewhere.h5"
+    write_balanced_stream(target, images, 4, size=SIZE, seed=1)
+    before = target.read_bytes()
+    out = tmp_path / "s.h5"
+    part_path(out).symlink_to(target)
+    assert stream_mod._seed_of_unfinished(out) is None  # its seed would be the linked file's
+    with pytest.raises(ValueError, match="s.h5.part is a symbolic link"):
+        write_balanced_stream(out, images, 4, size=SIZE)
+    assert target.read_bytes() == before and not out.exists()
+
+
+def test_errors_about_an_image_name_its_file(tmp_path, images):
+    small = np.zeros((40, 40), np.uint8)
+    with pytest.raises(ValueError, match="images\\[1\\] \\(b.png\\): image of 40 x 40 pixels is smaller"):
+        write_balanced_stream(tmp_path / "s.h5", [images[0], small], 4, size=SIZE, seed=0, names=["a.png", "b.png"])
+    with pytest.raises(ValueError, match="images\\[1\\] \\(scan7.tif\\): has shape \\(80, 80, 3\\), but images\\[0\\] \\(a.png\\)"):
+        stream_mod.SyntheticStream([images[0], np.zeros((80, 80, 3), np.uint8)], n=4, size=SIZE, seed=0,
+                                   names=["a.png", "scan7.tif"])

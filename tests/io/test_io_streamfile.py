@@ -56,9 +56,11 @@ def test_layout_follows_design(tmp_path):
     assert not part_path(path).exists()
 
 
-@pytest.mark.parametrize("compression", ["fast", "zlib", "none"])
+@pytest.mark.parametrize("compression", ["isal", "zlib", "none"])
 @pytest.mark.parametrize("shape", [(16, 12), (9, 7, 3)])
 def test_round_trip(tmp_path, compression, shape):
+    if compression == "zstd":
+        pytest.importorskip("zstandard")
     images, masks, labels = make_items(shape=shape)
     path = write_stream(tmp_path / "s.h5", images, masks, labels, compression=compression, batch_size=4)
     with open_stream(path) as s:
@@ -412,7 +414,7 @@ GOOD = make_items(n=4)
         ({"attrs": {"job": 1}}, ValueError, "attrs: attribute name 'job' is reserved"),
         ({"attrs": {"x": object()}}, TypeError, "attrs\\['x'\\]: expected a str, number, bool or JSON"),
         ({"attrs": [1]}, TypeError, "attrs: expected a mapping"),
-        ({"compression": "lz4"}, ValueError, "compression: expected one of 'fast', 'zlib', 'none', got 'lz4'"),
+        ({"compression": "lz4"}, ValueError, "compression: expected one of 'isal', 'zlib', 'zstd', 'none', got 'lz4'"),
         ({"batch_size": 0}, ValueError, "batch_size: expected an int >= 1, got 0"),
         ({"fields": {"colour": np.zeros(4)}}, ValueError, "fields: expected one of 'seeds'"),
         ({"fields": {"seeds": np.zeros(3, int)}}, ValueError, "seeds: expected shape \\(4,\\), got \\(3,\\)"),
@@ -456,3 +458,273 @@ def test_append_checks_batches(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="the writer is closed"):
         w.append(images[:2], masks[:2], labels[:2], seeds=np.arange(2))
+
+
+# --------------------------------------------------------------------------- batch reads and checks
+
+
+def _damage_chunk(path, item, dataset="syn_stream/images"):
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info_by_coord((item, *(0,) * (f[dataset].ndim - 1)))
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(b"\x00\xff" * 4)
+
+
+@pytest.mark.parametrize("compression", ["isal", "zlib", "zstd", "none"])
+def test_batch_reads_equal_hdf5s_own_reads_in_any_order(tmp_path, compression):
+    images, masks, labels = make_items(n=12, shape=(9, 7, 3))
+    path = write_stream(tmp_path / "s.h5", images, masks, labels, compression=compression, batch_size=5)
+    idx = np.array([11, 0, 5, 5, -1, 3])
+    if compression == "zstd":
+        pytest.importorskip("zstandard")
+        pytest.importorskip("hdf5plugin")  # for h5py's own reads below
+    with open_stream(path) as s, h5py.File(path, "r") as f:
+        got = s.read_batch(idx)
+        np.testing.assert_array_equal(got[0], f["syn_stream/images"][()][idx])
+        np.testing.assert_array_equal(got[1], f["ground_truth"][()][idx])
+        np.testing.assert_array_equal(got[2], labels[idx])
+        items = s.__getitems__([2, 7])
+        assert [lab for _, _, lab in items] == [int(labels[2]), int(labels[7])]
+        np.testing.assert_array_equal(items[1][0], images[7])
+        assert s.read_batch([])[0].shape == (0, 9, 7, 3)
+        with pytest.raises(TypeError, match="indices: expected a 1-D integer array"):
+            s.read_batch([[1]])
+
+
+def test_a_damaged_chunk_names_the_file_and_the_item(tmp_path):
+    images, masks, labels = make_items(n=6)
+    path = write_stream(tmp_path / "s.h5", images, masks, labels)
+    _damage_chunk(path, 4)
+    with open_stream(path) as s:
+        np.testing.assert_array_equal(s[[0, 5]][0], images[[0, 5]])  # the others still read
+        with pytest.raises(ValueError, match=f"{path}: item 4: the image chunk is damaged"):
+            s[[1, 4]]
+
+
+def test_virtual_merge_batch_reads_go_to_the_parts(tmp_path):
+    images, masks, labels = make_items(n=10)
+    parts = []
+    for k, (a, b) in enumerate(((0, 3), (3, 10))):
+        attrs = {"item_start": a, "item_stop": b, "n_total": 10}
+        parts.append(write_stream(tmp_path / f"p{k}.h5", images[a:b], masks[a:b], labels[a:b], attrs=attrs))
+    merged = merge_streams(parts, tmp_path / "m.h5")
+    idx = np.array([9, 0, 2, 3, 4])
+    with open_stream(merged) as s:
+        got = s.read_batch(idx)
+        segments = s._chunk_segments("syn_stream/images")
+        assert segments is not None and segments.starts.tolist() == [0, 3]  # read from the parts directly
+    np.testing.assert_array_equal(got[0], images[idx])
+    np.testing.assert_array_equal(got[1], masks[idx] * 255)
+    with open_stream(merged) as s:
+        _damage_chunk(parts[1], 1)  # while the merged file is open
+        with pytest.raises(ValueError, match=f"{parts[1]}: item 1 \\(item 4 of the merged .*m.h5\\): the image chunk is damaged"):
+            s[[4]]
+    with pytest.raises(ValueError, match="part p1.h5 has changed since the merge"):  # and on the next open
+        open_stream(merged)
+
+
+def _forge(path, *, images=None, labels=None, masks=None):
+    n = 4
+    with h5py.File(path, "w") as f:
+        f["syn_stream/images"] = np.zeros((n, 8, 8), np.uint8) if images is None else images
+        f["syn_stream/labels"] = np.zeros(n, np.uint8) if labels is None else labels
+        f["ground_truth"] = np.zeros((n, 8, 8), np.uint8) if masks is None else masks
+    return path
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels": np.array([0, 7, 1, 0], np.uint8)}, "labels must be 0 \\(good\\) or 1 \\(defective\\); item 1 has 7"),
+        ({"labels": np.array([0, 1, 255, 255], np.uint8)}, "item 2 has 255 \\(2 bad labels in all\\)"),
+        ({"labels": np.array([0, np.nan, 1, 0])}, "labels must hold integers 0/1, got dtype float64"),
+        ({"images": np.zeros((4, 8, 8), np.float32)}, "syn_stream/images must be uint8, got float32"),
+        ({"images": np.zeros((4, 8, 8, 4), np.uint8)}, "must be \\(N, H, W\\) or \\(N, H, W, 1 or 3\\), got shape \\(4, 8, 8, 4\\)"),
+        ({"masks": np.zeros((4, 8, 8), np.int16)}, "ground_truth must be uint8 \\(0/255\\), got int16"),
+    ],
+)
+def test_files_with_bad_labels_dtypes_or_channels_are_refused_on_open_and_merge(tmp_path, kwargs, message):
+    bad = _forge(tmp_path / "bad.h5", **kwargs)
+    with pytest.raises(ValueError, match=message):
+        open_stream(bad)
+    good = _forge(tmp_path / "good.h5")
+    with pytest.raises(ValueError, match=message):
+        merge_streams([good, bad], tmp_path / "m.h5", copy=True)
+    assert not (tmp_path / "m.h5").exists()
+
+
+# --------------------------------------------------------------------------- writers that cannot destroy each other
+
+
+def test_a_second_writer_fails_at_once_and_leaves_the_first_alone(tmp_path):
+    from ispad_core._files import OutputBusyError
+
+    images, masks, labels = make_items(n=6)
+    other = make_items(n=6, seed=1)
+    path = tmp_path / "s.h5"
+    first = StreamWriter(path, n=6, image_shape=images.shape[1:], batch_size=3)
+    first.append(images[:3], masks[:3], labels[:3])
+    part_before = part_path(path).read_bytes()
+    for resume_flag in (True, False):
+        with pytest.raises(OutputBusyError, match="another process is writing .*s.h5"):
+            StreamWriter(path, n=6, image_shape=images.shape[1:], batch_size=3, resume=resume_flag, overwrite=True)
+    assert part_path(path).read_bytes() == part_before  # neither discarded nor renamed
+    first.append(images[3:], masks[3:], labels[3:])
+    first.commit()
+    with open_stream(path) as s:
+        np.testing.assert_array_equal(s[:][0], images)
+    assert not np.array_equal(other[0], images)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]  # the lock is gone with the writer
+    write_stream(path, *other, overwrite=True)  # and the next writer may go
+
+
+def test_commit_renames_the_file_it_wrote_not_what_is_at_the_path(tmp_path):
+    images, masks, labels = make_items(n=4)
+    path = tmp_path / "s.h5"
+    w = StreamWriter(path, n=4, image_shape=images.shape[1:], batch_size=4)
+    w.append(images, masks, labels)
+    impostor = tmp_path / "impostor"
+    impostor.write_bytes(b"someone else's data")
+    os.replace(impostor, part_path(path))
+    with pytest.raises(RuntimeError, match="no longer the file this writer wrote"):
+        w.commit()
+    assert not path.exists() and part_path(path).read_bytes() == b"someone else's data"
+    w.close()
+
+
+def test_links_and_special_files_at_the_output_are_refused_even_with_overwrite(tmp_path):
+    target = tmp_path / "victim.txt"
+    target.write_bytes(b"victim")
+    link = tmp_path / "s.h5"
+    link.symlink_to(target)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="is a symbolic link"):
+            write_stream(link, *GOOD, overwrite=overwrite)
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        write_stream(fifo, *GOOD, overwrite=True)
+    assert fifo.is_fifo()
+    out = tmp_path / "out.h5"
+    part_path(out).symlink_to(target)  # a link planted where the writer keeps its unfinished file
+    with pytest.raises(ValueError, match="out.h5.part is a symbolic link"):
+        write_stream(out, *GOOD)
+    assert target.read_bytes() == b"victim" and part_path(out).is_symlink() and not out.exists()
+    parts = ranged_parts(tmp_path, *make_items(n=4), [0, 2, 4], 4)
+    for copy in (False, True):
+        with pytest.raises(ValueError, match="is a symbolic link"):
+            merge_streams(parts, link, copy=copy, overwrite=True)
+    assert target.read_bytes() == b"victim"
+
+
+def test_merge_copy_checks_every_chunk(tmp_path):
+    images, masks, labels = make_items(n=8)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 8], 8)
+    _damage_chunk(parts[1], 2)
+    with pytest.raises(ValueError, match="part1.h5: item 2: the image chunk is damaged"):
+        merge_streams(parts, tmp_path / "m.h5", copy=True)
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_virtual_merge_refuses_a_part_regenerated_under_the_old_attributes(tmp_path):
+    images, masks, labels = make_items(n=8)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 8], 8)
+    merged = merge_streams(parts, tmp_path / "m.h5")
+    assert len(open_stream(merged)) == 8
+    other = make_items(n=8, seed=5)
+    attrs = {**ATTRS, "n_total": 8, "item_start": 4, "item_stop": 8, "shard": "1/2"}  # part1.h5 again, new pixels
+    write_stream(parts[1], other[0][4:], other[1][4:], labels[4:], attrs=attrs, fields={"seeds": np.arange(4, 8)},
+                 batch_size=3, overwrite=True)
+    with pytest.raises(ValueError, match="part part1.h5 has changed since the merge"):
+        open_stream(merged)
+
+
+def test_merge_missing_the_first_or_last_part_needs_partial(tmp_path):
+    images, masks, labels = make_items(n=12)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 4, 8, 12], 12)
+    with pytest.raises(ValueError, match="items \\[4, 12\\) of a 12-item stream; items \\[0, 4\\) are missing"):
+        merge_streams(parts[1:], tmp_path / "m.h5")
+    with pytest.raises(ValueError, match="items \\[8, 12\\) are missing .*partial=True"):
+        merge_streams(parts[:2], tmp_path / "m.h5", copy=True)
+    assert not (tmp_path / "m.h5").exists()
+    out = merge_streams(parts[1:], tmp_path / "m.h5", partial=True)
+    with open_stream(out) as s:
+        assert (s.attrs["item_start"], s.attrs["item_stop"], s.attrs["shard"]) == (4, 12, "items 4-12")
+        np.testing.assert_array_equal(s[:][0], images[4:])
+
+
+def test_resume_does_not_take_over_bad_labels(tmp_path):
+    images, masks, labels = make_items(n=9)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=2)
+    with h5py.File(part_path(path), "r+") as f:
+        f["syn_stream/labels"][4] = 7
+    with pytest.warns(RuntimeWarning, match="items from 3 on are damaged"):
+        assert resume(path, images, masks, labels) == 3
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
+    assert path.read_bytes() == whole.read_bytes()
+
+
+# --------------------------------------------------------------------------- resume in about the part's space
+
+
+def _blocks(path):
+    return os.stat(path).st_blocks if path.exists() else None
+
+
+def test_resume_gives_the_old_blocks_back_as_it_copies(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 128, 128), dtype=np.uint8)  # incompressible: 16 kB a chunk
+    masks = np.zeros((12, 128, 128), np.uint8)
+    labels = np.zeros(12, np.uint8)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    old = tmp_path / "s.h5.part.old"
+    seen = []
+    real = StreamWriter._write_raw
+
+    def spy(self, *args):
+        seen.append(_blocks(old))
+        return real(self, *args)
+
+    monkeypatch.setattr(StreamWriter, "_write_raw", spy)
+    assert resume(path, images, masks, labels) == 9
+    during = [b for b in seen if b is not None]
+    if during[-1] >= during[0]:
+        pytest.skip("this file system does not punch holes (the copy still works)")
+    # st_blocks counts 512 bytes: two batches of 48 kB given back before the third is copied
+    assert during == sorted(during, reverse=True) and during[0] - during[-1] >= 2 * 40 * 2
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
+    assert path.read_bytes() == whole.read_bytes()
+
+
+def test_a_resume_interrupted_while_copying_loses_nothing(tmp_path, monkeypatch):
+    images, masks, labels = make_items(n=14)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=4)  # 12 items checkpointed
+    real = StreamWriter._write_raw
+    calls = []
+
+    def crash_on_the_third_batch(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Boom
+        return real(self, *args)
+
+    monkeypatch.setattr(StreamWriter, "_write_raw", crash_on_the_third_batch)
+    with pytest.raises(Boom):
+        resume(path, images, masks, labels)
+    monkeypatch.setattr(StreamWriter, "_write_raw", real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5.part", "s.h5.part.old"]
+    assert resume(path, images, masks, labels) == 12  # 6 from the new part, 6 beyond it from the old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+    whole = write_stream(tmp_path / "whole.h5", images, masks, labels, batch_size=3)
+    assert path.read_bytes() == whole.read_bytes()
+
+
+def test_a_virtual_merge_has_the_permissions_of_every_other_output(tmp_path):
+    images, masks, labels = make_items(n=6)
+    parts = ranged_parts(tmp_path, images, masks, labels, [0, 3, 6], 6)
+    merged = merge_streams(parts, tmp_path / "m.h5")
+    assert (os.stat(merged).st_mode & 0o777) == (os.stat(parts[0]).st_mode & 0o777) != 0o600
