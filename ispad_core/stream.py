@@ -337,9 +337,9 @@ class _Generator:
         patches = _extract(self.sources, src, origins, self.size)
         t1 = time.perf_counter()
         if self.augment is not None:
-            patches = augment_batch(patches, self.augment, rng=_derive32(seeds, base + _AUG))
+            patches = augment_batch(patches, self.augment, seeds=_derive32(seeds, base + _AUG))
         t2 = time.perf_counter()
-        res = synthesize_batch(patches, self.params, rng=_derive32(seeds, base + _SYN), defective=defective, warn=False)
+        res = synthesize_batch(patches, self.params, seeds=_derive32(seeds, base + _SYN), defective=defective, warn=False)
         t3 = time.perf_counter()
         self.timings["extract"] += t1 - t0
         self.timings["augment"] += t2 - t1
