@@ -7,6 +7,8 @@ Subcommands (``ispad <command> --help`` for each)::
     ispad gallery   --out FILE.png [--preset NAME] [--images DIR]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
     ispad info      FILE.h5
+    ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512]
+    ispad demo      --out DIR
 
 Every command runs on the built-in procedural sample (:mod:`ispad_core.samples`) when given no
 images. Errors are reported as one line on stderr with exit status 1 (2 for usage errors);
@@ -16,6 +18,7 @@ an interrupted ``ispad synth`` exits with 130 and resumes when run again with th
 from __future__ import annotations
 
 import argparse
+import importlib
 import csv
 import json
 import math
@@ -33,6 +36,11 @@ from ispad_core._version import __version__
 #: The built-in sample used when ``--images`` is not given: designs and side of each image.
 BUILTIN_KINDS = ("dots", "lines", "mesh", "mixed")
 BUILTIN_SIDE = 640
+
+
+#: Subcommands that live in their own module ``ispad_core._cli_<name>`` (``add_parser(sub)`` and
+#: ``run(args)``), in the order ``ispad --help`` lists them after the ones defined here.
+_COMMAND_MODULES = ("crops", "demo")
 
 
 class CLIError(Exception):
@@ -562,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.h5")
     p.add_argument("--full", action="store_true", help="do not shorten long attributes")
     p.set_defaults(func=cmd_info)
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(f"ispad_core._cli_{module}").add_parser(sub)
     return parser
 
 
