@@ -27,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from ispad_core.nn.backbones import BACKBONES, classifier
+from ispad_core.nn.detector import DetectorResult, Recipe, train_detector
 from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
 from ispad_core.nn.modelfile import load_model, save_model
@@ -36,12 +37,14 @@ from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluat
 
 __all__ = [
     "BACKBONES",
+    "DetectorResult",
     "PREPROCESS_PRESETS",
     "EpochRecord",
     "InjectionDataset",
     "InjectionPlan",
     "Prediction",
     "Preprocess",
+    "Recipe",
     "ResNet18",
     "Throughput",
     "TrainResult",
@@ -56,4 +59,5 @@ __all__ = [
     "resnet18_classifier",
     "save_model",
     "train",
+    "train_detector",
 ]
