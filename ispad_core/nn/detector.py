@@ -542,8 +542,10 @@ def train_detector(
             raise ValueError("p_inj: injection needs real defects (real=...); got real=None (the synthetic-only run)")
         if fraction is not None or groups is not None:
             raise ValueError("fraction, groups: select real defects, but real=None (the synthetic-only run)")
-    elif p_inj is None:
-        p_inj = 0.5 if mode == "oversampling" else 1 / 32
+    else:
+        from ispad_core.nn.injection import _check_p_inj
+
+        p_inj = _check_p_inj(p_inj if p_inj is not None else (0.5 if mode == "oversampling" else 1 / 32), batch_size, mode)
     params = resolve_preprocess(preprocess)
     rec = recipe(pretrained=weights is not None, max_steps=max_steps, lr=lr, optimizer=optimizer)
     _, rank, world = _distributed()
