@@ -294,3 +294,16 @@ def test_a_short_run_learns_the_defects(data, tmp_path):
     res = _run(data, tmp_path / "m.pt", max_steps=48, val_every=8, lr=1e-2, seed=0)
     assert res.report.mcc >= 0.8, "\n".join(map(str, res.train.history))
     assert res.group_recall["bright"] >= 75.0
+
+
+def test_loader_workers_after_parallel_kernels_ran_in_this_process(data, tmp_path):
+    # a forked worker that runs the augmentation kernel after this process started Numba's OpenMP
+    # threads would abort; the loader then starts its workers from a fork server
+    from ispad_core.augment import augment
+    from ispad_core.nn.training import _numba_openmp_started, _worker_context
+
+    augment(np.zeros((24, 24), np.uint8), "lsm1", rng=0)
+    if _numba_openmp_started():
+        assert _worker_context(1).get_start_method() == "forkserver"
+    res = _run(data, tmp_path / "m.pt", max_steps=3, workers=1, p_inj=1 / 4)
+    assert res.train.steps == 3
