@@ -307,3 +307,48 @@ def test_loader_workers_after_parallel_kernels_ran_in_this_process(data, tmp_pat
         assert _worker_context(1).get_start_method() == "forkserver"
     res = _run(data, tmp_path / "m.pt", max_steps=3, workers=1, p_inj=1 / 4)
     assert res.train.steps == 3
+
+
+def _ddp_worker(rank, init_file, root, out):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        from pathlib import Path
+
+        root = Path(root)
+        res = train_detector(root / "stream.h5", out=out, real=root / "real", val=root / "val", backbone=TINY,
+                             batch_size=8, p_inj=1 / 8, max_steps=3, workers=0, verbose=False)
+        torch.save({"threshold": res.threshold, "world": res.metadata["training"]["world_size"],
+                    "weights": res.model.state_dict()}, f"{out}.rank{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_train_detector_under_ddp_rank0_writes(data, tmp_path):
+    dist = pytest.importorskip("torch.distributed")
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("needs torch.distributed with gloo")
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "model.pt"
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(data), str(out)), nprocs=2, join=True)
+    ranks = [torch.load(f"{out}.rank{r}", weights_only=True) for r in range(2)]
+    assert ranks[0]["world"] == ranks[1]["world"] == 2 and ranks[0]["threshold"] == ranks[1]["threshold"]
+    meta = load_model(out, allow_factory=TINY)[1]
+    assert meta["threshold"] == ranks[0]["threshold"] and not (tmp_path / "model.pt.ckpt").exists()
+    for key, value in ranks[0]["weights"].items():
+        assert torch.equal(value, ranks[1]["weights"][key])
+
+
+def test_pretrained_weights_switch_to_the_fine_tuning_recipe(data, tmp_path):
+    from ispad_core.nn import classifier
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18_imagenet_layout.pth"
+    torch.save(classifier("resnet18", in_channels=3, num_classes=1000).state_dict(), weights)
+    res = _run(data, tmp_path / "m.pt", backbone="resnet18", weights=weights, max_steps=1)
+    training = res.metadata["training"]
+    assert res.recipe.name == "fine-tune" and training["recipe"]["optimizer"] == "sgd"
+    assert training["recipe"]["lr"] == 5e-4 and training["weights"] == str(weights)
