@@ -667,7 +667,7 @@ def train_detector(
 
     if rank == 0:
         ckpt.mkdir(exist_ok=True)
-        if not (ckpt / _SETTINGS).exists():
+        if not (resume and unfinished):  # a fresh run (re)writes what a resume must match
             with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
                 tmp.write_text(json.dumps(settings, indent=1))
 
