@@ -194,8 +194,11 @@ class InjectionDataset(torch.utils.data.Dataset):
         return len(self.stream)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the injections of ``epoch`` (a non-negative int)."""
+        """Select the injections of ``epoch`` (a non-negative int); a stream that has
+        ``set_epoch`` (one made on the fly with fresh items per epoch) gets the epoch too."""
         self.epoch = check_int(epoch, "epoch", minimum=0)
+        if hasattr(self.stream, "set_epoch"):
+            self.stream.set_epoch(self.epoch)
 
     def plan(self, epoch: int | None = None) -> InjectionPlan:
         """The injection decisions of ``epoch`` (default: the current one) for every item, vectorised."""

@@ -275,3 +275,16 @@ def test_getitems_checks_oversampling_labels_and_indices():
         ds.__getitems__([0, 32])
     with pytest.raises(TypeError, match="index: expected an int, got float"):
         ds.__getitems__([0.5])
+
+
+def test_set_epoch_reaches_a_stream_with_epochs():
+    class EpochStream(IndexedStream):
+        epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    stream = EpochStream(16)
+    ds = InjectionDataset(stream, _real(), p_inj=0.25, batch_size=4, seed=0)
+    ds.set_epoch(3)
+    assert stream.epoch == 3 and ds.epoch == 3
