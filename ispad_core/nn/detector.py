@@ -507,7 +507,7 @@ def train_detector(
     >>> real = np.full((4, 48, 48), 100, np.uint8); real[:, 20:28, 20:28] = 0
     >>> res = train_detector(stream, out=os.path.join(tempfile.mkdtemp(), "model.pt"), real=real,
     ...                      val=(images[:16], labels[:16]), p_inj=1 / 8, batch_size=16, max_steps=4,
-    ...                      workers=0, verbose=False)
+    ...                      augment=None, workers=0, verbose=False)
     >>> res.train.steps, res.metadata["patch_size"], 0.0 <= res.threshold <= 1.0
     (4, 32, True)
     """
