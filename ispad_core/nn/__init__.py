@@ -13,6 +13,8 @@ never imports torch.
   probability ``p_inj`` in ``[1/B, 0.25]`` (equation 1), reproducible per ``(seed, epoch, i)``.
 - :func:`train`, :func:`evaluate`, :func:`predict` -- the paper's recipe (SGD, cosine warm
   restarts, mixed precision, early stopping, best-val-loss checkpoint), DDP-aware.
+- :func:`train_detector` -- stream + real-defect folder + validation set -> a model file
+  (``ispad train``): nested selection, recipes, threshold, report, resume.
 - :func:`preprocess_batch` -- brightness factor and 3 x 3 Gaussian smoothing on the device.
 - :func:`measure_throughput` -- the paper's timing protocol.
 """
