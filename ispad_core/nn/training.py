@@ -694,7 +694,7 @@ class _ProgressLog:
             self.bar.update(1)
         if not self.lines:
             return
-        self._loss += float(loss)
+        self._loss = self._loss + loss.double()  # a device tensor: no synchronisation per step
         self._loss_n += 1
         now = time.perf_counter()
         due = (steps % self.log_every == 0) if self.log_every is not None else (now - self._mark_time >= 30.0)
@@ -703,7 +703,7 @@ class _ProgressLog:
         rate = (steps - self._mark_step) * self.patches_per_step / max(now - self._mark_time, 1e-9)
         total = f"/{self.max_steps}" if self.max_steps is not None else ""
         print(f"step {steps}{total} (epoch {epoch}, batch {batches_done}/{self.batches_per_epoch})  "
-              f"loss {self._loss / self._loss_n:.4f}  {rate:,.0f} patches/s  {self.time_left(steps, epoch, batches_done)}",
+              f"loss {float(self._loss) / self._loss_n:.4f}  {rate:,.0f} patches/s  {self.time_left(steps, epoch, batches_done)}",
               file=sys.stderr, flush=True)
         self._mark_time, self._mark_step, self._loss, self._loss_n = now, steps, 0.0, 0
 
