@@ -95,7 +95,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--patience", type=_positive, default=20, help="validations without improvement before stopping (default 20)")
     p.add_argument("--preprocess", default="lsm2", choices=("lsm1", "lsm2", "asm", "none"),
                    help="batch preprocessing preset (default lsm2: 3 x 3 Gaussian smoothing)")
-    p.add_argument("--augment", default="auto", help="augmentation of real defects: lsm1, lsm2, asm, none, or auto "
+    p.add_argument("--augment", default="auto", choices=("auto", "lsm1", "lsm2", "asm", "none"), help="augmentation of real defects: lsm1, lsm2, asm, none, or auto "
                    "(the stream's; default)")
     p.add_argument("--workers", type=_nonnegative, help="data loader processes (default: half the CPUs, 1 to 4)")
     p.add_argument("--threads", type=_positive, help="torch CPU threads")
