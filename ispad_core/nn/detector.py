@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ispad_core._files import atomic_output, check_output_path
+from ispad_core._files import atomic_output, check_output_path, exclusive_lock
 from ispad_core._validation import check_choice, check_float, check_int
 from ispad_core.nn.training import (
     TrainResult,
@@ -551,178 +551,183 @@ def train_detector(
     _, rank, world = _distributed()
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if (verbose and rank == 0) else (lambda *a: None)
 
-    # ---- the output and the checkpoints (before any work)
-    ckpt = _ckpt_dir(out)
-    unfinished = (ckpt / "last.pt").exists()
-    if unfinished and not (resume or overwrite):
-        raise FileExistsError(
-            f"out: {ckpt} holds the checkpoints of an unfinished run; pass resume=True (--resume) to continue it "
-            f"or overwrite=True (--overwrite) to start over"
-        )
-    check_output_path(out, "out", overwrite=overwrite or (resume and unfinished))
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"out: the folder {parent} of {out} does not exist")
+    # one trainer per model file: rank 0 holds the writer lock (out + ".lock") for the whole run
+    with (exclusive_lock(out, name="out") if rank == 0 else contextlib.nullcontext()):
+        # ---- the output and the checkpoints (before any work)
+        ckpt = _ckpt_dir(out)
+        unfinished = (ckpt / "last.pt").exists()
+        if unfinished and not (resume or overwrite):
+            raise FileExistsError(
+                f"out: {ckpt} holds the checkpoints of an unfinished run; pass resume=True (--resume) to continue it "
+                f"or overwrite=True (--overwrite) to start over"
+            )
+        check_output_path(out, "out", overwrite=overwrite or (resume and unfinished))
 
-    # ---- data
-    train_stream, stream_prov = _open_stream(stream)
-    size, channels = _patch_shape(train_stream)
-    labels = _stream_labels(train_stream)
-    if mode == "oversampling" and labels is not None and labels.any():
-        src = stream_prov.get("path") or "the stream"
-        raise ValueError(
-            f"stream: mode='oversampling' trains on a pure fault-free stream with real defects at p_inj = 0.5, but "
-            f"{src} holds {int(labels.sum())} defective of {len(labels)} items (a balanced stream); write a "
-            f"fault-free one with 'ispad synth --defect-fraction 0 --out fault_free.h5 ...' and train on it"
-        )
-    n_stream = len(train_stream)
-    if val is None:
-        if mode == "oversampling":
-            raise ValueError("val: mode='oversampling' needs a validation set with defects (the stream has none)")
-        n_val = min(2000, n_stream // 10)
-        if n_val < 2:
-            raise ValueError(f"val: a stream of {n_stream} items is too short to hold out a validation tenth; pass val=")
-        val_set = Subset(train_stream, range(n_stream - n_val, n_stream))
-        val_set.groups = ["good" if y == 0 else "synthetic" for y in (
-            labels[n_stream - n_val:] if labels is not None else [int(val_set[i][-1]) for i in range(n_val)])]
-        train_stream = Subset(train_stream, range(n_stream - n_val))
-        val_prov = {"source": f"the last {n_val} items of the stream (held out)", "kind": "stream-tail", "counts": None}
-    else:
-        val_set, val_prov = _read_val(val, size)
-    val_first = val_set[0]
-    val_image = np.asarray(val_first[0] if isinstance(val_first, (tuple, list)) else val_first)
-    if val_image.shape[:2] != (size, size) or _channels_of(val_image) != channels:
-        raise ValueError(f"val: expected patches like the stream's ({size} x {size}, {channels} channel(s)), got shape {val_image.shape}")
+        # ---- data
+        train_stream, stream_prov = _open_stream(stream)
+        size, channels = _patch_shape(train_stream)
+        labels = _stream_labels(train_stream)
+        if mode == "oversampling" and labels is not None and labels.any():
+            src = stream_prov.get("path") or "the stream"
+            raise ValueError(
+                f"stream: mode='oversampling' trains on a pure fault-free stream with real defects at p_inj = 0.5, but "
+                f"{src} holds {int(labels.sum())} defective of {len(labels)} items (a balanced stream); write a "
+                f"fault-free one with 'ispad synth --defect-fraction 0 --out fault_free.h5 ...' and train on it"
+            )
+        n_stream = len(train_stream)
+        if val is None:
+            if mode == "oversampling":
+                raise ValueError("val: mode='oversampling' needs a validation set with defects (the stream has none)")
+            n_val = min(2000, n_stream // 10)
+            if n_val < 2:
+                raise ValueError(f"val: a stream of {n_stream} items is too short to hold out a validation tenth; pass val=")
+            val_set = Subset(train_stream, range(n_stream - n_val, n_stream))
+            val_set.groups = ["good" if y == 0 else "synthetic" for y in (
+                labels[n_stream - n_val:] if labels is not None else [int(val_set[i][-1]) for i in range(n_val)])]
+            train_stream = Subset(train_stream, range(n_stream - n_val))
+            val_prov = {"source": f"the last {n_val} items of the stream (held out)", "kind": "stream-tail", "counts": None}
+        else:
+            val_set, val_prov = _read_val(val, size)
+        val_first = val_set[0]
+        val_image = np.asarray(val_first[0] if isinstance(val_first, (tuple, list)) else val_first)
+        if val_image.shape[:2] != (size, size) or _channels_of(val_image) != channels:
+            raise ValueError(f"val: expected patches like the stream's ({size} x {size}, {channels} channel(s)), got shape {val_image.shape}")
 
-    real_prov: dict = {"path": None, "selected": 0}
-    if real is not None:
-        from ispad_core.io._real import RealTransform
+        real_prov: dict = {"path": None, "selected": 0}
+        if real is not None:
+            from ispad_core.io._real import RealTransform
 
-        all_real = _read_real(real, size)
-        if len(all_real) == 0:
-            raise ValueError("real: no real defects (an empty array or folder)")
-        bad = [f for f, im in zip(all_real.files, all_real.images)
-               if _channels_of(np.asarray(im)) != channels or min(np.asarray(im).shape[:2]) < size]
-        if bad:
-            im = np.asarray(all_real.images[all_real.files.index(bad[0])])
-            raise ValueError(f"real: {bad[0]} has shape {im.shape}; expected at least {size} x {size} with "
-                             f"{channels} channel(s) like the stream's patches")
-        picked = select_real(all_real.groups, fraction=fraction, group=groups, seed=selection_seed)
-        chosen = all_real.select(picked)
-        if augment == "auto":
-            aug_name = stream_prov.get("augment")
-            from ispad_core.augment import AUGMENT_PRESETS
+            all_real = _read_real(real, size)
+            if len(all_real) == 0:
+                raise ValueError("real: no real defects (an empty array or folder)")
+            bad = [f for f, im in zip(all_real.files, all_real.images)
+                   if _channels_of(np.asarray(im)) != channels or min(np.asarray(im).shape[:2]) < size]
+            if bad:
+                im = np.asarray(all_real.images[all_real.files.index(bad[0])])
+                raise ValueError(f"real: {bad[0]} has shape {im.shape}; expected at least {size} x {size} with "
+                                 f"{channels} channel(s) like the stream's patches")
+            picked = select_real(all_real.groups, fraction=fraction, group=groups, seed=selection_seed)
+            chosen = all_real.select(picked)
+            if augment == "auto":
+                aug_name = stream_prov.get("augment")
+                from ispad_core.augment import AUGMENT_PRESETS
 
-            augment = aug_name if aug_name in AUGMENT_PRESETS else ("lsm1" if aug_name != "none" else None)
-        transform = RealTransform(size, augment)
-        train_set = InjectionDataset(train_stream, chosen, p_inj=p_inj, batch_size=batch_size, seed=seed,
-                                     real_transform=transform, mode=mode)
-        real_prov = {
-            "path": None if all_real.root == "<memory>" else str(Path(all_real.root).resolve()),
-            "available": all_real.counts(),
-            "selected": len(chosen),
-            "selected_counts": chosen.counts(),
-            "fraction": fraction,
-            "fraction_text": None if fraction is None else _as_fraction_text(float(fraction)),
-            "groups": None if groups is None else ([groups] if isinstance(groups, str) else list(groups)),
-            "selection_seed": selection_seed,
-            "files": list(chosen.files),
-            "augment": None if augment is None else (augment if isinstance(augment, str) else "custom"),
+                augment = aug_name if aug_name in AUGMENT_PRESETS else ("lsm1" if aug_name != "none" else None)
+            transform = RealTransform(size, augment)
+            train_set = InjectionDataset(train_stream, chosen, p_inj=p_inj, batch_size=batch_size, seed=seed,
+                                         real_transform=transform, mode=mode)
+            real_prov = {
+                "path": None if all_real.root == "<memory>" else str(Path(all_real.root).resolve()),
+                "available": all_real.counts(),
+                "selected": len(chosen),
+                "selected_counts": chosen.counts(),
+                "fraction": fraction,
+                "fraction_text": None if fraction is None else _as_fraction_text(float(fraction)),
+                "groups": None if groups is None else ([groups] if isinstance(groups, str) else list(groups)),
+                "selection_seed": selection_seed,
+                "files": list(chosen.files),
+                "augment": None if augment is None else (augment if isinstance(augment, str) else "custom"),
+            }
+        else:
+            train_set = train_stream
+
+        # ---- model, settings, resume check
+        torch_device = _resolve_device(device)
+        settings = {
+            "backbone": backbone, "backbone_kwargs": backbone_kwargs, "weights": None if weights is None else str(weights),
+            "mode": mode, "p_inj": p_inj, "batch_size": batch_size, "seed": int(seed), "max_steps": max_steps,
+            "max_epochs": max_epochs, "val_every": val_every, "patience": patience, "recipe": rec.to_dict(),
+            "preprocess": params.to_dict(), "real": real_prov.get("files"), "stream": stream_prov,
+            "val": val_prov["source"], "world_size": world,
         }
-    else:
-        train_set = train_stream
+        settings = _plain(settings)
+        if resume and unfinished:
+            before = json.loads((ckpt / _SETTINGS).read_text()) if (ckpt / _SETTINGS).exists() else None
+            if before is not None and before != settings:
+                diff = [k for k in settings if before.get(k) != settings[k]]
+                raise ValueError(f"resume: the run in {ckpt} was started with other settings ({', '.join(diff)}); "
+                                 f"resume with the same ones or pass overwrite=True to start over")
+        elif unfinished and overwrite and rank == 0:
+            shutil.rmtree(ckpt)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = classifier(backbone, in_channels=channels, num_classes=2, dropout=0.1, weights=weights, **backbone_kwargs)
 
-    # ---- model, settings, resume check
-    torch_device = _resolve_device(device)
-    settings = {
-        "backbone": backbone, "backbone_kwargs": backbone_kwargs, "weights": None if weights is None else str(weights),
-        "mode": mode, "p_inj": p_inj, "batch_size": batch_size, "seed": int(seed), "max_steps": max_steps,
-        "max_epochs": max_epochs, "val_every": val_every, "patience": patience, "recipe": rec.to_dict(),
-        "preprocess": params.to_dict(), "real": real_prov.get("files"), "stream": stream_prov,
-        "val": val_prov["source"], "world_size": world,
-    }
-    settings = _plain(settings)
-    if resume and unfinished:
-        before = json.loads((ckpt / _SETTINGS).read_text()) if (ckpt / _SETTINGS).exists() else None
-        if before is not None and before != settings:
-            diff = [k for k in settings if before.get(k) != settings[k]]
-            raise ValueError(f"resume: the run in {ckpt} was started with other settings ({', '.join(diff)}); "
-                             f"resume with the same ones or pass overwrite=True to start over")
-    elif unfinished and overwrite and rank == 0:
-        shutil.rmtree(ckpt)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = classifier(backbone, in_channels=channels, num_classes=2, dropout=0.1, weights=weights, **backbone_kwargs)
+        say(f"recipe: {rec}" + ("" if weights is None else f" (weights {weights})"))
+        say(f"stream: {stream_prov.get('path') or stream_prov.get('type')}: {len(train_stream)} patches of {size} x {size}"
+            + ("" if labels is None else f", {100 * float(np.mean(labels)):.0f} % defective"))
+        if real is None:
+            say("real defects: none (synthetic only: the cold start)")
+        else:
+            sel = ", ".join(f"{g} {n}" for g, n in real_prov["selected_counts"].items())
+            frac = "" if fraction is None else f" (fraction {real_prov['fraction_text']}, selection seed {selection_seed})"
+            say(f"real defects: {real_prov['selected']} of {len(all_real)} [{sel}]{frac}, mode {mode}, "
+                f"p_inj {_as_fraction_text(p_inj)}, augment {real_prov['augment']}")
+        say(f"validation: {val_prov['source']} ({len(val_set)} patches)")
+        say(f"device {torch_device}, {workers} loader worker(s), {torch.get_num_threads() if threads is None else threads} "
+            f"thread(s), batch {batch_size}" + ("" if world == 1 else f" x {world} processes"))
 
-    say(f"recipe: {rec}" + ("" if weights is None else f" (weights {weights})"))
-    say(f"stream: {stream_prov.get('path') or stream_prov.get('type')}: {len(train_stream)} patches of {size} x {size}"
-        + ("" if labels is None else f", {100 * float(np.mean(labels)):.0f} % defective"))
-    if real is None:
-        say("real defects: none (synthetic only: the cold start)")
-    else:
-        sel = ", ".join(f"{g} {n}" for g, n in real_prov["selected_counts"].items())
-        frac = "" if fraction is None else f" (fraction {real_prov['fraction_text']}, selection seed {selection_seed})"
-        say(f"real defects: {real_prov['selected']} of {len(all_real)} [{sel}]{frac}, mode {mode}, "
-            f"p_inj {_as_fraction_text(p_inj)}, augment {real_prov['augment']}")
-    say(f"validation: {val_prov['source']} ({len(val_set)} patches)")
-    say(f"device {torch_device}, {workers} loader worker(s), {torch.get_num_threads() if threads is None else threads} "
-        f"thread(s), batch {batch_size}" + ("" if world == 1 else f" x {world} processes"))
+        if rank == 0:
+            ckpt.mkdir(exist_ok=True)
+            if not (resume and unfinished):  # a fresh run (re)writes what a resume must match
+                with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
+                    tmp.write_text(json.dumps(settings, indent=1))
 
-    if rank == 0:
-        ckpt.mkdir(exist_ok=True)
-        if not (resume and unfinished):  # a fresh run (re)writes what a resume must match
-            with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
-                tmp.write_text(json.dumps(settings, indent=1))
+        # ---- train
+        with _torch_threads(threads):
+            result = train(
+                model, train_set, val_set, batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps,
+                val_every=val_every, optimizer=rec.optimizer, lr=rec.lr, lr_min=rec.lr_min, momentum=rec.momentum,
+                weight_decay=rec.weight_decay, t_0=rec.t_0, t_mult=rec.t_mult, patience=patience, preprocess=params,
+                amp=amp, device=torch_device, num_workers=workers, seed=int(seed), checkpoint_dir=ckpt, resume=resume,
+                verbose=verbose, log_every=log_every,
+            )
+            pred = _predict_impl(
+                model, val_set, distributed_shard=True, batch_size=batch_size, preprocess=params, device=torch_device,
+                amp_dtype=_amp_dtype(amp, torch_device), num_workers=workers, channels_last=False,
+            )
+        report = classification_report(pred.labels, pred.scores)
+        threshold = float(report.threshold)
+        val_groups = _val_groups(val_set, pred.labels)
+        group_recall = {}
+        for g in sorted({g for g, y in zip(val_groups, pred.labels.tolist()) if y == 1}):
+            sel = np.array([vg == g for vg in val_groups]) & (pred.labels == 1)
+            group_recall[g] = float(100.0 * np.mean(pred.scores[sel] >= threshold))
 
-    # ---- train
-    with _torch_threads(threads):
-        result = train(
-            model, train_set, val_set, batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps,
-            val_every=val_every, optimizer=rec.optimizer, lr=rec.lr, lr_min=rec.lr_min, momentum=rec.momentum,
-            weight_decay=rec.weight_decay, t_0=rec.t_0, t_mult=rec.t_mult, patience=patience, preprocess=params,
-            amp=amp, device=torch_device, num_workers=workers, seed=int(seed), checkpoint_dir=ckpt, resume=resume,
-            verbose=verbose, log_every=log_every,
-        )
-        pred = _predict_impl(
-            model, val_set, distributed_shard=True, batch_size=batch_size, preprocess=params, device=torch_device,
-            amp_dtype=_amp_dtype(amp, torch_device), num_workers=workers, channels_last=False,
-        )
-    report = classification_report(pred.labels, pred.scores)
-    threshold = float(report.threshold)
-    val_groups = _val_groups(val_set, pred.labels)
-    group_recall = {}
-    for g in sorted({g for g, y in zip(val_groups, pred.labels.tolist()) if y == 1}):
-        sel = np.array([vg == g for vg in val_groups]) & (pred.labels == 1)
-        group_recall[g] = float(100.0 * np.mean(pred.scores[sel] >= threshold))
-
-    metadata = {
-        "backbone": backbone,
-        "backbone_kwargs": backbone_kwargs,
-        "in_channels": channels,
-        "num_classes": 2,
-        "dropout": 0.1,
-        "patch_size": size,
-        "preprocess": params.to_dict(),
-        "threshold": threshold,
-        "validation": {**report.to_dict(), "group_recall": group_recall, "n": int(len(pred.labels))},
-        "training": {
-            "recipe": rec.to_dict(), "recipe_text": str(rec), "weights": settings["weights"], "mode": mode,
-            "p_inj": p_inj, "batch_size": batch_size, "world_size": world, "seed": int(seed),
-            "max_steps": max_steps, "max_epochs": max_epochs, "val_every": val_every, "patience": patience,
-            "steps": result.steps, "best_step": result.best_step, "best_epoch": result.best_epoch,
-            "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
-            "interrupted": result.interrupted, "history": result.to_dict()["history"],
-            "device": str(torch_device), "amp": amp, "seconds": time.perf_counter() - t_start,
-        },
-        "provenance": {"stream": stream_prov, "real": real_prov, "validation": val_prov},
-    }
-    metadata = _plain(metadata)
-    if rank == 0:
-        save_model(out, model, metadata=metadata, overwrite=True if (overwrite or resume) else False)
-        if not result.interrupted:
-            shutil.rmtree(ckpt, ignore_errors=True)
-    if world > 1:
-        torch.distributed.barrier()
-    model.eval()
-    return DetectorResult(path=out, model=model, metadata=metadata, report=report, threshold=threshold,
-                          group_recall=group_recall, train=result, recipe=rec, interrupted=result.interrupted)
+        metadata = {
+            "backbone": backbone,
+            "backbone_kwargs": backbone_kwargs,
+            "in_channels": channels,
+            "num_classes": 2,
+            "dropout": 0.1,
+            "patch_size": size,
+            "preprocess": params.to_dict(),
+            "threshold": threshold,
+            "validation": {**report.to_dict(), "group_recall": group_recall, "n": int(len(pred.labels))},
+            "training": {
+                "recipe": rec.to_dict(), "recipe_text": str(rec), "weights": settings["weights"], "mode": mode,
+                "p_inj": p_inj, "batch_size": batch_size, "world_size": world, "seed": int(seed),
+                "max_steps": max_steps, "max_epochs": max_epochs, "val_every": val_every, "patience": patience,
+                "steps": result.steps, "best_step": result.best_step, "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
+                "interrupted": result.interrupted, "history": result.to_dict()["history"],
+                "device": str(torch_device), "amp": amp, "seconds": time.perf_counter() - t_start,
+            },
+            "provenance": {"stream": stream_prov, "real": real_prov, "validation": val_prov},
+        }
+        metadata = _plain(metadata)
+        if rank == 0:
+            save_model(out, model, metadata=metadata, overwrite=True if (overwrite or resume) else False)
+            if not result.interrupted:
+                shutil.rmtree(ckpt, ignore_errors=True)
+        if world > 1:
+            torch.distributed.barrier()
+        model.eval()
+        return DetectorResult(path=out, model=model, metadata=metadata, report=report, threshold=threshold,
+                              group_recall=group_recall, train=result, recipe=rec, interrupted=result.interrupted)
 
 
 def _plain(value: Any) -> Any:

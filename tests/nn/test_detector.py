@@ -352,3 +352,15 @@ def test_pretrained_weights_switch_to_the_fine_tuning_recipe(data, tmp_path):
     training = res.metadata["training"]
     assert res.recipe.name == "fine-tune" and training["recipe"]["optimizer"] == "sgd"
     assert training["recipe"]["lr"] == 5e-4 and training["weights"] == str(weights)
+
+
+def test_one_trainer_per_model_file(data, tmp_path):
+    from ispad_core._files import OutputBusyError, exclusive_lock
+
+    out = tmp_path / "m.pt"
+    with exclusive_lock(out, name="out"):
+        with pytest.raises(OutputBusyError, match="out: another process is writing .*m.pt"):
+            _run(data, out)
+    assert not out.exists()
+    with pytest.raises(FileNotFoundError, match="out: the folder .*missing of .*m.pt does not exist"):
+        _run(data, tmp_path / "missing" / "m.pt")
