@@ -13,6 +13,8 @@ never imports torch.
   probability ``p_inj`` in ``[1/B, 0.25]`` (equation 1), reproducible per ``(seed, epoch, i)``.
 - :func:`train`, :func:`evaluate`, :func:`predict` -- the paper's recipe (SGD, cosine warm
   restarts, mixed precision, early stopping, best-val-loss checkpoint), DDP-aware.
+- :func:`train_detector` -- stream + real-defect folder + validation set -> a model file
+  (``ispad train``): nested selection, recipes, threshold, report, resume.
 - :func:`preprocess_batch` -- brightness factor and 3 x 3 Gaussian smoothing on the device.
 - :func:`measure_throughput` -- the paper's timing protocol.
 """
@@ -27,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from ispad_core.nn.backbones import BACKBONES, classifier
+from ispad_core.nn.detector import DetectorResult, Recipe, train_detector
 from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
 from ispad_core.nn.modelfile import load_model, save_model
@@ -36,12 +39,14 @@ from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluat
 
 __all__ = [
     "BACKBONES",
+    "DetectorResult",
     "PREPROCESS_PRESETS",
     "EpochRecord",
     "InjectionDataset",
     "InjectionPlan",
     "Prediction",
     "Preprocess",
+    "Recipe",
     "ResNet18",
     "Throughput",
     "TrainResult",
@@ -56,4 +61,5 @@ __all__ = [
     "resnet18_classifier",
     "save_model",
     "train",
+    "train_detector",
 ]

@@ -227,3 +227,131 @@ TR = bright_spot_data(32, seed=0)
 def test_bad_inputs(tiny_model, call, exc, match):
     with pytest.raises(exc, match=match):
         call(tiny_model)
+
+
+# --------------------------------------------------------------------------- val_every, progress, Ctrl-C, bare images
+
+
+def test_val_every_validates_on_the_step_grid_and_at_the_end(tiny_model, tmp_path):
+    tr, va = bright_spot_data(160, seed=0), bright_spot_data(32, seed=1)  # 10 batches per epoch
+    res = train(tiny_model, tr, va, max_steps=25, val_every=4, checkpoint_dir=tmp_path, **FAST)
+    assert [r.steps for r in res.history] == [4, 8, 12, 16, 20, 24, 25]
+    assert [r.epoch for r in res.history] == [0, 0, 1, 1, 1, 2, 2]  # step 20 ends epoch 1
+    best = int(np.argmin([r.val_loss for r in res.history]))
+    assert res.best_step == res.history[best].steps and res.best_epoch == res.history[best].epoch
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["step"] == res.best_step
+
+
+def test_val_every_counts_patience_in_validations():
+    tr, va = bright_spot_data(160, seed=0), bright_spot_data(32, seed=1)
+    torch.manual_seed(0)
+    res = train(TinyNet(bn=False), tr, va, max_epochs=5, val_every=3, patience=2, batch_size=16, lr=1e-30,
+                lr_min=0.0, verbose=False)
+    assert res.stopped_early and [r.steps for r in res.history] == [3, 6, 9] and res.steps == 9
+
+
+def test_resume_mid_epoch_ends_where_an_uninterrupted_run_ends(tmp_path):
+    tr, va = bright_spot_data(160, seed=0), bright_spot_data(32, seed=1)
+    ds = InjectionDataset(list(zip(*tr)), bright_spot_data(8, seed=3, defect_fraction=1.0)[0], p_inj=0.25,
+                          batch_size=16, seed=1)
+    torch.manual_seed(0)
+    straight = TinyNet()
+    full = train(straight, ds, va, max_steps=24, val_every=6, checkpoint_dir=tmp_path / "a", **FAST)
+    torch.manual_seed(0)
+    first = TinyNet()
+    part = train(first, ds, va, max_steps=6, val_every=6, checkpoint_dir=tmp_path / "b", **FAST)
+    assert part.steps == 6 and torch.load(tmp_path / "b" / "last.pt", weights_only=True)["batches_done"] == 6
+    torch.manual_seed(99)
+    resumed_model = TinyNet()
+    resumed = train(resumed_model, ds, va, max_steps=24, val_every=6, checkpoint_dir=tmp_path / "b", resume=True, **FAST)
+    assert [r.val_loss for r in resumed.history] == [r.val_loss for r in full.history]
+    assert _equal(_weights(straight), _weights(resumed_model))
+
+
+def test_epoch_order_is_what_a_shuffling_dataloader_gives(tiny_model):
+    # splitting train() into pieces kept the data order: the explicit order equals DataLoader(shuffle=True)
+    from torch.utils.data import DataLoader
+
+    from ispad_core.nn.training import _generator
+
+    tr = bright_spot_data(50, seed=0)
+    seen = []
+
+    class Recording(torch.utils.data.Dataset):
+        def __len__(self):
+            return 50
+
+        def __getitem__(self, i):
+            seen.append(i)
+            return tr[0][i], int(tr[1][i])
+
+    train(tiny_model, Recording(), tr, max_epochs=1, **FAST)
+    reference = [int(i) for batch in DataLoader(range(50), batch_size=16, shuffle=True, drop_last=True,
+                                                generator=_generator(0, 1, 0)) for i in batch]
+    assert seen[:48] == reference
+
+
+def test_progress_lines_in_a_log(tiny_model, capsys):
+    tr, va = bright_spot_data(96, seed=0), bright_spot_data(16, seed=1)
+    train(tiny_model, tr, va, max_steps=9, val_every=6, log_every=2, **{**FAST, "verbose": True})
+    err = capsys.readouterr().err.splitlines()  # captured: stderr is not a terminal
+    steps = [ln for ln in err if ln.startswith("step ")]
+    assert [ln.split()[1] for ln in steps] == ["2/9", "4/9", "6/9", "8/9"]
+    assert all("loss" in ln and "patches/s" in ln and "left" in ln for ln in steps)
+    records = [ln for ln in err if ln.startswith("epoch")]
+    assert len(records) == 2 and all("val MCC" in ln and " left" in ln for ln in records)
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tiny_model, tmp_path):
+    import signal
+
+    tr, va = bright_spot_data(160, seed=0), bright_spot_data(32, seed=1)
+    reads = []
+
+    class Interrupting(torch.utils.data.Dataset):
+        def __len__(self):
+            return 160
+
+        def __getitem__(self, i):
+            reads.append(i)
+            if len(reads) == 16 * 2 + 3:  # while batch 3 is read
+                signal.raise_signal(signal.SIGINT)
+            return tr[0][i], int(tr[1][i])
+
+    res = train(tiny_model, Interrupting(), va, max_epochs=3, checkpoint_dir=tmp_path, **FAST)
+    assert res.interrupted and res.steps == 3 and len(res.history) == 1 and res.history[0].steps == 3
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["steps"] == 3 and last["next_epoch"] == 0 and last["batches_done"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # resuming finishes the run
+    res2 = train(tiny_model, tr, va, max_epochs=3, checkpoint_dir=tmp_path, resume=True, **FAST)
+    assert not res2.interrupted and res2.steps == 30 and [r.steps for r in res2.history] == [3, 10, 20, 30]
+
+
+def test_checkpoints_are_written_atomically(tiny_model, tmp_path):
+    tr, va = bright_spot_data(32, seed=0), bright_spot_data(16, seed=1)
+    train(tiny_model, tr, va, max_epochs=1, checkpoint_dir=tmp_path, **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+    (tmp_path / "elsewhere").write_text("x")
+    (tmp_path / "last.pt").unlink()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="symbolic link"):
+        train(tiny_model, tr, va, max_epochs=1, checkpoint_dir=tmp_path, **FAST)
+    assert (tmp_path / "elsewhere").read_text() == "x"
+
+
+def test_predict_takes_bare_images_and_evaluate_labels(tiny_model):
+    images, labels = bright_spot_data(40, seed=2)
+    pred = predict(tiny_model, images, preprocess=None, batch_size=16)
+    assert pred.labels is None and math.isnan(pred.loss) and pred.scores.shape == (40,)
+    labelled = predict(tiny_model, (images, labels), preprocess=None, batch_size=16)
+    assert np.array_equal(pred.scores, labelled.scores)
+    assert np.array_equal(predict(tiny_model, list(images), preprocess=None).scores, pred.scores)
+    report = evaluate(tiny_model, images, labels=labels, preprocess=None)
+    assert report == evaluate(tiny_model, (images, labels), preprocess=None)
+    with pytest.raises(ValueError, match="data: evaluate needs labels"):
+        evaluate(tiny_model, images, preprocess=None)
+    with pytest.raises(TypeError, match="train_data: expected labelled data"):
+        train(tiny_model, images, (images, labels), max_epochs=1, **FAST)
+    with pytest.raises(ValueError, match="train_data: expected .* items, got items without a label"):
+        train(tiny_model, list(images), (images, labels), max_epochs=1, **FAST)
