@@ -7,6 +7,7 @@ Subcommands (``ispad <command> --help`` for each)::
     ispad gallery   --out FILE.png [--preset NAME] [--images DIR]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
     ispad info      FILE.h5
+    ispad train     --stream FILE.h5 --out model.pt [--real DIR] [--val DIR] [--p-inj 1/32] [--backbone NAME]
     ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512]
     ispad demo      --out DIR
 
@@ -40,7 +41,7 @@ BUILTIN_SIDE = 640
 
 #: Subcommands that live in their own module ``ispad_core._cli_<name>`` (``add_parser(sub)`` and
 #: ``run(args)``), in the order ``ispad --help`` lists them after the ones defined here.
-_COMMAND_MODULES = ("crops", "demo")
+_COMMAND_MODULES = ("train", "crops", "demo")
 
 
 class CLIError(Exception):

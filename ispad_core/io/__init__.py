@@ -25,6 +25,7 @@ fault-free scans with their ROIs, matched by file name: :func:`read_scans`.
 from ispad_core.io._codec import COMPRESSIONS
 from ispad_core.io._images import IMAGE_EXTENSIONS, list_images, read_image, read_images, write_png
 from ispad_core.io._mvtec import MVTecDataset, read_mvtec, write_mvtec
+from ispad_core.io._real import LabelledSet, RealDefects, RealTransform, read_labelled_set, read_real_defects
 from ispad_core.io._scans import Scans, read_scans
 from ispad_core.io._streamfile import (
     FIELDS,
@@ -40,7 +41,10 @@ __all__ = [
     "COMPRESSIONS",
     "FIELDS",
     "IMAGE_EXTENSIONS",
+    "LabelledSet",
     "MVTecDataset",
+    "RealDefects",
+    "RealTransform",
     "Scans",
     "StreamReader",
     "StreamWriter",
@@ -50,7 +54,9 @@ __all__ = [
     "part_path",
     "read_image",
     "read_images",
+    "read_labelled_set",
     "read_mvtec",
+    "read_real_defects",
     "read_scans",
     "write_mvtec",
     "write_png",
