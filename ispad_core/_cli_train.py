@@ -60,11 +60,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "  ispad train --stream stream.h5 --real real/ --val val/ --out model.pt --max-steps 2000\n"
         "  ispad train --stream stream.h5 --real real/ --p-inj 1/32 --fraction 1/8 --groups area --val val/ \\\n"
         "              --backbone resnet18 --weights resnet18.pth --device cuda --out model.pt\n"
+        "  ispad train --images scans/ --n 20000 --real real/ --val val/ --out model.pt   # no stream file\n"
         "  ispad train --stream fault_free.h5 --real real/ --mode oversampling --val val/ --out model.pt\n"
         "  torchrun --nproc-per-node 4 -m ispad_core train --stream stream.h5 --real real/ --val val/ --out model.pt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--stream", required=True, metavar="FILE.h5", help="the balanced synthetic stream (ispad synth)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--stream", metavar="FILE.h5", help="the balanced synthetic stream (ispad synth)")
+    src.add_argument("--images", nargs="+", metavar="DIR", help="fault-free scans (folders or files): draw the "
+                     "balanced stream on the fly instead of reading a file, with fresh patches and defects every epoch")
     p.add_argument("--out", required=True, metavar="MODEL.pt", help="the model file to write")
     p.add_argument("--real", metavar="DIR", help="real defect images (PNG/TIFF/BMP), one group per sub-folder; "
                    "without it the run is synthetic only")
@@ -103,6 +107,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="progress line every STEPS steps when the output is not a terminal (default: about every 30 s)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run of --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and start an unfinished run over)")
+    g = p.add_argument_group("on-the-fly stream (with --images)")
+    g.add_argument("--rois", metavar="DIR", help="regions of interest, one mask per scan with the same file name")
+    g.add_argument("--n", type=_positive, default=20000, help="patches per epoch (default 20000)")
+    g.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
+    g.add_argument("--preset", default="mixed", help="defect preset of ispad_core.synth.PRESETS (default mixed)")
+    g.add_argument("--stream-augment", default="lsm1", help="table-8 augmentation of the stream's patches: lsm1 "
+                   "(default), lsm2, asm or none")
+    g.add_argument("--stream-seed", type=_nonnegative, help="seed of the stream (default: --seed)")
     p.add_argument("--quiet", action="store_true", help="no progress, only the report")
     p.set_defaults(func=run)
     return p
@@ -139,6 +151,22 @@ def _init_distributed() -> bool:
     return True
 
 
+def _stream_source(args):
+    """The stream file's path, or with ``--images`` a :class:`~ispad_core.stream.SyntheticStream`."""
+    if args.stream is not None:
+        return args.stream
+    from ispad_core.io import read_scans
+    from ispad_core.stream import SyntheticStream
+
+    scans = read_scans(args.images, rois=args.rois, name="--images", rois_name="--rois")
+    return SyntheticStream(
+        scans.images, rois=scans.rois, n=args.n, size=args.size, preset=args.preset,
+        augment=None if args.stream_augment == "none" else args.stream_augment,
+        seed=args.seed if args.stream_seed is None else args.stream_seed,
+        defect_fraction=0.0 if args.mode == "oversampling" else 0.5, names=scans.names,
+    )
+
+
 def run(args) -> int:
     """Run ``ispad train``; returns the exit status (130 when Ctrl-C stopped the run)."""
     try:
@@ -166,7 +194,7 @@ def run(args) -> int:
         if device is None and started_group and torch.cuda.is_available():
             device = f"cuda:{torch.cuda.current_device()}"
         result = train_detector(
-            args.stream,
+            _stream_source(args),
             out=args.out,
             real=args.real,
             val=args.val,

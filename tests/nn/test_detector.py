@@ -364,3 +364,26 @@ def test_one_trainer_per_model_file(data, tmp_path):
     assert not out.exists()
     with pytest.raises(FileNotFoundError, match="out: the folder .*missing of .*m.pt does not exist"):
         _run(data, tmp_path / "missing" / "m.pt")
+
+
+def test_cli_images_builds_the_on_the_fly_stream(tmp_path):
+    """ispad train --images draws the stream on the fly; oversampling gets a fault-free one."""
+    import argparse
+
+    from ispad_core._cli_train import _stream_source, add_parser
+    from ispad_core.io import write_png
+    from ispad_core.samples import screen_print
+    from ispad_core.stream import SyntheticStream
+
+    for k in range(2):
+        write_png(tmp_path / f"s{k}.png", screen_print((96, 96), rng=k))
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    common = ["train", "--images", str(tmp_path), "--out", str(tmp_path / "m.pt"), "--n", "8", "--size", "32"]
+    mixed = _stream_source(parser.parse_args(common + ["--seed", "3"]))
+    assert isinstance(mixed, SyntheticStream) and len(mixed) == 8
+    assert int(sum(mixed[i][2] for i in range(8))) == 4
+    over = _stream_source(parser.parse_args(common + ["--mode", "oversampling"]))
+    assert int(sum(over[i][2] for i in range(8))) == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(common + ["--stream", "x.h5"])
