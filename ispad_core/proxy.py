@@ -558,7 +558,11 @@ def _write(bench: ProxyBenchmark, root: Path, settings: dict, overwrite: bool) -
             "settings": settings,
             "print_direction": PRINT_DIRECTION,
             "counts": {
-                split: {g: list(getattr(bench, f"{split}_groups")).count(g) for g in ("good", "points", "area")}
+                split: {
+                    g: list(getattr(bench, f"{split}_groups")).count(g)
+                    for g in ("good", "points", "area")
+                    if g in getattr(bench, f"{split}_groups")
+                }
                 for split in ("real", "val", "test")
             },
             "scans": scan_names,
