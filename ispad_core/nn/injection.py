@@ -220,11 +220,44 @@ class InjectionDataset(torch.utils.data.Dataset):
         injected, real_index = self._decide(self.epoch, np.array([i], dtype=np.int64))
         if injected[0]:
             return self._real_item(i, int(real_index[0])), 1
-        item = self.stream[i]
+        return self._stream_item(i, self.stream[i])
+
+    def __getitems__(self, indices: list) -> list[tuple[np.ndarray, int]]:
+        """Items ``[self[i] for i in indices]`` in one call (torch's DataLoader uses it per batch).
+
+        The stream's items are read with one ``stream.__getitems__(indices)`` call when the stream
+        has that method (a batched read, e.g. of an HDF5 file or an on-the-fly stream), else one
+        by one.
+        """
+        n = len(self)
+        idx = np.empty(len(indices), dtype=np.int64)
+        for k, i in enumerate(indices):
+            if not isinstance(i, numbers.Integral) or isinstance(i, bool):
+                raise TypeError(f"index: expected an int, got {type(i).__name__}")
+            if not -n <= int(i) < n:
+                raise IndexError(f"index: expected an int in [{-n}, {n}), got {int(i)}")
+            idx[k] = int(i) % n
+        injected, real_index = self._decide(self.epoch, idx)
+        out: list = [None] * len(idx)
+        from_stream = np.flatnonzero(~injected)
+        if from_stream.size:
+            wanted = idx[from_stream].tolist()
+            getitems = getattr(self.stream, "__getitems__", None)
+            items = getitems(wanted) if getitems is not None else [self.stream[i] for i in wanted]
+            if len(items) != len(wanted):
+                raise ValueError(f"stream: __getitems__ returned {len(items)} items for {len(wanted)} indices")
+            for k, item in zip(from_stream.tolist(), items):
+                out[k] = self._stream_item(int(idx[k]), item)
+        for k in np.flatnonzero(injected).tolist():
+            out[k] = (self._real_item(int(idx[k]), int(real_index[k])), 1)
+        return out
+
+    def _stream_item(self, i: int, item: Any) -> tuple[np.ndarray, int]:
         label = int(item[-1])
         if self.mode == "oversampling" and label != 0:
             raise ValueError(
-                f"stream: mode='oversampling' expects a pure fault-free stream (all labels 0), item {i} has label {label}"
+                f"stream: mode='oversampling' expects a pure fault-free stream (all labels 0), item {i} has label "
+                f"{label}; write one with 'ispad synth --defect-fraction 0'"
             )
         return np.asarray(item[0]), label
 

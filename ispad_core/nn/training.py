@@ -6,6 +6,11 @@ precision where the device supports it, brightness factor and 3 x 3 Gaussian smo
 batch, early stopping after 20 epochs without a lower validation loss, and the checkpoint with
 the lowest validation loss kept. Thresholds for the report are F1-optimal, as in the paper.
 
+Validation (and with it model selection, early stopping and the checkpoint) happens after every
+epoch, or every ``val_every`` optimizer steps. The first Ctrl-C stops training after the step in
+progress with a validation and a checkpoint, so the model and ``last.pt`` are usable and
+``resume=True`` continues; a second Ctrl-C interrupts at once.
+
 Under ``torch.distributed`` (a process group initialised by the caller, e.g. with ``torchrun``)
 :func:`train` wraps the model in ``DistributedDataParallel`` and shards the training data with
 ``DistributedSampler``; ``batch_size`` is then per process.
@@ -16,10 +21,12 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,53 +36,74 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ispad_core._files import atomic_output
 from ispad_core._progress import progress
 from ispad_core._validation import check_array, check_binary_labels, check_choice, check_float, check_int
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
 __all__ = ["EpochRecord", "Prediction", "TrainResult", "evaluate", "predict", "train"]
 
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 2: the position inside the epoch (``val_every`` checkpoints mid-epoch)
+_NO_LABEL = -1
 
 
 # --------------------------------------------------------------------------- data plumbing
 
 
 class _ArrayDataset(Dataset):
-    """(images, labels) arrays as a Dataset of (image, label) items."""
+    """(images, labels) arrays as a Dataset of (image, label) items; bare images give (image,)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None) -> None:
         self.images = images
         self.labels = labels
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    def __getitem__(self, i: int) -> tuple:
+        if self.labels is None:
+            return (self.images[i],)
         return self.images[i], int(self.labels[i])
 
 
-def _as_dataset(data: Any, name: str) -> Any:
+def _as_dataset(data: Any, name: str, *, labelled: bool = True) -> Any:
+    """A Dataset of ``(image, ..., label)`` items (or, with ``labelled=False``, also of bare images)."""
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
         images = check_array(data[0], f"{name}[0]", ndim=(3, 4), dtypes=(np.uint8,))
         labels = check_binary_labels(data[1], f"{name}[1]")
         if labels.shape[0] != images.shape[0]:
             raise ValueError(f"{name}[1]: expected {images.shape[0]} labels like {name}[0], got {labels.shape[0]}")
         return _ArrayDataset(images, labels.astype(np.int64))
-    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+    if isinstance(data, np.ndarray):
+        if labelled:
+            raise TypeError(
+                f"{name}: expected labelled data, a Dataset of (image, ..., label) items or an (images, labels) "
+                f"pair of arrays, got a bare array of shape {data.shape}"
+            )
+        images = check_array(data, name, ndim=(3, 4), dtypes=(np.uint8,))
+        if images.shape[0] == 0:
+            raise ValueError(f"{name}: expected at least one image, got shape {images.shape}")
+        return _ArrayDataset(images, None)
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes)):
         if len(data) == 0:
             raise ValueError(f"{name}: expected a non-empty dataset, got length 0")
         return data
+    what = " (or of images), images (N, H, W[, C]) uint8" if not labelled else ""
     raise TypeError(
-        f"{name}: expected a Dataset of (image, ..., label) items or an (images, labels) pair of arrays, "
+        f"{name}: expected a Dataset of (image, ..., label) items{what} or an (images, labels) pair of arrays, "
         f"got {type(data).__name__}"
     )
 
 
 def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
-    images = np.stack([np.asarray(item[0]) for item in batch])
-    labels = torch.tensor([int(item[-1]) for item in batch], dtype=torch.int64)
-    return torch.from_numpy(images), labels
+    """Stack a batch; items are ``(image, ..., label)``, ``(image,)`` or a bare image (label -1)."""
+    if isinstance(batch[0], (tuple, list)):
+        images = np.stack([np.asarray(item[0]) for item in batch])
+        labels = [int(item[-1]) if len(item) > 1 else _NO_LABEL for item in batch]
+    else:
+        images = np.stack([np.asarray(item) for item in batch])
+        labels = [_NO_LABEL] * len(batch)
+    return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64)
 
 
 def _derived_seed(seed: int, *words: int) -> int:
@@ -127,13 +155,14 @@ class Prediction:
     ----------
     scores : numpy.ndarray of float64, shape (N,)
         Softmax probability of class 1 (defective).
-    labels : numpy.ndarray of int64, shape (N,)
+    labels : numpy.ndarray of int64, shape (N,), or None
+        The labels of the data; None when it held bare images.
     loss : float
-        Mean cross-entropy.
+        Mean cross-entropy (NaN without labels).
     """
 
     scores: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     loss: float
 
 
@@ -148,7 +177,7 @@ def _forward_scores(
     num_workers: int,
     channels_last: bool,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scores, labels and the summed loss over ``dataset`` in its order (eval mode, no grad)."""
+    """Scores, labels (-1: none) and the summed loss over ``dataset`` in its order (eval mode, no grad)."""
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -166,8 +195,11 @@ def _forward_scores(
             logits = logits.float()
             if logits.ndim != 2 or logits.shape[1] != 2:
                 raise ValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
-            y = y.to(device)
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            if bool((y != _NO_LABEL).all()):
+                y = y.to(device)
+                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            elif bool((y != _NO_LABEL).any()):
+                raise ValueError("data: some items carry a label and some do not; expected all or none")
             scores.append(torch.softmax(logits, dim=1)[:, 1].double().cpu().numpy())
             labels.append(y.cpu().numpy())
     return np.concatenate(scores), np.concatenate(labels).astype(np.int64), loss_sum
@@ -196,6 +228,8 @@ def _predict_impl(model, dataset, *, distributed_shard: bool, **kw) -> Predictio
                 loss_sum += g_loss
     finally:
         model.train(was_training)
+    if labels.size and (labels == _NO_LABEL).all():
+        return Prediction(scores=scores, labels=None, loss=float("nan"))
     return Prediction(scores=scores, labels=labels, loss=loss_sum / max(len(labels), 1))
 
 
@@ -212,25 +246,29 @@ def predict(
 ) -> Prediction:
     """Defect scores (softmax probability of class 1) of a binary classifier on ``data``.
 
-    ``data`` is a Dataset of ``(image, ..., label)`` items or an ``(images, labels)`` pair of
-    arrays (images uint8 ``(N, H, W[, C])``). Other arguments as in :func:`train`; use the same
-    ``preprocess`` as in training. The model is put in eval mode and restored afterwards.
+    ``data`` is a uint8 array of images ``(N, H, W[, C])``, an ``(images, labels)`` pair of
+    arrays, or a Dataset whose items are images or ``(image, ..., label)`` tuples. Other arguments
+    as in :func:`train`; use the same ``preprocess`` as in training. The model is put in eval mode
+    and restored afterwards.
 
     Returns
     -------
     Prediction
-        ``scores`` and ``labels`` in the order of ``data``, and the mean cross-entropy ``loss``.
+        ``scores`` in the order of ``data``; ``labels`` and the mean cross-entropy ``loss`` when
+        the data has labels (None and NaN for bare images).
 
     Examples
     --------
     >>> import numpy as np
     >>> from ispad_core.nn import predict, resnet18_classifier
     >>> images = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)
-    >>> pred = predict(resnet18_classifier(), (images, np.array([0, 1, 0])))
-    >>> pred.scores.shape, bool(((pred.scores >= 0) & (pred.scores <= 1)).all())
-    ((3,), True)
+    >>> pred = predict(resnet18_classifier(), images)
+    >>> pred.scores.shape, bool(((pred.scores >= 0) & (pred.scores <= 1)).all()), pred.labels
+    ((3,), True, None)
+    >>> predict(resnet18_classifier(), (images, np.array([0, 1, 0]))).labels.tolist()
+    [0, 1, 0]
     """
-    dataset = _as_dataset(data, "data")
+    dataset = _as_dataset(data, "data", labelled=False)
     device = _resolve_device(device, model)
     return _predict_impl(
         model,
@@ -249,6 +287,7 @@ def evaluate(
     model: nn.Module,
     data: Any,
     *,
+    labels: Any = None,
     threshold: float | None = None,
     batch_size: int = 128,
     preprocess: Preprocess | str | None = "lsm2",
@@ -263,8 +302,11 @@ def evaluate(
     ----------
     model : torch.nn.Module
         Maps ``(B, C, H, W)`` float to ``(B, 2)`` logits.
-    data : Dataset or (images, labels)
-        Items ``(image, ..., label)`` with uint8 images ``(H, W[, C])``, or arrays.
+    data : Dataset, (images, labels) or images
+        Items ``(image, ..., label)`` with uint8 images ``(H, W[, C])``; or arrays; or bare images
+        ``(N, H, W[, C])`` uint8 together with ``labels``.
+    labels : array_like of shape (N,), optional
+        0/1 labels of bare images in ``data``.
     threshold : float, optional
         Decision threshold on the defect probability (``score >= threshold`` is defective);
         None (default) uses the F1-optimal threshold, as the paper does.
@@ -276,6 +318,11 @@ def evaluate(
     ispad_core.metrics.ClassificationReport
         MCC, recall, FPR and precision in percent, TN, TP, FN, FP, the threshold and AUROC.
 
+    Raises
+    ------
+    ValueError
+        If the data has no labels (bare images without ``labels``) or only one class.
+
     Examples
     --------
     >>> import numpy as np, torch
@@ -283,12 +330,16 @@ def evaluate(
     >>> rng = np.random.default_rng(0)
     >>> images = rng.integers(0, 256, (8, 32, 32), dtype=np.uint8)
     >>> _ = torch.manual_seed(0)
-    >>> report = evaluate(resnet18_classifier(), (images, np.array([0] * 6 + [1] * 2)))
+    >>> report = evaluate(resnet18_classifier(), images, labels=[0] * 6 + [1] * 2)
     >>> report.tp + report.fn
     2
     """
     from ispad_core.metrics import classification_report
 
+    if labels is not None:
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"labels: given for bare images, but data is a {type(data).__name__}, not an array of images")
+        data = (data, np.asarray(labels))
     pred = predict(
         model,
         data,
@@ -299,11 +350,13 @@ def evaluate(
         num_workers=num_workers,
         channels_last=channels_last,
     )
+    if pred.labels is None:
+        raise ValueError("data: evaluate needs labels; got bare images (pass labels=, an (images, labels) pair or a labelled Dataset)")
     return classification_report(pred.labels, pred.scores, threshold=threshold)
 
 
-def _val_mcc(labels: np.ndarray, scores: np.ndarray) -> float:
-    if np.unique(labels).size < 2:
+def _val_mcc(labels: np.ndarray | None, scores: np.ndarray) -> float:
+    if labels is None or np.unique(labels).size < 2:
         return float("nan")
     from ispad_core.metrics import classification_report
 
@@ -315,24 +368,25 @@ def _val_mcc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One line of training progress.
+    """One line of training progress: one validation (after an epoch, or every ``val_every`` steps).
 
     Attributes
     ----------
     epoch : int
-        0-based epoch.
+        0-based epoch in progress at the validation.
     steps : int
         Optimizer steps so far (all epochs).
     train_loss, val_loss : float
-        Mean cross-entropy on the epoch's training batches and on the validation data.
+        Mean cross-entropy on the training batches since the previous validation and on the
+        validation data.
     val_mcc : float
         MCC on the validation data at its F1-optimal threshold (NaN if it holds one class).
     lr : float
-        Learning rate after the epoch's last step.
+        Learning rate after the last step.
     patches_per_s : float
         Training rate over all processes.
     seconds : float
-        Wall time of the epoch, validation included.
+        Wall time since the previous validation, this validation included.
     improved : bool
         Whether the validation loss reached a new minimum (the best checkpoint was updated).
     """
@@ -362,19 +416,24 @@ class TrainResult:
     Attributes
     ----------
     model : torch.nn.Module
-        The model passed in (not the DDP wrapper), holding the weights of the best epoch.
+        The model passed in (not the DDP wrapper), holding the weights of the best validation.
     best_epoch : int
+        Epoch of the best validation (-1 if none happened).
     best_val_loss : float
     history : tuple of EpochRecord
-        One record per epoch, resumed epochs included.
+        One record per validation, resumed ones included.
     stopped_early : bool
         True if training stopped because the validation loss did not improve for ``patience``
-        epochs.
+        validations.
     steps : int
         Optimizer steps in total.
     world_size : int
         Number of processes (1 without torch.distributed).
     checkpoint_dir : str or None
+    best_step : int
+        Optimizer steps at the best validation.
+    interrupted : bool
+        True if a Ctrl-C stopped training (after a validation and a checkpoint at that step).
     """
 
     model: nn.Module
@@ -385,14 +444,18 @@ class TrainResult:
     steps: int
     world_size: int
     checkpoint_dir: str | None
+    best_step: int = 0
+    interrupted: bool = False
 
     def to_dict(self) -> dict:
         """JSON-serialisable summary (without the model)."""
         return {
             "best_epoch": self.best_epoch,
+            "best_step": self.best_step,
             "best_val_loss": self.best_val_loss,
             "history": [asdict(r) for r in self.history],
             "stopped_early": self.stopped_early,
+            "interrupted": self.interrupted,
             "steps": self.steps,
             "world_size": self.world_size,
             "checkpoint_dir": self.checkpoint_dir,
@@ -400,13 +463,465 @@ class TrainResult:
 
 
 def _atomic_save(obj: Any, path: str) -> None:
-    tmp = f"{path}.part"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, name="checkpoint_dir", overwrite=True) as tmp:
+        torch.save(obj, tmp)
 
 
 def _cpu_state(model: nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _duration(seconds: float) -> str:
+    """``"45s"``, ``"12m30s"`` or ``"2h05m"``."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which stops at a checkpoint."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _StopRequest:
+    """The first Ctrl-C sets a flag (training stops after the step in progress, with a checkpoint);
+    the second one interrupts at once. Only the main thread can install the handler."""
+
+    def __init__(self, enabled: bool, announce: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.announce = announce
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._restore_to())
+        if self.announce:
+            print("\nCtrl-C: stopping after this step with a validation and a checkpoint "
+                  "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def _restore_to(self) -> Any:
+        return signal.default_int_handler if self._previous is None else self._previous
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._restore_to())
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The validated options of :func:`train`."""
+
+    batch_size: int
+    max_epochs: int | None
+    max_steps: int | None
+    val_every: int | None
+    log_every: int | None
+    optimizer: str
+    lr: float
+    lr_min: float
+    momentum: float
+    weight_decay: float
+    t_0: int
+    t_mult: int
+    patience: int
+    preprocess: Preprocess
+    channels_last: bool
+    num_workers: int
+    seed: int
+    checkpoint_dir: str | None
+    resume: bool
+    verbose: bool
+    callback: Callable[[EpochRecord], None] | None
+    interruptible: bool
+
+
+def _optional_int(value: Any, name: str) -> int | None:
+    return None if value is None else check_int(value, name, minimum=1)
+
+
+def _check_settings(model: Any, **kw: Any) -> _Settings:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    seed = kw["seed"]
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    lr = check_float(kw["lr"], "lr", minimum=0.0, min_inclusive=False)
+    if kw["resume"] and kw["checkpoint_dir"] is None:
+        raise ValueError("resume: resuming needs a checkpoint_dir, got None")
+    callback = kw["callback"]
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    return _Settings(
+        batch_size=check_int(kw["batch_size"], "batch_size", minimum=1),
+        max_epochs=_optional_int(kw["max_epochs"], "max_epochs"),
+        max_steps=_optional_int(kw["max_steps"], "max_steps"),
+        val_every=_optional_int(kw["val_every"], "val_every"),
+        log_every=_optional_int(kw["log_every"], "log_every"),
+        optimizer=check_choice(kw["optimizer"], "optimizer", ("sgd", "adamw")),
+        lr=lr,
+        lr_min=check_float(kw["lr_min"], "lr_min", minimum=0.0, maximum=lr),
+        momentum=check_float(kw["momentum"], "momentum", minimum=0.0, maximum=1.0, max_inclusive=False),
+        weight_decay=check_float(kw["weight_decay"], "weight_decay", minimum=0.0),
+        t_0=check_int(kw["t_0"], "t_0", minimum=1),
+        t_mult=check_int(kw["t_mult"], "t_mult", minimum=1),
+        patience=check_int(kw["patience"], "patience", minimum=1),
+        preprocess=resolve_preprocess(kw["preprocess"]),
+        channels_last=bool(kw["channels_last"]),
+        num_workers=check_int(kw["num_workers"], "num_workers", minimum=0),
+        seed=check_int(seed, "seed", minimum=0, maximum=2**63 - 1),
+        checkpoint_dir=None if kw["checkpoint_dir"] is None else os.fspath(kw["checkpoint_dir"]),
+        resume=bool(kw["resume"]),
+        verbose=bool(kw["verbose"]),
+        callback=callback,
+        interruptible=bool(kw["interruptible"]),
+    )
+
+
+@dataclass
+class _State:
+    """Where training stands; everything here is in ``last.pt``."""
+
+    epoch: int = 0  # the epoch in progress (or next)
+    batches_done: int = 0  # batches of ``epoch`` already trained
+    steps: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    best_step: int = 0
+    since_best: int = 0
+    best_state: dict | None = None
+    history: list = field(default_factory=list)
+
+
+class _ProgressLog:
+    """Progress on rank 0: a tqdm bar per epoch on a terminal; otherwise (a log file) a line every
+    ``log_every`` steps (about every 30 s when None) with step, loss, patches/s and time left; and a
+    line per validation with the time left, in both cases."""
+
+    def __init__(self, enabled: bool, log_every: int | None, patches_per_step: int,
+                 max_steps: int | None, max_epochs: int | None) -> None:
+        self.enabled = enabled
+        try:
+            tty = sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        self.lines = enabled and not tty
+        self.log_every = log_every
+        self.patches_per_step = patches_per_step
+        self.max_steps, self.max_epochs = max_steps, max_epochs
+        self.t0 = time.perf_counter()
+        self.steps0: int | None = None
+        self.batches_per_epoch = 0
+        self.bar = None
+        self._mark_time = self.t0
+        self._mark_step = 0
+        self._loss = 0.0
+        self._loss_n = 0
+
+    def start_epoch(self, epoch: int, batches_per_epoch: int, done: int) -> None:
+        self.batches_per_epoch = batches_per_epoch
+        self.bar = progress(total=batches_per_epoch, desc=f"epoch {epoch}", unit="batch",
+                            disable=None if self.enabled else True)
+        if done:
+            self.bar.update(done)
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def time_left(self, steps: int, epoch: int, batches_done: int) -> str:
+        if self.steps0 is None or steps <= self.steps0:
+            return "time left ?"
+        rate = (steps - self.steps0) / max(time.perf_counter() - self.t0, 1e-9)
+        bounds = []
+        if self.max_steps is not None:
+            bounds.append(self.max_steps - steps)
+        if self.max_epochs is not None and self.batches_per_epoch:
+            bounds.append((self.max_epochs - epoch) * self.batches_per_epoch - batches_done)
+        if bounds:
+            return f"{_duration(max(min(bounds), 0) / rate)} left"
+        return f"{_duration(max(self.batches_per_epoch - batches_done, 0) / rate)} left in the epoch"
+
+    def step(self, steps: int, epoch: int, batches_done: int, loss: torch.Tensor) -> None:
+        if self.steps0 is None:
+            self.steps0 = steps - 1
+            self._mark_step = steps - 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if not self.lines:
+            return
+        self._loss += float(loss)
+        self._loss_n += 1
+        now = time.perf_counter()
+        due = (steps % self.log_every == 0) if self.log_every is not None else (now - self._mark_time >= 30.0)
+        if not due:
+            return
+        rate = (steps - self._mark_step) * self.patches_per_step / max(now - self._mark_time, 1e-9)
+        total = f"/{self.max_steps}" if self.max_steps is not None else ""
+        print(f"step {steps}{total} (epoch {epoch}, batch {batches_done}/{self.batches_per_epoch})  "
+              f"loss {self._loss / self._loss_n:.4f}  {rate:,.0f} patches/s  {self.time_left(steps, epoch, batches_done)}",
+              file=sys.stderr, flush=True)
+        self._mark_time, self._mark_step, self._loss, self._loss_n = now, steps, 0.0, 0
+
+    def record(self, record: EpochRecord, epoch: int, batches_done: int) -> None:
+        if self.enabled:
+            print(f"{record}  {self.time_left(record.steps, epoch, batches_done)}", file=sys.stderr, flush=True)
+
+
+class _Trainer:
+    """One training run: the model, optimiser, schedule, data order, validation and checkpoints."""
+
+    def __init__(self, model: nn.Module, train_set: Any, val_set: Any, cfg: _Settings,
+                 device: torch.device, amp_dtype: torch.dtype | None) -> None:
+        self.model, self.train_set, self.val_set, self.cfg = model, train_set, val_set, cfg
+        self.device, self.amp_dtype = device, amp_dtype
+        self.is_dist, self.rank, self.world = _distributed()
+        model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.net: nn.Module = model
+        if self.is_dist:
+            self.net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if cfg.optimizer == "sgd":
+            self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        else:
+            self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            self.opt, T_0=cfg.t_0, T_mult=cfg.t_mult, eta_min=cfg.lr_min)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
+        ckpt = cfg.checkpoint_dir
+        self.last_path = None if ckpt is None else os.path.join(ckpt, "last.pt")
+        self.best_path = None if ckpt is None else os.path.join(ckpt, "best.pt")
+        self.state = _State()
+        self.stopped_early = False
+        self.interrupted = False
+        self.log = _ProgressLog(cfg.verbose and self.rank == 0, cfg.log_every, cfg.batch_size * self.world,
+                                cfg.max_steps, cfg.max_epochs)
+        self._reset_interval()
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Continue from ``last.pt`` (and ``best.pt``)."""
+        ck = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        version = int(ck.get("version", 1))
+        if version > _CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint_dir: {self.last_path} has checkpoint format {version}, newer than this "
+                             f"library's {_CHECKPOINT_VERSION}; update ispad-core to resume it")
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        st = self.state
+        if version == 1:  # written only at the end of an epoch
+            st.epoch, st.batches_done = ck["epoch"] + 1, 0
+        else:
+            st.epoch, st.batches_done = ck["next_epoch"], ck["batches_done"]
+        st.steps = ck["steps"]
+        st.best_val_loss, st.best_epoch, st.since_best = ck["best_val_loss"], ck["best_epoch"], ck["since_best"]
+        st.best_step = ck.get("best_step", 0)
+        st.history = [EpochRecord(**r) for r in ck["history"]]
+        torch.set_rng_state(ck["rng_cpu"])
+        if self.device.type == "cuda" and "rng_cuda" in ck:
+            torch.cuda.set_rng_state(ck["rng_cuda"], self.device)
+        st.best_state = torch.load(self.best_path, map_location="cpu", weights_only=True)["model"]
+        self.stopped_early = st.since_best >= self.cfg.patience
+
+    def _save(self, improved: bool, val_loss: float, record_epoch: int) -> None:
+        st, cfg = self.state, self.cfg
+        if self.rank == 0:
+            if improved:
+                _atomic_save({"version": _CHECKPOINT_VERSION, "model": st.best_state, "epoch": record_epoch,
+                              "step": st.steps, "val_loss": val_loss, "preprocess": cfg.preprocess.to_dict()},
+                             self.best_path)
+            state = {
+                "version": _CHECKPOINT_VERSION,
+                "model": _cpu_state(self.model),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "epoch": record_epoch,
+                "next_epoch": st.epoch,
+                "batches_done": st.batches_done,
+                "steps": st.steps,
+                "best_val_loss": st.best_val_loss,
+                "best_epoch": st.best_epoch,
+                "best_step": st.best_step,
+                "since_best": st.since_best,
+                "history": [asdict(r) for r in st.history],
+                "rng_cpu": torch.get_rng_state(),
+                "preprocess": cfg.preprocess.to_dict(),
+            }
+            if self.device.type == "cuda":
+                state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+            _atomic_save(state, self.last_path)
+        if self.is_dist:
+            dist.barrier()
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _epoch_order(self, epoch: int) -> tuple[list[int], torch.Generator]:
+        """The epoch's item order, a function of ``(seed, epoch)`` (and the rank under DDP), and the
+        generator the DataLoader draws its worker base seed from."""
+        cfg = self.cfg
+        gen = _generator(cfg.seed, 1, epoch)
+        if self.is_dist:
+            sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                         seed=cfg.seed)
+            sampler.set_epoch(epoch)
+            return list(sampler), gen
+        # what DataLoader(shuffle=True, generator=gen) yields: the loader draws its base seed
+        # from the generator first, then RandomSampler draws the permutation
+        order = _generator(cfg.seed, 1, epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=order)
+        return torch.randperm(len(self.train_set), generator=order).tolist(), gen
+
+    def _loader(self, order: list[int], gen: torch.Generator, skip: int) -> tuple[DataLoader, int]:
+        """A loader over ``order`` from batch ``skip`` on, and the number of batches of the whole epoch."""
+        bs = self.cfg.batch_size
+        drop_last = len(order) > bs
+        n_batches = len(order) // bs if drop_last else math.ceil(len(order) / bs)
+        workers = self.cfg.num_workers
+        loader = DataLoader(self.train_set, batch_size=bs, sampler=order[skip * bs:], num_workers=workers,
+                            collate_fn=_collate, drop_last=drop_last, generator=gen,
+                            worker_init_fn=_ignore_sigint if workers and self.cfg.interruptible else None)
+        return loader, n_batches
+
+    # -- steps and validation ----------------------------------------------------------------
+
+    def _reset_interval(self) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.seen = 0
+        self.train_seconds = 0.0
+        self.t_interval = time.perf_counter()
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if bool((labels == _NO_LABEL).any()):
+            raise ValueError("train_data: expected (image, ..., label) items, got items without a label")
+        x = preprocess_batch(images, self.cfg.preprocess, device=self.device, channels_last=self.cfg.channels_last)
+        y = labels.to(self.device, non_blocking=True)
+        dtype = self.amp_dtype
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = self.net(x)
+        if logits.ndim != 2 or logits.shape[1] != 2:
+            raise ValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
+        loss = F.cross_entropy(logits.float(), y)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        loss = loss.detach()
+        self.loss_sum += loss.double() * y.shape[0]
+        self.seen += y.shape[0]
+        return loss
+
+    def _stop_requested(self, stop: _StopRequest) -> bool:
+        if not self.is_dist:
+            return stop.requested
+        flag = torch.tensor([1 if stop.requested else 0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _validate(self, n_batches: int) -> None:
+        """Validate, record, keep the best weights, write the checkpoints; then a new interval."""
+        st, cfg = self.state, self.cfg
+        seen_t = torch.tensor(float(self.seen), dtype=torch.float64, device=self.device)
+        loss_sum = self.loss_sum
+        if self.is_dist:
+            dist.all_reduce(loss_sum)
+            dist.all_reduce(seen_t)
+            # DDP broadcasts buffers (BN statistics) from rank 0 at the start of each forward, so
+            # after the last step every rank holds its own; use rank 0's for validation and saving.
+            for buf in self.model.buffers():
+                dist.broadcast(buf, src=0)
+        total_seen = float(seen_t)
+        pred = _predict_impl(
+            self.model, self.val_set, distributed_shard=True, batch_size=cfg.batch_size, preprocess=cfg.preprocess,
+            device=self.device, amp_dtype=self.amp_dtype, num_workers=cfg.num_workers, channels_last=cfg.channels_last,
+        )
+        if pred.labels is None:
+            raise ValueError("val_data: expected labelled items, got bare images")
+        record_epoch = st.epoch
+        improved = pred.loss < st.best_val_loss
+        if improved:
+            st.best_val_loss, st.best_epoch, st.best_step, st.since_best = pred.loss, st.epoch, st.steps, 0
+            st.best_state = _cpu_state(self.model)
+        else:
+            st.since_best += 1
+        record = EpochRecord(
+            epoch=st.epoch,
+            steps=st.steps,
+            train_loss=float(loss_sum) / max(total_seen, 1.0),
+            val_loss=pred.loss,
+            val_mcc=_val_mcc(pred.labels, pred.scores),
+            lr=float(self.sched.get_last_lr()[0]),
+            patches_per_s=total_seen / max(self.train_seconds, 1e-9),
+            seconds=time.perf_counter() - self.t_interval,
+            improved=improved,
+        )
+        st.history.append(record)
+        if st.batches_done >= n_batches:  # the checkpoint resumes at the start of the next epoch
+            st.epoch, st.batches_done = st.epoch + 1, 0
+        self.log.record(record, st.epoch, st.batches_done)
+        if cfg.callback is not None:
+            cfg.callback(record)
+        self.stopped_early = st.since_best >= cfg.patience
+        if cfg.checkpoint_dir is not None:
+            self._save(improved, pred.loss, record_epoch)
+        self._reset_interval()
+
+    def _finished(self) -> bool:
+        st, cfg = self.state, self.cfg
+        return (self.stopped_early or self.interrupted
+                or (cfg.max_epochs is not None and st.epoch >= cfg.max_epochs)
+                or (cfg.max_steps is not None and st.steps >= cfg.max_steps))
+
+    def run(self, stop: _StopRequest) -> None:
+        st, cfg = self.state, self.cfg
+        while not self._finished():
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(st.epoch)
+            order, gen = self._epoch_order(st.epoch)
+            loader, n_batches = self._loader(order, gen, st.batches_done)
+            self.net.train()
+            self.log.start_epoch(st.epoch, n_batches, st.batches_done)
+            t_train = time.perf_counter()
+            for images, labels in loader:
+                loss = self._step(images, labels)
+                st.steps += 1
+                st.batches_done += 1
+                self.log.step(st.steps, st.epoch, st.batches_done, loss)
+                self.interrupted = cfg.interruptible and self._stop_requested(stop)
+                limit = cfg.max_steps is not None and st.steps >= cfg.max_steps
+                on_grid = cfg.val_every is not None and st.steps % cfg.val_every == 0
+                last = st.batches_done >= n_batches and (cfg.val_every is None or (
+                    cfg.max_epochs is not None and st.epoch + 1 >= cfg.max_epochs))
+                if self.interrupted or limit or on_grid or last:
+                    self.train_seconds += time.perf_counter() - t_train
+                    self._validate(n_batches)
+                    self.net.train()
+                    t_train = time.perf_counter()
+                    if self._finished():
+                        break
+            else:
+                self.train_seconds += time.perf_counter() - t_train
+                if st.batches_done >= n_batches:  # an epoch ended without a validation (val_every)
+                    st.epoch, st.batches_done = st.epoch + 1, 0
+            self.log.end_epoch()
 
 
 def train(
@@ -417,6 +932,7 @@ def train(
     batch_size: int = 128,
     max_epochs: int | None = None,
     max_steps: int | None = None,
+    val_every: int | None = None,
     optimizer: str = "sgd",
     lr: float = 5e-4,
     lr_min: float = 1e-5,
@@ -434,7 +950,9 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
     verbose: bool = True,
+    log_every: int | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
+    interruptible: bool = True,
 ) -> TrainResult:
     """Train a binary patch classifier with the paper's recipe; keep the best-val-loss weights.
 
@@ -442,8 +960,7 @@ def train(
     ----------
     model : torch.nn.Module
         Maps ``(B, C, H, W)`` float to ``(B, 2)`` logits, e.g. :func:`resnet18_classifier`.
-        Trained in place and left holding the weights of the epoch with the lowest validation
-        loss.
+        Trained in place and left holding the weights of the validation with the lowest loss.
     train_data : Dataset or (images, labels)
         Items ``(image, ..., label)``, images uint8 ``(H, W[, C])``; typically an
         :class:`InjectionDataset` (its ``set_epoch`` is called before every epoch).
@@ -454,18 +971,22 @@ def train(
     max_epochs : int, optional
         Upper limit on epochs; None trains until early stopping.
     max_steps : int, optional
-        Upper limit on optimizer steps (the epoch in progress is then validated and recorded).
+        Upper limit on optimizer steps (the training then ends with a validation).
+    val_every : int, optional
+        Validate (select the model, count towards ``patience``, write the checkpoints) every
+        ``val_every`` optimizer steps, counted over the whole run, instead of after every epoch;
+        the last step of the run is validated too. Use it when an epoch of the stream is long.
     optimizer : {"sgd", "adamw"}, default "sgd"
         SGD with ``momentum`` (the paper) or AdamW; both with ``weight_decay``.
     lr, lr_min : float, default 5e-4 and 1e-5
         Initial and minimum learning rate of the cosine schedule. 5e-4 suits ImageNet-pretrained
-        weights; from random initialisation a larger rate (e.g. SGD 1e-2) converges far faster.
+        weights; from random initialisation AdamW at 1e-3 converges far faster.
     momentum, weight_decay : float, default 0.9 and 1e-2
     t_0, t_mult : int, default 7813 and 2
         ``CosineAnnealingWarmRestarts`` period in iterations and its growth factor; the
         scheduler steps after every optimizer step.
     patience : int, default 20
-        Stop after this many epochs without a lower validation loss.
+        Stop after this many validations without a lower validation loss.
     preprocess : Preprocess, preset name or None, default "lsm2"
         Batch preprocessing (see :func:`preprocess_batch`): ``"lsm1"`` is brightness 1.5 and
         3 x 3 Gaussian smoothing, ``"lsm2"`` and ``"asm"`` smoothing only, None neither.
@@ -484,14 +1005,23 @@ def train(
         same seed, model initialisation and thread count give identical weights.
     checkpoint_dir : path, optional
         Where ``last.pt`` (everything needed to resume) and ``best.pt`` (weights of the best
-        epoch) are written after every epoch (by rank 0).
+        validation) are written after every validation (by rank 0).
     resume : bool, default False
-        Continue from ``checkpoint_dir/last.pt`` if it exists (otherwise start fresh); the
-        resumed run ends with the same weights as an uninterrupted one.
+        Continue from ``checkpoint_dir/last.pt`` if it exists (otherwise start fresh), also from
+        the middle of an epoch; the resumed run ends with the same weights as an uninterrupted one.
     verbose : bool, default True
-        Print one progress line per epoch (loss, MCC, rate) to stderr (rank 0 only).
+        Progress on stderr (rank 0 only): one line per validation (losses, MCC, rate, time left);
+        a bar on a terminal, or, when stderr is not a terminal (a log file), a line every
+        ``log_every`` steps with step, loss, patches/s and time left.
+    log_every : int, optional
+        Steps between progress lines in a log; None: about every 30 seconds.
     callback : callable, optional
         Called with each :class:`EpochRecord` (on every rank).
+    interruptible : bool, default True
+        In the main thread, the first Ctrl-C stops training after the step in progress with a
+        validation and a checkpoint (``TrainResult.interrupted`` is then True and the model holds
+        the best weights so far); a second Ctrl-C raises KeyboardInterrupt at once. A run resumed
+        from that checkpoint has one extra validation in its history but the same weight updates.
 
     Returns
     -------
@@ -516,203 +1046,41 @@ def train(
     >>> result.steps, len(result.history), result.best_epoch
     (2, 1, 0)
     """
-    # ---- validation
     train_set = _as_dataset(train_data, "train_data")
     val_set = _as_dataset(val_data, "val_data")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    if max_epochs is not None:
-        max_epochs = check_int(max_epochs, "max_epochs", minimum=1)
-    if max_steps is not None:
-        max_steps = check_int(max_steps, "max_steps", minimum=1)
-    optimizer = check_choice(optimizer, "optimizer", ("sgd", "adamw"))
-    lr = check_float(lr, "lr", minimum=0.0, min_inclusive=False)
-    lr_min = check_float(lr_min, "lr_min", minimum=0.0, maximum=lr)
-    momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0, max_inclusive=False)
-    weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
-    t_0 = check_int(t_0, "t_0", minimum=1)
-    t_mult = check_int(t_mult, "t_mult", minimum=1)
-    patience = check_int(patience, "patience", minimum=1)
-    params = resolve_preprocess(preprocess)
-    num_workers = check_int(num_workers, "num_workers", minimum=0)
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-    seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume: resuming needs a checkpoint_dir, got None")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
-
-    is_dist, rank, world = _distributed()
+    cfg = _check_settings(
+        model, batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps, val_every=val_every,
+        log_every=log_every, optimizer=optimizer, lr=lr, lr_min=lr_min, momentum=momentum,
+        weight_decay=weight_decay, t_0=t_0, t_mult=t_mult, patience=patience, preprocess=preprocess,
+        channels_last=channels_last, num_workers=num_workers, seed=seed, checkpoint_dir=checkpoint_dir,
+        resume=resume, verbose=verbose, callback=callback, interruptible=interruptible,
+    )
+    _, rank, world = _distributed()
     device = _resolve_device(device)
     amp_dtype = _amp_dtype(amp, device)
-    use_scaler = amp_dtype == torch.float16 and device.type == "cuda"
-    ckpt_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-    if ckpt_dir is not None and rank == 0:
-        os.makedirs(ckpt_dir, exist_ok=True)
+    if cfg.checkpoint_dir is not None and rank == 0:
+        os.makedirs(cfg.checkpoint_dir, exist_ok=True)
     rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
 
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(seed)
-        model.to(device)
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        net: nn.Module = model
-        if is_dist:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if optimizer == "sgd":
-            opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-        else:
-            opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=t_0, T_mult=t_mult, eta_min=lr_min)
-        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    with torch.random.fork_rng(devices=rng_devices), _StopRequest(cfg.interruptible, cfg.verbose and rank == 0) as stop:
+        torch.manual_seed(cfg.seed)
+        trainer = _Trainer(model, train_set, val_set, cfg, device, amp_dtype)
+        if cfg.resume and os.path.exists(trainer.last_path):
+            trainer.load()
+        trainer.run(stop)
 
-        start_epoch, steps = 0, 0
-        best_val_loss, best_epoch, since_best = math.inf, -1, 0
-        best_state: dict | None = None
-        history: list[EpochRecord] = []
-        last_path = None if ckpt_dir is None else os.path.join(ckpt_dir, "last.pt")
-        best_path = None if ckpt_dir is None else os.path.join(ckpt_dir, "best.pt")
-        if resume and last_path is not None and os.path.exists(last_path):
-            ck = torch.load(last_path, map_location="cpu", weights_only=True)
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            scaler.load_state_dict(ck["scaler"])
-            start_epoch, steps = ck["epoch"] + 1, ck["steps"]
-            best_val_loss, best_epoch, since_best = ck["best_val_loss"], ck["best_epoch"], ck["since_best"]
-            history = [EpochRecord(**r) for r in ck["history"]]
-            torch.set_rng_state(ck["rng_cpu"])
-            if device.type == "cuda" and "rng_cuda" in ck:
-                torch.cuda.set_rng_state(ck["rng_cuda"], device)
-            best_state = torch.load(best_path, map_location="cpu", weights_only=True)["model"]
-
-        stopped_early = since_best >= patience
-        done = stopped_early or (max_epochs is not None and start_epoch >= max_epochs) or (
-            max_steps is not None and steps >= max_steps)
-        epoch = start_epoch
-        while not done:
-            t_start = time.perf_counter()
-            if hasattr(train_set, "set_epoch"):
-                train_set.set_epoch(epoch)
-            gen = _generator(seed, 1, epoch)
-            if is_dist:
-                sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-                sampler.set_epoch(epoch)
-                n_local = len(sampler)
-                loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                                    collate_fn=_collate, drop_last=n_local > batch_size, generator=gen)
-            else:
-                loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                                    collate_fn=_collate, drop_last=len(train_set) > batch_size, generator=gen)
-            net.train()
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            seen = 0
-            bar = progress(total=len(loader), desc=f"epoch {epoch}", unit="batch",
-                           disable=None if (verbose and rank == 0) else True)
-            t_train = time.perf_counter()
-            for images, labels in loader:
-                x = preprocess_batch(images, params, device=device, channels_last=channels_last)
-                y = labels.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    logits = net(x)
-                if logits.ndim != 2 or logits.shape[1] != 2:
-                    raise ValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
-                loss = F.cross_entropy(logits.float(), y)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                steps += 1
-                loss_sum += loss.detach().double() * y.shape[0]
-                seen += y.shape[0]
-                bar.update(1)
-                if max_steps is not None and steps >= max_steps:
-                    break
-            bar.close()
-            train_seconds = time.perf_counter() - t_train
-            seen_t = torch.tensor(float(seen), dtype=torch.float64, device=device)
-            if is_dist:
-                dist.all_reduce(loss_sum)
-                dist.all_reduce(seen_t)
-            total_seen = float(seen_t)
-            train_loss = float(loss_sum) / max(total_seen, 1.0)
-
-            if is_dist:
-                # DDP broadcasts buffers (BN statistics) from rank 0 at the start of each forward, so
-                # after the last step every rank holds its own; use rank 0's for validation and saving.
-                for buf in model.buffers():
-                    dist.broadcast(buf, src=0)
-            pred = _predict_impl(
-                model, val_set, distributed_shard=True, batch_size=batch_size, preprocess=params, device=device,
-                amp_dtype=amp_dtype, num_workers=num_workers, channels_last=channels_last,
-            )
-            improved = pred.loss < best_val_loss
-            if improved:
-                best_val_loss, best_epoch, since_best = pred.loss, epoch, 0
-                best_state = _cpu_state(model)
-            else:
-                since_best += 1
-            record = EpochRecord(
-                epoch=epoch,
-                steps=steps,
-                train_loss=train_loss,
-                val_loss=pred.loss,
-                val_mcc=_val_mcc(pred.labels, pred.scores),
-                lr=float(sched.get_last_lr()[0]),
-                patches_per_s=total_seen / max(train_seconds, 1e-9),
-                seconds=time.perf_counter() - t_start,
-                improved=improved,
-            )
-            history.append(record)
-            if verbose and rank == 0:
-                print(record, file=sys.stderr, flush=True)
-            if callback is not None:
-                callback(record)
-
-            stopped_early = since_best >= patience
-            done = stopped_early or (max_epochs is not None and epoch + 1 >= max_epochs) or (
-                max_steps is not None and steps >= max_steps)
-            if ckpt_dir is not None:
-                if rank == 0:
-                    if improved:
-                        _atomic_save({"version": _CHECKPOINT_VERSION, "model": best_state, "epoch": epoch,
-                                      "val_loss": pred.loss, "preprocess": params.to_dict()}, best_path)
-                    state = {
-                        "version": _CHECKPOINT_VERSION,
-                        "model": _cpu_state(model),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "epoch": epoch,
-                        "steps": steps,
-                        "best_val_loss": best_val_loss,
-                        "best_epoch": best_epoch,
-                        "since_best": since_best,
-                        "history": [asdict(r) for r in history],
-                        "rng_cpu": torch.get_rng_state(),
-                        "preprocess": params.to_dict(),
-                    }
-                    if device.type == "cuda":
-                        state["rng_cuda"] = torch.cuda.get_rng_state(device)
-                    _atomic_save(state, last_path)
-                if is_dist:
-                    dist.barrier()
-            epoch += 1
-
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    st = trainer.state
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
     return TrainResult(
         model=model,
-        best_epoch=best_epoch,
-        best_val_loss=best_val_loss,
-        history=tuple(history),
-        stopped_early=stopped_early,
-        steps=steps,
+        best_epoch=st.best_epoch,
+        best_val_loss=st.best_val_loss,
+        history=tuple(st.history),
+        stopped_early=trainer.stopped_early,
+        steps=st.steps,
         world_size=world,
-        checkpoint_dir=ckpt_dir,
+        checkpoint_dir=cfg.checkpoint_dir,
+        best_step=st.best_step,
+        interrupted=trainer.interrupted,
     )

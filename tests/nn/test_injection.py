@@ -214,3 +214,64 @@ def test_index_errors():
     assert _items(ds, [-1]) == _items(ds, [9])
     with pytest.raises(ValueError, match="epoch: expected an int >= 0, got -1"):
         ds.set_epoch(-1)
+
+
+class _BatchStream:
+    """A stream that counts its batched reads."""
+
+    def __init__(self, n):
+        rng = np.random.default_rng(0)
+        self.images = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+        self.labels = np.arange(n) % 2
+        self.calls = []
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], np.zeros((8, 8), np.uint8), int(self.labels[i])
+
+    def __getitems__(self, indices):
+        self.calls.append(list(indices))
+        return [self[i] for i in indices]
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_getitems_equals_item_reads_and_reads_the_stream_in_one_call(batched):
+    stream = _BatchStream(200)
+    if not batched:
+        stream = list(stream[i] for i in range(200))
+    real = np.full((3, 8, 8), 255, np.uint8)
+    ds = InjectionDataset(stream, real, p_inj=0.25, batch_size=16, seed=4)
+    ds.set_epoch(2)
+    indices = [5, 199, 0, 17, 5, -1, 64, 33, 120, 7, 8, 9, 10, 11, 12, 13]
+    items = ds.__getitems__(indices)
+    assert len(items) == len(indices)
+    for (image, label), i in zip(items, indices):
+        ref_image, ref_label = ds[i]
+        assert label == ref_label and np.array_equal(image, ref_image)
+    injected = ds.plan().injected[np.asarray(indices) % 200]
+    assert injected.any() and not injected.all()
+    if batched:
+        assert stream.calls == [[i % 200 for i, inj in zip(indices, injected) if not inj]]
+
+
+def test_getitems_reaches_the_dataloader():
+    torch_data = pytest.importorskip("torch.utils.data")
+    stream = _BatchStream(64)
+    ds = InjectionDataset(stream, np.full((2, 8, 8), 255, np.uint8), p_inj=1 / 16, batch_size=16, seed=0)
+    loader = torch_data.DataLoader(ds, batch_size=16, collate_fn=lambda batch: batch)
+    batches = list(loader)
+    assert len(batches) == 4 and len(stream.calls) == 4
+
+
+def test_getitems_checks_oversampling_labels_and_indices():
+    stream = _BatchStream(32)
+    ds = InjectionDataset(stream, np.full((2, 8, 8), 255, np.uint8), p_inj=0.5, batch_size=16, seed=0,
+                          mode="oversampling")
+    with pytest.raises(ValueError, match="pure fault-free stream.*ispad synth --defect-fraction 0"):
+        ds.__getitems__(list(range(32)))
+    with pytest.raises(IndexError, match=r"index: expected an int in \[-32, 32\), got 32"):
+        ds.__getitems__([0, 32])
+    with pytest.raises(TypeError, match="index: expected an int, got float"):
+        ds.__getitems__([0.5])
