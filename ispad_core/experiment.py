@@ -91,7 +91,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "optimizer": "adamw",
         "preprocess": "lsm2",
-        "dropout": 0.1,
+        "augment": "none",
+        "val_every": None,
         "patience": 1000,
     },
 }
@@ -271,8 +272,9 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
                             fractions [[]] (numbers or "1/8"), counts [[]] (ints or tables like
                             {points = 5, area = 5}), backbones [["resnet18"]], seeds [[0]]
             [train]         p_inj ["1/32"], steps [200], batch_size [32], lr [1e-3],
-                            optimizer ["adamw"], preprocess ["lsm2"], dropout [0.1],
-                            patience [1000] (epochs without a lower validation loss)
+                            optimizer ["adamw"], preprocess ["lsm2"], augment ["none"] (of the
+                            real defects' draws), val_every [every epoch],
+                            patience [1000] (validations without a lower validation loss)
 
     base : path, optional
         Folder that relative paths are resolved against; default: the TOML file's folder (the
@@ -369,7 +371,13 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
     t["batch_size"] = _int(t["batch_size"], "train.batch_size", 4)
     t["patience"] = _int(t["patience"], "train.patience", 1)
     t["lr"] = _number(t["lr"], "train.lr", 0.0, 10.0)
-    t["dropout"] = _number(t["dropout"], "train.dropout", 0.0, 1.0, lo_open=False)
+    if t["val_every"] is not None:
+        t["val_every"] = _int(t["val_every"], "train.val_every", 1)
+    if t["augment"] != "none":
+        from ispad_core.augment import AUGMENT_PRESETS
+
+        if t["augment"] not in AUGMENT_PRESETS:
+            raise _err("train.augment", f"expected none or one of {', '.join(AUGMENT_PRESETS)}, got {t['augment']!r}")
     if t["optimizer"] not in ("sgd", "adamw"):
         raise _err("train.optimizer", f"expected sgd or adamw, got {t['optimizer']!r}")
     if t["preprocess"] not in ("lsm1", "lsm2", "asm", "none"):
@@ -450,30 +458,21 @@ def _check_backbone(name: str, key: str) -> None:
 # --------------------------------------------------------------------------- data
 
 
-_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
-
-
 def _real_groups(folder: Path) -> list[str]:
-    subs = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return subs or ["real"]
+    from ispad_core.io._real import read_real_defects
+
+    try:
+        return list(read_real_defects(folder, name="data.real").group_names)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"config: {exc}") from None
 
 
-def _read_real(folder: Path) -> tuple[list[np.ndarray], list[str], list[str]]:
-    """Images, group per image and file name (group/file) of a real-defect folder, sorted by name."""
-    from ispad_core.io import read_image
+def _read_real(folder: Path, size: int) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Images, group per image and file name (group/file) of a real-defect folder, in name order."""
+    from ispad_core.io._real import read_real_defects
 
-    images, groups, names = [], [], []
-    subs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    dirs = [(p, p.name) for p in subs] or [(folder, "real")]
-    for d, g in dirs:
-        for f in sorted(d.iterdir()):
-            if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES and not f.name.startswith("."):
-                images.append(read_image(f, name="data.real"))
-                groups.append(g)
-                names.append(f"{g}/{f.name}" if subs else f.name)
-    if not images:
-        raise FileNotFoundError(f"data.real: {folder} holds no images")
-    return images, groups, names
+    real = read_real_defects(folder, size=size, name="data.real")
+    return [np.asarray(real[i]) for i in range(len(real))], list(real.groups), list(real.files)
 
 
 def _scale_contrast(params: Any, factor: float) -> Any:
@@ -557,7 +556,7 @@ def _load_data(config: ExperimentConfig, stream_path: Path) -> _Data:
         images = np.asarray(reader.images[:])
         labels = np.asarray(reader.labels[:]).astype(np.int64)
     if config.data["real"] is not None:
-        real_images, real_groups, real_names = _read_real(config.data["real"])
+        real_images, real_groups, real_names = _read_real(config.data["real"], images.shape[1])
     else:
         real_images, real_groups, real_names = [], [], []
     val = read_mvtec(config.data["val"], split="test")
@@ -696,69 +695,60 @@ class TrainOutput:
     summary: dict
 
 
-def train_builtin(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
-    """Train one run with :func:`ispad_core.nn.train` and score the validation and test patches."""
-    import torch
+def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
+    """The default training step: :func:`ispad_core.nn.train_detector`, then scores of validation and test.
 
-    from ispad_core import nn as inn
+    The run's real defects (already selected by the grid, in the shuffle's order) are passed as
+    patches; the stream in memory (its fault-free half for ``oversampling``); the validation set
+    for model selection. An unfinished run (checkpoints beside the model file) resumes.
+    """
+    from ispad_core.nn import predict, train_detector
 
     run, t = request.run, request.train
     preprocess = None if t["preprocess"] == "none" else t["preprocess"]
-    torch.manual_seed(run.seed)
-    in_channels = 1 if request.stream_images.ndim == 3 else request.stream_images.shape[3]
-    if hasattr(inn, "classifier"):
-        model = inn.classifier(run.backbone, in_channels=in_channels, num_classes=2, dropout=t["dropout"], weights=None)
-    else:
-        if run.backbone != "resnet18":
-            raise ValueError(f"grid.backbones: {run.backbone!r} needs the backbones of ispad_core.nn.classifier")
-        model = inn.resnet18_classifier(in_channels=in_channels, dropout=t["dropout"])
-    size = request.stream_images.shape[1]
+    images, labels = request.stream_images, request.stream_labels
+    if run.strategy == "oversampling":
+        images, labels = images[labels == 0], labels[labels == 0]
+    size = images.shape[1]
     real = np.stack([_centre_crop(im, size) for im in request.real_images]) if request.real_images else None
-    if run.strategy == "synthetic":
-        train_data: Any = (request.stream_images, request.stream_labels)
-    elif run.strategy == "mixed":
-        stream = _Pairs(request.stream_images, request.stream_labels)
-        train_data = inn.InjectionDataset(stream, real, p_inj=t["p_inj"], batch_size=t["batch_size"], seed=run.seed)
-    else:
-        good = request.stream_labels == 0
-        stream = _Pairs(request.stream_images[good], request.stream_labels[good])
-        train_data = inn.InjectionDataset(stream, real, p_inj=0.5, batch_size=t["batch_size"], seed=run.seed, mode="oversampling")
-    result = inn.train(
-        model,
-        train_data,
-        (request.val_images, request.val_labels),
-        batch_size=t["batch_size"],
-        max_steps=t["steps"],
-        optimizer=t["optimizer"],
-        lr=t["lr"],
-        lr_min=t["lr"] * 0.01,
-        t_0=max(1, t["steps"]),
-        patience=t["patience"],
+    ckpt = Path(str(request.model_path) + ".ckpt")
+    unfinished = (ckpt / "last.pt").exists()
+    result = train_detector(
+        (images, labels),
+        out=request.model_path,
+        real=real,
+        val=(request.val_images, request.val_labels),
+        p_inj=None if real is None else (0.5 if run.strategy == "oversampling" else t["p_inj"]),
+        backbone=run.backbone,
+        mode="oversampling" if run.strategy == "oversampling" else "mixed",
+        augment=None if t["augment"] == "none" else t["augment"],
         preprocess=preprocess,
         device=request.device,
+        max_steps=t["steps"],
         seed=run.seed,
-        checkpoint_dir=request.checkpoint_dir,
-        resume=True,
+        batch_size=t["batch_size"],
+        lr=t["lr"],
+        optimizer=t["optimizer"],
+        val_every=t["val_every"],
+        patience=t["patience"],
+        workers=0,
+        resume=unfinished,
+        overwrite=not unfinished,
         verbose=False,
     )
-    val = inn.predict(model, (request.val_images, request.val_labels), preprocess=preprocess, device=request.device)
-    test = inn.predict(model, (test_images, np.zeros(len(test_images), np.int64)), preprocess=preprocess, device=request.device)
-    metadata = {
-        "backbone": run.backbone,
-        "in_channels": in_channels,
-        "num_classes": 2,
-        "dropout": t["dropout"],
-        "patch_size": size,
-        "preprocess": preprocess,
-        "training": {**t, **asdict(run)},
-        "provenance": request.provenance,
-        "library_version": __version__,
+    if result.interrupted:
+        raise KeyboardInterrupt(f"run {run.name} interrupted; run the grid again to resume it")
+    model = result.model
+    val = predict(model, (request.val_images, request.val_labels), preprocess=preprocess, device=request.device)
+    test = predict(model, test_images, preprocess=preprocess, device=request.device)
+    summary = {
+        "steps": result.train.steps,
+        "best_epoch": result.train.best_epoch,
+        "best_val_loss": result.train.best_val_loss,
+        "model_threshold": result.threshold,
+        "recipe": str(result.recipe),
     }
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_output(request.model_path, name="model", overwrite=True) as tmp:
-        torch.save({"state_dict": state, "metadata": metadata}, tmp)
-    return TrainOutput(val.scores, test.scores, {"steps": result.steps, "best_epoch": result.best_epoch,
-                                                 "best_val_loss": result.best_val_loss})
+    return TrainOutput(val.scores, test.scores, summary)
 
 
 class _Pairs:
@@ -808,18 +798,22 @@ def _finished(run_dir: Path, settings: dict) -> dict | None:
     return data if data.get("settings") == json.loads(json.dumps(settings)) else None
 
 
-def _reset_stale_checkpoints(folder: Path, settings: dict) -> None:
-    """Keep the checkpoints of an interrupted run only if they belong to the same settings."""
+def _reset_stale(run_dir: Path, settings: dict) -> None:
+    """Keep what an interrupted run left (checkpoints, model) only if it had the same settings."""
     import shutil
 
-    stamp = folder / "settings.json"
+    stamp = run_dir / "settings.json"
     text = json.dumps(settings, sort_keys=True)
-    if folder.is_dir() and not (stamp.is_file() and stamp.read_text() == text):
-        shutil.rmtree(folder)
-    if not folder.is_dir():
-        folder.mkdir(parents=True)
-        with atomic_output(stamp, name="checkpoint settings", overwrite=True) as tmp:
-            tmp.write_text(text)
+    if stamp.is_file() and stamp.read_text() == text:
+        return
+    for name in ("model.pt", "report.json"):
+        if (run_dir / name).is_file():
+            (run_dir / name).unlink()
+    for name in ("model.pt.ckpt", "checkpoints"):
+        if (run_dir / name).is_dir():
+            shutil.rmtree(run_dir / name)
+    with atomic_output(stamp, name="run settings", overwrite=True) as tmp:
+        tmp.write_text(text)
 
 
 def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Path, device: str | None,
@@ -836,7 +830,7 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
         done["skipped"] = True
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    _reset_stale_checkpoints(run_dir / "checkpoints", settings)
+    _reset_stale(run_dir, settings)
     t_load = time.perf_counter() - t0
     with exclusive_lock(run_dir / "report.json", name="run"):
         request = TrainRequest(
@@ -853,7 +847,7 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
             provenance={"stream": str(stream_path), "real": real_names, "config": str(config.path) if config.path else None},
         )
         t1 = time.perf_counter()
-        output = (trainer or train_builtin)(request, data.test_images)
+        output = (trainer or train_step)(request, data.test_images)
         t_train = time.perf_counter() - t1
         t2 = time.perf_counter()
         scores = score_test_set(data.val_labels, output.val_scores, data.test_labels, output.test_scores,
@@ -1007,7 +1001,7 @@ def run_experiment(
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: a GPU if one is available.
     trainer : callable, optional
         The training step ``trainer(request, test_images) -> TrainOutput``; default
-        :func:`train_builtin`. Must be importable (a module-level function) when ``jobs > 1``.
+        :func:`train_step`. Must be importable (a module-level function) when ``jobs > 1``.
     verbose : bool, default True
         Print one line per run and where the results are.
 
