@@ -270,7 +270,11 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
                             contrast [1.0] (factor on the preset's contrast), seed [0]
             [grid]          strategies [["synthetic", "mixed"]], groups [["mixed"]],
                             fractions [[]] (numbers or "1/8"), counts [[]] (ints or tables like
-                            {points = 5, area = 5}), backbones [["resnet18"]], seeds [[0]]
+                            {points = 5, area = 5} or {area = "all", points = 5}),
+                            backbones [["resnet18"]], seeds [[0]]. A fraction or an int count is
+                            run for every group of ``groups`` ("mixed" is the whole pool; a group
+                            gets the mixed selection's count, or all it has when that is fewer,
+                            as in the paper's tables); a table is one run with those counts.
             [train]         p_inj ["1/32"], steps [200], batch_size [32], lr [1e-3],
                             optimizer ["adamw"], preprocess ["lsm2"], augment ["none"] (of the
                             real defects' draws), val_every [every epoch],
@@ -427,15 +431,20 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
     if real_needed and data["real"] is None:
         raise _err("data.real", "expected the folder of real defects for the strategies mixed/oversampling, got none")
     if data["real"] is not None and real_needed:
-        groups = _real_groups(data["real"])
+        available = _real_counts(data["real"])
+        groups = list(available)
         for i, grp in enumerate(g["groups"]):
             if grp != "mixed" and grp not in groups:
                 raise _err(f"grid.groups[{i}]", f"group {grp!r} has no folder in {data['real']} (groups: {', '.join(groups)})")
         for i, c in enumerate(counts):
             if isinstance(c, dict):
-                for grp in c:
+                for grp, v in c.items():
                     if grp not in groups:
                         raise _err(f"grid.counts[{i}].{grp}", f"group {grp!r} has no folder in {data['real']} (groups: {', '.join(groups)})")
+                    if v != "all" and v > available[grp]:
+                        raise _err(f"grid.counts[{i}].{grp}", f"expected at most {available[grp]} (the {grp} defects in {data['real']}), got {v}")
+            elif c > sum(available.values()):
+                raise _err(f"grid.counts[{i}]", f"expected at most {sum(available.values())} (the real defects in {data['real']}), got {c}")
     for name in g["backbones"]:
         _check_backbone(name, f"grid.backbones[{g['backbones'].index(name)}]")
     return ExperimentConfig(path=path, data=data, stream=s, grid=g, train=t)
@@ -458,11 +467,12 @@ def _check_backbone(name: str, key: str) -> None:
 # --------------------------------------------------------------------------- data
 
 
-def _real_groups(folder: Path) -> list[str]:
+def _real_counts(folder: Path) -> dict[str, int]:
+    """Real defects per group of a folder (checked as the runs will read it)."""
     from ispad_core.io._real import read_real_defects
 
     try:
-        return list(read_real_defects(folder, name="data.real").group_names)
+        return dict(read_real_defects(folder, name="data.real").counts())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"config: {exc}") from None
 
