@@ -49,7 +49,7 @@ import os
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -62,12 +62,17 @@ from ispad_core.fractions import nested_fractions, parse_fraction, select_defect
 
 __all__ = [
     "STRATEGIES",
+    "ConfigError",
     "ExperimentConfig",
     "ExperimentResult",
     "RunSpec",
+    "TrainOutput",
+    "TrainRequest",
     "load_config",
     "run_experiment",
     "score_test_set",
+    "select_real",
+    "train_step",
 ]
 
 STRATEGIES = ("synthetic", "mixed", "oversampling")
