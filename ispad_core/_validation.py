@@ -14,7 +14,9 @@ from typing import Any, Union
 
 import numpy as np
 
-RNGLike = Union[None, int, np.random.Generator]
+RNGLike = Union[None, int, np.random.SeedSequence, np.random.BitGenerator, np.random.Generator]
+"""What an ``rng`` argument takes (SPEC 7): None, a non-negative int, a SeedSequence, a
+BitGenerator or a Generator."""
 SEED_SPACE = 2**32
 
 
@@ -22,55 +24,104 @@ SEED_SPACE = 2**32
 
 
 def as_generator(rng: RNGLike, name: str = "rng") -> np.random.Generator:
-    """Normalise ``rng`` (None, a non-negative int or a Generator) to a ``numpy.random.Generator``.
+    """Normalise ``rng`` to a ``numpy.random.Generator`` (SPEC 7, as ``np.random.default_rng``).
 
-    A Generator is returned as is (its state is shared with the caller, as in scikit-image);
-    an int seeds a fresh PCG64 generator; None draws fresh entropy from the OS.
+    A Generator is returned as is (its state is shared with the caller, as in scikit-image); an
+    int, a SeedSequence or a BitGenerator seeds a generator as ``default_rng`` does; None draws
+    fresh entropy from the OS.
 
     Raises
     ------
     TypeError
         If ``rng`` is of any other type (a legacy ``RandomState`` included, to avoid silently
-        mixing the two APIs).
+        mixing the two APIs, and a sequence of ints, which NumPy would read as one seed but
+        batch functions of this library read as per-item seeds: pass those as ``seeds=``).
     ValueError
         If ``rng`` is a negative int.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ispad_core._validation import as_generator
+    >>> int(as_generator(np.random.SeedSequence(5)).integers(100)) == int(np.random.default_rng(5).integers(100))
+    True
     """
-    if rng is None or isinstance(rng, np.random.Generator):
+    if rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)):
         return np.random.default_rng(rng)
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
         if int(rng) < 0:
             raise ValueError(f"{name}: expected a non-negative seed, got {int(rng)}")
         return np.random.default_rng(int(rng))
     raise TypeError(
-        f"{name}: expected None, a non-negative int or a numpy.random.Generator, "
-        f"got {type(rng).__name__}"
+        f"{name}: expected None, a non-negative int or a numpy.random.Generator, got "
+        f"{type(rng).__name__} (a SeedSequence or BitGenerator also works)"
     )
 
 
-def item_seeds(rng: Any, n: int, name: str = "rng") -> np.ndarray:
+def _is_seed_array(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, Sequence)) and not isinstance(x, (str, bytes))
+
+
+def check_seeds(seeds: Any, n: int, name: str = "seeds") -> np.ndarray:
+    """Validate ``n`` explicit per-item seeds in ``[0, 2**32)``; returned as uint32."""
+    if not _is_seed_array(seeds):
+        raise TypeError(f"{name}: expected an array of {n} integer seeds, got {type(seeds).__name__}")
+    arr = np.asarray(seeds)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} per-item seeds, got an array of shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: per-item seeds must be integers, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= SEED_SPACE):
+        raise ValueError(f"{name}: per-item seeds must lie in [0, 2**32), got [{arr.min()}, {arr.max()}]")
+    return arr.astype(np.uint32)
+
+
+def item_seeds(rng: Any, n: int, name: str = "rng", *, seeds: Any = None) -> np.ndarray:
     """Per-item 32-bit seeds for a batch of ``n`` independent items.
 
-    ``rng`` is either anything :func:`as_generator` accepts, in which case ``n`` unique seeds are
-    drawn from it (``rng.choice(2**32, n, replace=False)``), or an explicit array-like of ``n``
-    integer seeds in ``[0, 2**32)``, which is validated and returned as is. Passing the seeds of a
-    slice of a large job regenerates exactly that slice.
+    Either ``seeds`` (an array-like of ``n`` integer seeds in ``[0, 2**32)``, validated and
+    returned as is: passing the seeds of a slice of a large job regenerates exactly that slice),
+    or ``n`` unique seeds drawn from ``rng`` (anything :func:`as_generator` accepts) with
+    ``rng.choice(2**32, n, replace=False)``. For backward compatibility an array-like given as
+    ``rng`` is still read as the per-item seeds (deprecated: NumPy would read it as one seed).
 
     Returns
     -------
     numpy.ndarray of uint32, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        If both ``rng`` and ``seeds`` are given, or the seeds are not ``n`` values in range.
+    TypeError
+        If the seeds are not integers, or ``rng`` is of a wrong type.
     """
     n = check_int(n, "n", minimum=0)
-    if isinstance(rng, (np.ndarray, Sequence)) and not isinstance(rng, (str, bytes)):
-        seeds = np.asarray(rng)
-        if seeds.ndim != 1 or seeds.shape[0] != n:
-            raise ValueError(f"{name}: expected {n} per-item seeds, got an array of shape {seeds.shape}")
-        if seeds.size and seeds.dtype.kind not in "iu":
-            raise TypeError(f"{name}: per-item seeds must be integers, got dtype {seeds.dtype}")
-        if seeds.size and (seeds.min() < 0 or seeds.max() >= SEED_SPACE):
-            raise ValueError(f"{name}: per-item seeds must lie in [0, 2**32), got [{seeds.min()}, {seeds.max()}]")
-        return seeds.astype(np.uint32)
+    if seeds is not None:
+        if rng is not None:
+            raise ValueError(f"seeds: pass either {name} or seeds, not both")
+        return check_seeds(seeds, n, "seeds")
+    if _is_seed_array(rng):
+        return check_seeds(rng, n, name)
     gen = as_generator(rng, name)
     return gen.choice(SEED_SPACE, size=n, replace=False).astype(np.uint32)
+
+
+def one_seed(rng: Any, seed: Any, name: str = "rng") -> np.ndarray:
+    """The seed of a single item as a (1,) uint32 array: ``seed`` itself, or one drawn from ``rng``.
+
+    ``seed`` is the item's own 32-bit seed (as ``BatchResult.seeds[i]``), so a function of one
+    item given ``seed=s`` reproduces the item of a batch whose seed was ``s``; ``rng`` is, as for
+    a batch of one, the source the seed is drawn from.
+    """
+    if seed is None:
+        return item_seeds(rng, 1, name)
+    if rng is not None:
+        raise ValueError(f"seed: pass either {name} or seed, not both")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed: expected an int in [0, 2**32), got {type(seed).__name__}")
+    value = check_int(int(seed), "seed", minimum=0, maximum=SEED_SPACE - 1)
+    return np.array([value], dtype=np.uint32)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:

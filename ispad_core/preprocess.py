@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from ispad_core import _preprocess_kernels as K
+from ispad_core._shared_kernels import gaussian_taps
+from ispad_core.modality import MODALITIES
 from ispad_core._validation import check_array, check_choice, check_float, check_int
 
-__all__ = ["adjust_brightness", "gaussian_smooth", "gaussian_kernel1d", "LSM1_BRIGHTNESS"]
+__all__ = ["adjust_brightness", "brightness_table", "gaussian_smooth", "gaussian_kernel1d", "LSM1_BRIGHTNESS"]
 
-#: The brightness factor the paper applies to LSM-1 patches.
-LSM1_BRIGHTNESS = 1.5
+#: The brightness factor the paper applies to LSM-1 patches (from the modality table).
+LSM1_BRIGHTNESS = MODALITIES["lsm1"].brightness
 
 _SUPPORTED = (np.uint8, np.uint16)
 # scipy.ndimage mode -> numpy.pad mode giving the same padded indices
@@ -60,15 +62,45 @@ def adjust_brightness(x: Any, factor: float) -> np.ndarray:
     """
     x = check_array(x, "x", dtypes=_SUPPORTED)
     factor = check_float(factor, "factor", minimum=0.0)
-    maxval = np.iinfo(x.dtype).max
+    return brightness_table(factor, maxval=int(np.iinfo(x.dtype).max)).astype(x.dtype)[x]
+
+
+def brightness_table(factor: float, *, maxval: int = 255) -> np.ndarray:
+    """The brightness look-up table: level ``v`` becomes ``min(floor(factor * v + 0.5), maxval)``.
+
+    The one table behind :func:`adjust_brightness` and the torch preprocessing
+    (:func:`ispad_core.nn.preprocess_batch`), computed in float64 so both round alike.
+
+    Parameters
+    ----------
+    factor : float
+        Brightness factor, >= 0.
+    maxval : int, default 255
+        The largest level (255 for uint8, 65535 for uint16).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (maxval + 1,)
+        Whole numbers in ``[0, maxval]``.
+
+    Examples
+    --------
+    >>> from ispad_core.preprocess import brightness_table
+    >>> brightness_table(1.5)[[0, 1, 3, 100, 170]].tolist()
+    [0.0, 2.0, 5.0, 150.0, 255.0]
+    """
+    factor = check_float(factor, "factor", minimum=0.0)
+    maxval = check_int(maxval, "maxval", minimum=1)
     levels = np.arange(maxval + 1, dtype=np.float64)
-    lut = np.minimum(np.floor(levels * factor + 0.5), maxval).astype(x.dtype)
-    return lut[x]
+    return np.minimum(np.floor(levels * factor + 0.5), maxval)
 
 
 def gaussian_kernel1d(ksize: int, sigma: float) -> np.ndarray:
     """Normalised 1-D Gaussian weights of length ``ksize`` (scipy.ndimage's kernel for radius
     ``ksize // 2``): ``w_k = exp(-k**2 / (2 sigma**2)) / sum``, ``k = -r ... r``.
+
+    The library's one Gaussian-tap function: the synthesizer's width profile and optics blur
+    and the torch preprocessing use the same weights.
 
     Parameters
     ----------
@@ -99,9 +131,7 @@ def gaussian_kernel1d(ksize: int, sigma: float) -> np.ndarray:
     if ksize % 2 == 0:
         raise ValueError(f"ksize: expected an odd int, got {ksize}")
     sigma = check_float(sigma, "sigma", minimum=0.0, min_inclusive=False)
-    k = np.arange(-(ksize // 2), ksize // 2 + 1, dtype=np.float64)
-    w = np.exp(-0.5 * (k / sigma) ** 2)
-    return w / w.sum()
+    return gaussian_taps(sigma, ksize // 2, True)  # the library's one Gaussian-tap function
 
 
 def gaussian_smooth(

@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ispad_core import _augment_kernels as K
-from ispad_core.augment import AUGMENT_PRESETS, AugmentParams, augment, augment_batch, warp_affine
+from ispad_core.augment import (
+    AUGMENT_PRESETS,
+    AugmentParams,
+    augment,
+    augment_batch,
+    augment_batch_with_masks,
+    augment_with_mask,
+    warp_affine,
+)
 from tests.reference.augment_ref import affine_matrix_ref, augment_ref, draw_params_ref, warp_ref
 
 STILL = dict(p_affine=1.0, rotation=0.0, scale=(1.0, 1.0), shear=0.0, vflip=0.0, hflip=0.0,
@@ -43,7 +51,7 @@ def test_bilinear_warp_matches_scipy_within_one_level(seed, h, w, channels, dtyp
     image = _textured(shape, dtype, seed)
     a = np.eye(2) + rng.normal(0, 0.4, (2, 2))
     matrix = np.c_[a, rng.normal(0, max(h, w) / 3, 2)]
-    out = warp_affine(image, matrix)
+    out = warp_affine(image, matrix, channel_axis=None if channels is None else -1)
     assert out.dtype == image.dtype and out.shape == image.shape
     ref = warp_ref(image, matrix, 1)
     # everywhere, borders included: reflection is scipy's "mirror"
@@ -74,7 +82,7 @@ def test_flips_and_quarter_turns_are_exact():
         "transpose": ([[0, 1, 0], [1, 0, 0]], patch.transpose(1, 0, 2)),
     }
     for name, (matrix, expected) in cases.items():
-        out = warp_affine(patch, matrix)
+        out = warp_affine(patch, matrix, channel_axis=-1)
         if expected is None:  # out[r, c] = patch[n - c, r]
             expected = np.stack([patch[n - c, :] for c in range(n + 1)], axis=1)
         np.testing.assert_array_equal(out, expected, err_msg=name)
@@ -93,7 +101,7 @@ def test_augment_flips_are_exact(flip, expected):
     patch = _textured((40, 50, 3), np.uint16, seed=2)
     mask = np.zeros((40, 50), np.uint8)
     mask[3:9, 5:20] = 1
-    out, warped = augment(patch, AugmentParams(**{**STILL, flip: 1.0}), rng=3, mask=mask)
+    out, warped = augment_with_mask(patch, mask, AugmentParams(**{**STILL, flip: 1.0}), rng=3, channel_axis=-1)
     np.testing.assert_array_equal(out, expected(patch))
     np.testing.assert_array_equal(warped, expected(mask))
 
@@ -151,14 +159,16 @@ def test_mask_lands_on_the_same_pixels_as_the_image():
         m[rng.integers(0, 64), :] = 1  # a thin line as well
     images = masks * np.uint8(255)
     params = AugmentParams(p_affine=1.0, brightness=(1, 1), contrast=(1, 1), rotation=45, shear=20)
-    out, warped = augment_batch(images, params, rng=7, masks=masks)
+    out, warped = augment_batch_with_masks(images, masks, params, rng=7)
     assert set(np.unique(warped)) <= {0, 1}
     assert (warped[out == 255] == 1).all() and (warped[out == 0] == 0).all()
     assert warped.sum() > 0.5 * masks.sum()
     # bool masks stay bool, and illumination never touches masks
-    out_b, warped_b = augment_batch(images, "lsm1", rng=7, masks=masks.astype(bool))
+    out_b, warped_b = augment_batch_with_masks(images, masks.astype(bool), "lsm1", rng=7)
     assert warped_b.dtype == np.bool_
-    _, warped_u = augment_batch(images, "lsm1", rng=7, masks=masks)
+    _, warped_u = augment_batch_with_masks(images, masks, "lsm1", rng=7)
+    # the images are those of augment_batch with the same seeds
+    np.testing.assert_array_equal(out_b, augment_batch(images, "lsm1", rng=7))
     np.testing.assert_array_equal(warped_b, warped_u.astype(bool))
 
 
@@ -166,7 +176,7 @@ def test_unit_factors_and_no_affine_change_nothing():
     patches = np.stack([_textured((32, 48, 3), seed=s) for s in range(4)])
     masks = (patches[..., 0] > 128).astype(np.uint8)
     still = AugmentParams(p_affine=0.0, brightness=(1.0, 1.0), contrast=(1.0, 1.0))
-    out, warped = augment_batch(patches, still, rng=0, masks=masks)
+    out, warped = augment_batch_with_masks(patches, masks, still, rng=0)
     np.testing.assert_array_equal(out, patches)
     np.testing.assert_array_equal(warped, masks)
     identity_warp = AugmentParams(**STILL)
@@ -191,16 +201,18 @@ def test_deterministic_per_item_seed_thread_count_and_batch_order():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one, one_m = augment_batch(patches, "lsm2", rng=seeds, masks=masks)
+        one, one_m = augment_batch_with_masks(patches, masks, "lsm2", seeds=seeds)
         numba.set_num_threads(max(2, before))
-        many, many_m = augment_batch(patches, "lsm2", rng=seeds, masks=masks)
+        many, many_m = augment_batch_with_masks(patches, masks, "lsm2", seeds=seeds)
     finally:
         numba.set_num_threads(before)
     assert one.tobytes() == many.tobytes() and one_m.tobytes() == many_m.tobytes()
     perm = np.random.default_rng(10).permutation(24)
-    shuffled = augment_batch(patches[perm], "lsm2", rng=seeds[perm])
+    shuffled = augment_batch(patches[perm], "lsm2", seeds=seeds[perm])
     np.testing.assert_array_equal(shuffled, one[perm])
-    np.testing.assert_array_equal(augment_batch(patches[5:6], "lsm2", rng=seeds[5:6])[0], one[5])
+    np.testing.assert_array_equal(augment_batch(patches[5:6], "lsm2", seeds=seeds[5:6])[0], one[5])
+    np.testing.assert_array_equal(augment_batch(patches[5:6], "lsm2", rng=seeds[5:6])[0], one[5])  # deprecated form
+    np.testing.assert_array_equal(augment(patches[5], "lsm2", seed=int(seeds[5])), one[5])
     # an int seed reproduces the whole batch; different seeds give different patches
     np.testing.assert_array_equal(augment_batch(patches, "lsm2", rng=3), augment_batch(patches, "lsm2", rng=3))
     assert not np.array_equal(augment_batch(patches, "lsm2", rng=3), augment_batch(patches, "lsm2", rng=4))
@@ -226,8 +238,33 @@ def test_shapes_dtypes_and_small_or_empty_batches():
         out = augment_batch(patches, "lsm1", rng=0)
         assert out.shape == shape and out.dtype == np.uint8
     patch = _textured((20, 20), np.uint16)
-    out, mask = augment(patch, "asm", rng=1, mask=np.ones((20, 20), bool))
+    out, mask = augment_with_mask(patch, np.ones((20, 20), bool), "asm", rng=1)
     assert out.dtype == np.uint16 and mask.all()
+
+
+def test_return_type_never_depends_on_the_arguments():
+    patches = np.stack([_textured((24, 24), seed=s) for s in range(3)])
+    masks = patches > 128
+    for kwargs in ({}, {"rng": 1}, {"seeds": [1, 2, 3]}):
+        assert isinstance(augment_batch(patches, "lsm1", **kwargs), np.ndarray)
+        pair = augment_batch_with_masks(patches, masks, "lsm1", **kwargs)
+        assert isinstance(pair, tuple) and len(pair) == 2
+    assert isinstance(augment(patches[0], "lsm1", rng=0), np.ndarray)
+    assert isinstance(augment_with_mask(patches[0], masks[0], "lsm1", rng=0), tuple)
+    with pytest.raises(TypeError, match="masks: augment_batch returns only the augmented images .* use augment_batch_with_masks"):
+        augment_batch(patches, "lsm1", rng=0, masks=masks)
+    with pytest.raises(TypeError, match="mask: augment returns only .* use augment_with_mask"):
+        augment(patches[0], "lsm1", rng=0, mask=masks[0])
+
+
+def test_a_batch_is_not_augmented_as_one_patch_with_channels():
+    batch = np.zeros((8, 64, 64), np.uint8)
+    with pytest.raises(ValueError, match=r"patch: expected a grey \(H, W\) patch with channel_axis=None, got shape \(8, 64, 64\); pass channel_axis=-1"):
+        augment(batch, "lsm1", rng=0)
+    with pytest.raises(ValueError, match="patch: expected an \\(H, W\\) patch with channel_axis=None"):
+        warp_affine(batch, [[1, 0, 0], [0, 1, 0]])
+    rgb = _textured((32, 32, 3), seed=4)
+    np.testing.assert_array_equal(augment(rgb, "lsm1", seed=9, channel_axis=-1), augment_batch(rgb[None], "lsm1", seeds=[9])[0])
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -288,8 +325,9 @@ _P = np.zeros((2, 16, 16), np.uint8)
         (_P.astype(np.float32), "lsm1", {}, TypeError, "patches: expected dtype uint8, uint16, got float32"),
         (_P, "lsm3", {}, ValueError, "params: expected one of 'lsm1', 'lsm2', 'asm', got 'lsm3'"),
         (_P, 3, {}, TypeError, "params: expected an AugmentParams or a preset name, got int"),
-        (_P, "lsm1", {"masks": np.zeros((2, 16, 15), np.uint8)}, ValueError, r"masks: expected shape \(2, 16, 16\) like patches, got \(2, 16, 15\)"),
-        (_P, "lsm1", {"masks": np.zeros((2, 16, 16), np.float32)}, TypeError, "masks: expected dtype bool, uint8, got float32"),
+        (_P, "lsm1", {"seeds": np.array([1, 2]), "rng": 0}, ValueError, "seeds: pass either rng or seeds, not both"),
+        (_P, "lsm1", {"channel_axis": -1}, ValueError, r"patches: expected \(N, H, W, C\) with channel_axis=-1"),
+        (_P, "lsm1", {"channel_axis": 2}, ValueError, "channel_axis: expected one of None, -1, got 2"),
         (_P, "lsm1", {"rng": np.array([1, 2, 3])}, ValueError, r"rng: expected 2 per-item seeds, got an array of shape \(3,\)"),
         (_P, "lsm1", {"rng": np.array([1.0, 2.0])}, TypeError, "rng: per-item seeds must be integers"),
         (_P, "lsm1", {"rng": -1}, ValueError, "rng: expected a non-negative seed, got -1"),
@@ -303,15 +341,31 @@ def test_augment_batch_rejects(patches, params, kwargs, exc, match):
 @pytest.mark.parametrize(
     "patch, kwargs, exc, match",
     [
-        (np.zeros(16, np.uint8), {}, ValueError, "patch: expected a 2 or 3-D array, got 1-D"),
-        (np.zeros((4, 16, 16, 3), np.uint8), {}, ValueError, "patch: expected a 2 or 3-D array, got 4-D"),
+        (np.zeros(16, np.uint8), {}, ValueError, r"patch: expected a grey \(H, W\) patch with channel_axis=None, got shape \(16,\)$"),
+        (np.zeros((4, 16, 16, 3), np.uint8), {}, ValueError, r"patch: expected a grey \(H, W\) patch with channel_axis=None, got shape \(4, 16, 16, 3\)$"),
+        (np.zeros((16, 16), np.uint8), {"channel_axis": -1}, ValueError, r"patch: expected an \(H, W, C\) patch with channel_axis=-1, got shape \(16, 16\)"),
         (np.zeros((16, 16), np.int32), {}, TypeError, "patch: expected dtype uint8, uint16, got int32"),
-        (np.zeros((16, 16), np.uint8), {"mask": np.zeros((16, 17), bool)}, ValueError, r"mask: expected shape \(16, 16\) like patch, got \(16, 17\)"),
+        (np.zeros((16, 16), np.uint8), {"seed": 3}, ValueError, "seed: pass either rng or seed, not both"),
     ],
 )
 def test_augment_rejects(patch, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         augment(patch, "lsm1", rng=0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "masks, exc, match",
+    [
+        (np.zeros((2, 16, 15), np.uint8), ValueError, r"masks: expected shape \(2, 16, 16\) like patches, got \(2, 16, 15\)"),
+        (np.zeros((2, 16, 16), np.float32), TypeError, "masks: expected dtype bool, uint8, got float32"),
+        (np.full((2, 16, 16), 255, np.uint8), ValueError, "masks: expected a bool or 0/1 mask, got values up to 255 \\(0/255 is the on-disk form"),
+    ],
+)
+def test_augment_batch_with_masks_rejects(masks, exc, match):
+    with pytest.raises(exc, match=match):
+        augment_batch_with_masks(_P, masks, "lsm1", rng=0)
+    with pytest.raises(exc, match=match.replace("masks", "mask").replace("patches", "patch").replace(r"\(2, ", r"\(")):
+        augment_with_mask(_P[0], masks[0], "lsm1", rng=0)
 
 
 @pytest.mark.parametrize(
@@ -322,7 +376,8 @@ def test_augment_rejects(patch, kwargs, exc, match):
         (np.zeros((8, 8), np.uint8), [[1e12, 0, 0], [0, 1, 0]], {}, ValueError, "matrix: maps the patch to input positions up to"),
         (np.zeros((8, 8), np.uint8), [[1, 0, 0], [0, 1, 0]], {"order": 3}, ValueError, "order: expected one of 0, 1, got 3"),
         (np.zeros((8, 8), bool), [[1, 0, 0], [0, 1, 0]], {}, TypeError, "patch: expected dtype uint8, uint16, got bool"),
-        (np.zeros(8, np.uint8), [[1, 0, 0], [0, 1, 0]], {}, ValueError, "patch: expected a 2 or 3-D array, got 1-D"),
+        (np.zeros(8, np.uint8), [[1, 0, 0], [0, 1, 0]], {}, ValueError, r"patch: expected an \(H, W\) patch with channel_axis=None, got shape \(8,\)"),
+        (np.zeros((8, 8, 3), np.uint8), [[1, 0, 0], [0, 1, 0]], {}, ValueError, r"patch: expected an \(H, W\) patch with channel_axis=None, got shape \(8, 8, 3\)"),
     ],
 )
 def test_warp_affine_rejects(patch, matrix, kwargs, exc, match):

@@ -2,17 +2,135 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 
-from ispad_core._validation import check_array
+from ispad_core._files import atomic_output
+from ispad_core._validation import check_array, check_int
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 """Extensions :func:`list_images` picks up (compared case-insensitively)."""
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PIECE = 1 << 22  # decompress at most 4 MiB at a time while counting
+
+
+def _png_expected_bytes(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    """Bytes of filtered scanlines (a filter byte per row) that a PNG's header promises."""
+    bits = _PNG_CHANNELS[colour] * depth
+    if not interlace:
+        return height * (1 + math.ceil(width * bits / 8))
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:  # each pass of Adam7 is a small image of its own
+        w = (width - x0 + dx - 1) // dx if width > x0 else 0
+        h = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if w and h:
+            total += h * (1 + math.ceil(w * bits / 8))
+    return total
+
+
+def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image") -> None:
+    """Refuse a PNG whose image data does not hold every row its header declares.
+
+    Decoders fill rows missing from a complete but short zlib stream with zeros and say
+    nothing; for a mask that silently deletes defects. This walks the chunks, decompresses the
+    ``IDAT`` stream (a piece at a time, keeping no image) and compares the number of bytes with
+    what the ``IHDR`` header promises. Data that is not a PNG is left to the decoder.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's contents.
+    path : str or os.PathLike
+        The file, for error messages.
+    name : str
+        What the image is, for error messages.
+
+    Raises
+    ------
+    ValueError
+        If the chunks are cut off, the header is invalid, the compressed stream is broken or
+        ends early, or it holds fewer (or more) bytes than the header's rows need.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return
+    pos = len(_PNG_SIGNATURE)
+    header = None
+    inflater = zlib.decompressobj()
+    got = 0
+    seen_idat = False
+    try:
+        while pos + 8 <= len(data):
+            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            body = data[pos + 8 : pos + 8 + length]
+            if len(body) < length:
+                raise ValueError(f"chunk {kind.decode('latin-1')!r} is cut off after {len(body)} of {length} bytes")
+            pos += 12 + length
+            if kind == b"IHDR":
+                if length != 13:
+                    raise ValueError(f"IHDR chunk of {length} bytes, expected 13")
+                header = struct.unpack(">IIBBBBB", body)
+            elif kind == b"IDAT":
+                seen_idat = True
+                piece = inflater.decompress(body, _PIECE)
+                got += len(piece)
+                while inflater.unconsumed_tail:
+                    got += len(inflater.decompress(inflater.unconsumed_tail, _PIECE))
+            elif kind == b"IEND":
+                break
+    except zlib.error as exc:
+        raise ValueError(f"{name}: {path} has corrupt PNG image data ({exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{name}: {path} is a damaged PNG ({exc})") from None
+    if header is None or not seen_idat:
+        raise ValueError(f"{name}: {path} is a damaged PNG (no {'IHDR' if header is None else 'IDAT'} chunk)")
+    width, height, depth, colour, _, _, interlace = header
+    if colour not in _PNG_CHANNELS:
+        raise ValueError(f"{name}: {path} is a damaged PNG (colour type {colour})")
+    expected = _png_expected_bytes(width, height, depth, colour, interlace)
+    if not inflater.eof:
+        got += len(inflater.flush())
+        raise ValueError(
+            f"{name}: {path} is truncated: its image data ends after {got} of {expected} bytes "
+            f"({width} x {height} declared)"
+        )
+    if got < expected:
+        row = 1 + math.ceil(width * _PNG_CHANNELS[colour] * depth / 8)
+        held = f"data for only {got // row} of the {height} rows" if not interlace else f"only {got} of the {expected} bytes"
+        raise ValueError(
+            f"{name}: {path} is truncated: it holds {held} its header declares ({width} x {height}); "
+            "a decoder would fill the rest with zeros"
+        )
+    if got > expected:
+        raise ValueError(
+            f"{name}: {path} is a damaged PNG: it holds {got} bytes of image data where its header "
+            f"({width} x {height}) declares {expected}"
+        )
+
+
+def _decode(data: bytes, path: Path) -> np.ndarray:
+    """Decode the bytes of an image file with Pillow (TIFF: any reader imageio has).
+
+    Decoding from memory leaves no file open when a decoder fails, and Pillow first makes the
+    result independent of which optional readers are installed.
+    """
+    try:
+        return iio.imread(io.BytesIO(data), plugin="pillow")
+    except Exception:
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            raise
+    return iio.imread(data, extension=path.suffix.lower())
 
 
 def read_image(path: str | os.PathLike, *, name: str = "image") -> np.ndarray:
@@ -35,13 +153,17 @@ def read_image(path: str | os.PathLike, *, name: str = "image") -> np.ndarray:
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it cannot be decoded, is not 8-bit, or has an unsupported channel layout.
+        If it cannot be decoded, is a PNG whose data holds fewer rows than its header declares
+        (decoders would fill them with zeros), is not 8-bit, or has an unsupported channel
+        layout. Every message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: {path} does not exist")
+    data = path.read_bytes()
+    check_png_data(data, path, name=name)
     try:
-        image = iio.imread(path)
+        image = _decode(data, path)
     except Exception as exc:
         raise ValueError(f"{name}: cannot read {path} as an image ({type(exc).__name__}: {exc})") from None
     image = np.asarray(image)
@@ -66,7 +188,9 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     Parameters
     ----------
     path : str or os.PathLike
-        Output file; written as ``path + ".part"`` and renamed when complete.
+        Output file; written to a fresh temporary file beside it and renamed when complete
+        (:func:`ispad_core._files.atomic_output`: never through a link, never over anything but
+        a regular file).
     image : numpy.ndarray of uint8, shape (H, W), (H, W, 3) or (H, W, 4)
         Grey, RGB or RGBA.
     overwrite : bool
@@ -82,7 +206,8 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     FileExistsError
         If ``path`` exists and ``overwrite`` is False (the file is left untouched).
     TypeError, ValueError
-        If ``image`` is not uint8 or not of one of the shapes above.
+        If ``image`` is not uint8 or not of one of the shapes above; ValueError also if ``path``
+        is a symbolic link or not a regular file.
 
     Examples
     --------
@@ -95,17 +220,9 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     image = check_array(image, "image", ndim=(2, 3), dtypes=(np.uint8,))
     if image.ndim == 3 and image.shape[2] not in (3, 4):
         raise ValueError(f"image: expected (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (ispad: --overwrite) to replace it")
-    tmp = path.with_name(path.name + ".part")
-    try:
+    with atomic_output(path, name="path", overwrite=overwrite) as tmp:
         iio.imwrite(tmp, image, extension=".png")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written PNG left behind
-        raise
-    return path
+    return Path(path)
 
 
 def list_images(path: str | os.PathLike, *, name: str = "images") -> list[Path]:
@@ -147,11 +264,16 @@ def list_images(path: str | os.PathLike, *, name: str = "images") -> list[Path]:
 
 
 def read_images(
-    paths: str | os.PathLike | Sequence[str | os.PathLike], *, name: str = "images"
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    name: str = "images",
+    min_size: int | None = None,
 ) -> tuple[list[np.ndarray], list[Path]]:
     """Read every image in the given directories and files (see :func:`list_images`).
 
     All images must have the same number of channels (all grey or all RGB); sizes may differ.
+    Every error about an image names its file; check here what later code would only report by
+    index (``images[3]``), such as a minimum size.
 
     Parameters
     ----------
@@ -159,6 +281,8 @@ def read_images(
         Directories and/or files.
     name : str
         What the images are, for error messages.
+    min_size : int, optional
+        Refuse an image whose height or width is below this (e.g. the patch size).
 
     Returns
     -------
@@ -170,14 +294,37 @@ def read_images(
     ------
     FileNotFoundError, ValueError
         As :func:`list_images` and :func:`read_image`; ValueError also when grey and RGB images
-        are mixed.
+        are mixed or an image is smaller than ``min_size``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from ispad_core.io import read_images, write_png
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_png(folder / "scan.png", np.zeros((48, 64), np.uint8))
+    >>> images, files = read_images(folder, min_size=32)
+    >>> images[0].shape, files[0].name
+    ((48, 64), 'scan.png')
+    >>> read_images(folder, name="--images", min_size=50)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: --images: .../scan.png is 48 x 64 pixels, smaller than the minimum 50 x 50
     """
+    if min_size is not None:
+        min_size = check_int(min_size, "min_size", minimum=1)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[Path] = []
     for p in paths:
         files += list_images(p, name=name)
-    images = [read_image(f, name=name) for f in files]
+    images = []
+    for f in files:
+        image = read_image(f, name=name)
+        if min_size is not None and min(image.shape[:2]) < min_size:
+            raise ValueError(
+                f"{name}: {f} is {image.shape[0]} x {image.shape[1]} pixels, smaller than the minimum "
+                f"{min_size} x {min_size}"
+            )
+        images.append(image)
     channels = {im.shape[2] if im.ndim == 3 else 1 for im in images}
     if len(channels) > 1:
         grey = [f.name for f, im in zip(files, images) if im.ndim == 2][:3]

@@ -50,8 +50,9 @@ class MVTecDataset:
         ``"good"`` or the defect group of each test image.
     test_labels : numpy.ndarray of uint8, shape (M,)
         0 for ``good``, 1 otherwise.
-    test_masks : numpy.ndarray of uint8, shape (M, H, W)
-        0/255 ground truth; all zero for good images.
+    test_masks : numpy.ndarray of bool, shape (M, H, W)
+        Ground truth, True where defective (any nonzero pixel of the 0/255 mask file); all
+        False for good images. Masks are 0/255 only on disk.
     """
 
     root: Path
@@ -131,8 +132,8 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
     >>> masks = np.zeros((3, 8, 8), np.uint8); masks[2, 1:3, 1:3] = 255
     >>> _ = write_mvtec(root, images[:1], images, test_groups=["good", "good", "points"], test_masks=masks)
     >>> data = read_mvtec(root)
-    >>> data.test_names, data.test_labels.tolist(), int(data.test_masks[2].max())
-    (('good/000.png', 'good/001.png', 'points/000.png'), [0, 0, 1], 255)
+    >>> data.test_names, data.test_labels.tolist(), int(data.test_masks[2].sum()), data.test_masks.dtype
+    (('good/000.png', 'good/001.png', 'points/000.png'), [0, 0, 1], 4, dtype('bool'))
     """
     check_choice(split, "split", ("all", "train", "test"))
     if not isinstance(root, (str, os.PathLike)):
@@ -198,7 +199,7 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
             for f in files:
                 image = read_image(f, name="root")
                 if gdir.name == _GOOD:
-                    mask = np.zeros(image.shape[:2], np.uint8)
+                    mask = np.zeros(image.shape[:2], bool)
                 else:
                     if f.stem not in mask_files:
                         raise FileNotFoundError(f"root: {f} has no mask {gt / gdir.name / (f.stem + '_mask.png')}")
@@ -211,7 +212,7 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
                         raise ValueError(
                             f"root: mask {mask_files[f.stem]} is {raw.shape} but its image {f} is {image.shape[:2]}"
                         )
-                    mask = np.where(raw > 0, np.uint8(255), np.uint8(0))
+                    mask = raw > 0
                 test_images.append(image)
                 test_files.append(f)
                 names.append(f"{gdir.name}/{f.name}")
@@ -230,7 +231,7 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
         test_names=tuple(names),
         test_groups=tuple(groups),
         test_labels=np.array([g != _GOOD for g in groups], np.uint8),
-        test_masks=np.stack(masks) if masks else np.zeros((0, *stacked.shape[1:3]), np.uint8),
+        test_masks=np.stack(masks) if masks else np.zeros((0, *stacked.shape[1:3]), bool),
     )
 
 
@@ -272,8 +273,8 @@ def write_mvtec(
     test_groups : sequence of str, length M
         ``"good"`` or the defect group of each test image (a folder name).
     test_masks : numpy.ndarray, shape (M, H, W), optional
-        Ground truth (nonzero = defect), required when any group is not ``"good"``; must be empty
-        for good images. Written as 0/255 PNG.
+        Ground truth, bool or 0/1 (any nonzero = defect), required when any group is not
+        ``"good"``; must be empty for good images. Written as 0/255 PNG.
     train_names, test_names : sequence of str, optional
         File names (``"xyz.png"``); by default ``000.png``, ``001.png``, ... counted per group.
     overwrite : bool

@@ -8,7 +8,7 @@ overflows int64 beyond about 55 000 samples per class; Python ints do not).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -312,12 +312,18 @@ def roc_auc(y_true: Any, y_score: Any) -> float:
     0.875
     """
     t, s = _labels_and_scores(y_true, y_score)
+    twice_u, pairs = _twice_u(t, s)
+    return twice_u / (2 * pairs)
+
+
+def _twice_u(t: np.ndarray, s: np.ndarray) -> tuple[int, int]:
+    """(2 U, n_pos n_neg) as exact ints: U the Mann-Whitney count with ties as one half."""
     n_pos, n_neg = _require_both(t)
     neg = np.sort(s[~t])
     pos = s[t]
     twice_u = int(np.searchsorted(neg, pos, side="left").sum(dtype=np.int64))
     twice_u += int(np.searchsorted(neg, pos, side="right").sum(dtype=np.int64))
-    return twice_u / (2 * n_pos * n_neg)
+    return twice_u, n_pos * n_neg
 
 
 def _threshold_counts(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -329,6 +335,35 @@ def _threshold_counts(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndar
     tp = np.cumsum(t_desc, dtype=np.int64)[last_of_run]
     fp = (last_of_run + 1) - tp
     return s_desc[last_of_run], tp, fp
+
+
+def _refuse_inexact_thresholds(s: np.ndarray) -> None:
+    """64-bit integer scores beyond 2**53 have no exact float64 threshold: refuse them."""
+    if s.dtype.kind in "iu" and s.dtype.itemsize == 8 and s.size:
+        if int(s.max()) > 2**53 or int(s.min()) < -(2**53):
+            raise ValueError(
+                "y_score: integer scores beyond 2**53 are not exact in float64, so the threshold "
+                "would be rounded; rescale the scores (or convert them to float64 yourself)"
+            )
+
+
+def _at_least(s: np.ndarray, threshold: float) -> np.ndarray:
+    """``s >= threshold`` decided exactly, whatever the dtype of ``s``.
+
+    NumPy would round integer scores to float64 (and float32 scores would round the threshold
+    to float32); for integers ``s >= t`` is ``s >= ceil(t)``, an exact integer comparison.
+    """
+    if s.dtype.kind == "f":
+        return s.astype(np.float64, copy=False) >= threshold
+    bound = math.ceil(threshold)
+    info = np.iinfo(s.dtype) if s.dtype.kind in "iu" else None
+    if info is None:  # bool
+        return s.astype(np.int64) >= bound
+    if bound > info.max:
+        return np.zeros(s.shape, dtype=bool)
+    if bound <= info.min:
+        return np.ones(s.shape, dtype=bool)
+    return s >= s.dtype.type(bound)
 
 
 def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
@@ -356,7 +391,8 @@ def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
         If an input is not numeric.
     ValueError
         If an input is not 1-D or empty, labels are not binary, lengths differ, a score is NaN or
-        inf, or no sample is defective (F1 is then undefined).
+        inf, no sample is defective (F1 is then undefined), or 64-bit integer scores go beyond
+        2**53 (the float threshold could not be exact).
 
     Examples
     --------
@@ -365,6 +401,7 @@ def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
     0.35
     """
     t, s = _labels_and_scores(y_true, y_score)
+    _refuse_inexact_thresholds(s)
     n_pos = int(np.count_nonzero(t))
     if n_pos == 0:
         raise ValueError("y_true: expected at least one defective (1) sample, got none; F1 is undefined")
@@ -376,52 +413,95 @@ def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
     return float(thresholds[best])
 
 
+_LEGACY_KEYS = ("recall", "fpr", "precision", "auroc")
+
+
 @dataclass(frozen=True)
 class ClassificationReport:
-    """One row of the ISP-AD paper's tables 3 to 7 (image level).
+    """One row of the ISP-AD paper's tables 3 to 7 (image level); every rate in percent.
 
     Attributes
     ----------
     mcc : float
-        Matthews correlation coefficient.
-    recall, fpr, precision : float
-        In percent.
+        Matthews correlation coefficient, in [-1, 1].
+    recall_percent, fpr_percent, precision_percent : float
+        Recall, false positive rate and precision in percent (0 to 100), as the paper prints
+        them; each is an exact ratio of integers rounded once.
     tn, tp, fn, fp : int
         Confusion counts.
     threshold : float
         Decision threshold; a sample is predicted defective when ``score >= threshold``.
-    auroc : float
-        Image-level ROC-AUC as a fraction in [0, 1] (threshold-free).
+    auroc_percent : float
+        Image-level ROC-AUC in percent (threshold-free), rounded once from exact counts.
+
+    Notes
+    -----
+    Earlier releases named the rates ``recall``, ``fpr`` and ``precision`` (percent) and
+    ``auroc`` (a fraction in [0, 1]). These names remain as read-only aliases with their old
+    units, and :meth:`to_dict` still writes them, so saved reports and scripts keep working;
+    new code should use the ``*_percent`` names, whose unit is in the name.
     """
 
     mcc: float
-    recall: float
-    fpr: float
-    precision: float
+    recall_percent: float
+    fpr_percent: float
+    precision_percent: float
     tn: int
     tp: int
     fn: int
     fp: int
     threshold: float
-    auroc: float
+    auroc_percent: float
+    _auroc: float | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict:
-        """The fields as a JSON-serialisable dict (Python floats and ints)."""
-        return asdict(self)
+    @property
+    def recall(self) -> float:
+        """Alias of :attr:`recall_percent` (percent), kept for backward compatibility."""
+        return self.recall_percent
+
+    @property
+    def fpr(self) -> float:
+        """Alias of :attr:`fpr_percent` (percent), kept for backward compatibility."""
+        return self.fpr_percent
+
+    @property
+    def precision(self) -> float:
+        """Alias of :attr:`precision_percent` (percent), kept for backward compatibility."""
+        return self.precision_percent
+
+    @property
+    def auroc(self) -> float:
+        """The image AUROC as a fraction in [0, 1]: the old unit of this name (see
+        :attr:`auroc_percent`), kept for backward compatibility."""
+        return self._auroc if self._auroc is not None else self.auroc_percent / 100
+
+    def to_dict(self, *, legacy: bool = True) -> dict:
+        """The fields as a JSON-serialisable dict (Python floats and ints).
+
+        Parameters
+        ----------
+        legacy : bool, default True
+            Also write the old keys ``recall``, ``fpr``, ``precision`` (percent) and ``auroc``
+            (a fraction), after the others, for readers of earlier reports.
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        if legacy:
+            out.update({k: getattr(self, k) for k in _LEGACY_KEYS})
+        return out
 
     def __str__(self) -> str:
         header = ["MCC", "Recall (%)", "FPR (%)", "Precision (%)", "TN", "TP", "FN", "FP", "Threshold", "AUROC (%)"]
         values = [
             f"{self.mcc:.4f}",
-            f"{self.recall:.1f}",
-            f"{self.fpr:.2f}",
-            f"{self.precision:.1f}",
+            f"{self.recall_percent:.1f}",
+            f"{self.fpr_percent:.2f}",
+            f"{self.precision_percent:.1f}",
             str(self.tn),
             str(self.tp),
             str(self.fn),
             str(self.fp),
             f"{self.threshold:.6g}",
-            f"{100 * self.auroc:.2f}",
+            f"{self.auroc_percent:.2f}",
         ]
         widths = [max(len(h), len(v)) for h, v in zip(header, values)]
         row = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
@@ -443,12 +523,14 @@ def classification_report(y_true: Any, y_score: Any, *, threshold: float | None 
     Returns
     -------
     ClassificationReport
-        MCC, recall/FPR/precision in percent, TN/TP/FN/FP, the threshold and the image AUROC.
+        MCC, recall/FPR/precision/AUROC in percent (``*_percent``), TN/TP/FN/FP and the
+        threshold.
 
     Raises
     ------
     TypeError, ValueError
-        As :func:`roc_auc`; also if ``threshold`` is not a finite number.
+        As :func:`roc_auc`; also if ``threshold`` is not a finite number, or, without a
+        ``threshold``, as :func:`f1_optimal_threshold`.
 
     Examples
     --------
@@ -470,18 +552,18 @@ def classification_report(y_true: Any, y_score: Any, *, threshold: float | None 
         threshold = f1_optimal_threshold(t, s)
     else:
         threshold = check_float(threshold, "threshold")
-    # Compare in float64: NumPy would otherwise round the threshold to float32 for float32 scores.
-    wide = s.astype(np.float64) if s.dtype.kind == "f" and s.dtype.itemsize < 8 else s
-    c = _counts(t, wide >= threshold)
+    c = _counts(t, _at_least(s, threshold))
+    twice_u, pairs = _twice_u(t, s)
     return ClassificationReport(
         mcc=c.mcc,
-        recall=_ratio(100 * c.tp, c.tp + c.fn),
-        fpr=_ratio(100 * c.fp, c.fp + c.tn),
-        precision=_ratio(100 * c.tp, c.tp + c.fp),
+        recall_percent=_ratio(100 * c.tp, c.tp + c.fn),
+        fpr_percent=_ratio(100 * c.fp, c.fp + c.tn),
+        precision_percent=_ratio(100 * c.tp, c.tp + c.fp),
         tn=c.tn,
         tp=c.tp,
         fn=c.fn,
         fp=c.fp,
         threshold=float(threshold),
-        auroc=roc_auc(t, s),
+        auroc_percent=100 * twice_u / (2 * pairs),
+        _auroc=twice_u / (2 * pairs),
     )

@@ -63,6 +63,45 @@ def _score_dtype(dtype: np.dtype, name: str) -> np.dtype:
     return np.dtype(np.float32) if dtype.itemsize <= 2 else np.dtype(np.float64)
 
 
+_EXACT_INT = 2**53
+"""Integers of magnitude up to this are exact in float64; beyond it distinct scores can merge."""
+
+
+def _beyond_float64(a: np.ndarray) -> bool:
+    """Whether 64-bit integer scores hold a value that float64 cannot represent exactly."""
+    if a.dtype.kind not in "iu" or a.dtype.itemsize < 8 or a.size == 0:
+        return False
+    return int(a.max()) > _EXACT_INT or int(a.min()) < -_EXACT_INT
+
+
+def _as_ranks(arrays: list, name: str, exact: bool) -> list | None:
+    """Dense ranks (float64) of 64-bit integer scores that float64 would round, else None.
+
+    Ranks keep the order and the ties of the scores, so every ranking metric computed on them
+    is exact. With ``exact=True`` (a function that returns score thresholds) such scores are
+    refused instead, since a threshold must be a float64 that means what it says.
+    """
+    if not any(_beyond_float64(a) for a in arrays):
+        return None
+    if exact:
+        raise ValueError(
+            f"{name}: integer scores beyond 2**53 are not exact in float64, and the thresholds this "
+            "function returns would be rounded; rescale the scores (or convert them to float64 "
+            "yourself)"
+        )
+    # Mixed dtypes (int64 with uint64 or with floats) would be promoted to float64, which rounds;
+    # Python objects compare ints and floats exactly.
+    common = arrays[0].dtype if all(a.dtype == arrays[0].dtype for a in arrays) else object
+    flat = np.concatenate([a.reshape(-1).astype(common, copy=False) for a in arrays])
+    _, inverse = np.unique(flat, return_inverse=True)
+    ranks = inverse.reshape(-1).astype(np.float64)
+    out, start = [], 0
+    for a in arrays:
+        out.append(ranks[start : start + a.size].reshape(a.shape))
+        start += a.size
+    return out
+
+
 def _mask_view(m: np.ndarray, name: str) -> np.ndarray:
     """A C-contiguous unsigned view with the same non-zero pattern (bool -> uint8, int16 -> uint16...)."""
     if m.dtype.kind not in "bui":
@@ -75,12 +114,15 @@ def _check_map_container(x: Any, name: str) -> None:
         raise TypeError(f"{name}: expected an (N, H, W) array or a list of (H, W) arrays, got None")
 
 
-def _prepare(anomaly_maps: Any, masks: Any) -> _Pixels:
-    """Validate ``anomaly_maps`` and ``masks`` (an (N, H, W) array or a list of (H, W) arrays each)."""
+def _prepare(anomaly_maps: Any, masks: Any, *, exact_thresholds: bool = False) -> _Pixels:
+    """Validate ``anomaly_maps`` and ``masks`` (an (N, H, W) array or a list of (H, W) arrays each).
+
+    64-bit integer scores beyond 2**53 are replaced by their dense ranks (see :func:`_as_ranks`).
+    """
     _check_map_container(anomaly_maps, "anomaly_maps")
     _check_map_container(masks, "masks")
     if isinstance(anomaly_maps, np.ndarray) and isinstance(masks, np.ndarray):
-        return _prepare_arrays(anomaly_maps, masks)
+        return _prepare_arrays(anomaly_maps, masks, exact_thresholds)
     if not isinstance(anomaly_maps, (Sequence, np.ndarray)) or isinstance(anomaly_maps, (str, bytes)):
         raise TypeError(
             f"anomaly_maps: expected an (N, H, W) array or a list of (H, W) arrays, got {type(anomaly_maps).__name__}"
@@ -99,6 +141,9 @@ def _prepare(anomaly_maps: Any, masks: Any) -> _Pixels:
         dtypes.append(_score_dtype(s.dtype, f"anomaly_maps[{i}]"))
         raw_scores.append(s)
         raw_masks.append(_mask_view(m, f"masks[{i}]"))
+    ranks = _as_ranks(raw_scores, "anomaly_maps", exact_thresholds)
+    if ranks is not None:
+        raw_scores, dtypes = ranks, [np.dtype(np.float64)]
     dtype = np.dtype(np.float64) if any(d == np.float64 for d in dtypes) else np.dtype(np.float32)
     scores = [np.ascontiguousarray(s, dtype=dtype) for s in raw_scores]
     bits_dtype = _MASK_VIEW[dtype.itemsize]
@@ -109,7 +154,7 @@ def _prepare(anomaly_maps: Any, masks: Any) -> _Pixels:
     return _Pixels(scores, raw_masks, chunks, dtype)
 
 
-def _prepare_arrays(anomaly_maps: np.ndarray, masks: np.ndarray) -> _Pixels:
+def _prepare_arrays(anomaly_maps: np.ndarray, masks: np.ndarray, exact_thresholds: bool = False) -> _Pixels:
     if anomaly_maps.ndim != 3:
         raise ValueError(
             "anomaly_maps: expected an (N, H, W) array or a list of (H, W) arrays, "
@@ -123,6 +168,9 @@ def _prepare_arrays(anomaly_maps: np.ndarray, masks: np.ndarray) -> _Pixels:
         raise ValueError(f"anomaly_maps: expected at least one map, got shape {anomaly_maps.shape}")
     if masks.dtype == object:
         raise TypeError("masks: expected a boolean or integer dtype (non-zero = defective), got dtype object")
+    ranks = _as_ranks([anomaly_maps], "anomaly_maps", exact_thresholds)
+    if ranks is not None:
+        anomaly_maps, dtype = ranks[0], np.dtype(np.float64)
     scores = np.ascontiguousarray(anomaly_maps, dtype=dtype)
     mviews = _mask_view(masks, "masks")
     n, h, w = scores.shape
@@ -299,7 +347,9 @@ def pro_curve(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 1.0) -> tuple
         If a map is not real-valued or a mask is neither boolean nor integer.
     ValueError
         If shapes differ, a score is NaN or inf, the input is empty, no pixel is defective, no
-        pixel is anomaly-free, or ``fpr_limit`` is outside (0, 1].
+        pixel is anomaly-free, ``fpr_limit`` is outside (0, 1], or 64-bit integer scores go
+        beyond 2**53 (the returned thresholds could not be exact; :func:`au_pro` and
+        :func:`pixel_roc_auc` take such scores).
 
     Examples
     --------
@@ -318,7 +368,7 @@ def pro_curve(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 1.0) -> tuple
 
 
 def _pro_curve(anomaly_maps, masks, *, fpr_limit, structure):
-    px = _prepare(anomaly_maps, masks)
+    px = _prepare(anomaly_maps, masks, exact_thresholds=True)
     scan = _scan(px, with_hist=fpr_limit < 1.0)
     _require_both_classes(scan)
     pos, ids, sizes = _regions(px, scan.pos_counts, structure)
@@ -361,7 +411,8 @@ def au_pro(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 0.3) -> float:
     Parameters
     ----------
     anomaly_maps : ndarray of shape (N, H, W) or list of (H, W) arrays
-        Anomaly scores, any float or integer dtype, finite; lists may mix sizes.
+        Anomaly scores, any float or integer dtype, finite; lists may mix sizes. 64-bit
+        integers beyond 2**53, which float64 would round, are replaced by their exact ranks.
     masks : ndarray of shape (N, H, W) or list of (H, W) arrays
         Ground truth, boolean or any integer dtype; non-zero means defective.
     fpr_limit : float, default 0.3
@@ -424,7 +475,8 @@ def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
     Parameters
     ----------
     anomaly_maps : ndarray of shape (N, H, W) or list of (H, W) arrays
-        Anomaly scores, any float or integer dtype, finite.
+        Anomaly scores, any float or integer dtype, finite. 64-bit integers beyond 2**53, which
+        float64 would round, are replaced by their exact ranks.
     masks : ndarray of shape (N, H, W) or list of (H, W) arrays
         Ground truth, boolean or any integer dtype; non-zero means defective.
 

@@ -13,13 +13,14 @@ within one grey level.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ispad_core._validation import check_choice, check_float, check_int
+from ispad_core.modality import MODALITIES
+from ispad_core.preprocess import brightness_table, gaussian_kernel1d
 
 __all__ = ["PREPROCESS_PRESETS", "Preprocess", "preprocess_batch", "resolve_preprocess"]
 
@@ -64,12 +65,14 @@ class Preprocess:
 
 
 PREPROCESS_PRESETS: dict[str, Preprocess] = {
-    "lsm1": Preprocess(brightness=1.5),
-    "lsm2": Preprocess(),
-    "asm": Preprocess(),
+    **{
+        name: Preprocess(brightness=m.brightness, ksize=m.smoothing_ksize, sigma=m.smoothing_sigma)
+        for name, m in MODALITIES.items()
+    },
     "none": Preprocess(ksize=1),
 }
-"""The paper's per-modality settings (section 4.2); ``"none"`` only scales and normalises."""
+"""The paper's per-modality settings (section 4.2, from :data:`ispad_core.modality.MODALITIES`);
+``"none"`` only scales and normalises."""
 
 
 def resolve_preprocess(preprocess: Preprocess | str | None, name: str = "preprocess") -> Preprocess:
@@ -85,17 +88,14 @@ def resolve_preprocess(preprocess: Preprocess | str | None, name: str = "preproc
 
 @functools.lru_cache(maxsize=32)
 def _gaussian_1d(ksize: int, sigma: float) -> tuple[float, ...]:
-    # scipy.ndimage.gaussian_filter's kernel with radius ksize // 2, normalised to sum 1
-    r = ksize // 2
-    w = [math.exp(-0.5 * (x / sigma) ** 2) for x in range(-r, r + 1)]
-    s = sum(w)
-    return tuple(v / s for v in w)
+    # the library's one Gaussian-tap function (scipy.ndimage's kernel of radius ksize // 2)
+    return tuple(float(v) for v in gaussian_kernel1d(ksize, sigma))
 
 
 @functools.lru_cache(maxsize=32)
 def _brightness_table(factor: float) -> torch.Tensor:
-    levels = torch.arange(256, dtype=torch.float64)
-    return torch.floor(levels * factor + 0.5).clamp_(0.0, 255.0).float()
+    # the library's one brightness table, exactly adjust_brightness (half up, saturating)
+    return torch.from_numpy(brightness_table(factor, maxval=255)).float()
 
 
 def _symmetric_index(n: int, r: int, device: torch.device) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core.modality import MODALITIES
 from ispad_core._validation import (
     check_choice,
     check_float,
@@ -205,6 +206,54 @@ class DefectParams:
             raise ValueError(f"data: unknown DefectParams fields {unknown}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
+    # ------------------------------------------------------------------ variants
+
+    def scale_contrast(self, factor: float, *, scale_threshold: bool = False) -> "DefectParams":
+        """A copy whose contrast range is multiplied by ``factor``.
+
+        Both ends of :attr:`contrast` are multiplied (grey levels for ``contrast_mode="absolute"``,
+        the fraction of the background for ``"relative"``) and clipped to the field's upper bound
+        of 255, which already saturates any image. Every other field, the random draws included,
+        is unchanged, so the same seed gives the same skeleton, texture and polarity with a
+        stronger (``factor > 1``) or weaker (``factor < 1``) modification.
+
+        Parameters
+        ----------
+        factor : float
+            Positive, finite multiplier.
+        scale_threshold : bool, default False
+            Also scale the acceptance :attr:`threshold` by the amount the visibility measure
+            scales with the contrast: ``factor`` for ``visibility="cnr"``, ``factor**2`` for
+            ``"ssr"``. With False the threshold stays, so a weaker variant redraws (or rejects)
+            defects that fall under it, and a stronger one accepts more on the first attempt.
+
+        Returns
+        -------
+        DefectParams
+
+        Raises
+        ------
+        TypeError
+            If ``factor`` is not a real number.
+        ValueError
+            If ``factor`` is not positive and finite.
+
+        Examples
+        --------
+        >>> from ispad_core.synth import PRESETS
+        >>> PRESETS["scratch"].scale_contrast(2.0).contrast
+        (28.0, 80.0)
+        >>> PRESETS["scratch"].scale_contrast(0.5, scale_threshold=True).threshold
+        0.175
+        """
+        factor = check_float(factor, "factor", minimum=0.0, min_inclusive=False)
+        bound = dict((n, hi) for n, _, hi, _ in _RANGES)["contrast"]
+        lo, hi = self.contrast
+        changes: dict[str, Any] = {"contrast": (min(lo * factor, bound), min(hi * factor, bound))}
+        if scale_threshold:
+            changes["threshold"] = self.threshold * (factor if self.visibility == "cnr" else factor**2)
+        return dataclasses.replace(self, **changes)
+
     # ------------------------------------------------------------------ kernel encoding
 
     def _max_points(self) -> int:
@@ -289,6 +338,23 @@ class DefectMixture:
         """The normalised weights."""
         total = sum(self.weights)
         return tuple(w / total for w in self.weights)
+
+    def scale_contrast(self, factor: float, *, scale_threshold: bool = False) -> "DefectMixture":
+        """A copy with every component's contrast scaled (:meth:`DefectParams.scale_contrast`).
+
+        Weights and names are kept, so the morphology proportions stay as they were.
+
+        Examples
+        --------
+        >>> from ispad_core.synth import PRESETS
+        >>> strong = PRESETS["asm"].scale_contrast(2.0)
+        >>> strong.names == PRESETS["asm"].names, strong.components[0].contrast
+        (True, (28.0, 80.0))
+        """
+        return dataclasses.replace(
+            self,
+            components=tuple(c.scale_contrast(factor, scale_threshold=scale_threshold) for c in self.components),
+        )
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict that :meth:`from_dict` turns back into ``self``."""
@@ -498,11 +564,7 @@ PRESETS["mixed"] = _mix(
         "scratch": 1.0,
     }
 )
-# Darkfield line scan: printing and screen defects, fibres and dots (paper, fig. 1 top row).
-PRESETS["lsm1"] = _mix(
-    {"fiber-bright": 0.3, "fiber-dark": 0.15, "dot-bright": 0.2, "dot-dark": 0.2, "inclusion": 0.15}
-)
-# Transmission line scan: pinholes and inhomogeneities in the print layers.
-PRESETS["lsm2"] = _mix({"pinhole": 0.5, "inclusion": 0.3, "dot-dark": 0.2})
-# Brightfield area scan: scratches and mechanical deformations of the top layer.
-PRESETS["asm"] = _mix({"scratch": 0.6, "deformation": 0.4})
+# The modality mixtures (lsm1, lsm2, asm) come from the one modality table.
+for _name, _modality in MODALITIES.items():
+    PRESETS[_name] = _mix(dict(_modality.defects))
+del _name, _modality

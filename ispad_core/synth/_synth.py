@@ -12,8 +12,10 @@ from ispad_core._validation import (
     RNGLike,
     check_array,
     check_binary_labels,
+    check_choice,
     check_int,
     item_seeds,
+    one_seed,
 )
 from ispad_core.synth import _synth_kernels as K
 from ispad_core.synth._params import (
@@ -86,8 +88,9 @@ class BatchResult:
     attempts : numpy.ndarray of int64, shape (N,)
         0 for items not requested.
     seeds : numpy.ndarray of uint32, shape (N,)
-        The per-item seeds: ``synthesize_batch(patches[a:b], params, rng=seeds[a:b])``
-        regenerates items ``a:b`` exactly.
+        The per-item seeds: ``synthesize_batch(patches[a:b], params, seeds=seeds[a:b])``
+        regenerates items ``a:b`` exactly, and ``synthesize(patches[i], params, seed=seeds[i])``
+        item ``i``.
     """
 
     images: np.ndarray
@@ -158,11 +161,28 @@ class SynthSteps:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_patches(x: Any, name: str, batch: bool) -> np.ndarray:
-    ndim = (3, 4) if batch else (2, 3)
-    arr = check_array(x, name, ndim=ndim, allow_empty=batch)
+def _check_patches(x: Any, name: str, batch: bool, channel_axis: Any = None) -> np.ndarray:
+    """A batch ``(N, H, W[, C])`` (the batch axis is required, so 4-D means colour) or, for one
+    patch, ``(H, W)`` with ``channel_axis=None`` and ``(H, W, C)`` with ``channel_axis=-1``."""
+    check_choice(channel_axis, "channel_axis", (None, -1))
+    if batch:
+        arr = check_array(x, name, ndim=(3, 4), allow_empty=True)
+        if channel_axis == -1 and arr.ndim != 4:
+            raise ValueError(f"{name}: expected (N, H, W, C) with channel_axis=-1, got shape {arr.shape}")
+    else:
+        arr = check_array(x, name)
+        want = 2 if channel_axis is None else 3
+        if arr.ndim != want:
+            if channel_axis is None and arr.ndim == 3:
+                raise ValueError(
+                    f"{name}: expected a grey (H, W) patch with channel_axis=None, got shape {arr.shape}; "
+                    "pass channel_axis=-1 for an (H, W, C) colour patch, or use synthesize_batch for a batch"
+                )
+            what = "a grey (H, W) patch" if channel_axis is None else "an (H, W, C) patch with channel_axis=-1"
+            raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
     if arr.dtype not in _DTYPES:
         raise TypeError(f"{name}: expected dtype uint8 or uint16, got {arr.dtype}")
+    ndim = (3, 4) if batch else (2, 3)
     if arr.ndim == ndim[1]:
         nch = arr.shape[-1]
         if not 1 <= nch <= _MAX_CHANNELS:
@@ -256,8 +276,10 @@ def synthesize_batch(
     params: ParamsLike,
     *,
     rng: Any = None,
+    seeds: Any = None,
     defective: Any = None,
     warn: bool = True,
+    channel_axis: int | None = None,
 ) -> BatchResult:
     """Synthesize one defect into each patch of a batch, in parallel over items.
 
@@ -272,14 +294,20 @@ def synthesize_batch(
         channel. Not modified.
     params : DefectParams, DefectMixture or str
         The morphology, a mixture, or a preset name (a key of ``PRESETS``).
-    rng : None, int, numpy.random.Generator or array_like of N ints, optional
-        Either the source the per-item seeds are drawn from, or the N per-item seeds in
-        ``[0, 2**32)`` themselves (e.g. ``BatchResult.seeds[a:b]`` to regenerate a shard).
+    rng : None, int, SeedSequence, BitGenerator or Generator, optional
+        The source the N unique per-item seeds are drawn from (SPEC 7). Deprecated but still
+        accepted: an array of N ints here is read as ``seeds``.
+    seeds : array_like of N ints in ``[0, 2**32)``, optional
+        The per-item seeds themselves, instead of ``rng`` (e.g. ``BatchResult.seeds[a:b]`` to
+        regenerate items ``a:b``).
     defective : array_like of bool, shape (N,), optional
         Which items receive a defect (default all); the others are copied unchanged with an empty
         mask, ``accepted`` False and ``attempts`` 0.
     warn : bool, optional
         Emit a :class:`SynthesisWarning` when requested defects stayed below their threshold.
+    channel_axis : None or -1, optional
+        The batch axis is required, so ``(N, H, W)`` is grey and ``(N, H, W, C)`` colour;
+        ``-1`` asserts the latter.
 
     Returns
     -------
@@ -293,7 +321,8 @@ def synthesize_batch(
         If ``patches`` is not uint8/uint16, ``params`` has the wrong type, or seeds are not ints.
     ValueError
         If ``patches`` is not 3-D or 4-D, a side is smaller than ``2 * margin + 1``, ``params``
-        names no preset, or ``defective``/the seeds do not have N entries.
+        names no preset, ``defective``/the seeds do not have N entries, or both ``rng`` and
+        ``seeds`` are given.
 
     Warns
     -----
@@ -311,12 +340,15 @@ def synthesize_batch(
     ((4, 64, 64), (4, 64, 64), dtype('uint8'))
     >>> bool(res.accepted.all()), bool((res.masks.reshape(4, -1).max(1) == 1).all())
     (True, True)
+    >>> again = synthesize_batch(patches[2:], "dot-dark", seeds=res.seeds[2:])  # items 2 and 3
+    >>> bool((again.images == res.images[2:]).all())
+    True
     """
     params = resolve_params(params)
-    arr = _check_patches(patches, "patches", batch=True)
+    arr = _check_patches(patches, "patches", batch=True, channel_axis=channel_axis)
     n, h, w = arr.shape[:3]
     _check_room(h, w, params, "patches")
-    seeds = item_seeds(rng, n)
+    seeds = item_seeds(rng, n, seeds=seeds)
     if defective is None:
         requested = np.ones(n, dtype=bool)
     else:
@@ -329,22 +361,37 @@ def synthesize_batch(
     return BatchResult(images, masks, vis, accepted, attempts, seeds)
 
 
-def synthesize(patch: Any, params: ParamsLike, *, rng: RNGLike = None, warn: bool = True) -> SynthResult:
+def synthesize(
+    patch: Any,
+    params: ParamsLike,
+    *,
+    rng: RNGLike = None,
+    seed: int | None = None,
+    warn: bool = True,
+    channel_axis: int | None = None,
+) -> SynthResult:
     """Synthesize one defect into a patch (the four steps; see :func:`synthesize_batch`).
 
     Parameters
     ----------
-    patch : array_like of uint8 or uint16, shape (H, W) or (H, W, C)
+    patch : array_like of uint8 or uint16, shape (H, W), or (H, W, C) with ``channel_axis=-1``
         A fault-free patch (C in 1..4). Not modified.
     params : DefectParams, DefectMixture or str
         The morphology, a mixture, or a preset name.
-    rng : None, int, numpy.random.Generator or array_like of one int, optional
+    rng : None, int, SeedSequence, BitGenerator or Generator, optional
         Source of the item's 32-bit seed, drawn as for a batch of one: the result equals item 0
         of ``synthesize_batch(patch[None], params, rng=rng)``. An int seeds that draw; it is not
-        the item's seed. To regenerate item ``i`` of a batch, pass its seed as a one-element
-        array, ``rng=result.seeds[i:i + 1]``.
+        the item's seed, so ``synthesize(p, params, rng=5)`` is not the item of a batch whose
+        seed is 5 (use ``seed=5`` for that). Deprecated but accepted: a one-element array here is
+        read as ``seed``.
+    seed : int in ``[0, 2**32)``, optional
+        The item's own seed, instead of ``rng``: ``synthesize(patches[i], params,
+        seed=int(res.seeds[i]))`` regenerates item ``i`` of ``res = synthesize_batch(...)``.
     warn : bool, optional
         Emit a :class:`SynthesisWarning` if the defect stayed below its threshold.
+    channel_axis : None or -1, optional
+        None: ``patch`` is grey ``(H, W)``; -1: its last axis holds colour, ``(H, W, C)``. A 3-D
+        patch without ``channel_axis=-1`` is refused rather than guessed at.
 
     Returns
     -------
@@ -358,7 +405,8 @@ def synthesize(patch: Any, params: ParamsLike, *, rng: RNGLike = None, warn: boo
     TypeError
         If ``patch`` is not uint8/uint16 or ``params`` has the wrong type.
     ValueError
-        If ``patch`` is not 2-D or 3-D, or a side is smaller than ``2 * margin + 1``.
+        If ``patch`` does not have the shape ``channel_axis`` says, a side is smaller than
+        ``2 * margin + 1``, or both ``rng`` and ``seed`` are given.
 
     Warns
     -----
@@ -378,17 +426,24 @@ def synthesize(patch: Any, params: ParamsLike, *, rng: RNGLike = None, warn: boo
     False
     """
     params = resolve_params(params)
-    arr = _check_patches(patch, "patch", batch=False)
+    arr = _check_patches(patch, "patch", batch=False, channel_axis=channel_axis)
     h, w = arr.shape[:2]
     _check_room(h, w, params, "patch")
-    seeds = item_seeds(rng, 1)
+    seeds = one_seed(rng, seed)
     images, masks, vis, accepted, attempts, *_ = _run(arr[None], params, seeds, np.ones(1, bool), False)
     if warn:
         _warn_rejected(int(not accepted[0]), 1)
     return SynthResult(images[0], masks[0], float(vis[0]), bool(accepted[0]), int(attempts[0]))
 
 
-def synthesize_steps(patch: Any, params: ParamsLike, *, rng: RNGLike = None) -> SynthSteps:
+def synthesize_steps(
+    patch: Any,
+    params: ParamsLike,
+    *,
+    rng: RNGLike = None,
+    seed: int | None = None,
+    channel_axis: int | None = None,
+) -> SynthSteps:
     """:func:`synthesize` with every intermediate step of the last attempt exposed.
 
     The same ``rng`` gives the same ``image`` and ``mask`` as :func:`synthesize`; the skeleton,
@@ -397,7 +452,7 @@ def synthesize_steps(patch: Any, params: ParamsLike, *, rng: RNGLike = None) -> 
 
     Parameters
     ----------
-    patch, params, rng
+    patch, params, rng, seed, channel_axis
         As in :func:`synthesize`.
 
     Returns
@@ -414,10 +469,10 @@ def synthesize_steps(patch: Any, params: ParamsLike, *, rng: RNGLike = None) -> 
     (1.0, True)
     """
     params = resolve_params(params)
-    arr = _check_patches(patch, "patch", batch=False)
+    arr = _check_patches(patch, "patch", batch=False, channel_axis=channel_axis)
     h, w = arr.shape[:2]
     _check_room(h, w, params, "patch")
-    seeds = item_seeds(rng, 1)
+    seeds = one_seed(rng, seed)
     images, masks, vis, accepted, attempts, info, tex, pts, starts = _run(
         arr[None], params, seeds, np.ones(1, bool), True
     )
@@ -437,7 +492,9 @@ def synthesize_steps(patch: Any, params: ParamsLike, *, rng: RNGLike = None) -> 
     )
 
 
-def random_walk_skeleton(shape: Any, params: ParamsLike, *, rng: RNGLike = None) -> Skeleton:
+def random_walk_skeleton(
+    shape: Any, params: ParamsLike, *, rng: RNGLike = None, seed: int | None = None
+) -> Skeleton:
     """Step 1 alone: the random walk with momentum for a patch of ``shape``, and its rasters.
 
     Uses exactly the draws :func:`synthesize` makes first, so the same ``rng`` gives the
@@ -448,7 +505,9 @@ def random_walk_skeleton(shape: Any, params: ParamsLike, *, rng: RNGLike = None)
     shape : tuple of two ints
         ``(H, W)`` of the patch, each at least ``2 * margin + 1``.
     params : DefectParams, DefectMixture or str
-    rng : None, int or numpy.random.Generator, optional
+    rng : None, int, SeedSequence, BitGenerator or Generator, optional
+    seed : int in ``[0, 2**32)``, optional
+        The item's own seed, as in :func:`synthesize`.
 
     Returns
     -------
@@ -477,7 +536,7 @@ def random_walk_skeleton(shape: Any, params: ParamsLike, *, rng: RNGLike = None)
     h = check_int(shape[0], "shape[0]", minimum=1)
     w = check_int(shape[1], "shape[1]", minimum=1)
     _check_room(h, w, params, "shape")
-    seed = item_seeds(rng, 1)[0]
+    seed = one_seed(rng, seed)[0]
     table, cum = encode(params)
     pts = np.zeros((int(table[:, K.T_MAX_POINTS].max()), 2))
     starts = np.zeros(int(table[:, K.T_BRANCHES + 1].max()) + 2, dtype=np.int64)

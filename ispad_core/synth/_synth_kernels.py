@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from ispad_core._config import NJIT, NJIT_PARALLEL
+from ispad_core._shared_kernels import fade, gaussian_taps, lattice_value
 
 # Columns of the parameter table (one row per DefectParams; see DefectParams._row). A range
 # occupies two columns (low, high).
@@ -61,13 +62,6 @@ MIN_BLUR = 0.1
 NOISE_FLOOR = 1.0
 """Floor (grey levels) of the background standard deviation in the contrast-to-noise ratio."""
 
-# splitmix64 constants of the hashed value noise.
-_K0 = np.uint64(0x9E3779B97F4A7C15)
-_K1 = np.uint64(0xD1B54A32D192ED03)
-_K2 = np.uint64(0xABC98388FB8FAC03)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_INV53 = 1.0 / 9007199254740992.0
 
 # Columns of the per-item info array.
 I_SSR = 0
@@ -312,15 +306,6 @@ def chain_pixels(pts, starts, nw, out, out_starts):
 
 
 @njit(**NJIT)
-def gaussian_taps(sigma, radius):
-    """``g[k + radius] = exp(-k^2 / (2 sigma^2))`` for ``|k| <= radius`` (not normalised)."""
-    g = np.empty(2 * radius + 1)
-    for k in range(-radius, radius + 1):
-        g[k + radius] = math.exp(-(k * k) / (2.0 * sigma * sigma))
-    return g
-
-
-@njit(**NJIT)
 def spread(raster, rlo, rhi, g, radius, tex, lo, hi):
     """``tex += raster (*) (g g^T)``, the separable Gaussian width profile, on the support only.
 
@@ -358,21 +343,6 @@ def spread(raster, rlo, rhi, g, radius, tex, lo, hi):
 
 
 @njit(**NJIT)
-def _fade(t):
-    return t * t * (3.0 - 2.0 * t)
-
-
-@njit(**NJIT)
-def lattice_value(key, a, b):
-    """Uniform [0, 1) value of lattice node (a, b) for noise key ``key`` (splitmix64 of the triple)."""
-    z = np.uint64(key) * _K1 + np.uint64(a) * _K2 + np.uint64(b) + _K0
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return float(z >> np.uint64(11)) * _INV53
-
-
-@njit(**NJIT)
 def modulate(tex, lo, hi, amplitude, cell, key):
     """Multiply the support by ``1 - a + a u``: u value noise in [0, 1] on a lattice of ``cell`` px.
 
@@ -385,7 +355,7 @@ def modulate(tex, lo, hi, amplitude, cell, key):
             continue
         gy = i / cell
         i0 = int(gy)
-        sy = _fade(gy - i0)
+        sy = fade(gy - i0)
         last = -2
         a0 = 0.0
         a1 = 0.0
@@ -403,7 +373,7 @@ def modulate(tex, lo, hi, amplitude, cell, key):
                     top = lattice_value(key, i0, j0 + 1)
                     a1 = top + sy * (lattice_value(key, i0 + 1, j0 + 1) - top)
                     last = j0
-                u = a0 + _fade(gx - j0) * (a1 - a0)
+                u = a0 + fade(gx - j0) * (a1 - a0)
                 tex[i, j] = t * (base + amplitude * u)
 
 
@@ -411,13 +381,7 @@ def modulate(tex, lo, hi, amplitude, cell, key):
 def blur(tex, lo, hi, sigma, radius):
     """Separable Gaussian blur (optics) of the support, in place; widens the spans by ``radius``."""
     fh, fw = tex.shape
-    g = np.empty(2 * radius + 1)
-    total = 0.0
-    for k in range(-radius, radius + 1):
-        g[k + radius] = math.exp(-(k * k) / (2.0 * sigma * sigma))
-        total += g[k + radius]
-    for k in range(2 * radius + 1):
-        g[k] /= total
+    g = gaussian_taps(sigma, radius, True)
     rows = np.zeros((fh, fw))
     for i in range(fh):
         if hi[i] < lo[i]:
@@ -508,7 +472,7 @@ def texture(p, pts, starts, nw, npts):
     tex = np.zeros((fh, fw))
     lo = np.full(fh, fw, np.int64)
     hi = np.full(fh, -1, np.int64)
-    spread(raster, rlo, rhi, gaussian_taps(sigma, rs), rs, tex, lo, hi)
+    spread(raster, rlo, rhi, gaussian_taps(sigma, rs, False), rs, tex, lo, hi)
     if namp > 0.0:
         modulate(tex, lo, hi, namp, ncell, key)
     if rb > 0:

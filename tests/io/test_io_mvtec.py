@@ -37,7 +37,9 @@ def test_round_trip(tmp_path, rgb):
     assert data.test_names == ("good/000.png", "good/001.png", "area/000.png", "area/001.png", "points/000.png")
     assert data.test_groups == ("good", "good", "area", "area", "points")
     assert data.test_labels.tolist() == [0, 0, 1, 1, 1]
-    np.testing.assert_array_equal(data.test_masks, masks[order] * 255)
+    assert data.test_masks.dtype == bool  # 0/255 only on disk
+    np.testing.assert_array_equal(data.test_masks, masks[order].astype(bool))
+    assert iio.imread(root / "ground_truth" / "area" / "000_mask.png").max() == 255
     only_test = read_mvtec(root, split="test")
     assert only_test.train_images.shape[0] == 0 and len(only_test.test_names) == 5
     assert "MVTecDataset(" in repr(data)

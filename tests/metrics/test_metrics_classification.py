@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -75,7 +76,7 @@ def test_paper_rows_round_to_printed_values(
     report = classification_report(y, s, threshold=0.5)
     assert (report.tn, report.tp, report.fn, report.fp) == (tn, tp, fn, fp)
     assert report.mcc == value
-    assert round(report.recall, 1) == recall_printed and round(report.fpr, 1) == fpr_printed
+    assert round(report.recall_percent, 1) == recall_printed and round(report.fpr_percent, 1) == fpr_printed
 
 
 def test_asm_36_row_is_a_rounding_slip_in_the_paper():
@@ -179,8 +180,12 @@ def test_report_fields_dict_and_text():
     assert r.mcc == c.mcc and r.recall == pytest.approx(100 * c.recall) and r.fpr == pytest.approx(100 * c.fpr)
     assert r.precision == pytest.approx(100 * c.precision)
     d = r.to_dict()
-    assert list(d) == ["mcc", "recall", "fpr", "precision", "tn", "tp", "fn", "fp", "threshold", "auroc"]
+    assert list(d) == [
+        "mcc", "recall_percent", "fpr_percent", "precision_percent", "tn", "tp", "fn", "fp", "threshold",
+        "auroc_percent", "recall", "fpr", "precision", "auroc",
+    ]
     assert json.loads(json.dumps(d)) == d
+    assert list(r.to_dict(legacy=False))[-1] == "auroc_percent" and len(r.to_dict(legacy=False)) == 10
     text = str(r)
     assert "MCC" in text and "Recall (%)" in text and f"{r.mcc:.4f}" in text and str(r.tn) in text
     with pytest.raises(AttributeError):
@@ -281,3 +286,54 @@ def test_bad_input(func, args, kwargs, exc, match):
 def test_mcc_from_counts_is_keyword_only():
     with pytest.raises(TypeError):
         mcc_from_counts(1, 2, 3, 4)  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- 64-bit integer scores
+
+
+def test_int64_scores_beyond_2_53_are_ranked_exactly_or_refused():
+    big = 2**60
+    y = np.array([0, 1, 0, 1, 1, 0])
+    s = np.array([big, big + 1, big + 2, big + 3, -big, big + 1], np.int64)
+    assert roc_auc(y, s) == roc_auc_score(y, s)
+    with pytest.raises(ValueError, match="y_score: integer scores beyond 2\\*\\*53"):
+        f1_optimal_threshold(y, s)
+    with pytest.raises(ValueError, match="y_score: integer scores beyond 2\\*\\*53"):
+        classification_report(y, s)
+
+
+def test_report_threshold_is_compared_exactly_with_int64_scores():
+    s = np.array([2**53 + 3, 2**53 + 4, 3, 2**53 - 1], np.int64)
+    y = np.array([0, 1, 0, 0])
+    # float64 rounds 2**53 + 3 up to 2**53 + 4, so NumPy's float comparison would count item 0 too
+    assert (s >= float(2**53 + 4)).sum() == 2
+    r = classification_report(y, s, threshold=float(2**53 + 4))
+    assert (r.tp, r.fp) == (1, 0)
+    r = classification_report(y, s, threshold=float(2**53))
+    assert (r.tp, r.fp) == (1, 1)
+    r = classification_report(y, s, threshold=1e300)
+    assert (r.tp, r.fp) == (0, 0)
+    r = classification_report(y, s, threshold=-1e300)
+    assert (r.tp, r.fp) == (1, 3)
+
+
+def test_report_states_one_unit_in_its_field_names():
+    y = np.array([0, 0, 0, 1, 1, 0, 1, 0])
+    s = np.array([0.1, 0.7, 0.2, 0.8, 0.3, 0.25, 0.9, 0.05])
+    r = classification_report(y, s, threshold=0.5)
+    c = confusion_counts(y, s >= 0.5)
+    # every rate in percent, computed from exact counts with one rounding
+    assert r.recall_percent == 100 * 2 / 3 == pytest.approx(100 * c.recall)
+    assert r.fpr_percent == 20.0 and r.precision_percent == 100 * 2 / 3
+    assert r.auroc_percent == 100 * 14 / 15
+    assert r.auroc_percent == pytest.approx(100 * roc_auc_score(y, s), abs=1e-12)
+    # the old names keep their old units: rates in percent, AUROC a fraction, exactly as before
+    assert (r.recall, r.fpr, r.precision) == (r.recall_percent, r.fpr_percent, r.precision_percent)
+    assert r.auroc == roc_auc(y, s) == 14 / 15
+    d = r.to_dict()
+    assert d["auroc"] == 14 / 15 and d["auroc_percent"] == 100 * 14 / 15 and d["recall"] == d["recall_percent"]
+    # a report built by hand (no private fraction) derives the alias from the percent
+    hand = ClassificationReport(mcc=0.5, recall_percent=50.0, fpr_percent=1.0, precision_percent=90.0, tn=1, tp=1,
+                                fn=1, fp=0, threshold=0.5, auroc_percent=75.0)
+    assert hand.auroc == 0.75 and "_auroc" not in hand.to_dict() and "auroc" in hand.to_dict()
+    assert hand == dataclasses.replace(hand, _auroc=0.75)  # the alias' cache takes no part in equality

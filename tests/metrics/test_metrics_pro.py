@@ -399,3 +399,45 @@ def test_fpr_limit_outside_unit_interval(func, limit):
 def test_fpr_limit_type_and_nan(limit, exc):
     with pytest.raises(exc, match="fpr_limit: expected"):
         au_pro(GOOD_MAPS, GOOD_MASKS, fpr_limit=limit)
+
+
+# --------------------------------------------------------------------------- 64-bit integer scores
+
+
+def _big_integer_case():
+    """int64 scores above 2**53 whose float64 roundings tie: only exact ranking separates them."""
+    big = 2**60
+    maps = np.array([[[big, big + 1], [big + 2, big + 3]], [[big + 5, -big], [big + 4, big + 1]]], np.int64)
+    masks = np.array([[[0, 1], [0, 1]], [[1, 0], [0, 0]]], np.uint8)
+    return maps, masks
+
+
+def test_pixel_roc_auc_of_int64_beyond_2_53_matches_sklearn():
+    maps, masks = _big_integer_case()
+    assert float(maps[0, 0, 0]) == float(maps[0, 1, 1])  # float64 merges these scores
+    expected = roc_auc_score(masks.ravel(), maps.ravel())
+    assert expected != roc_auc_score(masks.ravel(), maps.ravel().astype(np.float64))
+    assert pixel_roc_auc(maps, masks) == pytest.approx(expected, abs=1e-12)
+    assert pixel_roc_auc(maps, masks) == 23 / 30  # exact counts, one rounding
+    # as a list, and with uint64 / int64 mixed (NumPy would promote them to float64)
+    assert pixel_roc_auc(list(maps), list(masks)) == 23 / 30
+    mixed = [maps[0].astype(np.uint64), maps[1]]
+    assert pixel_roc_auc(mixed, list(masks)) == 23 / 30
+
+
+def test_au_pro_of_int64_beyond_2_53_equals_that_of_its_ranks():
+    maps, masks = _big_integer_case()
+    ranks = np.unique(maps, return_inverse=True)[1].reshape(maps.shape).astype(np.float64)
+    for limit in (0.3, 1.0):
+        assert au_pro(maps, masks, fpr_limit=limit) == au_pro(ranks, masks, fpr_limit=limit)
+    assert au_pro(maps, masks, fpr_limit=1.0) != au_pro(maps.astype(np.float64), masks, fpr_limit=1.0)
+
+
+def test_pro_curve_refuses_int64_it_cannot_give_exact_thresholds_for():
+    maps, masks = _big_integer_case()
+    with pytest.raises(ValueError, match="anomaly_maps: integer scores beyond 2\\*\\*53"):
+        pro_curve(maps, masks)
+    small = maps - maps.max() + 2**53  # within float64's exact integers: accepted
+    small[1, 0, 1] = 0
+    fpr, pro, thr = pro_curve(small, masks)
+    assert thr[1] == 2**53 and fpr[-1] == 1.0

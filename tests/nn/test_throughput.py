@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ispad_core.nn import Throughput, measure_throughput, resnet18_classifier  # noqa: E402
+from ispad_core.nn import throughput  # noqa: E402
 from tests.nn._helpers import TinyNet  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -21,17 +22,22 @@ class CountingNet(TinyNet):
         return super().forward(x)
 
 
-def test_protocol_counts_and_fields():
+def test_protocol_counts_and_fields(monkeypatch):
+    # A clock that makes the three timed cycles last 0.5 s, 1 s and 2 s: the statistics are then
+    # known in advance instead of recomputed from what the function returned.
+    ticks = iter([10.0, 10.5, 20.0, 21.0, 30.0, 32.0])
+    monkeypatch.setattr(throughput, "_clock", lambda: next(ticks))
     net = CountingNet()
     t = measure_throughput(net, batch_size=4, warmup=2, cycles=3, reps=5, device="cpu", amp=False, patch_size=16)
     assert isinstance(t, Throughput)
     assert len(net.calls) == 3 * (2 + 5)
     assert all(c == ((4, 1, 16, 16), torch.float32, True, False) for c in net.calls)
     assert net.training  # mode restored
-    rates = np.array(t.per_cycle)
-    assert t.patches_per_s == pytest.approx(rates.mean())
-    assert t.patches_per_s_std == pytest.approx(rates.std(ddof=1))
-    assert t.ms_per_patch == pytest.approx((1000 / rates).mean())
+    assert t.per_cycle == (40.0, 20.0, 10.0)  # 4 x 5 patches per cycle
+    assert t.patches_per_s == pytest.approx(70 / 3)
+    assert t.patches_per_s_std == pytest.approx(np.sqrt(((40 - 70 / 3) ** 2 + (20 - 70 / 3) ** 2 + (10 - 70 / 3) ** 2) / 2))
+    assert t.ms_per_patch == pytest.approx((25 + 50 + 100) / 3)
+    assert t.ms_per_patch_std == pytest.approx(np.std([25, 50, 100], ddof=1))
     assert t.precision == "fp32" and t.timer == "perf_counter" and t.input_shape == (1, 16, 16)
     assert t.to_dict()["per_cycle"] == list(t.per_cycle)
     assert "patches/s" in str(t) and "ms/patch" in str(t)

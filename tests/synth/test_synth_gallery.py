@@ -1,6 +1,7 @@
 """The contact sheet: layout, the outline just outside each mask, determinism."""
 
 import numpy as np
+from scipy import ndimage
 
 from ispad_core.samples import screen_print
 from ispad_core.synth import DefectParams, gallery, synthesize_batch
@@ -24,8 +25,10 @@ def test_tiles_are_the_defects_and_the_outline_surrounds_the_mask():
         left = sheet[y : y + 48, 4 : 4 + 48]
         right = sheet[y : y + 48, 56 : 56 + 48]
         np.testing.assert_array_equal(left[..., 0], res.images[i])
-        ring = _outer_contour(res.masks[i])
-        assert ring.any() == bool(res.masks[i].any())
+        # expected outline, independent of the helper under test: 8-neighbours of the mask, outside it
+        mask = res.masks[i].astype(bool)
+        ring = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool)) & ~mask
+        assert mask.any() and ring.any()
         np.testing.assert_array_equal(right[ring], np.tile([0, 255, 0], (ring.sum(), 1)))
         np.testing.assert_array_equal(right[~ring], left[~ring])
 
@@ -43,6 +46,22 @@ def test_outer_contour():
     m[2, 2] = 1
     ring = _outer_contour(m)
     assert ring.sum() == 8 and not ring[2, 2]
+    # an L-shaped mask touching the border: the ring is cut off there, never on the mask
+    m = np.zeros((6, 7), np.uint8)
+    m[0:4, 0] = 1
+    m[3, 0:3] = 1
+    expected = np.array(
+        [
+            [0, 1, 0, 0, 0, 0, 0],
+            [0, 1, 0, 0, 0, 0, 0],
+            [0, 1, 1, 1, 0, 0, 0],
+            [0, 0, 0, 1, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0],
+        ],
+        bool,
+    )
+    np.testing.assert_array_equal(_outer_contour(m), expected)
 
 
 def test_rejected_defects_are_framed():

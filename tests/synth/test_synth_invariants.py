@@ -123,8 +123,9 @@ def test_invariants_over_parameter_ranges(params, h, w, channels, dtype, seed):
     patch = np.clip(level + base.normal(0, top / 40, size=shape), 0, top).astype(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SynthesisWarning)
-        steps = synthesize_steps(patch, params, rng=seed)
-        single = synthesize(patch, params, rng=seed)
+        axis = None if channels == 0 else -1
+        steps = synthesize_steps(patch, params, rng=seed, channel_axis=axis)
+        single = synthesize(patch, params, rng=seed, channel_axis=axis)
     _check_item(patch, params, steps)
     np.testing.assert_array_equal(single.image, steps.image)
     np.testing.assert_array_equal(single.mask, steps.mask)
@@ -183,6 +184,44 @@ def test_single_equals_batch_of_one(patches):
     np.testing.assert_array_equal(again.mask, full.masks[5])
 
 
+def test_seed_and_seeds_name_the_item_seeds(patches):
+    full = synthesize_batch(patches[:6], "scratch", rng=8, warn=False)
+    # seeds= regenerates a slice; the deprecated rng=<array> form still means the same
+    part = synthesize_batch(patches[2:5], "scratch", seeds=full.seeds[2:5], warn=False)
+    legacy = synthesize_batch(patches[2:5], "scratch", rng=full.seeds[2:5], warn=False)
+    np.testing.assert_array_equal(part.images, full.images[2:5])
+    np.testing.assert_array_equal(legacy.images, full.images[2:5])
+    np.testing.assert_array_equal(part.seeds, full.seeds[2:5])
+    # seed= is the item's own seed: synthesize(seed=s) is the batch item whose seed is s
+    for i in (0, 5):
+        one = synthesize(patches[i], "scratch", seed=int(full.seeds[i]), warn=False)
+        np.testing.assert_array_equal(one.image, full.images[i])
+        np.testing.assert_array_equal(one.mask, full.masks[i])
+        steps = synthesize_steps(patches[i], "scratch", seed=int(full.seeds[i]))
+        np.testing.assert_array_equal(steps.image, full.images[i])
+    sk = random_walk_skeleton(patches.shape[1:3], "scratch", seed=int(full.seeds[1]))
+    np.testing.assert_array_equal(sk.points, random_walk_skeleton(patches.shape[1:3], "scratch", rng=full.seeds[1:2]).points)
+    # rng=5 seeds the draw of the item's seed; it is not the item's seed (documented)
+    assert synthesize_batch(patches[:1], "scratch", rng=5, warn=False).seeds[0] != 5
+
+
+def test_rng_follows_spec_7(patches):
+    by_int = synthesize_batch(patches[:3], "dot-dark", rng=7, warn=False)
+    for rng in (np.random.SeedSequence(7), np.random.PCG64(7), np.random.default_rng(7)):
+        other = synthesize_batch(patches[:3], "dot-dark", rng=rng, warn=False)
+        np.testing.assert_array_equal(other.seeds, by_int.seeds)
+        np.testing.assert_array_equal(other.images, by_int.images)
+
+
+def test_a_batch_is_not_read_as_one_patch_with_channels(patches):
+    with pytest.raises(ValueError, match="channel_axis=-1 for an \\(H, W, C\\) colour patch"):
+        synthesize(patches[:8], "dot-dark", rng=0)
+    rgb = np.repeat(patches[0][..., None], 3, axis=2)
+    one = synthesize(rgb, "dot-dark", rng=0, channel_axis=-1)
+    batch = synthesize_batch(rgb[None], "dot-dark", rng=0, channel_axis=-1)
+    np.testing.assert_array_equal(one.image, batch.images[0])
+
+
 def test_input_untouched_and_not_defective_items_copied(patches):
     before = patches.copy()
     defective = np.arange(len(patches)) % 3 == 0
@@ -220,12 +259,14 @@ def test_colour_patches_get_one_texture_with_per_channel_gains():
     grey = screen_print((96, 96), rng=4, kind="mesh")
     rgb = np.repeat(grey[..., None], 3, axis=2)
     params = DefectParams(contrast=(40.0, 40.0), channel_gain=(0.5, 1.5), threshold=0.0)
-    res = synthesize_steps(rgb, params, rng=1)
+    res = synthesize_steps(rgb, params, rng=1, channel_axis=-1)
     delta = res.image.astype(int) - rgb.astype(int)
     sup = res.texture > 0
     assert not (delta[~sup] != 0).any()
     assert (delta[..., 0] != delta[..., 1]).any() or (delta[..., 1] != delta[..., 2]).any()
-    flat = synthesize_steps(rgb, DefectParams(contrast=(40.0, 40.0), channel_gain=(1.0, 1.0), threshold=0.0), rng=1)
+    flat = synthesize_steps(
+        rgb, DefectParams(contrast=(40.0, 40.0), channel_gain=(1.0, 1.0), threshold=0.0), rng=1, channel_axis=-1
+    )
     d2 = flat.image.astype(int) - rgb.astype(int)
     np.testing.assert_array_equal(d2[..., 0], d2[..., 1])
     np.testing.assert_array_equal(d2[..., 1], d2[..., 2])
@@ -263,10 +304,19 @@ def test_mixture_draws_components_by_weight():
     assert 0.68 < frac < 0.82  # 0.75 expected, 5 standard deviations ~ 0.11
 
 
-def test_preset_name_and_objects_agree(patches):
-    a = synthesize_batch(patches[:3], "fiber-dark", rng=4, warn=False)
-    b = synthesize_batch(patches[:3], PRESETS["fiber-dark"], rng=4, warn=False)
-    np.testing.assert_array_equal(a.images, b.images)
+def test_params_rebuilt_from_json_give_the_same_bytes(patches):
+    # What a stream file stores (the preset as JSON) regenerates its items exactly.
+    import json
+
+    from ispad_core.synth import params_from_dict
+
+    for name in ("fiber-dark", "lsm2"):
+        a = synthesize_batch(patches[:3], name, rng=4, warn=False)
+        back = params_from_dict(json.loads(json.dumps(PRESETS[name].to_dict())))
+        assert back is not PRESETS[name]
+        b = synthesize_batch(patches[:3], back, rng=4, warn=False)
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_array_equal(a.masks, b.masks)
 
 
 def test_skeleton_is_the_first_attempt():

@@ -144,3 +144,56 @@ def test_from_dict_wrong_kind():
         DefectParams.from_dict({"kind": "mixture"})
     with pytest.raises(ValueError, match="data: expected kind 'mixture', got 'defect'"):
         DefectMixture.from_dict(DefectParams().to_dict())
+
+
+# --------------------------------------------------------------------------- contrast scaling
+
+
+def test_scale_contrast_multiplies_the_range_and_keeps_the_rest():
+    p = PRESETS["scratch"]
+    q = p.scale_contrast(2.5)
+    assert q.contrast == (p.contrast[0] * 2.5, p.contrast[1] * 2.5)
+    assert dataclasses.replace(q, contrast=p.contrast) == p
+    assert p.contrast == (14.0, 40.0)  # the preset itself is untouched
+
+
+def test_scale_contrast_clips_at_the_bound_and_scales_the_threshold_on_request():
+    p = DefectParams(contrast=(100.0, 200.0), visibility="cnr", threshold=2.0)
+    assert p.scale_contrast(2.0).contrast == (200.0, 255.0)
+    assert p.scale_contrast(0.5).threshold == 2.0
+    assert p.scale_contrast(0.5, scale_threshold=True).threshold == 1.0
+    ssr = dataclasses.replace(p, visibility="ssr", threshold=400.0)
+    assert ssr.scale_contrast(0.5, scale_threshold=True).threshold == 100.0
+
+
+def test_scale_contrast_of_a_mixture_scales_every_component():
+    mix = PRESETS["lsm2"]
+    strong = mix.scale_contrast(3.0)
+    assert strong.names == mix.names and strong.weights == mix.weights
+    for a, b in zip(mix.components, strong.components):
+        assert b.contrast == (min(a.contrast[0] * 3, 255.0), min(a.contrast[1] * 3, 255.0))
+    assert params_from_dict(json.loads(json.dumps(strong.to_dict()))) == strong
+
+
+@pytest.mark.parametrize("factor, exc", [(0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
+                                         (float("inf"), ValueError), ("2", TypeError), (True, TypeError)])
+def test_scale_contrast_refuses_bad_factors(factor, exc):
+    with pytest.raises(exc, match="factor"):
+        PRESETS["dot-dark"].scale_contrast(factor)
+    with pytest.raises(exc, match="factor"):
+        PRESETS["asm"].scale_contrast(factor)
+
+
+def test_scaled_contrast_scales_the_modification_of_the_same_draws():
+    from ispad_core.synth import synthesize_steps
+
+    patch = np.full((64, 64), 100, np.uint8)
+    p = DefectParams(contrast=(10.0, 10.0), bright_probability=1.0, noise_amplitude=(0.0, 0.0), threshold=0.0)
+    a = synthesize_steps(patch, p, rng=4)
+    b = synthesize_steps(patch, p.scale_contrast(3.0), rng=4)
+    np.testing.assert_array_equal(a.texture, b.texture)  # same skeleton and texture
+    da = a.image.astype(int) - 100
+    db = b.image.astype(int) - 100
+    assert da.max() == 10 and db.max() == 30
+    # rounding aside, the residual triples pixel by pixel
+    assert np.abs(db - 3 * da).max() <= 2

@@ -49,7 +49,7 @@ def _walks(skel):
 
 
 def _compare(patch, params, rng):
-    got = synthesize_steps(patch, params, rng=rng)
+    got = synthesize_steps(patch, params, rng=rng, channel_axis=-1 if patch.ndim == 3 else None)
     want = ref.synthesize(patch, params, int(item_seeds(rng, 1)[0]))
     walks = _walks(got.skeleton)
     assert len(walks) == len(want["walks"])
