@@ -1018,7 +1018,9 @@ def run_experiment(
         The runs folder (created if missing).
     jobs : int, default 1
         Runs at once, each in its own process (CPU threads are shared out among them; with
-        ``device="cuda"``, run ``k`` goes to GPU ``k mod count``).
+        ``device="cuda"``, run ``k`` goes to GPU ``k mod count``). Processes are spawned, so a
+        script that calls this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
+        guard (the ``ispad`` command has it).
     device : str, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: a GPU if one is available.
     trainer : callable, optional
