@@ -99,6 +99,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "augment": "none",
         "val_every": None,
         "patience": 1000,
+        "threads": None,
     },
 }
 
@@ -283,7 +284,10 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
             [train]         p_inj ["1/32"], steps [200], batch_size [32], lr [1e-3],
                             optimizer ["adamw"], preprocess ["lsm2"], augment ["none"] (of the
                             real defects' draws), val_every [every epoch],
-                            patience [1000] (validations without a lower validation loss)
+                            patience [1000] (validations without a lower validation loss),
+                            threads [CPUs / jobs] (torch CPU threads per run; fix it to get the
+                            same numbers with any --jobs: CPU results differ in the last bits
+                            between thread counts)
 
     base : path, optional
         Folder that relative paths are resolved against; default: the TOML file's folder (the
@@ -382,6 +386,8 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
     t["lr"] = _number(t["lr"], "train.lr", 0.0, 10.0)
     if t["val_every"] is not None:
         t["val_every"] = _int(t["val_every"], "train.val_every", 1)
+    if t["threads"] is not None:
+        t["threads"] = _int(t["threads"], "train.threads", 1, 1024)
     if t["augment"] != "none":
         from ispad_core.augment import AUGMENT_PRESETS
 
@@ -748,6 +754,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
         val_every=t["val_every"],
         patience=t["patience"],
         workers=0,
+        threads=t["threads"],
         resume=unfinished,
         overwrite=not unfinished,
         verbose=False,
@@ -893,7 +900,7 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
 
 def _worker(args) -> dict:
     config, run, out, stream_path, device, threads, trainer = args
-    if threads:
+    if threads and config.train["threads"] is None:
         try:
             import torch
 
