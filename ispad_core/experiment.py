@@ -639,6 +639,7 @@ def score_test_set(
     test_scores: Any,
     *,
     test_groups: Sequence[str] | None = None,
+    threshold: float | None = None,
 ) -> dict:
     """Score a test set as the paper does: the threshold is F1-optimal on the validation set.
 
@@ -651,6 +652,9 @@ def score_test_set(
     test_groups : sequence of str, optional
         The defect group of every test item (``"good"`` for fault-free ones); gives the recall of
         each group.
+    threshold : float, optional
+        The F1-optimal validation threshold when it is already known (``val_labels`` and
+        ``val_scores`` are then None and ``val_mcc`` is None).
 
     Returns
     -------
@@ -668,12 +672,20 @@ def score_test_set(
     """
     from ispad_core.metrics import classification_report, f1_optimal_threshold
 
-    threshold = float(f1_optimal_threshold(val_labels, val_scores))
-    val = classification_report(val_labels, val_scores, threshold=threshold)
+    if threshold is None:
+        threshold = float(f1_optimal_threshold(val_labels, val_scores))
+        val_mcc: float | None = float(classification_report(val_labels, val_scores, threshold=threshold).mcc)
+    else:
+        if val_labels is not None or val_scores is not None:
+            raise ValueError("threshold: give either the validation labels and scores or the threshold, not both")
+        threshold = float(threshold)
+        if not math.isfinite(threshold):
+            raise ValueError(f"threshold: expected a finite number, got {threshold}")
+        val_mcc = None
     rep = classification_report(test_labels, test_scores, threshold=threshold)
     out = rep.to_dict()
     out["threshold"] = threshold
-    out["val_mcc"] = float(val.mcc)
+    out["val_mcc"] = val_mcc
     by_group = {}
     if test_groups is not None:
         groups = np.asarray(list(test_groups))
@@ -709,11 +721,14 @@ class TrainRequest:
 
 @dataclass(frozen=True)
 class TrainOutput:
-    """What it returns: scores of the validation and test patches, and its own summary."""
+    """What it returns: scores of the test patches, the validation scores or the F1-optimal
+    threshold on them (with the validation MCC at it), and its own summary."""
 
-    val_scores: np.ndarray
+    val_scores: np.ndarray | None
     test_scores: np.ndarray
     summary: dict
+    threshold: float | None = None
+    val_mcc: float | None = None
 
 
 def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
@@ -763,8 +778,8 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
         raise KeyboardInterrupt(f"run {run.name} interrupted; run the grid again to resume it")
     model = result.model
     t1 = time.perf_counter()
-    val = predict(model, (request.val_images, request.val_labels), preprocess=preprocess, device=request.device)
-    test = predict(model, test_images, preprocess=preprocess, device=request.device)
+    # train_detector scored the validation set already: its threshold is the F1-optimal one there
+    test = predict(model, test_images, preprocess=preprocess, device=request.device, batch_size=256)
     summary = {
         "steps": result.train.steps,
         "best_epoch": result.train.best_epoch,
@@ -774,7 +789,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
         "train_s": t1 - t0,
         "predict_s": time.perf_counter() - t1,
     }
-    return TrainOutput(val.scores, test.scores, summary)
+    return TrainOutput(None, test.scores, summary, threshold=float(result.threshold), val_mcc=float(result.report.mcc))
 
 
 class _Pairs:
@@ -876,8 +891,13 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
         output = (trainer or train_step)(request, data.test_images)
         t_train = time.perf_counter() - t1
         t2 = time.perf_counter()
-        scores = score_test_set(data.val_labels, output.val_scores, data.test_labels, output.test_scores,
-                                test_groups=data.test_groups)
+        if output.val_scores is not None:
+            scores = score_test_set(data.val_labels, output.val_scores, data.test_labels, output.test_scores,
+                                    test_groups=data.test_groups)
+        else:
+            scores = score_test_set(None, None, data.test_labels, output.test_scores, test_groups=data.test_groups,
+                                    threshold=output.threshold)
+            scores["val_mcc"] = output.val_mcc
         report = {
             "settings": settings,
             "run": run.name,

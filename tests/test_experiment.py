@@ -250,5 +250,11 @@ def test_scoring_uses_the_validation_threshold():
     assert (r["tn"], r["fp"], r["fn"], r["tp"]) == (3, 1, 1, 2)
     assert r["recall_by_group"] == {"area": 100.0, "points": 0.0}
     assert r["val_mcc"] == 1.0
+    known = score_test_set(None, None, test_labels, test_scores, threshold=0.5,
+                           test_groups=["good"] * 4 + ["area", "points", "area"])
+    assert {k: v for k, v in known.items() if k != "val_mcc"} == {k: v for k, v in r.items() if k != "val_mcc"}
+    assert known["val_mcc"] is None
+    with pytest.raises(ValueError, match="threshold: give either"):
+        score_test_set(val_labels, val_scores, test_labels, test_scores, threshold=0.5)
     with pytest.raises(ValueError, match="test_groups: expected 7 groups"):
         score_test_set(val_labels, val_scores, test_labels, test_scores, test_groups=["good"])
