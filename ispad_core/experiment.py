@@ -551,7 +551,8 @@ def _stream_file(config: ExperimentConfig, out: Path, verbose: bool) -> Path:
 
 @dataclass
 class _Data:
-    stream_images: np.ndarray
+    stream_path: Path
+    stream_images: np.ndarray | None
     stream_labels: np.ndarray
     real_images: list
     real_groups: np.ndarray
@@ -565,6 +566,7 @@ class _Data:
 
 
 _CACHE: dict[str, _Data] = {}
+_IN_MEMORY_BYTES = 1 << 30
 
 
 def _load_data(config: ExperimentConfig, stream_path: Path) -> _Data:
@@ -574,20 +576,24 @@ def _load_data(config: ExperimentConfig, stream_path: Path) -> _Data:
     from ispad_core.io import open_stream, read_mvtec
 
     with open_stream(stream_path) as reader:
-        images = np.asarray(reader.images[:])
         labels = np.asarray(reader.labels[:]).astype(np.int64)
+        shape = tuple(reader.image_shape)
+        # a stream that fits comfortably is read once into memory (fast item access for every run);
+        # a larger one is read from its file by each run
+        images = np.asarray(reader.images[:]) if len(labels) * int(np.prod(shape)) <= _IN_MEMORY_BYTES else None
     if config.data["real"] is not None:
-        real_images, real_groups, real_names = _read_real(config.data["real"], images.shape[1])
+        real_images, real_groups, real_names = _read_real(config.data["real"], shape[0])
     else:
         real_images, real_groups, real_names = [], [], []
     val = read_mvtec(config.data["val"], split="test")
     test = read_mvtec(config.data["test"], split="test")
     for name, ds in (("data.val", val), ("data.test", test)):
-        if ds.test_images.shape[1:] != images.shape[1:]:
-            raise ValueError(f"{name}: patches of shape {ds.test_images.shape[1:]} but the stream's are {images.shape[1:]}")
+        if ds.test_images.shape[1:] != shape:
+            raise ValueError(f"{name}: patches of shape {ds.test_images.shape[1:]} but the stream's are {shape}")
         if len(np.unique(ds.test_labels)) < 2:
             raise ValueError(f"{name}: expected fault-free and defective patches, got only one class")
     data = _Data(
+        stream_path=stream_path,
         stream_images=images,
         stream_labels=labels,
         real_images=real_images,
@@ -708,7 +714,8 @@ class TrainRequest:
 
     run: RunSpec
     train: dict
-    stream_images: np.ndarray
+    stream_path: Path
+    stream_images: np.ndarray | None
     stream_labels: np.ndarray
     real_images: list
     val_images: np.ndarray
@@ -735,23 +742,33 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     """The default training step: :func:`ispad_core.nn.train_detector`, then scores of validation and test.
 
     The run's real defects (already selected by the grid, in the shuffle's order) are passed as
-    patches; the stream in memory (its fault-free half for ``oversampling``); the validation set
-    for model selection. An unfinished run (checkpoints beside the model file) resumes.
+    patches; the stream (its fault-free half for ``oversampling``) from memory, or from its file
+    when it is larger than 1 GiB; the validation set for model selection. An unfinished run
+    (checkpoints beside the model file) resumes.
     """
     from ispad_core.nn import predict, train_detector
 
     run, t = request.run, request.train
     preprocess = None if t["preprocess"] == "none" else t["preprocess"]
     images, labels = request.stream_images, request.stream_labels
-    if run.strategy == "oversampling":
-        images, labels = images[labels == 0], labels[labels == 0]
-    size = images.shape[1]
+    good = np.flatnonzero(labels == 0)
+    if images is not None:
+        stream: Any = (images[good], labels[good]) if run.strategy == "oversampling" else (images, labels)
+    elif run.strategy == "oversampling":
+        from torch.utils.data import Subset
+
+        from ispad_core.io import open_stream
+
+        stream = Subset(open_stream(request.stream_path), good.tolist())
+    else:
+        stream = request.stream_path
+    size = request.val_images.shape[1]
     real = np.stack([_centre_crop(im, size) for im in request.real_images]) if request.real_images else None
     ckpt = Path(str(request.model_path) + ".ckpt")
     unfinished = (ckpt / "last.pt").exists()
     t0 = time.perf_counter()
     result = train_detector(
-        (images, labels),
+        stream,
         out=request.model_path,
         real=real,
         val=(request.val_images, request.val_labels),
@@ -877,6 +894,7 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
         request = TrainRequest(
             run=run,
             train=config.train,
+            stream_path=data.stream_path,
             stream_images=data.stream_images,
             stream_labels=data.stream_labels,
             real_images=[data.real_images[i] for i in idx],

@@ -258,3 +258,31 @@ def test_scoring_uses_the_validation_threshold():
         score_test_set(val_labels, val_scores, test_labels, test_scores, threshold=0.5)
     with pytest.raises(ValueError, match="test_groups: expected 7 groups"):
         score_test_set(val_labels, val_scores, test_labels, test_scores, test_groups=["good"])
+
+
+def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
+    import ispad_core.experiment as ex
+
+    config = _config(bench, strategies=["synthetic", "oversampling"], fractions=[1])
+    seen = []
+
+    def check(request, test_images):
+        seen.append((request.run.strategy, request.stream_images is None, request.stream_path.is_file()))
+        return fake_trainer(request, test_images)
+
+    monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(ex, "_CACHE", {})
+    run_experiment(config, tmp_path / "runs", verbose=False, trainer=check)
+    assert seen == [("synthetic", True, True), ("oversampling", True, True)]
+
+
+def test_oversampling_from_the_stream_file_trains(bench, tmp_path, monkeypatch):
+    import ispad_core.experiment as ex
+
+    monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(ex, "_CACHE", {})
+    config = _config(bench, strategies=["oversampling"], fractions=[1])
+    result = run_experiment(config, tmp_path / "runs", verbose=False)
+    (report,) = result.reports
+    assert report["n_real"] == 16 and report["training"]["steps"] == 1
+    assert (tmp_path / "runs" / report["run"] / "model.pt").is_file()
