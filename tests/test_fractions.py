@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core.fractions import PAPER_FRACTIONS, nested_fractions
+from fractions import Fraction
+
+from ispad_core.fractions import PAPER_FRACTIONS, FractionDict, nested_fractions, parse_fraction, select_defects
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,12 @@ def test_groups_with_int_labels_asm():
         ((10, (1.0, 0.0)), {}, ValueError, "fractions\\[1\\]: expected a value in \\(0, 1\\], got 0"),
         ((10, (1.5,)), {}, ValueError, "fractions\\[0\\]: expected a value in \\(0, 1\\], got 1.5"),
         ((10, (float("nan"),)), {}, ValueError, "fractions\\[0\\]: expected a value in \\(0, 1\\], got nan"),
-        ((10, ("half",)), {}, TypeError, "fractions\\[0\\]: expected a real number, got str"),
+        ((10, ("half",)), {}, ValueError, "fractions\\[0\\]: expected a number or a ratio such as '1/8', got 'half'"),
+        ((10, ("1/0",)), {}, ValueError, "fractions\\[0\\]: expected a number or a ratio such as '1/8', got '1/0'"),
+        ((10, ("3/2",)), {}, ValueError, "fractions\\[0\\]: expected a value in \\(0, 1\\], got 3/2"),
+        ((10, (True,)), {}, TypeError, "fractions\\[0\\]: expected a real number or a str such as '1/8', got bool"),
+        ((10, (None,)), {}, TypeError, "fractions\\[0\\]: expected a real number or a str such as '1/8', got NoneType"),
+        ((10, ("1/2", 0.5)), {}, ValueError, "fractions: expected distinct values, got \\(0.5, 0.5\\)"),
         ((10, (0.5, 0.5)), {}, ValueError, "fractions: expected distinct values, got \\(0.5, 0.5\\)"),
         ((10,), {"rng": -1}, ValueError, "rng: expected a non-negative seed, got -1"),
         ((3,), {"groups": [0, 1]}, ValueError, "groups: expected 3 labels \\(one per item\\), got shape \\(2,\\)"),
@@ -111,3 +118,124 @@ def test_groups_with_int_labels_asm():
 def test_bad_inputs(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         nested_fractions(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- keys a user need not retype
+
+
+def test_keys_answer_to_equal_fractions_written_otherwise():
+    sel = nested_fractions(172, ("1", "1/2", Fraction(1, 4), 0.125, "0.0625"), rng=0)
+    assert isinstance(sel, FractionDict)
+    assert list(sel) == list(PAPER_FRACTIONS)  # stored as floats, as before
+    for key in (1 / 8, "1/8", Fraction(1, 8), " 1/8 ", "0.125", np.float64(0.125)):
+        assert key in sel
+        np.testing.assert_array_equal(sel[key], sel[0.125])
+        np.testing.assert_array_equal(sel.get(key), sel[0.125])
+    assert sel[1] is sel[1.0] and len(sel["1/16"]) == 10
+    assert "1/3" not in sel and sel.get("1/3") is None and sel.get("x", 7) == 7
+    with pytest.raises(KeyError):
+        sel["1/3"]
+    with pytest.raises(KeyError):
+        sel["half"]
+    by_group = nested_fractions(20, ("1/2",), rng=0, groups=[0] * 10 + [1] * 10)
+    assert len(by_group[0]["1/2"]) == 10
+
+
+def test_one_third_written_three_ways():
+    sel = nested_fractions(30, ("1/3",), rng=0)
+    assert len(sel[1 / 3]) == len(sel[Fraction(1, 3)]) == len(sel["1/3"]) == 10
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("1/8", 0.125), (" 1/16", 0.0625), ("0.5", 0.5), ("1", 1.0), (Fraction(3, 4), 0.75), (1, 1.0), (np.float32(0.5), 0.5)]
+)
+def test_parse_fraction(value, expected):
+    assert parse_fraction(value) == expected
+
+
+# --------------------------------------------------------------------------- counts per group
+
+
+def _groups(n_area=20, n_points=30, seed=0):
+    g = np.array(["area"] * n_area + ["points"] * n_points)
+    np.random.default_rng(seed).shuffle(g)
+    return g
+
+
+def test_counts_per_group_are_prefixes_of_the_one_shuffle():
+    groups = _groups()
+    order = nested_fractions(50, (1,), rng=3)[1]
+    specs = [
+        {"points": 5, "area": 5},
+        {"points": 5, "area": "all"},
+        {"points": 10, "area": 5},
+        {"area": 5},
+        {"points": "1/2", "area": Fraction(1, 4)},
+    ]
+    sels = [select_defects(groups, s, rng=3) for s in specs]
+    counts = [
+        {g: int((groups[sel] == g).sum()) for g in ("area", "points")} for sel in sels
+    ]
+    assert counts == [
+        {"area": 5, "points": 5},
+        {"area": 20, "points": 5},
+        {"area": 5, "points": 10},
+        {"area": 5, "points": 0},
+        {"area": 5, "points": 15},
+    ]
+    for sel, c in zip(sels, counts):
+        # in shuffle order, and per group the first c[g] items of the group in that order
+        rank = np.empty(50, np.int64)
+        rank[order] = np.arange(50)
+        assert (np.diff(rank[sel]) > 0).all()
+        for g in ("area", "points"):
+            np.testing.assert_array_equal(sel[groups[sel] == g], order[groups[order] == g][: c[g]])
+    # a selection with no more of each group is inside one with more
+    assert set(sels[0]) <= set(sels[1]) and set(sels[0]) <= set(sels[2]) and set(sels[3]) <= set(sels[0])
+
+
+def test_mixed_counts_match_nested_fractions():
+    groups = _groups()
+    fr = nested_fractions(50, rng=11)
+    for f in ("1", "1/2", "1/4", "1/8", "1/16"):
+        np.testing.assert_array_equal(select_defects(groups, f, rng=11), fr[f])
+    np.testing.assert_array_equal(select_defects(groups, 7, rng=11), fr[1][:7])
+    np.testing.assert_array_equal(select_defects(groups, "all", rng=11), fr[1])
+    # per-group fractions of nested_fractions (same count as the mixed one) are count selections
+    by_group = nested_fractions(50, rng=11, groups=groups)
+    for g in ("area", "points"):
+        for f, idx in by_group[g].items():
+            np.testing.assert_array_equal(select_defects(groups, {g: len(idx)}, rng=11), idx)
+
+
+def test_select_is_deterministic_and_seed_dependent():
+    groups = _groups()
+    a = select_defects(groups, {"points": 5, "area": 5}, rng=1)
+    np.testing.assert_array_equal(a, select_defects(list(groups), {"points": 5, "area": 5}, rng=1))
+    assert not np.array_equal(a, select_defects(groups, {"points": 5, "area": 5}, rng=2))
+
+
+def test_select_int_groups_and_zero():
+    sel = select_defects([0, 1, 1, 0, 1], {1: 2, 0: 0}, rng=0)
+    assert len(sel) == 2 and all(i in (1, 2, 4) for i in sel)
+    assert select_defects([], 0, rng=0).size == 0
+
+
+@pytest.mark.parametrize(
+    "groups, counts, exc, match",
+    [
+        (["a", "b"], {"a": 2}, ValueError, "counts\\['a'\\]: expected at most 1 \\(the items available\\), got 2"),
+        (["a", "b"], {"c": 1}, ValueError, "counts: group 'c' is not among the groups \\('a', 'b'\\)"),
+        (["a", "b"], {"a": -1}, ValueError, "counts\\['a'\\]: expected an int >= 0, got -1"),
+        (["a", "b"], {"a": "1/0"}, ValueError, "counts\\['a'\\]: expected a number or a ratio such as '1/8', got '1/0'"),
+        (["a", "b"], {"a": 1.5}, ValueError, "counts\\['a'\\]: expected a value in \\(0, 1\\], got 1.5"),
+        (["a", "b"], {"a": None}, TypeError, "counts\\['a'\\]: expected an int count, 'all' or a fraction such as '1/8', got NoneType"),
+        (["a", "b"], 3, ValueError, "counts: expected at most 2 \\(the items available\\), got 3"),
+        (["a", "b"], [1], TypeError, "counts: expected an int count, 'all' or a fraction such as '1/8', got list"),
+        ("ab", 1, TypeError, "groups: expected a sequence of labels, got str"),
+        ([0.5, 1.5], 1, TypeError, "groups: expected str, int or bool labels, got dtype float64"),
+    ],
+)
+def test_select_bad_inputs(groups, counts, exc, match):
+    with pytest.raises(exc, match=match):
+        select_defects(groups, counts, rng=0)

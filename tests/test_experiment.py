@@ -1,0 +1,288 @@
+"""The grid runner behind ``ispad experiment``."""
+
+import argparse
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ispad_core.experiment import (
+    ConfigError,
+    TrainOutput,
+    load_config,
+    run_experiment,
+    score_test_set,
+    select_real,
+)
+from ispad_core.fractions import nested_fractions
+from ispad_core.proxy import proxy_benchmark
+
+TINY_BENCH = dict(size=32, n_scans=1, scan_side=96, n_points=6, n_area=10, n_val=4, n_test=6, good_per_defective=4)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench") / "proxy"
+    proxy_benchmark(root, seed=0, **TINY_BENCH)
+    return root
+
+
+def _config(bench, **grid):
+    return {
+        "data": {"benchmark": str(bench)},
+        "stream": {"n": 32, "size": 32},
+        "grid": {"strategies": ["mixed", "oversampling"], "fractions": ["1/2", 1], "seeds": [0], **grid},
+        "train": {"steps": 1, "batch_size": 4, "p_inj": 0.25},
+    }
+
+
+def fake_trainer(request, test_images):
+    """A stand-in training step: deterministic scores from the run and its real defects."""
+    key = f"{request.run.name}|{len(request.real_images)}"
+    rng = np.random.default_rng(list(key.encode()))
+    request.model_path.write_bytes(key.encode())
+    val = request.val_labels * 0.6 + rng.random(len(request.val_labels)) * 0.5
+    test = rng.random(len(test_images))
+    return TrainOutput(val, test, {"fake": True})
+
+
+# --------------------------------------------------------------------------- a tiny grid, really trained
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "runs"
+    result = run_experiment(_config(bench), out, verbose=False)
+    return out, result
+
+
+def test_tiny_grid_writes_every_file(tiny_grid):
+    out, result = tiny_grid
+    assert result.ran == 4 and result.skipped == 0
+    names = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    assert names == sorted(
+        f"{s}_mixed_f{f}_resnet18_seed0" for s in ("mixed", "oversampling") for f in ("1-2", "1")
+    )
+    for name in names:
+        assert (out / name / "model.pt").stat().st_size > 1000
+        report = json.loads((out / name / "report.json").read_text())
+        assert {"mcc", "recall", "fpr", "tn", "tp", "fn", "fp", "threshold", "recall_by_group"} <= set(report["test"])
+        assert report["test"]["tn"] + report["test"]["fp"] == 24 and report["test"]["tp"] + report["test"]["fn"] == 6
+        assert set(report["test"]["recall_by_group"]) == {"points", "area"}
+        assert report["n_real"] == (16 if report["selection"] == "f1" else 8)
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert len(rows) == 4
+    assert {"group", "n_real", "mcc", "recall", "fpr", "tn", "tp", "fn", "fp", "backbone", "strategy", "seed",
+            "recall_points", "recall_area"} <= set(rows[0])
+    md = (out / "results.md").read_text()
+    assert "| Strategy | Defect group | #Real defects |" in md and md.count("| mixed | mixed |") >= 2
+    png = (out / "mcc_vs_real.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_finished_runs(tiny_grid, bench):
+    out, first = tiny_grid
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")}
+    called = []
+
+    def must_not_train(request, test_images):
+        called.append(request.run)
+        raise AssertionError("a finished run was trained again")
+
+    again = run_experiment(_config(bench), out, verbose=False, trainer=must_not_train)
+    assert again.ran == 0 and again.skipped == 4 and not called
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")} == before
+    assert [r["test"] for r in again.reports] == [r["test"] for r in first.reports]
+    # a changed setting is a different run: it trains again
+    changed = _config(bench)
+    changed["train"]["steps"] = 2
+    with pytest.raises(AssertionError, match="trained again"):
+        run_experiment(changed, out, verbose=False, trainer=must_not_train)
+
+
+def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
+    out, result = tiny_grid
+    by_strategy = {}
+    for r in result.reports:
+        by_strategy.setdefault(r["strategy"], {})[r["selection"]] = r["settings"]["real"]
+    for sel in by_strategy.values():
+        assert sel["f1"][: len(sel["f1/2"])] == sel["f1/2"]
+    # the counts and the order are those of nested_fractions with the run's seed
+    files = sorted(str(p.relative_to(bench / "real")) for p in (bench / "real").glob("*/*.png"))
+    order = nested_fractions(len(files), (1, "1/2"), rng=0)
+    assert by_strategy["mixed"]["f1/2"] == [files[i] for i in order["1/2"]]
+
+
+# --------------------------------------------------------------------------- plumbing with a stand-in trainer
+
+
+def test_interrupted_grid_completes_with_the_same_results(bench, tmp_path):
+    config = _config(bench, strategies=["synthetic", "mixed"], fractions=["1/4", "1/2", 1], groups=["mixed", "area"])
+    whole = run_experiment(config, tmp_path / "whole", verbose=False, trainer=fake_trainer)
+    assert whole.ran == 7
+
+    calls = []
+
+    def dies_on_the_fourth(request, test_images):
+        calls.append(request.run.name)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return fake_trainer(request, test_images)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path / "cut", verbose=False, trainer=dies_on_the_fourth)
+    assert not (tmp_path / "cut" / "results.csv").exists()
+    resumed = run_experiment(config, tmp_path / "cut", verbose=False, trainer=fake_trainer)
+    assert resumed.skipped == 3 and resumed.ran == 4
+    for name in ("results.csv", "results.md", "mcc_vs_real.png"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_counts_per_group_and_group_runs(bench, tmp_path):
+    config = _config(bench, strategies=["mixed"], fractions=["1/2"], groups=["points", "area"],
+                     counts=[3, {"points": 2, "area": 2}, {"area": "all", "points": 2}])
+    result = run_experiment(config, tmp_path / "runs", verbose=False, trainer=fake_trainer)
+    got = {(r["group"], r["selection"]): r["real_by_group"] for r in result.reports}
+    assert got == {
+        ("points", "f1/2"): {"area": 0, "points": 6},  # a group smaller than the mixed count goes whole
+        ("area", "f1/2"): {"area": 8, "points": 0},
+        ("points", "n3"): {"area": 0, "points": 3},
+        ("area", "n3"): {"area": 3, "points": 0},
+        ("mixed", "area=2+points=2"): {"area": 2, "points": 2},
+        ("mixed", "area=all+points=2"): {"area": 10, "points": 2},
+    }
+    reals = {(r["group"], r["selection"]): r["settings"]["real"] for r in result.reports}
+    small, large = reals[("mixed", "area=2+points=2")], reals[("mixed", "area=all+points=2")]
+    assert set(small) <= set(large)
+    assert reals[("area", "n3")] == reals[("area", "f1/2")][:3]
+
+
+def test_select_real_synthetic_is_empty():
+    from ispad_core.experiment import RunSpec
+
+    assert select_real(RunSpec("synthetic", "-", "none", "resnet18", 0), np.array(["a", "b"])).size == 0
+
+
+# --------------------------------------------------------------------------- bad configs
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: c["grid"].update(fractionz=[1]), "config: grid.fractionz: unknown key"),
+        (lambda c: c.update(extra={}), "config: config.extra: unknown key"),
+        (lambda c: c["data"].update(real="nowhere"), "config: data.real: folder .*nowhere does not exist"),
+        (lambda c: c["data"].update(stream="missing.h5"), "config: data.stream: file .*missing.h5 does not exist"),
+        (lambda c: c["grid"].update(fractions=[0.5, 0]), "config: grid.fractions\\[1\\]: expected a value in \\(0, 1\\], got 0"),
+        (lambda c: c["grid"].update(fractions=["3/2"]), "config: grid.fractions\\[0\\]: expected a value in \\(0, 1\\], got 3/2"),
+        (lambda c: c["train"].update(p_inj=0.5), "config: train.p_inj: expected a value in \\[1/B, 0.25\\] = \\[0.25, 0.25\\] for batch_size B = 4, got 0.5"),
+        (lambda c: c["train"].update(p_inj="1/8"), "config: train.p_inj: expected a value in \\[1/B, 0.25\\]"),
+        (lambda c: c["grid"].update(strategies=["mixd"]), "config: grid.strategies\\[0\\]: expected one of synthetic, mixed, oversampling, got 'mixd'"),
+        (lambda c: c["grid"].update(groups=["scratches"]), "config: grid.groups\\[0\\]: group 'scratches' has no folder"),
+        (lambda c: c["grid"].update(counts=[{"dots": 2}]), "config: grid.counts\\[0\\].dots: group 'dots' has no folder"),
+        (lambda c: c["grid"].update(counts=[{"points": 7}]), "config: grid.counts\\[0\\].points: expected at most 6 \\(the points defects"),
+        (lambda c: c["grid"].update(counts=[17]), "config: grid.counts\\[0\\]: expected at most 16 \\(the real defects"),
+        (lambda c: c["grid"].update(counts=[0]), "config: grid.counts\\[0\\]: expected an integer >= 1, got 0"),
+        (lambda c: c["train"].update(optimizer="adam"), "config: train.optimizer: expected sgd or adamw, got 'adam'"),
+        (lambda c: c["grid"].update(seeds=[0, 0]), "config: grid.seeds: expected distinct seeds"),
+        (lambda c: c["grid"].update(fractions=[], counts=[]), "config: grid.fractions: expected fractions or counts"),
+        (lambda c: c["train"].update(steps=0), "config: train.steps: expected an integer >= 1, got 0"),
+        (lambda c: c["grid"].update(backbones=["resnet19"]), "config: grid.backbones\\[0\\]: expected one of"),
+        (lambda c: c["stream"].update(preset="blobs"), "config: stream.preset: expected one of"),
+    ],
+)
+def test_bad_config_is_refused_before_training(bench, tmp_path, edit, match):
+    config = _config(bench)
+    config["train"]["batch_size"] = 4
+    edit(config)
+
+    def must_not_train(request, test_images):
+        raise AssertionError("trained despite a bad config")
+
+    with pytest.raises(ConfigError, match=match):
+        run_experiment(config, tmp_path / "runs", verbose=False, trainer=must_not_train)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
+    from ispad_core._cli_experiment import add_parser
+
+    (tmp_path / "sub").mkdir()
+    toml = tmp_path / "sub" / "exp.toml"
+    rel = os.path.relpath(bench, toml.parent)  # relative to the config file's folder, not the cwd
+    assert rel.startswith("..")
+    toml.write_text(
+        f'[data]\nbenchmark = "{rel}"\n[stream]\nn = 32\nsize = 32\n'
+        '[grid]\nstrategies = ["synthetic", "mixed"]\ncounts = [{points = 5, area = 5}]\nseeds = [1, 2]\n'
+        '[train]\np_inj = "1/32"\n'
+    )
+    config = load_config(toml)
+    assert [r.name for r in config.runs()] == [
+        "synthetic_none_none_resnet18_seed1",
+        "synthetic_none_none_resnet18_seed2",
+        "mixed_mixed_area5-points5_resnet18_seed1",
+        "mixed_mixed_area5-points5_resnet18_seed2",
+    ]
+    assert config.train["p_inj"] == 1 / 32
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["experiment", "--config", str(toml), "--out", str(tmp_path / "r"), "--check"])
+    assert args.func(args) == 0
+    assert "4 runs" in capsys.readouterr().out and not (tmp_path / "r").exists()
+    toml.write_text("[grid\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(toml)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def test_scoring_uses_the_validation_threshold():
+    val_labels = [0, 0, 0, 1, 1]
+    val_scores = [0.1, 0.2, 0.4, 0.5, 0.9]  # F1-optimal threshold 0.5
+    test_labels = [0, 0, 0, 0, 1, 1, 1]
+    test_scores = [0.45, 0.55, 0.1, 0.2, 0.6, 0.49, 0.95]
+    r = score_test_set(val_labels, val_scores, test_labels, test_scores,
+                       test_groups=["good"] * 4 + ["area", "points", "area"])
+    assert r["threshold"] == 0.5
+    assert (r["tn"], r["fp"], r["fn"], r["tp"]) == (3, 1, 1, 2)
+    assert r["recall_by_group"] == {"area": 100.0, "points": 0.0}
+    assert r["val_mcc"] == 1.0
+    known = score_test_set(None, None, test_labels, test_scores, threshold=0.5,
+                           test_groups=["good"] * 4 + ["area", "points", "area"])
+    assert {k: v for k, v in known.items() if k != "val_mcc"} == {k: v for k, v in r.items() if k != "val_mcc"}
+    assert known["val_mcc"] is None
+    with pytest.raises(ValueError, match="threshold: give either"):
+        score_test_set(val_labels, val_scores, test_labels, test_scores, threshold=0.5)
+    with pytest.raises(ValueError, match="test_groups: expected 7 groups"):
+        score_test_set(val_labels, val_scores, test_labels, test_scores, test_groups=["good"])
+
+
+def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
+    import ispad_core.experiment as ex
+
+    config = _config(bench, strategies=["synthetic", "oversampling"], fractions=[1])
+    seen = []
+
+    def check(request, test_images):
+        seen.append((request.run.strategy, request.stream_images is None, request.stream_path.is_file()))
+        return fake_trainer(request, test_images)
+
+    monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(ex, "_CACHE", {})
+    run_experiment(config, tmp_path / "runs", verbose=False, trainer=check)
+    assert seen == [("synthetic", True, True), ("oversampling", True, True)]
+
+
+def test_oversampling_from_the_stream_file_trains(bench, tmp_path, monkeypatch):
+    import ispad_core.experiment as ex
+
+    monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(ex, "_CACHE", {})
+    config = _config(bench, strategies=["oversampling"], fractions=[1])
+    result = run_experiment(config, tmp_path / "runs", verbose=False)
+    (report,) = result.reports
+    assert report["n_real"] == 16 and report["training"]["steps"] == 1
+    assert (tmp_path / "runs" / report["run"] / "model.pt").is_file()

@@ -1,0 +1,198 @@
+"""The built-in benchmark with "real" defects the synthesizer cannot draw."""
+
+import argparse
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import ispad_core.proxy as proxy
+from ispad_core.io import read_image, read_mvtec
+from ispad_core.proxy import AREA_CLASSES, POINT_CLASSES, proxy_benchmark, proxy_defect
+from ispad_core.samples import screen_print
+
+SMALL = dict(size=32, n_scans=1, scan_side=128, n_points=4, n_area=6, n_val=4, n_test=6, good_per_defective=5)
+
+
+def test_imports_nothing_from_the_synthesizer():
+    tree = ast.parse(Path(proxy.__file__).read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+            names += [f"{node.module}.{a.name}" for a in node.names]
+    assert names and not [n for n in names if "synth" in n], names
+
+
+@pytest.mark.parametrize("kind", POINT_CLASSES + AREA_CLASSES)
+def test_each_class_changes_only_its_mask_and_is_deterministic(kind):
+    for seed in range(5):
+        context = screen_print((80, 80), rng=seed, kind=("dots", "lines", "mesh", "mixed")[seed % 4])
+        patch = context[8:72, 8:72]
+        image, mask = proxy_defect(context, kind, seed=seed)
+        assert image.dtype == np.uint8 and mask.dtype == bool and image.shape == mask.shape == (64, 64)
+        np.testing.assert_array_equal(image[~mask], patch[~mask])
+        assert (image != patch).sum() > 0.2 * mask.sum()  # the mask is the defect, not a frame around it
+        again, mask2 = proxy_defect(context, kind, seed=seed)
+        np.testing.assert_array_equal(image, again)
+        np.testing.assert_array_equal(mask, mask2)
+        other, _ = proxy_defect(context, kind, seed=seed + 100)
+        assert not np.array_equal(image, other)
+
+
+def test_shape_statistics_of_the_groups():
+    context = screen_print((80, 80), rng=0)
+    area = {}
+    for kind in POINT_CLASSES + AREA_CLASSES:
+        fractions, parts = [], []
+        for seed in range(12):
+            _, mask = proxy_defect(context, kind, seed=seed)
+            fractions.append(mask.mean())
+            parts.append(ndimage.label(mask)[1])
+        area[kind] = np.median(fractions)
+        if kind == "cluster":
+            assert np.median(parts) >= 3  # several specks, unlike one dot
+    assert max(area[k] for k in POINT_CLASSES) < 0.03
+    assert min(area[k] for k in AREA_CLASSES) > 0.1
+
+
+def test_streak_runs_along_the_print_direction():
+    context = screen_print((80, 80), rng=1)
+    for seed in range(6):
+        _, mask = proxy_defect(context, "streak", seed=seed)
+        rows, cols = np.nonzero(mask)
+        assert rows.min() == 0 and rows.max() == 63  # the whole length of the patch
+        assert np.ptp(cols) < 48  # a band, not the whole patch
+
+
+def test_contrast_scales_the_change():
+    context = screen_print((80, 80), rng=2)
+    patch = context[8:72, 8:72].astype(int)
+    weak, m = proxy_defect(context, "streak", seed=3, contrast=0.5)
+    strong, _ = proxy_defect(context, "streak", seed=3, contrast=2.0)
+    assert np.abs(strong.astype(int) - patch)[m].mean() > 3 * np.abs(weak.astype(int) - patch)[m].mean()
+
+
+def test_benchmark_is_deterministic_and_balanced():
+    a = proxy_benchmark(seed=5, **SMALL)
+    b = proxy_benchmark(seed=5, **SMALL)
+    c = proxy_benchmark(seed=6, **SMALL)
+    for name in ("real_images", "real_masks", "val_images", "test_images", "test_masks"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert not np.array_equal(a.real_images, c.real_images)
+    assert a.real_groups.count("points") == 4 and a.real_groups.count("area") == 6
+    assert set(a.real_classes) == set(POINT_CLASSES + AREA_CLASSES)
+    assert a.test_labels.tolist() == [0] * 30 + [1] * 6
+    assert a.test_groups.count("points") == 3 and a.test_groups.count("area") == 3
+    assert a.val_labels.sum() == 4 and (a.val_labels == 0).sum() == 20
+    for split in ("real", "val", "test"):
+        masks = getattr(a, f"{split}_masks")
+        groups = getattr(a, f"{split}_groups")
+        for m, g in zip(masks, groups):
+            assert m.any() == (g != "good")
+
+
+def test_test_patches_do_not_come_from_the_training_scans():
+    bench = proxy_benchmark(seed=0, **SMALL)
+    scan = bench.scans[0]
+    windows = np.lib.stride_tricks.sliding_window_view(scan, (32, 32))
+    flat = {w.tobytes() for w in windows.reshape(-1, 32, 32)[::7]}
+    good = bench.test_images[bench.test_labels == 0]
+    assert not any(g.tobytes() in flat for g in good)
+    # the real pool is drawn into patches of the training scans
+    image, mask = bench.real_images[0], bench.real_masks[0]
+    hits = (windows == np.where(mask, 0, image)[None, None]) | mask[None, None]
+    assert hits.all(axis=(2, 3)).any()
+
+
+def test_written_layout_reads_back(tmp_path):
+    out = tmp_path / "proxy"
+    bench = proxy_benchmark(out, seed=1, **SMALL)
+    meta = json.loads((out / "benchmark.json").read_text())
+    assert meta["settings"]["seed"] == 1 and meta["counts"]["test"] == {"good": 30, "points": 3, "area": 3}
+    assert sorted(p.name for p in (out / "scans").iterdir()) == ["scan_000.png"]
+    np.testing.assert_array_equal(read_image(out / "scans" / "scan_000.png"), bench.scans[0])
+    points = sorted((out / "real" / "points").iterdir())
+    area = sorted((out / "real" / "area").iterdir())
+    assert len(points) == 4 and len(area) == 6
+    for f in points + area:
+        kind = f.stem.split("_", 1)[1]
+        assert kind in (POINT_CLASSES if f.parent.name == "points" else AREA_CLASSES)
+        mask = read_image(out / "real_masks" / f.parent.name / f"{f.stem}_mask.png")
+        assert set(np.unique(mask)) <= {0, 255} and mask.any()
+        assert meta["classes"]["real"][f"{f.parent.name}/{f.name}"] == kind
+    for split in ("val", "test"):
+        data = read_mvtec(out / split, split="test")
+        np.testing.assert_array_equal(data.test_images, getattr(bench, f"{split}_images"))
+        np.testing.assert_array_equal(data.test_labels, getattr(bench, f"{split}_labels"))
+        np.testing.assert_array_equal(data.test_masks > 0, getattr(bench, f"{split}_masks"))
+    with pytest.raises(FileExistsError, match="exists; ask for overwrite"):
+        proxy_benchmark(out, seed=1, **SMALL)
+    proxy_benchmark(out, seed=2, overwrite=True, **SMALL)
+    assert json.loads((out / "benchmark.json").read_text())["settings"]["seed"] == 2
+    other = tmp_path / "mine"
+    other.mkdir()
+    with pytest.raises(FileExistsError, match="not a benchmark folder"):
+        proxy_benchmark(other, overwrite=True, **SMALL)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"size": 8}, ValueError, "size: expected an int >= 16, got 8"),
+        ({"size": 64, "scan_side": 70}, ValueError, "scan_side: expected an int >= 80, got 70"),
+        ({"n_points": 0, "n_area": 0}, ValueError, "n_points, n_area: expected at least one real defect"),
+        ({"n_test": 0}, ValueError, "n_test: expected an int >= 1, got 0"),
+        ({"contrast": 0.0}, ValueError, "contrast: expected a value in \\(0, 10\\], got 0"),
+        ({"seed": -1}, ValueError, "seed: expected an int >= 0, got -1"),
+        ({"seed": 1.5}, TypeError, "seed: expected an int, got float"),
+        ({"out": 3}, TypeError, "out: expected a folder path, got int"),
+    ],
+)
+def test_benchmark_bad_inputs(kwargs, exc, match):
+    out = kwargs.pop("out", None)
+    with pytest.raises(exc, match=match):
+        proxy_benchmark(out, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, exc, match",
+    [
+        ((np.zeros((80, 80), np.float32), "blob"), TypeError, "context: expected dtype uint8, got float32"),
+        ((np.zeros((80, 70), np.uint8), "blob"), ValueError, "context: expected a square grey image"),
+        ((np.zeros((30, 30), np.uint8), "blob"), ValueError, "context: expected a side of at least 32, got 30"),
+        ((np.zeros((80, 80), np.uint8), "dot"), ValueError, "kind: expected one of 'blob'"),
+        (([[0]], "blob"), TypeError, "context: expected a numpy.ndarray, got list"),
+    ],
+)
+def test_defect_bad_inputs(args, exc, match):
+    with pytest.raises(exc, match=match):
+        proxy_defect(*args, seed=0)
+
+
+def test_cli_writes_the_benchmark(tmp_path, capsys):
+    from ispad_core._cli_benchmark import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    out = tmp_path / "b"
+    args = parser.parse_args(
+        ["benchmark", "--out", str(out), "--size", "32", "--scans", "1", "--scan-side", "96", "--n-points", "2",
+         "--n-area", "3", "--n-val", "2", "--n-test", "2", "--good-per-defective", "3", "--seed", "4"]
+    )
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}/" in text and "2 points, 3 area" in text
+    np.testing.assert_array_equal(
+        read_mvtec(out / "test", split="test").test_images,
+        proxy_benchmark(seed=4, size=32, n_scans=1, scan_side=96, n_points=2, n_area=3, n_val=2, n_test=2,
+                        good_per_defective=3).test_images,
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["benchmark", "--out", "x", "--size", "8"])
