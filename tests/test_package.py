@@ -23,3 +23,16 @@ def test_import_is_light():
     code = "import sys, ispad_core; print('numba' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_core_submodules_never_import_torch():
+    """Every submodule but nn (and the CLI's parser, which lists the torch commands) stays torch-free."""
+    core = sorted(ispad_core._SUBMODULES - {"nn"})
+    code = (
+        "import importlib, sys\n"
+        f"for m in {core!r}:\n    importlib.import_module('ispad_core.' + m)\n"
+        "import ispad_core.cli as c; c.build_parser()\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"], out.stderr
