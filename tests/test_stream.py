@@ -201,7 +201,7 @@ def test_callback_sees_each_checkpoint_and_can_stop_the_write(tmp_path, images):
     "kwargs, exc, message",
     [
         ({"images": np.zeros((50, 50), np.uint8)}, ValueError, "images\\[0\\]: image of 50 x 50 pixels is smaller than the patch size 64"),
-        ({"images": np.zeros((80, 80), np.float32)}, TypeError, "images\\[0\\]: expected dtype uint8, got float32"),
+        ({"images": np.zeros((80, 80), np.float32)}, TypeError, "images\\[0\\]: expected dtype uint8, uint16, got float32"),
         ({"images": []}, TypeError, "images: expected an image array or a non-empty sequence"),
         ({"images": [np.zeros((80, 80), np.uint8), np.zeros((80, 80, 3), np.uint8)]}, ValueError, "images\\[1\\]: has shape"),
         ({"rois": [np.zeros((150, 170), bool), None]}, ValueError, "rois\\[0\\]: no 64 x 64 window has 100% of its pixels inside"),
