@@ -355,8 +355,6 @@ def cmd_gallery(args) -> int:
     backgrounds = None
     if args.images:
         images, _ = read_images(args.images, name="--images", depth=(8, 16), min_size=args.size)
-        if len({im.dtype for im in images}) > 1:
-            raise CLIError("--images: mixes 8- and 16-bit images; give images of one depth")
         rng = np.random.default_rng(args.seed)
         picks = rng.integers(0, len(images), args.n)
         backgrounds = np.stack([random_patches(images[j], 1, args.size, rng=rng)[0][0] for j in picks])
