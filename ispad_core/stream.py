@@ -1223,6 +1223,7 @@ def write_balanced_stream(
         batch_size=batch_size,
         overwrite=overwrite,
         resume=resume,
+        show_progress=show_progress,
     )
     resumed = writer.n_done
     n_redrawn = 0

@@ -300,6 +300,9 @@ class StreamWriter:
     resume : bool
         Continue an unfinished part of the same job (default); False discards it (a part of a
         different job still needs ``overwrite``).
+    show_progress : bool
+        Show a progress bar on stderr while a resume checks and copies the finished items (a
+        large part takes a while); default False.
 
     Raises
     ------
@@ -320,7 +323,9 @@ class StreamWriter:
         batch_size: int = 256,
         overwrite: bool = False,
         resume: bool = True,
+        show_progress: bool = False,
     ) -> None:
+        self._show_progress = bool(show_progress)
         self.path = _check_out_path(path, "path")
         self.n = check_int(n, "n", minimum=1)
         shape = tuple(check_int(s, "image_shape", minimum=1) for s in image_shape)
@@ -477,6 +482,12 @@ class StreamWriter:
                 stack.callback(os.close, fd)
                 fds.append(fd)
             dones = [int(f.attrs["n_done"]) for f in files]
+            from ispad_core._progress import progress
+
+            bar = stack.enter_context(progress(
+                total=max(dones), desc=f"resuming {self.path.name}: checking and copying", unit="patch",
+                disable=not getattr(self, "_show_progress", False),
+            ))
             for start in range(0, max(dones), self.batch_size):
                 stop = min(start + self.batch_size, max(dones))
                 if stop - start != self.batch_size and stop != self.n:
@@ -504,6 +515,7 @@ class StreamWriter:
                         ranges.append((info.byte_offset, info.byte_offset + info.size))
                 for a, b in _coalesce(ranges):  # whole runs: a chunk rarely fills whole disk blocks
                     _punch(fd, a, b - a)
+                bar.update(stop - start)
         self.resumed_from = self._n_done
 
     def _read_checked(self, f: h5py.File, start: int, stop: int, image_bytes: int, mask_bytes: int, zeros: tuple):

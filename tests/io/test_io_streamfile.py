@@ -742,3 +742,18 @@ def test_visibility_fields_round_trip_as_float64(tmp_path):
             stored = s.field(name)
             assert stored.dtype == (np.uint8 if name == "accepted" else np.float64)
             np.testing.assert_array_equal(stored, values)
+
+
+def test_a_resume_shows_its_progress_when_asked(tmp_path, capsys):
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    capsys.readouterr()
+    assert resume(path, images, masks, labels, show_progress=True) == 9
+    err = capsys.readouterr().err
+    assert "resuming s.h5: checking and copying" in err and "9/9" in err
+    path.unlink()
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    capsys.readouterr()
+    assert resume(path, images, masks, labels) == 9
+    assert "resuming" not in capsys.readouterr().err  # quiet by default
