@@ -343,7 +343,9 @@ def _mask_contrast(before: np.ndarray, after: np.ndarray, masks: np.ndarray, row
     out = np.zeros(n)
     if rows.size:
         vals = np.empty(rows.size)
-        mask_contrast(before.reshape(n, -1), after.reshape(n, -1), masks.reshape(n, -1), rows.astype(np.int64), vals)
+        flat = np.ascontiguousarray(masks.reshape(n, -1))
+        words = flat[:, : flat.shape[1] // 8 * 8].copy().view(np.uint64)
+        mask_contrast(before.reshape(n, -1), after.reshape(n, -1), flat, words, rows.astype(np.int64), vals)
         out[rows] = vals
     return out
 
