@@ -475,3 +475,17 @@ def test_first_run_says_it_compiles_the_kernels(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: [])
     code, out = _main(["synth", "--out", tmp_path / "b.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)
     assert code == 0 and "compiling" not in out.err
+
+
+def test_evaluate_json_is_written_atomically_and_never_through_a_link(tmp_path, capsys):
+    _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "r.json").symlink_to(victim)
+    code, out = _main(["evaluate", "--scores", tmp_path / "s.csv", "--json", tmp_path / "r.json", "--overwrite"], capsys)
+    assert code == 1 and "--json" in out.err and len(out.err.strip().splitlines()) == 1
+    assert victim.read_text() == "keep" and (tmp_path / "r.json").is_symlink()
+    code, out = _main(["evaluate", "--scores", tmp_path / "s.csv", "--json", tmp_path / "new.json", "--format", "json"],
+                      capsys)
+    assert code == 0 and json.loads((tmp_path / "new.json").read_text()) == json.loads(out.out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.json", "r.json", "s.csv", "victim.txt"]

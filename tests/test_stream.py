@@ -175,6 +175,9 @@ def test_shards_merged_equal_the_whole(tmp_path, images):
         for a, b in zip(v[:], w[:]):
             np.testing.assert_array_equal(a, b)
         assert v.attrs == w.attrs
+        for name in ("accepted", "ssr", "cnr", "contrast"):
+            np.testing.assert_array_equal(v.field(name), w.field(name))
+        assert visibility_summary(v) == visibility_summary(w) is not None
 
 
 def test_interrupted_write_resumes_to_the_same_bytes(tmp_path, images, monkeypatch):
