@@ -559,3 +559,21 @@ def test_16_bit_images_are_reduced_to_8_bits(tmp_path, images):
             np.testing.assert_array_equal(u, v)
         assert "bits" not in x.attrs["sources"][0] and y.attrs["sources"][0]["bits"] == 16
         assert x.attrs["sources"][0]["sha256"] == y.attrs["sources"][0]["sha256"]
+
+
+@pytest.mark.parametrize("shape", [(20, 21, 3), (16, 16), (7, 5)])
+def test_mask_contrast_kernel_against_its_definition(shape):
+    rng = np.random.default_rng(1)
+    before = rng.integers(0, 256, (6, *shape), dtype=np.uint8)
+    masks = (rng.random((6, *shape[:2])) < 0.2).astype(np.uint8)
+    masks[2] = 0
+    after = np.where(masks.reshape(*masks.shape, *([1] * (len(shape) - 2))) == 1, 255 - before, before).astype(np.uint8)
+    rows = np.array([0, 2, 5])
+    got = stream_mod._mask_contrast(before, after, masks, rows)
+    change = np.abs(after.astype(np.float64) - before)
+    if change.ndim == 4:
+        change = change.mean(axis=3)
+    expected = np.zeros(6)
+    for i in (0, 5):
+        expected[i] = change[i][masks[i] == 1].mean()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
