@@ -7,7 +7,7 @@ Subcommands (``ispad <command> --help`` for each)::
     ispad merge     PARTS... --out FILE.h5 [--copy] [--partial]
     ispad gallery   --out FILE.png [--preset NAME | --params FILE.json] [--images DIR] [--annotate]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
-    ispad info      FILE.h5
+    ispad info      FILE.h5 [--below G]
     ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512]
     ispad demo      --out DIR
 
