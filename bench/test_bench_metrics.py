@@ -1,6 +1,6 @@
 """Speed and memory of the pixel-level metrics on an ISP-AD-sized test split.
 
-Workload (issue 2): 1565 anomaly maps of 256 x 256 float32 (102.6 M scores) from seed 0, 95 of
+Workload (the size of an ISP-AD test split): 1565 anomaly maps of 256 x 256 float32 (102.6 M scores) from seed 0, 95 of
 them with 1 to 3 blob- or filament-shaped ground-truth regions of 5 to 2000 pixels
 (``ispad_core.metrics._demo.demo_maps``). Baseline: one ``np.sort`` of the same scores, timed
 in the same run, interleaved with our rounds. Goals: ``au_pro`` <= 2x the sort with peak memory
@@ -27,7 +27,7 @@ from ispad_core.metrics import au_pro, pixel_roc_auc
 from ispad_core.metrics._demo import demo_maps
 from tests.reference.metrics_ref import au_pro_ref, pixel_roc_auc_ref
 
-ISSUE_WORKLOAD = {"n_maps": 1565, "shape": (256, 256), "n_defective": 95, "region_size": (5, 2000), "rng": 0}
+FULL_WORKLOAD = {"n_maps": 1565, "shape": (256, 256), "n_defective": 95, "region_size": (5, 2000), "rng": 0}
 SMALL_WORKLOAD = {"n_maps": 40, "shape": (64, 64), "n_defective": 6, "region_size": (5, 300), "rng": 0}
 ROUNDS = 3
 
@@ -35,7 +35,7 @@ ROUNDS = 3
 @pytest.fixture(scope="module")
 def workload(request):
     small = request.config.getoption("benchmark_disable")
-    return demo_maps(**(SMALL_WORKLOAD if small else ISSUE_WORKLOAD))
+    return demo_maps(**(SMALL_WORKLOAD if small else FULL_WORKLOAD))
 
 
 @pytest.fixture

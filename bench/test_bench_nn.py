@@ -5,8 +5,8 @@ Run:  python -m pytest bench/test_bench_nn.py -s
 every configuration runs once on a tiny workload, which is how CI keeps this file from rotting.)
 
 On the CPU: 256 x 256 grey patches, batch 32 and 128, fp32 and bf16 autocast, contiguous and
-channels-last, plus 64 x 64 fp32; ``torch.set_num_threads(2)`` (the issue's baseline: about 35
-patches/s at 256 x 256 and 450 at 64 x 64, fp32, 2 threads, on this machine). Each line prints the
+channels-last, plus 64 x 64 fp32; ``torch.set_num_threads(2)`` (the reference figures: about 35
+patches/s at 256 x 256 and 450 at 64 x 64, fp32, 2 threads, on a 2-core x86 machine). Each line prints the
 ratio to the fp32 contiguous configuration of the same batch size and patch size, measured in the
 same run. The paper's protocol (10 warm-up iterations, 5 cycles of 100 repetitions at batch 128)
 would take hours on a CPU, so the CPU runs use 3 cycles of about 256 patches each; set
@@ -29,7 +29,7 @@ from ispad_core.nn import measure_throughput, resnet18_classifier  # noqa: E402
 THREADS = min(2, os.cpu_count() or 1)
 FULL = os.environ.get("ISPAD_BENCH_FULL") == "1"
 PAPER_RTX4080 = 6309.0
-ISSUE_CPU = {256: 35.0, 64: 450.0}  # fp32, 2 threads, this machine (issue 6)
+REFERENCE_CPU = {256: 35.0, 64: 450.0}  # fp32 patches/s, 2 threads, on a 2-core x86 machine
 
 CONFIGS = [(256, bs, amp, cl) for bs in (32, 128) for amp in (False, True) for cl in (False, True)]
 CONFIGS += [(64, 32, False, False), (64, 128, False, False)]
@@ -44,7 +44,7 @@ def cpu_threads():
     yield
     torch.set_num_threads(before)
     if _results:
-        print(f"\nResNet-18 inference on the CPU, {THREADS} threads (issue baseline: ~35 patches/s at 256, ~450 at 64, fp32)")
+        print(f"\nResNet-18 inference on the CPU, {THREADS} threads (reference: ~35 patches/s at 256, ~450 at 64, fp32)")
         print("| patch | batch | precision | layout | patches/s | ms/patch | vs fp32 |")
         print("|---|---|---|---|---|---|---|")
         for (size, bs, amp, cl), (t, ratio) in sorted(_results.items()):
@@ -85,8 +85,8 @@ def test_cpu_throughput(benchmark, model, size, batch_size, amp, channels_last):
     _results[key] = (t, ratio)
     benchmark.extra_info.update(t.to_dict())
     benchmark.extra_info["ratio_vs_fp32_contiguous"] = ratio
-    benchmark.extra_info["issue_baseline_fp32_patches_per_s"] = ISSUE_CPU[size]
-    print(f"\n{t}  ratio to fp32 contiguous {ratio:.2f}x  (issue baseline fp32: ~{ISSUE_CPU[size]:.0f} patches/s)")
+    benchmark.extra_info["reference_fp32_patches_per_s"] = REFERENCE_CPU[size]
+    print(f"\n{t}  ratio to fp32 contiguous {ratio:.2f}x  (reference fp32: ~{REFERENCE_CPU[size]:.0f} patches/s)")
     assert t.patches_per_s > 0 and len(t.per_cycle) == _protocol(disabled, size, batch_size)["cycles"]
 
 

@@ -2,11 +2,12 @@
 
 Subcommands (``ispad <command> --help`` for each)::
 
-    ispad synth     --out FILE.h5 [--images DIR ...] [--n N] [--preset NAME] [--seed S] [--shard K/N | --scheduler ADDRESS]
+    ispad synth     --out FILE.h5 [--images DIR ...] [--n N] [--preset NAME | --params FILE.json] [--seed S]
+                    [--min-contrast G] [--shard K/N | --scheduler ADDRESS]
     ispad merge     PARTS... --out FILE.h5 [--copy] [--partial]
-    ispad gallery   --out FILE.png [--preset NAME] [--images DIR]
+    ispad gallery   --out FILE.png [--preset NAME | --params FILE.json] [--images DIR] [--annotate]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
-    ispad info      FILE.h5
+    ispad info      FILE.h5 [--below G]
     ispad train     --stream FILE.h5 --out model.pt [--real DIR] [--val DIR] [--p-inj 1/32] [--backbone NAME]
     ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512]
     ispad benchmark --out DIR [--seed S] [--size 64]
@@ -16,16 +17,23 @@ Subcommands (``ispad <command> --help`` for each)::
 Every command runs on the built-in procedural sample (:mod:`ispad_core.samples`) when given no
 images. Errors are reported as one line on stderr with exit status 1 (2 for usage errors);
 an interrupted ``ispad synth`` exits with 130 and resumes when run again with the same arguments.
+
+What counts as a user error (one line, exit 1): :class:`CLIError`, ValueError, OSError (files:
+missing, existing, unreadable, busy), and a TypeError or RuntimeError raised by the library's
+own code, which raises them on purpose for bad input (a TypeError whose message follows the
+library's ``ARGUMENT: expected ...`` convention; a RuntimeError such as a defect that stays
+invisible). Any other TypeError or RuntimeError (one raised inside NumPy, Numba, h5py or Python
+itself, or a TypeError without that convention) is a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import csv
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -35,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ispad_core._version import __version__
+from ispad_core.evaluation import format_row  # noqa: F401  (importable from here, as before)
 
 #: The built-in sample used when ``--images`` is not given: designs and side of each image.
 BUILTIN_KINDS = ("dots", "lines", "mesh", "mixed")
@@ -104,6 +113,17 @@ def _unit_interval(text: str) -> float:
     return value
 
 
+def _grey_levels(text: str) -> float:
+    """A number of 8-bit grey levels in [0, 255] (``--min-contrast``, ``--below``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of grey levels in [0, 255], got {text!r}") from None
+    if not 0.0 <= value <= 255.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number of grey levels in [0, 255], got {text!r}")
+    return value
+
+
 def _finite(text: str) -> float:
     try:
         value = float(text)
@@ -126,13 +146,29 @@ def builtin_images(seed: int, *, channels: int = 1) -> tuple[list[np.ndarray], l
 
 
 def _read_scans(args):
-    """``--images`` (and ``--rois``) through :func:`ispad_core.io.read_scans`."""
-    from ispad_core.io import read_scans
+    """``--images`` (and ``--rois``): 8- or 16-bit scans, each at least ``--size`` on a side.
 
-    try:
+    Without ROIs through :func:`ispad_core.io.read_images` (``depth=(8, 16)``, ``min_size``), with
+    them through :func:`ispad_core.io.read_scans`, which pairs each scan with its ROI (8-bit scans).
+    """
+    from ispad_core.io import read_images, read_scans
+    from ispad_core.io._scans import Scans
+
+    if args.rois:
         return read_scans(args.images, rois=args.rois, name="--images", rois_name="--rois")
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    images, files = read_images(args.images, name="--images", depth=(8, 16), min_size=args.size)
+    return Scans(images, [f.name for f in files])
+
+
+def _read_params(args):
+    """``--params FILE.json`` or ``--preset NAME`` (default mixed)."""
+    if args.params is None:
+        return args.preset or "mixed"
+    if args.preset is not None:
+        raise CLIError("--params and --preset: give one of them")
+    from ispad_core._params_file import read_params
+
+    return read_params(args.params, name="--params")
 
 
 # --------------------------------------------------------------------------- commands
@@ -148,9 +184,16 @@ class _DeferredInterrupt:
     once, as usual.
     """
 
+    #: Test hook: with ``ISPAD_TEST_SIGINT_AT=K`` in the environment the process sends itself
+    #: SIGINT once the checkpoint at ``K`` items is passed, as a user's Ctrl-C at that moment would
+    #: (the command's tests use it instead of racing a progress bar).
+    TEST_HOOK = "ISPAD_TEST_SIGINT_AT"
+
     def __enter__(self) -> "_DeferredInterrupt":
         self.requested = False
         self._previous = signal.signal(signal.SIGINT, self._handler)
+        at = os.environ.get(self.TEST_HOOK)
+        self._send_at = int(at) if at and at.isdigit() else None
         return self
 
     def _handler(self, signum, frame) -> None:
@@ -158,6 +201,9 @@ class _DeferredInterrupt:
         signal.signal(signal.SIGINT, self._previous)
 
     def check(self, done: int, total: int) -> None:
+        if self._send_at is not None and done >= self._send_at:
+            self._send_at = None
+            signal.raise_signal(signal.SIGINT)  # runs the handler before the next line
         if self.requested:
             raise KeyboardInterrupt
 
@@ -185,10 +231,15 @@ def cmd_synth(args) -> int:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
     if args.rois and not args.images:
         raise CLIError("--rois needs --images (the built-in sample has no ROIs)")
+    params = _read_params(args)
     rois = roi_names = None
     if args.images:
         scans = _read_scans(args)
         images, names, rois, roi_names = scans.images, scans.names, scans.rois, scans.roi_names
+        wide = [n for n, im in zip(names, images) if im.dtype == np.uint16]
+        if wide:
+            print(f"{len(wide)} of {len(images)} scans have 16 bits per sample (e.g. {wide[0]}); the stream "
+                  f"stores 8: each is reduced to round(v / 257)", file=sys.stderr)
     else:
         images, names = builtin_images(seed)
     client = None
@@ -204,8 +255,13 @@ def cmd_synth(args) -> int:
         print(f"writing on the Dask cluster at {args.scheduler} ({workers} workers)", file=sys.stderr)
     elif args.parts is not None:
         raise CLIError("--parts needs --scheduler ADDRESS")
+    if not args.quiet and client is None:
+        from ispad_core._jit_cache import stream_kernels_uncached
+
+        if stream_kernels_uncached():
+            print("compiling kernels (first run only, about 30 s)", file=sys.stderr, flush=True)
     try:
-        summary = _synth(args, out, images, rois, seed, names, roi_names, client)
+        summary = _synth(args, out, images, rois, seed, names, roi_names, client, params)
     finally:
         if client is not None:
             client.close()
@@ -219,7 +275,7 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def _synth(args, out, images, rois, seed, names, roi_names, client):
+def _synth(args, out, images, rois, seed, names, roi_names, client, params):
     from ispad_core.stream import write_balanced_stream
 
     with _DeferredInterrupt() as interrupt:
@@ -228,7 +284,7 @@ def _synth(args, out, images, rois, seed, names, roi_names, client):
             images,
             args.n,
             rois=rois,
-            preset=args.preset,
+            preset=params,
             augment=args.augment,
             seed=seed,
             size=args.size,
@@ -245,6 +301,7 @@ def _synth(args, out, images, rois, seed, names, roi_names, client):
             defect_fraction=args.defect_fraction,
             client=client,
             parts=args.parts,
+            min_contrast=args.min_contrast,
         )
 
 
@@ -256,6 +313,7 @@ _SYNTH_CONTENT_OPTIONS = (
     ("--defect-fraction", "defect_fraction", 0.5),
     ("--batch-size", "batch_size", 256),
     ("--compression", "compression", "isal"),
+    ("--min-contrast", "min_contrast", None),
 )
 
 
@@ -268,7 +326,9 @@ def _reproduce_command(args, seed: int) -> str:
         words += ["--images", *map(str, args.images)]
     if args.rois:
         words += ["--rois", str(args.rois)]
-    words += ["--n", str(args.n), "--preset", args.preset, "--seed", str(seed)]
+    words += ["--n", str(args.n)]
+    words += ["--params", str(args.params)] if args.params is not None else ["--preset", args.preset or "mixed"]
+    words += ["--seed", str(seed)]
     for flag, name, default in _SYNTH_CONTENT_OPTIONS:
         value = getattr(args, name)
         if value != default:
@@ -288,147 +348,48 @@ def cmd_merge(args) -> int:
 
 def cmd_gallery(args) -> int:
     from ispad_core.io import read_images, write_png
-    from ispad_core.synth import gallery
+    from ispad_core.synth._gallery import annotated_gallery
     from ispad_core.tiling import random_patches
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise CLIError(f"--out: {out} exists; pass --overwrite to replace it")
+    params = _read_params(args)
     backgrounds = None
     if args.images:
-        images, _ = read_images(args.images, name="--images")
+        images, _ = read_images(args.images, name="--images", depth=(8, 16), min_size=args.size)
         rng = np.random.default_rng(args.seed)
         picks = rng.integers(0, len(images), args.n)
-        tiles = []
-        for j in picks:
-            if min(images[j].shape[:2]) < args.size:
-                raise CLIError(f"--images: an image of {images[j].shape[0]} x {images[j].shape[1]} is smaller than --size {args.size}")
-            tiles.append(random_patches(images[j], 1, args.size, rng=rng)[0][0])
-        backgrounds = np.stack(tiles)
-    sheet = gallery(
-        args.preset, backgrounds=backgrounds, n=args.n, size=args.size, columns=args.columns, zoom=args.zoom, rng=args.seed
+        backgrounds = np.stack([random_patches(images[j], 1, args.size, rng=rng)[0][0] for j in picks])
+    result = annotated_gallery(
+        params, backgrounds=backgrounds, n=args.n, size=args.size, columns=args.columns, zoom=args.zoom, rng=args.seed,
+        captions=args.annotate,
     )
-    write_png(out, sheet, overwrite=args.overwrite)
-    print(f"wrote {out} ({sheet.shape[1]} x {sheet.shape[0]} px, {args.n} defects of preset {args.preset})")
+    write_png(out, result.sheet, overwrite=args.overwrite)
+    what = f"preset {params}" if isinstance(params, str) else f"the parameters of {args.params}"
+    if args.annotate:
+        for figures in result.figures:
+            print(figures)
+    print(f"wrote {out} ({result.sheet.shape[1]} x {result.sheet.shape[0]} px, {args.n} defects of {what})")
     return 0
 
 
-def _read_scores(path: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"--scores: {p} does not exist")
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = {name.strip().lower(): name for name in (reader.fieldnames or [])}
-        missing = [c for c in ("name", "score", "label") if c not in fields]
-        if missing:
-            raise CLIError(f"--scores: {p} needs the columns name, score, label; missing {', '.join(missing)}")
-        names, scores, labels = [], [], []
-        for row_no, row in enumerate(reader, start=2):
-            name = (row[fields["name"]] or "").strip()
-            try:
-                score = float(row[fields["score"]])
-            except (TypeError, ValueError):
-                raise CLIError(f"--scores: {p} line {row_no}: score {row[fields['score']]!r} is not a number") from None
-            if not math.isfinite(score):
-                raise CLIError(f"--scores: {p} line {row_no}: score {score} is not finite")
-            label = (row[fields["label"]] or "").strip()
-            if label not in ("0", "1"):
-                raise CLIError(f"--scores: {p} line {row_no}: label {label!r} is not 0 or 1")
-            names.append(name)
-            scores.append(score)
-            labels.append(int(label))
-    if not names:
-        raise CLIError(f"--scores: {p} has no rows")
-    dup = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
-    if dup:
-        raise CLIError(f"--scores: {p} lists {', '.join(dup[:3])} more than once")
-    return names, np.array(scores), np.array(labels, np.uint8)
+def evaluate_scores(scores_csv, **kwargs) -> dict:
+    """:func:`ispad_core.evaluation.evaluate_scores` with the option names of ``ispad evaluate`` in errors."""
+    from ispad_core.evaluation import evaluate_scores as evaluate
 
-
-_MAP_EXTENSIONS = (".npy", ".tiff", ".tif", ".png")
-
-
-def _read_maps(maps_dir: str, names: Sequence[str], shapes: Sequence[tuple]) -> list[np.ndarray]:
-    from ispad_core.io import read_image
-
-    root = Path(maps_dir)
-    if not root.is_dir():
-        raise CLIError(f"--maps: {root} is not a directory")
-    if (root / "test").is_dir():
-        root = root / "test"
-    maps = []
-    for name, shape in zip(names, shapes):
-        stem = Path(name).with_suffix("")
-        candidates = [root / stem.with_suffix(ext) for ext in _MAP_EXTENSIONS]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise CLIError(f"--maps: no anomaly map for {name} (looked for {stem}{{{','.join(_MAP_EXTENSIONS)}}} in {root})")
-        f = found[0]
-        if f.suffix == ".npy":
-            amap = np.load(f, allow_pickle=False)
-        else:
-            import imageio.v3 as iio
-
-            amap = np.asarray(iio.imread(f)) if f.suffix != ".png" else read_image(f, name="--maps")
-        amap = np.squeeze(amap)
-        if amap.shape != shape:
-            raise CLIError(f"--maps: {f} is {amap.shape} but the ground truth of {name} is {shape}")
-        maps.append(amap)
-    return maps
-
-
-def evaluate_scores(scores_csv: str, *, maps: str | None = None, dataset: str | None = None,
-                    threshold: float | None = None, fpr_limit: float = 0.3) -> dict:
-    """The table-3 row (and AU-PRO with maps) as a JSON-serialisable dict."""
-    from ispad_core import metrics
-
-    names, scores, labels = _read_scores(scores_csv)
-    result: dict = {"n": int(labels.size), "n_defective": int(labels.sum())}
-    if dataset is not None:
-        from ispad_core.io import read_mvtec
-
-        data = read_mvtec(dataset, split="test")
-        known = dict(zip(data.test_names, data.test_labels.tolist()))
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise CLIError(f"--scores: {', '.join(unknown[:3])} are not test images of {dataset} (names look like {data.test_names[0]})")
-        wrong = [n for n, lab in zip(names, labels.tolist()) if known[n] != lab]
-        if wrong:
-            raise CLIError(f"--scores: the labels of {', '.join(wrong[:3])} disagree with {dataset}")
-    report = metrics.classification_report(labels, scores, threshold=threshold)
-    result["image"] = report.to_dict()
-    result["au_pro"] = None
-    result["pixel_auroc"] = None
-    result["fpr_limit"] = fpr_limit
-    if maps is not None:
-        if dataset is None:
-            raise CLIError("--maps needs --dataset ROOT (the MVTec folder with ground_truth/)")
-        index = {n: i for i, n in enumerate(data.test_names)}
-        masks = [data.test_masks[index[n]] for n in names]
-        amaps = _read_maps(maps, names, [m.shape for m in masks])
-        result["au_pro"] = float(metrics.au_pro(amaps, masks, fpr_limit=fpr_limit))
-        result["pixel_auroc"] = float(metrics.pixel_roc_auc(amaps, masks))
-    return result
-
-
-def format_row(result: dict) -> str:
-    """The paper's table-3 columns, then AUROC and (with maps) AU-PRO."""
-    r = result["image"]
-    header = ["MCC", "Recall (%)", "FPR (%)", "TN", "TP", "FN", "FP", "Precision (%)", "AUROC (%)", "Threshold"]
-    cells = [f"{r['mcc']:.2f}", f"{r['recall']:.1f}", f"{r['fpr']:.1f}", str(r["tn"]), str(r["tp"]), str(r["fn"]),
-             str(r["fp"]), f"{r['precision']:.1f}", f"{100 * r['auroc']:.1f}", f"{r['threshold']:.6g}"]
-    if result.get("au_pro") is not None:
-        header += [f"AU-PRO@{result['fpr_limit']:g} (%)", "Pixel AUROC (%)"]
-        cells += [f"{100 * result['au_pro']:.1f}", f"{100 * result['pixel_auroc']:.1f}"]
-    widths = [max(len(h), len(c)) for h, c in zip(header, cells)]
-    return "  ".join(h.rjust(w) for h, w in zip(header, widths)) + "\n" + "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+    return evaluate(scores_csv, names={"scores": "--scores", "maps": "--maps", "dataset": "--dataset"}, **kwargs)
 
 
 def cmd_evaluate(args) -> int:
+    from ispad_core._files import atomic_output, check_output_path
+    from ispad_core.evaluation import format_row
+
     target = Path(args.json) if args.json else None
-    if target is not None and target.exists() and not args.overwrite:  # before any work or output
-        raise CLIError(f"--json: {target} exists; pass --overwrite to replace it")
+    if target is not None:  # before any work or output
+        if target.exists() and not args.overwrite:
+            raise CLIError(f"--json: {target} exists; pass --overwrite to replace it")
+        check_output_path(target, "--json", overwrite=args.overwrite)
     result = evaluate_scores(args.scores, maps=args.maps, dataset=args.dataset, threshold=args.threshold, fpr_limit=args.fpr_limit)
     text = json.dumps(result, indent=2)
     if args.format in ("table", "both"):
@@ -438,9 +399,8 @@ def cmd_evaluate(args) -> int:
     if args.format in ("json", "both"):
         print(text)
     if target is not None:
-        tmp = target.with_name(target.name + ".part")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, target)
+        with atomic_output(target, name="--json", overwrite=args.overwrite) as tmp:
+            tmp.write_text(text + "\n")
     return 0
 
 
@@ -455,6 +415,11 @@ def cmd_info(args) -> int:
             if len(text) > 100 and not args.full:
                 text = text[:97] + "..."
             print(f"  {key}: {text}")
+        if int(labels.sum()):
+            from ispad_core.stream import visibility_summary
+
+            summary = visibility_summary(s, below=args.below)
+            print(summary if summary is not None else "visibility figures: none stored (a file of an earlier version)")
     return 0
 
 
@@ -486,7 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="+", metavar="DIR", help="fault-free images: folders and/or files (PNG, TIFF, BMP, JPEG)")
     p.add_argument("--rois", metavar="DIR", help="regions of interest, one mask per image with the same file name (nonzero = inside)")
     p.add_argument("--n", type=_positive, default=1000, help="patches in the whole stream (default 1000); exactly n//2 get a defect at the default --defect-fraction")
-    p.add_argument("--preset", default="mixed", help="defect preset of ispad_core.synth.PRESETS (default mixed)")
+    p.add_argument("--preset", help="defect preset of ispad_core.synth.PRESETS (default mixed)")
+    p.add_argument(
+        "--params",
+        metavar="FILE.json",
+        help="defect parameters from a JSON file (DefectParams.to_dict() or DefectMixture.to_dict()) instead of --preset",
+    )
+    p.add_argument(
+        "--min-contrast",
+        type=_grey_levels,
+        metavar="G",
+        help="redraw a defect whose mask pixels change by less than G grey levels on average (8-bit levels), "
+        "besides the preset's own visibility test (default: that test alone)",
+    )
     p.add_argument("--augment", default="lsm1", help="table-8 augmentation preset (lsm1, lsm2, asm) or none (default lsm1)")
     p.add_argument("--seed", type=_nonnegative, help="seed of the stream (default: a fresh one, printed and recorded in the file)")
     p.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
@@ -533,12 +510,19 @@ def build_parser() -> argparse.ArgumentParser:
         "gallery",
         help="draw a contact sheet of synthetic defects",
         description="Write a PNG contact sheet: synthetic defects of a preset, each beside a copy with its mask outlined.",
-        epilog="examples:\n  ispad gallery --out gallery.png\n  ispad gallery --out scratches.png --preset scratch --images scans/ --zoom 2",
+        epilog="examples:\n  ispad gallery --out gallery.png\n  ispad gallery --out scratches.png --preset scratch --images scans/ --zoom 2\n"
+        "  ispad gallery --out mine.png --params mine.json --annotate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="FILE.png", help="output PNG")
-    p.add_argument("--preset", default="mixed", help="defect preset (default mixed)")
-    p.add_argument("--images", nargs="+", metavar="DIR", help="draw backgrounds from these images instead of the built-in sample")
+    p.add_argument("--preset", help="defect preset (default mixed)")
+    p.add_argument("--params", metavar="FILE.json", help="defect parameters from a JSON file instead of --preset")
+    p.add_argument("--images", nargs="+", metavar="DIR", help="draw backgrounds from these images (8 or 16 bits) instead of the built-in sample")
+    p.add_argument(
+        "--annotate",
+        action="store_true",
+        help="print each defect's visibility figures (contrast, contrast-to-noise, SSR, attempts) and draw them under it",
+    )
     p.add_argument("--n", type=_positive, default=8, help="number of defects (default 8)")
     p.add_argument("--size", type=_positive, default=128, help="tile side in pixels (default 128)")
     p.add_argument("--columns", type=_positive, default=2, help="defects per row (default 2)")
@@ -569,9 +553,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("info", help="describe a stream file", description="Print the size, labels and attributes of an HDF5 stream file.")
+    p = sub.add_parser(
+        "info",
+        help="describe a stream file",
+        description="Print the size, labels and attributes of an HDF5 stream file, and the visibility figures of its "
+        "defects: quantiles of their contrast (mean absolute change of the mask's pixels, 8-bit grey levels), "
+        "contrast-to-noise ratio and sum of squared residuals, and how many have a contrast under --below.",
+    )
     p.add_argument("file", metavar="FILE.h5")
     p.add_argument("--full", action="store_true", help="do not shorten long attributes")
+    p.add_argument("--below", type=_grey_levels, default=3.0, metavar="G", help="count defects under G grey levels of contrast (default 3)")
     p.set_defaults(func=cmd_info)
 
     for module in _COMMAND_MODULES:
@@ -601,6 +592,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python from complaining again when it flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (CLIError, ValueError, TypeError, OSError, RuntimeError) as exc:
+    except (CLIError, ValueError, OSError) as exc:
         print(f"ispad {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except (TypeError, RuntimeError) as exc:
+        if not _user_error(exc):
+            raise  # a bug: its traceback says where
+        print(f"ispad {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+_PACKAGE = Path(__file__).resolve().parent
+_CONVENTION = re.compile(r"^\S[^\n]*?: expected ")
+
+
+def _user_error(exc: BaseException) -> bool:
+    """Whether a TypeError or RuntimeError is one the library raised on purpose about the input.
+
+    It must come from a ``raise`` in ispad_core's own code (the innermost frame of its traceback
+    is in the package), and a TypeError must also follow the ``ARGUMENT: expected ...`` message
+    convention of the validation helpers, since a wrong call in our own code (a bug) raises a
+    TypeError in our frame too. RecursionError and NotImplementedError are always bugs.
+    """
+    if isinstance(exc, (RecursionError, NotImplementedError)):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    try:
+        inside = Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
+    if not inside:
+        return False
+    return not isinstance(exc, TypeError) or bool(_CONVENTION.match(str(exc)))

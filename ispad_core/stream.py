@@ -42,10 +42,13 @@ from ispad_core.io._streamfile import StreamWriter, part_path
 __all__ = [
     "StreamSummary",
     "SyntheticStream",
+    "VisibilitySummary",
     "balanced_stream",
     "epoch_plan",
+    "reduce_to_8_bits",
     "shard_range",
     "stream_plan",
+    "visibility_summary",
     "write_balanced_stream",
 ]
 
@@ -187,6 +190,18 @@ class _Source:
     row_cum: np.ndarray | None  # cumulative valid origins per row
     count: int
     nc: int
+    bits: int = 8  # of the image given; a 16-bit one is held reduced to 8 bits
+
+
+def reduce_to_8_bits(image: np.ndarray) -> np.ndarray:
+    """A uint16 image reduced to uint8 as ``round(v / 257)`` (the inverse of ``v * 257``).
+
+    Examples
+    --------
+    >>> reduce_to_8_bits(np.array([0, 128, 257, 32896, 65535], np.uint16)).tolist()
+    [0, 0, 1, 128, 255]
+    """
+    return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def _prepare_sources(
@@ -210,7 +225,10 @@ def _prepare_sources(
         labels = [f"images[{j}] ({names[j]})" for j in range(len(images))]
     for j, (image, roi) in enumerate(zip(images, rois)):
         name = labels[j]
-        image = check_array(image, name, ndim=(2, 3), dtypes=(np.uint8,))
+        image = check_array(image, name, ndim=(2, 3), dtypes=(np.uint8, np.uint16))
+        bits = 8
+        if image.dtype == np.uint16:
+            image, bits = reduce_to_8_bits(image), 16
         if image.ndim == 3 and image.shape[2] not in (1, 3):
             raise ValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {image.shape}")
         ch = image.shape[2] if image.ndim == 3 else 0
@@ -223,7 +241,7 @@ def _prepare_sources(
             raise ValueError(f"{name}: image of {h} x {w} pixels is smaller than the patch size {size}")
         nr, nc = h - size + 1, w - size + 1
         if roi is None:
-            sources.append(_Source(np.ascontiguousarray(image), None, None, nr * nc, nc))
+            sources.append(_Source(np.ascontiguousarray(image), None, None, nr * nc, nc, bits))
             continue
         roi = check_array(roi, f"rois[{j}]", ndim=2, kinds="biu")
         if roi.shape != (h, w):
@@ -240,7 +258,7 @@ def _prepare_sources(
                 f"rois[{j}]: no {size} x {size} window has {min_roi_fraction:.0%} of its pixels inside "
                 f"the region of interest ({int(sat[-1, -1])} ROI pixels in {h} x {w})"
             )
-        sources.append(_Source(np.ascontiguousarray(image), valid, np.cumsum(valid.sum(axis=1)), count, nc))
+        sources.append(_Source(np.ascontiguousarray(image), valid, np.cumsum(valid.sum(axis=1)), count, nc, bits))
     return sources
 
 
@@ -286,6 +304,50 @@ class _Batch:
     origins: np.ndarray
     attempts: np.ndarray
     redrawn: int
+    visibility: dict  # accepted (uint8), ssr, cnr, contrast (float64), each (B,); 0 for good items
+
+
+#: The visibility figures stored per item (io's FIELDS of the same names).
+VISIBILITY_FIELDS = ("accepted", "ssr", "cnr", "contrast")
+
+
+@dataclass(frozen=True)
+class _Draw:
+    images: np.ndarray
+    masks: np.ndarray
+    accepted: np.ndarray
+    attempts: np.ndarray
+    ssr: np.ndarray
+    cnr: np.ndarray
+    contrast: np.ndarray
+    sources: np.ndarray
+    origins: np.ndarray
+
+
+def _synthesize(patches: np.ndarray, params, seeds: np.ndarray, defective: np.ndarray):
+    """``synthesize_batch(patches, params, seeds=seeds, defective=defective, warn=False)`` (the
+    same bytes: its kernel call) with both visibility measures of every item, which the public
+    result reduces to the preset's own measure. The inputs are the stream's own, already valid."""
+    from ispad_core.synth import _synth_kernels as K
+    from ispad_core.synth._synth import _run
+
+    images, masks, _, accepted, attempts, info, *_ = _run(patches, params, seeds, defective, False)
+    return images, masks, accepted, attempts, info[:, K.I_SSR].copy(), info[:, K.I_CNR].copy()
+
+
+def _mask_contrast(before: np.ndarray, after: np.ndarray, masks: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Mean absolute grey-level change over the mask of each item in ``rows`` (0 elsewhere)."""
+    from ispad_core._stream_kernels import mask_contrast
+
+    n = before.shape[0]
+    out = np.zeros(n)
+    if rows.size:
+        vals = np.empty(rows.size)
+        flat = np.ascontiguousarray(masks.reshape(n, -1))
+        words = flat[:, : flat.shape[1] // 8 * 8].copy().view(np.uint64)
+        mask_contrast(before.reshape(n, -1), after.reshape(n, -1), flat, words, rows.astype(np.int64), vals)
+        out[rows] = vals
+    return out
 
 
 def _resolve_augment(augment: Any):
@@ -317,7 +379,8 @@ def _resolve_preset(preset: Any):
 class _Generator:
     """Makes items ``[a, b)`` of a planned stream; keeps the time spent per stage."""
 
-    def __init__(self, sources, seeds, defective, *, size, params, augment, max_redraws):
+    def __init__(self, sources, seeds, defective, *, size, params, augment, max_redraws, min_contrast=None):
+        self.min_contrast = min_contrast
         self.sources = sources
         self.seeds = seeds
         self.defective = defective
@@ -329,7 +392,6 @@ class _Generator:
 
     def _draw(self, seeds: np.ndarray, defective: np.ndarray, attempt: int):
         from ispad_core.augment import augment_batch
-        from ispad_core.synth import synthesize_batch
 
         base = attempt * _KEYS_PER_DRAW
         t0 = time.perf_counter()
@@ -339,12 +401,23 @@ class _Generator:
         if self.augment is not None:
             patches = augment_batch(patches, self.augment, seeds=_derive32(seeds, base + _AUG))
         t2 = time.perf_counter()
-        res = synthesize_batch(patches, self.params, seeds=_derive32(seeds, base + _SYN), defective=defective, warn=False)
+        images, masks, accepted, attempts, ssr, cnr = _synthesize(
+            patches, self.params, _derive32(seeds, base + _SYN), defective
+        )
+        contrast = _mask_contrast(patches, images, masks, np.flatnonzero(accepted))
         t3 = time.perf_counter()
         self.timings["extract"] += t1 - t0
         self.timings["augment"] += t2 - t1
         self.timings["synthesize"] += t3 - t2
-        return res, src, origins
+        return _Draw(images, masks, accepted, attempts, ssr, cnr, contrast, src, origins)
+
+    def _visible(self, d: _Draw) -> np.ndarray:
+        """Which items of a draw carry a defect the stream accepts: the synthesizer's own test
+        (``accepted``, non-empty mask) and, when set, the minimum contrast."""
+        ok = d.accepted & d.masks.reshape(d.masks.shape[0], -1).any(axis=1)
+        if self.min_contrast is not None:
+            ok &= d.contrast >= self.min_contrast
+        return ok
 
     def make(self, a: int, b: int) -> _Batch:
         return self.make_items(np.arange(a, b, dtype=np.int64))
@@ -353,28 +426,32 @@ class _Generator:
         """Items ``index`` (1-D int array, valid indices) of the planned stream, in that order."""
         seeds = self.seeds[index]
         defective = self.defective[index]
-        res, src, origins = self._draw(seeds, defective, 0)
-        images, masks = res.images, res.masks
+        res = self._draw(seeds, defective, 0)
+        images, masks, src, origins = res.images, res.masks, res.sources, res.origins
         attempts = res.attempts.astype(np.int64)
-        todo = np.flatnonzero(defective & ~(res.accepted & (masks.reshape(len(seeds), -1).any(axis=1))))
+        vis = {"accepted": res.accepted.astype(np.uint8), "ssr": res.ssr, "cnr": res.cnr, "contrast": res.contrast}
+        todo = np.flatnonzero(defective & ~self._visible(res))
         redrawn = int(todo.size)
         attempt = 0
         while todo.size:
             attempt += 1
             if attempt > self.max_redraws:
                 i = int(index[todo[0]])
+                floor = "" if self.min_contrast is None else f" and the minimum contrast {self.min_contrast:g}"
                 raise RuntimeError(
                     f"item {i}: no visible defect after {self.max_redraws + 1} patches; the preset's "
-                    f"visibility threshold is out of reach on these images (try another preset or images)"
+                    f"visibility threshold{floor} is out of reach on these images (try another preset or images)"
                 )
-            again, s2, o2 = self._draw(seeds[todo], np.ones(todo.size, bool), attempt)
+            again = self._draw(seeds[todo], np.ones(todo.size, bool), attempt)
             images[todo] = again.images
             masks[todo] = again.masks
-            src[todo] = s2
-            origins[todo] = o2
+            src[todo] = again.sources
+            origins[todo] = again.origins
             attempts[todo] += again.attempts
-            ok = again.accepted & again.masks.reshape(todo.size, -1).any(axis=1)
-            todo = todo[~ok]
+            vis["accepted"][todo] = again.accepted
+            for name in ("ssr", "cnr", "contrast"):
+                vis[name][todo] = getattr(again, name)
+            todo = todo[~self._visible(again)]
         return _Batch(
             images=images,
             masks=masks,
@@ -384,6 +461,7 @@ class _Generator:
             origins=origins,
             attempts=attempts,
             redrawn=redrawn,
+            visibility=vis,
         )
 
 
@@ -411,6 +489,7 @@ def balanced_stream(
     start: int = 0,
     stop: int | None = None,
     defect_fraction: float = 0.5,
+    min_contrast: float | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield the balanced synthetic stream in batches of ``(patches, masks, labels)``.
 
@@ -419,6 +498,8 @@ def balanced_stream(
     images : numpy.ndarray or sequence of numpy.ndarray
         Fault-free uint8 images, each ``(H, W)`` or ``(H, W, 3)`` (all alike), at least
         ``size`` pixels on each side. Positions are uniform over all valid windows of all images.
+        uint16 images (16-bit scans) are reduced to 8 bits first (:func:`reduce_to_8_bits`); the
+        stream holds uint8 patches.
     n : int
         Stream length; exactly ``n // 2`` items are defective (at the default ``defect_fraction``).
     rois : sequence of (numpy.ndarray or None), optional
@@ -443,6 +524,11 @@ def balanced_stream(
         Fraction of items with a synthetic defect, in [0, 1] (default 0.5, the balanced stream;
         0 is a pure fault-free stream, the paper's oversampling strategy). The per-item seeds do
         not depend on it.
+    min_contrast : float, optional
+        A floor on each defect's contrast, in 8-bit grey levels: the mean absolute change of its
+        mask's pixels (the numerator of the synthesizer's contrast-to-noise ratio). A defect that
+        passes the preset's own visibility test but stays under it is redrawn on another patch,
+        like an invisible one. None (default): only the preset's test, as before.
 
     Yields
     ------
@@ -473,18 +559,33 @@ def balanced_stream(
     start = check_int(start, "start", minimum=0, maximum=n)
     stop = n if stop is None else check_int(stop, "stop", minimum=start, maximum=n)
     defect_fraction = _check_fraction(defect_fraction)
-    gen = _make_generator(images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction)
+    gen = _make_generator(
+        images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction, min_contrast=min_contrast
+    )
     return _iterate(gen, start, stop, batch_size)
 
 
+def _check_min_contrast(min_contrast: Any) -> float | None:
+    if min_contrast is None:
+        return None
+    return check_float(min_contrast, "min_contrast", minimum=0.0, maximum=255.0)
+
+
 def _make_generator(
-    images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction=0.5, names=None
+    images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction=0.5, names=None,
+    min_contrast=None,
 ) -> _Generator:
+    from ispad_core.synth._synth import _check_room
+
     sources = _prepare_sources(images, rois, size, min_roi_fraction, names)
     params = _resolve_preset(preset)
+    _check_room(size, size, params, "size")  # what synthesize_batch checks first
     aug = _resolve_augment(augment)
+    min_contrast = _check_min_contrast(min_contrast)
     seeds, defective = stream_plan(n, rng=rng, defect_fraction=defect_fraction)
-    return _Generator(sources, seeds, defective, size=size, params=params, augment=aug, max_redraws=max_redraws)
+    return _Generator(
+        sources, seeds, defective, size=size, params=params, augment=aug, max_redraws=max_redraws, min_contrast=min_contrast
+    )
 
 
 def _iterate(gen: _Generator, start: int, stop: int, batch_size: int):
@@ -557,7 +658,7 @@ class SyntheticStream:
     ----------
     images : numpy.ndarray or sequence of numpy.ndarray
         Fault-free uint8 images, each ``(H, W)`` or ``(H, W, 3)`` (all alike).
-    rois, preset, augment, size, min_roi_fraction, max_redraws, defect_fraction
+    rois, preset, augment, size, min_roi_fraction, max_redraws, defect_fraction, min_contrast
         As :func:`balanced_stream`.
     n : int
         Items per epoch.
@@ -609,6 +710,7 @@ class SyntheticStream:
         epoch: int = 0,
         worker_threads: int | None = 1,
         names: Sequence[str] | None = None,
+        min_contrast: float | None = None,
     ) -> None:
         n, size, _, min_roi_fraction, max_redraws = _check_common(n, size, 1, min_roi_fraction, max_redraws)
         if seed is None:
@@ -617,7 +719,8 @@ class SyntheticStream:
         self.defect_fraction = _check_fraction(defect_fraction)
         self.worker_threads = None if worker_threads is None else check_int(worker_threads, "worker_threads", minimum=1)
         self._gen = _make_generator(
-            images, rois, n, self.seed, size, preset, augment, min_roi_fraction, max_redraws, self.defect_fraction, names
+            images, rois, n, self.seed, size, preset, augment, min_roi_fraction, max_redraws, self.defect_fraction, names,
+            min_contrast=min_contrast,
         )
         self.n = n
         self.size = size
@@ -804,6 +907,121 @@ class StreamSummary:
         )
 
 
+@dataclass(frozen=True)
+class VisibilitySummary:
+    """The visibility figures of a stream file's defective items (:func:`visibility_summary`).
+
+    Attributes
+    ----------
+    n_defective : int
+        Defective items (label 1).
+    n_accepted : int
+        Of those, the ones whose defect passed the synthesizer's visibility test (all, in a file
+        :func:`write_balanced_stream` wrote: an invisible defect is redrawn on another patch).
+    quantiles : tuple of float
+        The quantile levels of the three figures below, e.g. ``(0.0, 0.05, 0.5, 0.95, 1.0)``.
+    contrast, cnr, ssr : tuple of float
+        Those quantiles among the defective items of the mean absolute change of the mask's
+        pixels (8-bit grey levels), the contrast-to-noise ratio and the sum of squared residuals.
+    below : float
+        The contrast (grey levels) counted in :attr:`n_below`.
+    n_below : int
+        Defective items with a contrast under :attr:`below`.
+    min_contrast : float or None
+        The floor the stream was written with (its attribute ``min_contrast``), if any.
+    """
+
+    n_defective: int
+    n_accepted: int
+    quantiles: tuple
+    contrast: tuple
+    cnr: tuple
+    ssr: tuple
+    below: float
+    n_below: int
+    min_contrast: float | None
+
+    def __str__(self) -> str:
+        levels = ", ".join(f"{100 * q:g}%" for q in self.quantiles)
+
+        def row(values: tuple, fmt: str) -> str:
+            return ", ".join(format(v, fmt) for v in values)
+
+        share = self.n_below / self.n_defective if self.n_defective else 0.0
+        floor = "none" if self.min_contrast is None else f"{self.min_contrast:g} grey levels"
+        return "\n".join([
+            f"visibility of the {self.n_defective} defects ({self.n_accepted} passed the synthesizer's test; "
+            f"minimum contrast {floor}), quantiles {levels}:",
+            f"  contrast (mean |change| in the mask, grey levels): {row(self.contrast, '.2f')}",
+            f"  contrast-to-noise ratio: {row(self.cnr, '.2f')}",
+            f"  sum of squared residuals: {row(self.ssr, '.0f')}",
+            f"  under {self.below:g} grey levels of contrast: {self.n_below} ({100 * share:.1f} %)",
+        ])
+
+
+def visibility_summary(
+    stream: Any, *, quantiles: Sequence[float] = (0.0, 0.05, 0.5, 0.95, 1.0), below: float = 3.0
+) -> VisibilitySummary | None:
+    """Sum up the per-item visibility figures of a stream file's defective items.
+
+    Parameters
+    ----------
+    stream : str, os.PathLike or ispad_core.io.StreamReader
+        A stream file (or an open reader of one).
+    quantiles : sequence of float
+        Quantile levels in [0, 1] to report (default min, 5 %, median, 95 %, max).
+    below : float
+        Count the defects whose contrast is under this many grey levels (default 3).
+
+    Returns
+    -------
+    VisibilitySummary or None
+        None for a file written before the figures were stored (it has no ``syn_stream/contrast``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from ispad_core.samples import screen_print
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "stream.h5"
+    >>> _ = write_balanced_stream(out, screen_print((160, 160), rng=0), 8, size=64, seed=0)
+    >>> v = visibility_summary(out)
+    >>> v.n_defective, v.n_accepted, v.contrast[0] >= 1.0  # a changed pixel moves a whole grey level
+    (4, 4, True)
+    """
+    from ispad_core.io import StreamReader, open_stream
+
+    levels = tuple(check_float(q, "quantiles", minimum=0.0, maximum=1.0) for q in quantiles)
+    below = check_float(below, "below", minimum=0.0)
+    if isinstance(stream, StreamReader):
+        return _visibility_of(stream, levels, below)
+    with open_stream(stream) as reader:
+        return _visibility_of(reader, levels, below)
+
+
+def _visibility_of(reader, levels: tuple, below: float) -> VisibilitySummary | None:
+    figures = {name: reader.field(name) for name in VISIBILITY_FIELDS}
+    if any(v is None for v in figures.values()):
+        return None
+    defective = reader.labels == 1
+
+    def q(values: np.ndarray) -> tuple:
+        return tuple(float(x) for x in np.quantile(values, levels)) if values.size else tuple(float("nan") for _ in levels)
+
+    contrast = figures["contrast"][defective]
+    floor = reader.attrs.get("min_contrast")
+    return VisibilitySummary(
+        n_defective=int(defective.sum()),
+        n_accepted=int(figures["accepted"][defective].sum()),
+        quantiles=levels,
+        contrast=q(contrast),
+        cnr=q(figures["cnr"][defective]),
+        ssr=q(figures["ssr"][defective]),
+        below=below,
+        n_below=int((contrast < below).sum()),
+        min_contrast=None if floor is None else float(floor),
+    )
+
+
 def _fingerprint(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
 
@@ -853,12 +1071,17 @@ def write_balanced_stream(
     client: Any = None,
     parts: int | None = None,
     retries: int = 3,
+    min_contrast: float | None = None,
 ) -> StreamSummary:
     """Write a balanced stream (or one shard of it) to an HDF5 file, resumably.
 
     The file has the layout of :func:`ispad_core.io.write_stream`, with the per-item provenance
     ``seeds``, ``sources`` (index into the attribute ``sources``), ``origins`` and ``attempts``,
-    and the attributes ``seed``, ``n_total``, ``item_start``, ``item_stop``, ``shard``,
+    the per-item visibility figures of each defect (0 for good items): ``accepted`` (it passed
+    the synthesizer's test), ``ssr`` (sum of squared residuals, 8-bit grey levels squared),
+    ``cnr`` (contrast-to-noise ratio against the background ring) and ``contrast`` (mean absolute
+    change of the mask's pixels, 8-bit grey levels), all of the accepted draw;
+    :func:`visibility_summary` sums them up. The attributes are ``seed``, ``n_total``, ``item_start``, ``item_stop``, ``shard``,
     ``preset_name``, ``preset`` (JSON), ``augment_name``, ``augment`` (JSON), ``patch_size``,
     ``min_roi_fraction``, ``max_redraws``, ``sources`` and ``rois`` (names and SHA-256 prefixes
     of the pixels). An interrupted write resumes when called again with the same arguments, and the
@@ -904,6 +1127,8 @@ def write_balanced_stream(
         With ``client``: the number of parts (tasks); the file does not depend on it.
     retries : int
         With ``client``: how often a part that failed on the shared storage is run again.
+    min_contrast : float, optional
+        As :func:`balanced_stream`; recorded as the attribute ``min_contrast`` when given.
 
     Returns
     -------
@@ -929,7 +1154,7 @@ def write_balanced_stream(
             seed=seed, overwrite=overwrite, retries=retries, show_progress=show_progress, rois=rois, preset=preset,
             augment=augment, size=size, min_roi_fraction=min_roi_fraction, max_redraws=max_redraws,
             batch_size=batch_size, compression=compression, resume=resume, names=names, roi_names=roi_names,
-            callback=callback, defect_fraction=defect_fraction,
+            callback=callback, defect_fraction=defect_fraction, min_contrast=min_contrast,
         )
         defaults = inspect.signature(write_balanced_stream).parameters
         changed = {k: v for k, v in given.items() if not _same(v, defaults[k].default)}  # the rest: its defaults
@@ -947,12 +1172,15 @@ def write_balanced_stream(
     if stop == start:
         raise ValueError(f"shard: part {shard[0]} of {shard[1]} of a {n}-item stream is empty; use fewer parts")
     gen = _make_generator(
-        images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction, names
+        images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction, names,
+        min_contrast=min_contrast,
     )
     sources_meta = []
     for j, s in enumerate(gen.sources):
         name = names[j] if names is not None else f"images[{j}]"
         sources_meta.append({"name": str(name), "shape": list(s.image.shape), "sha256": _fingerprint(s.image)})
+        if s.bits != 8:  # only then: the provenance of 8-bit files keeps its bytes
+            sources_meta[-1]["bits"] = s.bits
     roi_meta = None
     if rois is not None:
         roi_list = [rois] if isinstance(rois, np.ndarray) else list(rois)
@@ -982,6 +1210,8 @@ def write_balanced_stream(
         "sources": sources_meta,
         "rois": roi_meta,
     }
+    if gen.min_contrast is not None:  # absent otherwise: files written without it keep their bytes
+        attrs["min_contrast"] = gen.min_contrast
     if shard is not None and start == 0 and stop == n:
         attrs["shard"] = "0/1"  # a single part is the whole stream
     shape = gen.sources[0].image.shape[2:]
@@ -990,11 +1220,12 @@ def write_balanced_stream(
         n=stop - start,
         image_shape=(size, size, *shape),
         attrs=attrs,
-        fields=("seeds", "sources", "origins", "attempts"),
+        fields=("seeds", "sources", "origins", "attempts", *VISIBILITY_FIELDS),
         compression=compression,
         batch_size=batch_size,
         overwrite=overwrite,
         resume=resume,
+        show_progress=show_progress,
     )
     resumed = writer.n_done
     n_redrawn = 0
@@ -1014,6 +1245,7 @@ def write_balanced_stream(
                 sources=batch.sources,
                 origins=batch.origins,
                 attempts=batch.attempts,
+                **batch.visibility,
             )
             n_redrawn += batch.redrawn
             attempts_sum += int(batch.attempts.sum())

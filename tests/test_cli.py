@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from ispad_core import __version__
 from ispad_core.io import open_stream, part_path, write_mvtec
 from ispad_core.samples import screen_print
+from ispad_core.synth import PRESETS, DefectParams, params_from_dict
 
 ISPAD = shutil.which("ispad", path=os.path.dirname(sys.executable)) or shutil.which("ispad")
 SMALL = ["--size", "64", "--batch-size", "4", "--quiet"]
@@ -70,6 +72,7 @@ def test_synth_on_a_folder_of_images(tmp_path, image_dir):
     ispad("synth", "--out", tmp_path / "s.h5", "--images", image_dir, "--n", 5, "--seed", 0, "--preset", "dot-dark", *SMALL)
     with open_stream(tmp_path / "s.h5") as s:
         assert [src["name"] for src in s.attrs["sources"]] == ["a.png", "b.png"]
+        assert params_from_dict(s.attrs["preset"]) == PRESETS["dot-dark"] != PRESETS["dot-bright"]
         assert s.attrs["preset_name"] == "dot-dark" and int(s.labels.sum()) == 2
 
 
@@ -90,7 +93,7 @@ def test_synth_bad_input_leaves_nothing_behind(tmp_path, image_dir):
     small.mkdir()
     iio.imwrite(small / "tiny.png", np.zeros((40, 300), np.uint8))
     err = ispad("synth", "--out", out, "--images", small, *SMALL, expect=1).stderr
-    assert "image of 40 x 300 pixels is smaller than the patch size 64" in err
+    assert str(small / "tiny.png") in err and "is 40 x 300 pixels, smaller than the minimum 64 x 64" in err
     err = ispad("synth", "--out", out, "--n", 4, "--preset", "nope", *SMALL, expect=1).stderr
     assert "preset: expected one of" in err
     assert not out.exists() and not list(tmp_path.glob("*.part*"))
@@ -148,31 +151,23 @@ def test_shard_without_seed_is_refused(tmp_path):
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt", reason="needs POSIX signals")
 def test_interrupted_synth_resumes_to_the_same_bytes(tmp_path):
-    # long enough (a second or more) that the interrupt lands mid-run on a fast machine
-    common = ["--n", 3000, "--seed", 8, "--size", 64, "--batch-size", 8]
+    common = ["--n", 40, "--seed", 8, "--size", 64, "--batch-size", 8]
     ispad("synth", "--out", tmp_path / "whole.h5", *common, "--quiet")
     out = tmp_path / "s.h5"
     assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
-    proc = subprocess.Popen([ISPAD, "synth", "--out", str(out), *map(str, common)], stderr=subprocess.PIPE, text=True)
-    # interrupt once the first batches are checkpointed (the bar shows progress)
-    seen = ""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        char = proc.stderr.read(1)
-        if not char:
-            break  # finished (or died) before we could interrupt it: the asserts below say so
-        seen += char
-        done = [float(x) for x in re.findall(r"\|\s*([\d.]+)/3000", seen)]
-        if done and max(done) >= 16:
-            break
-    proc.send_signal(signal.SIGINT)
-    rest = proc.communicate(timeout=300)[1]
-    assert proc.returncode == 130, seen + rest
-    assert "run the same command again to resume" in rest
+    # The command sends itself SIGINT (a real signal, through its real handler) right after the
+    # checkpoint at 16 items, as a user's Ctrl-C at that moment would: no race with the clock.
+    env = {**os.environ, "ISPAD_TEST_SIGINT_AT": "16"}
+    proc = subprocess.run([ISPAD, "synth", "--out", str(out), *map(str, common)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 130, proc.stderr
+    assert "run the same command again to resume" in proc.stderr
     assert not out.exists() and part_path(out).exists()
+    with h5py.File(part_path(out), "r") as f:
+        assert int(f.attrs["n_done"]) == 16  # the batch in flight was finished and checkpointed, no more
     # the same command without --seed: the seed of the unfinished write is taken over
-    proc = ispad("synth", "--out", out, "--n", 3000, "--size", 64, "--batch-size", 8, "--quiet")
-    assert "resumed" in proc.stdout
+    proc = ispad("synth", "--out", out, "--n", 40, "--size", 64, "--batch-size", 8, "--quiet")
+    assert "(16 resumed)" in proc.stdout
     assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
 
 
@@ -330,3 +325,167 @@ def test_a_second_synth_or_merge_to_a_busy_output_fails_at_once(tmp_path):
             err = ispad(*argv, expect=1).stderr
             assert f"another process is writing {out}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]
+
+
+# --------------------------------------------------------------------------- visibility, params, errors
+
+
+def test_min_contrast_is_recorded_reproduced_and_summed_up_by_info(tmp_path):
+    out = tmp_path / "s.h5"
+    proc = ispad("synth", "--out", out, "--n", 12, "--seed", 2, "--min-contrast", 12, *SMALL)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("reproduce with: "))
+    assert "--min-contrast 12" in line
+    with open_stream(out) as s:
+        assert s.attrs["min_contrast"] == 12.0
+        assert (s.field("contrast")[s.labels == 1] >= 12).all()
+    info = ispad("info", out, "--below", 20).stdout
+    assert "visibility of the 6 defects (6 passed the synthesizer's test; minimum contrast 12 grey levels)" in info
+    assert re.search(r"under 20 grey levels of contrast: \d+ \(", info)
+    err = ispad("synth", "--out", tmp_path / "t.h5", "--min-contrast", -1, *SMALL, expect=2).stderr
+    assert "argument --min-contrast: expected a number of grey levels in [0, 255], got '-1'" in err
+
+
+def test_params_file_for_synth_and_gallery(tmp_path):
+    mine = DefectParams(steps=(20, 40), contrast=(30.0, 40.0), threshold=0.2)
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps(mine.to_dict()))
+    proc = ispad("synth", "--out", tmp_path / "s.h5", "--n", 6, "--seed", 1, "--params", f, *SMALL)
+    assert f"--params {f}" in proc.stdout and "--preset" not in proc.stdout
+    with open_stream(tmp_path / "s.h5") as s:
+        assert params_from_dict(s.attrs["preset"]) == mine and s.attrs["preset_name"] == "custom"
+    mixture = tmp_path / "mix.json"
+    mixture.write_text(json.dumps(PRESETS["mixed"].to_dict()))
+    ispad("synth", "--out", tmp_path / "m.h5", "--n", 6, "--seed", 1, "--params", mixture, *SMALL)
+    ispad("synth", "--out", tmp_path / "p.h5", "--n", 6, "--seed", 1, "--preset", "mixed", *SMALL)
+    with open_stream(tmp_path / "m.h5") as a, open_stream(tmp_path / "p.h5") as b:
+        for x, y in zip(a[:], b[:]):
+            np.testing.assert_array_equal(x, y)
+    ispad("gallery", "--out", tmp_path / "g.png", "--n", 2, "--size", 48, "--params", f)
+    # errors name the file and the key
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**mine.to_dict(), "widht": [1, 2]}))
+    err = ispad("synth", "--out", tmp_path / "x.h5", "--params", bad, *SMALL, expect=1).stderr
+    assert f"--params: {bad}" in err and "widht" in err and len(err.strip().splitlines()) == 1
+    data = PRESETS["mixed"].to_dict()
+    data["components"][1]["params"]["contrast"] = [40, 10]
+    bad.write_text(json.dumps(data))
+    err = ispad("gallery", "--out", tmp_path / "y.png", "--params", bad, expect=1).stderr
+    assert f"--params: {bad}: components[1] ('{PRESETS['mixed'].names[1]}').params: contrast" in err
+    bad.write_text("{not json")
+    assert "is not a JSON file" in ispad("synth", "--out", tmp_path / "x.h5", "--params", bad, *SMALL, expect=1).stderr
+    err = ispad("synth", "--out", tmp_path / "x.h5", "--params", f, "--preset", "scratch", *SMALL, expect=1).stderr
+    assert "--params and --preset: give one of them" in err
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.png").exists()
+
+
+def test_gallery_annotate_prints_and_draws_the_figures(tmp_path):
+    plain = ispad("gallery", "--out", tmp_path / "a.png", "--n", 3, "--size", 48, "--columns", 3)
+    annotated = ispad("gallery", "--out", tmp_path / "b.png", "--n", 3, "--size", 48, "--columns", 3, "--annotate")
+    lines = [x for x in annotated.stdout.splitlines() if re.match(r"\d+: ", x)]
+    assert len(lines) == 3 and all("contrast" in x and "cnr" in x and "ssr" in x for x in lines)
+    assert not any(re.match(r"\d+: ", x) for x in plain.stdout.splitlines())
+    a, b = iio.imread(tmp_path / "a.png"), iio.imread(tmp_path / "b.png")
+    assert b.shape[0] > a.shape[0] and b.shape[1] == a.shape[1]
+    np.testing.assert_array_equal(b[4 : 4 + 48], a[4 : 4 + 48])  # the same defects, captions below
+
+
+def test_synth_reads_16_bit_scans(tmp_path, image_dir):
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for name in ("a.png", "b.png"):
+        iio.imwrite(wide / name, iio.imread(image_dir / name).astype(np.uint16) * 257)
+    assert iio.imread(wide / "a.png").dtype == np.uint16
+    proc = ispad("synth", "--out", tmp_path / "w.h5", "--images", wide, "--n", 5, "--seed", 0, *SMALL)
+    assert "2 of 2 scans have 16 bits per sample" in proc.stderr
+    ispad("synth", "--out", tmp_path / "e.h5", "--images", image_dir, "--n", 5, "--seed", 0, *SMALL)
+    with open_stream(tmp_path / "w.h5") as w, open_stream(tmp_path / "e.h5") as e:
+        for x, y in zip(w[:], e[:]):
+            np.testing.assert_array_equal(x, y)
+        assert w.attrs["sources"][0]["bits"] == 16
+    ispad("gallery", "--out", tmp_path / "g.png", "--images", wide, "--n", 2, "--size", 48)
+
+
+def _main(argv, capsys):
+    from ispad_core.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr()
+
+
+def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatch, capsys):
+    from ispad_core import cli
+
+    code, out = _main(["info", tmp_path / "none.h5"], capsys)  # OSError: a file
+    assert code == 1 and out.err.startswith("ispad info: error:") and len(out.err.strip().splitlines()) == 1
+
+    def validation(args):  # the library's own TypeError about an argument: one line
+        from ispad_core._validation import check_int
+
+        check_int("seven", "n")
+
+    monkeypatch.setattr(cli, "cmd_info", validation)
+    code, out = _main(["info", "x.h5"], capsys)
+    assert code == 1 and out.err.startswith("ispad info: error: n: expected")
+
+    def invisible(args):  # the library's own RuntimeError (a defect that never shows): one line
+        from ispad_core.stream import balanced_stream
+
+        list(balanced_stream(screen_print((40, 40), rng=0), 2, size=32, rng=0, max_redraws=0,
+                             preset=DefectParams(threshold=1e9, max_attempts=1, margin=2)))
+
+    monkeypatch.setattr(cli, "cmd_info", invisible)
+    code, out = _main(["info", "x.h5"], capsys)
+    assert code == 1 and "no visible defect after 1 patches" in out.err
+
+    def bug(args):  # a TypeError inside the library's code without its message convention: a bug
+        return cli._fraction(None)
+
+    monkeypatch.setattr(cli, "cmd_info", bug)
+    with pytest.raises(TypeError, match="float\\(\\) argument"):
+        _main(["info", "x.h5"], capsys)
+
+    def wrong_call(args):
+        return cli.builtin_images(0, 1, 2)
+
+    monkeypatch.setattr(cli, "cmd_info", wrong_call)
+    with pytest.raises(TypeError, match="positional argument"):
+        _main(["info", "x.h5"], capsys)
+
+    def numpy_bug(args):
+        return np.zeros(3) + "x"
+
+    monkeypatch.setattr(cli, "cmd_info", numpy_bug)
+    with pytest.raises(Exception):  # numpy's own error type, whatever it is: never a one-line "error"
+        _main(["info", "x.h5"], capsys)
+
+    def runtime_elsewhere(args):
+        raise RuntimeError("raised outside the library")
+
+    monkeypatch.setattr(cli, "cmd_info", runtime_elsewhere)
+    with pytest.raises(RuntimeError, match="outside the library"):
+        _main(["info", "x.h5"], capsys)
+
+
+def test_first_run_says_it_compiles_the_kernels(tmp_path, monkeypatch, capsys):
+    from ispad_core import _jit_cache
+
+    monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: ["synth_batch"])
+    code, out = _main(["synth", "--out", tmp_path / "a.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)
+    assert code == 0 and out.err.startswith("compiling kernels (first run only, about 30 s)\n")
+    monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: [])
+    code, out = _main(["synth", "--out", tmp_path / "b.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)
+    assert code == 0 and "compiling" not in out.err
+
+
+def test_evaluate_json_is_written_atomically_and_never_through_a_link(tmp_path, capsys):
+    _scores(tmp_path / "s.csv", [("good/000.png", 0.1, 0), ("area/000.png", 0.9, 1)])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "r.json").symlink_to(victim)
+    code, out = _main(["evaluate", "--scores", tmp_path / "s.csv", "--json", tmp_path / "r.json", "--overwrite"], capsys)
+    assert code == 1 and "--json" in out.err and len(out.err.strip().splitlines()) == 1
+    assert victim.read_text() == "keep" and (tmp_path / "r.json").is_symlink()
+    code, out = _main(["evaluate", "--scores", tmp_path / "s.csv", "--json", tmp_path / "new.json", "--format", "json"],
+                      capsys)
+    assert code == 0 and json.loads((tmp_path / "new.json").read_text()) == json.loads(out.out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.json", "r.json", "s.csv", "victim.txt"]

@@ -10,8 +10,16 @@ from hypothesis import strategies as st
 from ispad_core import stream as stream_mod
 from ispad_core.io import merge_streams, open_stream, part_path
 from ispad_core.samples import screen_print
-from ispad_core.stream import balanced_stream, shard_range, stream_plan, write_balanced_stream
-from ispad_core.synth import PRESETS, DefectParams
+from ispad_core.stream import (
+    SyntheticStream,
+    balanced_stream,
+    reduce_to_8_bits,
+    shard_range,
+    stream_plan,
+    visibility_summary,
+    write_balanced_stream,
+)
+from ispad_core.synth import PRESETS, DefectParams, params_from_dict, synthesize_steps
 
 SIZE = 64
 
@@ -92,12 +100,23 @@ def test_a_defect_that_never_shows_is_an_error(images):
         collect(balanced_stream(images, 4, size=SIZE, preset=params, rng=0, max_redraws=2))
 
 
-def test_stream_plan_and_shards():
+def test_stream_plan_and_shards(images):
     seeds, defective = stream_plan(1000, rng=0)
     assert np.unique(seeds).size == 1000 and int(defective.sum()) == 500
     s2, d2 = stream_plan(1000, rng=0)
     np.testing.assert_array_equal(seeds, s2)
     np.testing.assert_array_equal(defective, d2)
+    # each shard, generated alone, is its slice of the whole stream: same labels, patches and masks
+    whole = collect(balanced_stream(images, 11, size=SIZE, rng=0, batch_size=11))
+    plan_labels = stream_plan(11, rng=0)[1].astype(np.uint8)
+    np.testing.assert_array_equal(whole[2], plan_labels)
+    pieces = []
+    for k in range(3):
+        a, b = shard_range(11, (k, 3))
+        pieces.append(collect(balanced_stream(images, 11, size=SIZE, rng=0, batch_size=2, start=a, stop=b)))
+        assert pieces[-1][0].shape[0] == b - a
+    for j in range(3):
+        np.testing.assert_array_equal(np.concatenate([piece[j] for piece in pieces]), whole[j])
 
 
 @settings(max_examples=50, deadline=None)
@@ -129,7 +148,8 @@ def test_file_same_seed_same_bytes_and_attrs(tmp_path, images):
     with open_stream(a.path) as s:
         attrs = s.attrs
         assert attrs["seed"] == 4 and attrs["n_total"] == 12 and attrs["shard"] == "0/1"
-        assert attrs["preset_name"] == "mixed" and isinstance(attrs["preset"], dict)
+        assert attrs["preset_name"] == "mixed" and params_from_dict(attrs["preset"]) == PRESETS["mixed"]
+        assert params_from_dict(attrs["preset"]) != PRESETS["asm"]  # the check can fail
         assert attrs["augment_name"] == "lsm1" and isinstance(attrs["augment"], dict)
         assert [src["name"] for src in attrs["sources"]] == ["x.png", "y.png"]
         assert s.field("seeds").dtype == np.uint32 and (s.field("attempts")[s.labels == 1] >= 1).all()
@@ -155,6 +175,9 @@ def test_shards_merged_equal_the_whole(tmp_path, images):
         for a, b in zip(v[:], w[:]):
             np.testing.assert_array_equal(a, b)
         assert v.attrs == w.attrs
+        for name in ("accepted", "ssr", "cnr", "contrast"):
+            np.testing.assert_array_equal(v.field(name), w.field(name))
+        assert visibility_summary(v) == visibility_summary(w) is not None
 
 
 def test_interrupted_write_resumes_to_the_same_bytes(tmp_path, images, monkeypatch):
@@ -201,7 +224,7 @@ def test_callback_sees_each_checkpoint_and_can_stop_the_write(tmp_path, images):
     "kwargs, exc, message",
     [
         ({"images": np.zeros((50, 50), np.uint8)}, ValueError, "images\\[0\\]: image of 50 x 50 pixels is smaller than the patch size 64"),
-        ({"images": np.zeros((80, 80), np.float32)}, TypeError, "images\\[0\\]: expected dtype uint8, got float32"),
+        ({"images": np.zeros((80, 80), np.float32)}, TypeError, "images\\[0\\]: expected dtype uint8, uint16, got float32"),
         ({"images": []}, TypeError, "images: expected an image array or a non-empty sequence"),
         ({"images": [np.zeros((80, 80), np.uint8), np.zeros((80, 80, 3), np.uint8)]}, ValueError, "images\\[1\\]: has shape"),
         ({"rois": [np.zeros((150, 170), bool), None]}, ValueError, "rois\\[0\\]: no 64 x 64 window has 100% of its pixels inside"),
@@ -454,3 +477,103 @@ def test_errors_about_an_image_name_its_file(tmp_path, images):
     with pytest.raises(ValueError, match="images\\[1\\] \\(scan7.tif\\): has shape \\(80, 80, 3\\), but images\\[0\\] \\(a.png\\)"):
         stream_mod.SyntheticStream([images[0], np.zeros((80, 80, 3), np.uint8)], n=4, size=SIZE, seed=0,
                                    names=["a.png", "scan7.tif"])
+
+
+# --------------------------------------------------------------------------- visibility
+
+
+def test_visibility_figures_are_stored_and_are_the_synthesizers(tmp_path, images):
+    out = tmp_path / "s.h5"
+    write_balanced_stream(out, images, 24, size=SIZE, seed=3, augment=None, batch_size=5)
+    with open_stream(out) as s:
+        patches, masks, labels = s[:]
+        seeds, origins, sources = s.field("seeds"), s.field("origins"), s.field("sources")
+        fig = {name: s.field(name) for name in ("accepted", "ssr", "cnr", "contrast")}
+    good, bad = labels == 0, labels == 1
+    assert fig["accepted"].dtype == np.uint8 and fig["cnr"].dtype == np.float64
+    for name in fig:
+        assert (fig[name][good] == 0).all()
+    assert (fig["accepted"][bad] == 1).all() and (fig["ssr"][bad] > 0).all()
+    checked = 0
+    for i in np.flatnonzero(bad):
+        r, c = origins[i]
+        before = images[sources[i]][r : r + SIZE, c : c + SIZE]  # no augmentation: the window itself
+        diff = patches[i].astype(np.float64) - before
+        m = masks[i] > 0
+        # the figures, recomputed from the pixels: SSR over the patch, contrast over the mask
+        np.testing.assert_allclose(fig["ssr"][i], (diff**2).sum(), rtol=1e-12)
+        np.testing.assert_allclose(fig["contrast"][i], np.abs(diff[m]).mean(), rtol=1e-12)
+        assert fig["cnr"][i] <= fig["contrast"][i] + 1e-9  # the noise is floored at one grey level
+        steps = synthesize_steps(before, PRESETS["mixed"], seed=int(stream_mod._derive32(seeds[i : i + 1], 2)[0]))
+        if np.array_equal(steps.image, patches[i]):  # drawn on its first patch: the same defect
+            assert fig["cnr"][i] == steps.cnr and fig["ssr"][i] == steps.ssr
+            checked += 1
+    assert checked >= 6
+
+
+def test_min_contrast_redraws_faint_defects_and_is_recorded(tmp_path, images):
+    faint = DefectParams(contrast=(2.0, 20.0), threshold=0.0, noise_amplitude=(0.0, 0.0))
+    common = dict(size=SIZE, seed=1, preset=faint, augment=None, batch_size=8)
+    plain = write_balanced_stream(tmp_path / "plain.h5", images, 40, **common)
+    floored = write_balanced_stream(tmp_path / "floor.h5", images, 40, min_contrast=6.0, **common)
+    with open_stream(plain.path) as a, open_stream(floored.path) as b:
+        assert "min_contrast" not in a.attrs and b.attrs["min_contrast"] == 6.0
+        assert (a.field("contrast")[a.labels == 1] < 6).any()  # without the floor some are fainter
+        assert (b.field("contrast")[b.labels == 1] >= 6).all()
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert visibility_summary(b, below=6.0).n_below == 0 < visibility_summary(a, below=6.0).n_below
+    assert floored.n_redrawn > plain.n_redrawn
+    # a floor every defect passes leaves the items as they were
+    zero = write_balanced_stream(tmp_path / "zero.h5", images, 40, min_contrast=0.0, **common)
+    with open_stream(plain.path) as a, open_stream(zero.path) as z:
+        for x, y in zip(a[:], z[:]):
+            np.testing.assert_array_equal(x, y)
+    # the on-the-fly stream applies the same floor
+    fly = SyntheticStream(images, n=40, min_contrast=6.0, size=SIZE, seed=1, preset=faint, augment=None)
+    with open_stream(floored.path) as b:
+        for i in (0, 7, 39):
+            np.testing.assert_array_equal(fly[i][0], b[i][0])
+    with pytest.raises(RuntimeError, match="minimum contrast 200"):
+        collect(balanced_stream(images, 4, size=SIZE, rng=0, preset=faint, min_contrast=200.0, max_redraws=1))
+    with pytest.raises(ValueError, match="min_contrast"):
+        collect(balanced_stream(images, 4, size=SIZE, rng=0, min_contrast=-1.0))
+
+
+def test_a_file_without_visibility_figures_stays_readable(tmp_path, images):
+    from ispad_core.io import write_stream
+
+    patches, masks, labels = collect(balanced_stream(images, 6, size=SIZE, rng=0))
+    old = write_stream(tmp_path / "old.h5", patches, masks, labels)
+    with open_stream(old) as s:
+        assert s.field("contrast") is None and len(s) == 6
+        assert visibility_summary(s) is None
+
+
+def test_16_bit_images_are_reduced_to_8_bits(tmp_path, images):
+    wide = [im.astype(np.uint16) * 257 for im in images]
+    np.testing.assert_array_equal(reduce_to_8_bits(wide[0]), images[0])
+    a = write_balanced_stream(tmp_path / "a.h5", images, 8, size=SIZE, seed=2)
+    b = write_balanced_stream(tmp_path / "b.h5", wide, 8, size=SIZE, seed=2)
+    with open_stream(a.path) as x, open_stream(b.path) as y:
+        for u, v in zip(x[:], y[:]):
+            np.testing.assert_array_equal(u, v)
+        assert "bits" not in x.attrs["sources"][0] and y.attrs["sources"][0]["bits"] == 16
+        assert x.attrs["sources"][0]["sha256"] == y.attrs["sources"][0]["sha256"]
+
+
+@pytest.mark.parametrize("shape", [(20, 21, 3), (16, 16), (7, 5)])
+def test_mask_contrast_kernel_against_its_definition(shape):
+    rng = np.random.default_rng(1)
+    before = rng.integers(0, 256, (6, *shape), dtype=np.uint8)
+    masks = (rng.random((6, *shape[:2])) < 0.2).astype(np.uint8)
+    masks[2] = 0
+    after = np.where(masks.reshape(*masks.shape, *([1] * (len(shape) - 2))) == 1, 255 - before, before).astype(np.uint8)
+    rows = np.array([0, 2, 5])
+    got = stream_mod._mask_contrast(before, after, masks, rows)
+    change = np.abs(after.astype(np.float64) - before)
+    if change.ndim == 4:
+        change = change.mean(axis=3)
+    expected = np.zeros(6)
+    for i in (0, 5):
+        expected[i] = change[i][masks[i] == 1].mean()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -5,7 +5,8 @@ Layout (DESIGN.md, "Files")::
     /syn_stream/images     (N, H, W[, 1 or 3]) uint8, one patch per chunk, gzip-filter (or Zstd) chunks
     /syn_stream/labels     (N,) uint8, 0 good, 1 defective
     /syn_stream/<field>    optional per-item provenance: seeds (uint32), sources (uint16),
-                           origins (N, 2) int32, attempts (uint16)
+                           origins (N, 2) int32, attempts (uint16), and the visibility figures
+                           of each defect: accepted (uint8), ssr, cnr, contrast (float64)
     /ground_truth          (N, H, W) uint8, 0 or 255, one mask per chunk
     attributes on /        format, format_version, ispad_core_version, compression, batch_size,
                            the caller's attributes (dicts and lists as JSON), job, n_done, complete
@@ -84,8 +85,18 @@ FIELDS: dict[str, tuple[type, tuple[int, ...]]] = {
     "sources": (np.uint16, ()),
     "origins": (np.int32, (2,)),
     "attempts": (np.uint16, ()),
+    "accepted": (np.uint8, ()),
+    "ssr": (np.float64, ()),
+    "cnr": (np.float64, ()),
+    "contrast": (np.float64, ()),
 }
-"""Optional per-item datasets under ``syn_stream/``: dtype and per-item shape."""
+"""Optional per-item datasets under ``syn_stream/``: dtype and per-item shape.
+
+``accepted``, ``ssr``, ``cnr`` and ``contrast`` are the visibility figures of each item's defect
+(0 for good items): whether it passed the synthesizer's test, the sum of squared residuals
+(8-bit grey levels squared), the contrast-to-noise ratio, and the mean absolute change of the
+mask's pixels in 8-bit grey levels. Files written before they existed lack them and stay readable.
+"""
 
 _WRITER_ATTRS = (
     "format",
@@ -274,7 +285,7 @@ class StreamWriter:
         lists as JSON (decoded again by :func:`open_stream`).
     fields : sequence of str
         Optional per-item datasets to create, from ``"seeds"``, ``"sources"``, ``"origins"``,
-        ``"attempts"``.
+        ``"attempts"``, ``"accepted"``, ``"ssr"``, ``"cnr"``, ``"contrast"`` (see :data:`FIELDS`).
     compression : {"isal", "zlib", "zstd", "none"}
         Chunk compression. ``"isal"`` (default): ISA-L deflate level 1 through python-isal;
         ``"zlib"``: zlib level 1; both are standard zlib streams that HDF5's built-in gzip filter
@@ -289,6 +300,9 @@ class StreamWriter:
     resume : bool
         Continue an unfinished part of the same job (default); False discards it (a part of a
         different job still needs ``overwrite``).
+    show_progress : bool
+        Show a progress bar on stderr while a resume checks and copies the finished items (a
+        large part takes a while); default False.
 
     Raises
     ------
@@ -309,7 +323,9 @@ class StreamWriter:
         batch_size: int = 256,
         overwrite: bool = False,
         resume: bool = True,
+        show_progress: bool = False,
     ) -> None:
+        self._show_progress = bool(show_progress)
         self.path = _check_out_path(path, "path")
         self.n = check_int(n, "n", minimum=1)
         shape = tuple(check_int(s, "image_shape", minimum=1) for s in image_shape)
@@ -466,6 +482,12 @@ class StreamWriter:
                 stack.callback(os.close, fd)
                 fds.append(fd)
             dones = [int(f.attrs["n_done"]) for f in files]
+            from ispad_core._progress import progress
+
+            bar = stack.enter_context(progress(
+                total=max(dones), desc=f"resuming {self.path.name}: checking and copying", unit="patch",
+                disable=not getattr(self, "_show_progress", False),
+            ))
             for start in range(0, max(dones), self.batch_size):
                 stop = min(start + self.batch_size, max(dones))
                 if stop - start != self.batch_size and stop != self.n:
@@ -493,6 +515,7 @@ class StreamWriter:
                         ranges.append((info.byte_offset, info.byte_offset + info.size))
                 for a, b in _coalesce(ranges):  # whole runs: a chunk rarely fills whole disk blocks
                     _punch(fd, a, b - a)
+                bar.update(stop - start)
         self.resumed_from = self._n_done
 
     def _read_checked(self, f: h5py.File, start: int, stop: int, image_bytes: int, mask_bytes: int, zeros: tuple):
@@ -573,12 +596,17 @@ class StreamWriter:
         extra = {}
         for name in self.fields:
             dtype, item_shape = FIELDS[name]
-            arr = check_array(fields[name], name, kinds="iu")
+            floating = np.dtype(dtype).kind == "f"
+            arr = check_array(fields[name], name, kinds="iuf" if floating else "iu")
             if arr.shape != (b, *item_shape):
                 raise ValueError(f"{name}: expected shape {(b, *item_shape)}, got {arr.shape}")
-            info = np.iinfo(dtype)
-            if arr.min() < info.min or arr.max() > info.max:
-                raise ValueError(f"{name}: values must fit {np.dtype(dtype)}, got [{arr.min()}, {arr.max()}]")
+            if floating:
+                if arr.size and not np.isfinite(arr).all():
+                    raise ValueError(f"{name}: expected finite values, got {arr[~np.isfinite(arr)][0]}")
+            else:
+                info = np.iinfo(dtype)
+                if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                    raise ValueError(f"{name}: values must fit {np.dtype(dtype)}, got [{arr.min()}, {arr.max()}]")
             extra[name] = arr.astype(dtype)
         flat = np.ascontiguousarray(images).reshape(b, -1)
         mask_flat = np.ascontiguousarray(masks).reshape(b, -1)
@@ -1019,8 +1047,9 @@ class StreamReader:
         return self._h5()[MASKS]
 
     def field(self, name: str) -> np.ndarray | None:
-        """A per-item provenance array (``"seeds"``, ``"sources"``, ``"origins"``, ``"attempts"``),
-        or None when the file has none."""
+        """A per-item array of :data:`FIELDS` (provenance: ``"seeds"``, ``"sources"``, ``"origins"``,
+        ``"attempts"``; visibility: ``"accepted"``, ``"ssr"``, ``"cnr"``, ``"contrast"``), or None
+        when the file has none (files written before the visibility figures existed lack them)."""
         check_choice(name, "name", tuple(FIELDS))
         key = f"syn_stream/{name}"
         f = self._h5()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ispad_core._validation import check_int, item_seeds
 from ispad_core.samples import KINDS, screen_print
-from ispad_core.synth._params import ParamsLike
-from ispad_core.synth._synth import _check_patches, synthesize_batch
+from ispad_core.synth import _synth_kernels as K
+from ispad_core.synth._params import ParamsLike, resolve_params
+from ispad_core.synth._synth import _check_patches, _check_room, _component_names, _run, _scale
 
-__all__ = ["gallery"]
+__all__ = ["DefectFigures", "GallerySheet", "annotated_gallery", "gallery"]
 
 _SEPARATOR = 4
 _SHEET_GREY = 40
@@ -42,6 +44,64 @@ def _outer_contour(mask: np.ndarray) -> np.ndarray:
     g2[:, 1:] |= grown[:, :-1]
     g2[:, :-1] |= grown[:, 1:]
     return g2 & ~m
+
+
+@dataclass(frozen=True)
+class DefectFigures:
+    """The visibility figures of one defect of a contact sheet (its last attempt).
+
+    Attributes
+    ----------
+    index : int
+        Position on the sheet (row-major, from 0).
+    component : str
+        The mixture component drawn (the name of the single component for a DefectParams).
+    accepted : bool
+        Whether it passed the synthesizer's visibility test.
+    attempts : int
+        Attempts drawn.
+    ssr : float
+        Sum of squared residuals (8-bit grey levels squared, averaged over channels).
+    cnr : float
+        Contrast-to-noise ratio (0 for an empty mask).
+    contrast : float
+        Mean absolute change of the mask's pixels, in 8-bit grey levels (0 for an empty mask).
+    """
+
+    index: int
+    component: str
+    accepted: bool
+    attempts: int
+    ssr: float
+    cnr: float
+    contrast: float
+
+    def __str__(self) -> str:
+        state = "accepted" if self.accepted else "NOT accepted"
+        return (
+            f"{self.index}: {self.component}, {state} after {self.attempts} attempt(s), contrast "
+            f"{self.contrast:.1f} grey levels, cnr {self.cnr:.2f}, ssr {self.ssr:.0f}"
+        )
+
+    def caption(self) -> str:
+        """A short caption for the sheet."""
+        mark = "" if self.accepted else " REJ"
+        return f"{self.index}: {self.contrast:.1f} gl  cnr {self.cnr:.2f}  ssr {self.ssr:.0f}{mark}"
+
+
+@dataclass(frozen=True)
+class GallerySheet:
+    """A contact sheet and the visibility figures of its defects (:func:`annotated_gallery`).
+
+    Attributes
+    ----------
+    sheet : numpy.ndarray of uint8, shape (rows, columns, 3)
+    figures : tuple of DefectFigures
+        One per defect, in sheet order.
+    """
+
+    sheet: np.ndarray
+    figures: tuple
 
 
 def gallery(
@@ -97,6 +157,73 @@ def gallery(
     >>> sheet.shape, sheet.dtype
     ((140, 276, 3), dtype('uint8'))
     """
+    return _gallery(params, backgrounds, n, size, columns, zoom, rng, outline, False).sheet
+
+
+def annotated_gallery(
+    params: ParamsLike = "mixed",
+    *,
+    backgrounds: Any = None,
+    n: int = 8,
+    size: int = 128,
+    columns: int = 2,
+    zoom: int = 1,
+    rng: Any = None,
+    outline: tuple = (255, 48, 48),
+    captions: bool = True,
+) -> GallerySheet:
+    """:func:`gallery` with each defect's visibility figures, returned and drawn beside it.
+
+    The same arguments give the same defects as :func:`gallery`. With ``captions`` a strip under
+    each pair of tiles carries the defect's number, its contrast (mean absolute change of the
+    mask's pixels, 8-bit grey levels), contrast-to-noise ratio and sum of squared residuals
+    ("REJ" marks one not accepted); without, the sheet is :func:`gallery`'s.
+
+    Parameters
+    ----------
+    params, backgrounds, n, size, columns, zoom, rng, outline
+        As :func:`gallery`.
+    captions : bool
+        Draw the figures under each pair (default True).
+
+    Returns
+    -------
+    GallerySheet
+
+    Examples
+    --------
+    >>> from ispad_core.synth import gallery
+    >>> from ispad_core.synth._gallery import annotated_gallery
+    >>> g = annotated_gallery("dot-dark", n=2, size=64, rng=0, captions=False)
+    >>> bool((g.sheet == gallery("dot-dark", n=2, size=64, rng=0)).all()), len(g.figures)
+    (True, 2)
+    >>> g.figures[0].accepted, g.figures[0].contrast >= 1.0
+    (True, True)
+    """
+    if not isinstance(captions, bool):
+        raise TypeError(f"captions: expected a bool, got {type(captions).__name__}")
+    return _gallery(params, backgrounds, n, size, columns, zoom, rng, outline, captions)
+
+
+_CAPTION = 14  # px of the caption strip under each row of pairs
+
+
+def _draw_captions(sheet: np.ndarray, texts: list, boxes: list) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.fromarray(sheet)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    for text, (x, y, width) in zip(texts, boxes):
+        if draw.textlength(text, font=font) > width:  # shorten to the pair's width
+            while len(text) > 1 and draw.textlength(text + "..", font=font) > width:
+                text = text[:-1]
+            text += ".."
+        draw.text((x, y), text, fill=(235, 235, 235), font=font)
+    return np.asarray(img).copy()
+
+
+def _gallery(params, backgrounds, n, size, columns, zoom, rng, outline, captions) -> GallerySheet:
     n = check_int(n, "n", minimum=1)
     columns = check_int(columns, "columns", minimum=1)
     zoom = check_int(zoom, "zoom", minimum=1, maximum=8)
@@ -115,26 +242,54 @@ def gallery(
         if patches.shape[0] == 0:
             raise ValueError(f"backgrounds: expected a non-empty array, got shape {patches.shape}")
         patches = patches[:n]
-    res = synthesize_batch(patches, params, rng=int(seeds[1]), warn=False)
-    tiles = _to_rgb8(res.images)
+    # what synthesize_batch(patches, params, rng=int(seeds[1]), warn=False) does, keeping both measures
+    params = resolve_params(params)
+    _check_room(patches.shape[1], patches.shape[2], params, "backgrounds")
+    count = patches.shape[0]
+    images, res_masks, _, accepted, attempts, info, *_ = _run(
+        patches, params, item_seeds(int(seeds[1]), count), np.ones(count, bool), False
+    )
+    names = _component_names(params)
+    scale = _scale(patches.dtype)[1]
+    figures = []
+    for i in range(count):
+        m = res_masks[i].astype(bool)
+        change = np.abs(images[i].astype(np.float64) - patches[i])
+        if change.ndim == 3:
+            change = change.mean(axis=2)
+        figures.append(DefectFigures(
+            index=i,
+            component=names[int(info[i, K.I_COMPONENT])],
+            accepted=bool(accepted[i]),
+            attempts=int(attempts[i]),
+            ssr=float(info[i, K.I_SSR]),
+            cnr=float(info[i, K.I_CNR]),
+            contrast=float(change[m].mean() / scale) if m.any() else 0.0,
+        ))
+    tiles = _to_rgb8(images)
     if zoom > 1:
         tiles = tiles.repeat(zoom, axis=1).repeat(zoom, axis=2)
-    masks = res.masks.repeat(zoom, axis=1).repeat(zoom, axis=2) if zoom > 1 else res.masks
-    count, th, tw = tiles.shape[:3]
+    masks = res_masks.repeat(zoom, axis=1).repeat(zoom, axis=2) if zoom > 1 else res_masks
+    th, tw = tiles.shape[1:3]
     cols = min(columns, count)
     rows = -(-count // cols)
     sep = _SEPARATOR
-    sheet = np.full((rows * (th + sep) + sep, cols * 2 * (tw + sep) + sep, 3), _SHEET_GREY, np.uint8)
+    cap = _CAPTION if captions else 0
+    sheet = np.full((rows * (th + cap + sep) + sep, cols * 2 * (tw + sep) + sep, 3), _SHEET_GREY, np.uint8)
+    boxes = []
     for i in range(count):
         r, c = divmod(i, cols)
-        y = sep + r * (th + sep)
+        y = sep + r * (th + cap + sep)
         x = sep + 2 * c * (tw + sep)
+        boxes.append((x, y + th + 1, 2 * tw + sep))
         sheet[y : y + th, x : x + tw] = tiles[i]
         marked = tiles[i].copy()
-        if res.accepted[i]:
+        if accepted[i]:
             marked[_outer_contour(masks[i])] = colour.astype(np.uint8)
         else:  # stayed invisible after max_attempts: the patch, framed
             marked[[0, -1], :] = _REJECTED
             marked[:, [0, -1]] = _REJECTED
         sheet[y : y + th, x + tw + sep : x + 2 * tw + sep] = marked
-    return sheet
+    if captions:
+        sheet = _draw_captions(sheet, [f.caption() for f in figures], boxes)
+    return GallerySheet(sheet, tuple(figures))

@@ -419,6 +419,9 @@ GOOD = make_items(n=4)
         ({"fields": {"colour": np.zeros(4)}}, ValueError, "fields: expected one of 'seeds'"),
         ({"fields": {"seeds": np.zeros(3, int)}}, ValueError, "seeds: expected shape \\(4,\\), got \\(3,\\)"),
         ({"fields": {"sources": np.full(4, 70000)}}, ValueError, "sources: values must fit uint16"),
+        ({"fields": {"cnr": np.array([0.5, np.nan, 0, 1])}}, ValueError, "cnr: expected finite values, got nan"),
+        ({"fields": {"seeds": np.zeros(4)}}, TypeError, "seeds: expected dtype kind in 'iu', got float64"),
+        ({"fields": {"ssr": np.array(["a"] * 4)}}, TypeError, "ssr: expected dtype kind in 'iuf'"),
     ],
 )
 def test_write_stream_bad_input(tmp_path, kwargs, exc, message):
@@ -728,3 +731,29 @@ def test_a_virtual_merge_has_the_permissions_of_every_other_output(tmp_path):
     parts = ranged_parts(tmp_path, images, masks, labels, [0, 3, 6], 6)
     merged = merge_streams(parts, tmp_path / "m.h5")
     assert (os.stat(merged).st_mode & 0o777) == (os.stat(parts[0]).st_mode & 0o777) != 0o600
+
+
+def test_visibility_fields_round_trip_as_float64(tmp_path):
+    figures = {"accepted": np.array([0, 1, 1, 0]), "ssr": np.array([0.0, 1234.5, 2.0**60, 0.0]),
+               "cnr": np.array([0, 0.35, 7.25, 0]), "contrast": np.array([0, 1.0, 3.5, 0], np.float32)}
+    path = write_stream(tmp_path / "s.h5", *GOOD, fields=figures)
+    with open_stream(path) as s:
+        for name, values in figures.items():
+            stored = s.field(name)
+            assert stored.dtype == (np.uint8 if name == "accepted" else np.float64)
+            np.testing.assert_array_equal(stored, values)
+
+
+def test_a_resume_shows_its_progress_when_asked(tmp_path, capsys):
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    capsys.readouterr()
+    assert resume(path, images, masks, labels, show_progress=True) == 9
+    err = capsys.readouterr().err
+    assert "resuming s.h5: checking and copying" in err and "9/9" in err
+    path.unlink()
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    capsys.readouterr()
+    assert resume(path, images, masks, labels) == 9
+    assert "resuming" not in capsys.readouterr().err  # quiet by default
