@@ -148,16 +148,11 @@ def builtin_images(seed: int, *, channels: int = 1) -> tuple[list[np.ndarray], l
 def _read_scans(args):
     """``--images`` (and ``--rois``): 8- or 16-bit scans, each at least ``--size`` on a side.
 
-    Without ROIs through :func:`ispad_core.io.read_images` (``depth=(8, 16)``, ``min_size``), with
-    them through :func:`ispad_core.io.read_scans`, which pairs each scan with its ROI (8-bit scans).
+    Through :func:`ispad_core.io.read_scans`, which pairs each scan with its ROI by file name.
     """
-    from ispad_core.io import read_images, read_scans
-    from ispad_core.io._scans import Scans
+    from ispad_core.io import read_scans
 
-    if args.rois:
-        return read_scans(args.images, rois=args.rois, name="--images", rois_name="--rois")
-    images, files = read_images(args.images, name="--images", depth=(8, 16), min_size=args.size)
-    return Scans(images, [f.name for f in files])
+    return read_scans(args.images, rois=args.rois, name="--images", rois_name="--rois", depth=(8, 16), min_size=args.size)
 
 
 def _read_params(args):

@@ -41,6 +41,8 @@ def read_scans(
     rois: str | os.PathLike | None = None,
     name: str = "images",
     rois_name: str = "rois",
+    depth: int | tuple = 8,
+    min_size: int | None = None,
 ) -> Scans:
     """Read fault-free scans from folders and files, and their ROIs from a folder, matched by name.
 
@@ -53,6 +55,11 @@ def read_scans(
         nonzero = inside. An RGB mask counts where any channel is nonzero.
     name, rois_name : str
         What the arguments are called, for error messages (e.g. ``"--images"``).
+    depth : int or tuple of int, default 8
+        Accepted bits per sample of the scans, as in :func:`read_images` (``(8, 16)`` also takes
+        16-bit grey scans).
+    min_size : int, optional
+        Refuse a scan with a side shorter than this, naming the file (e.g. the patch size).
 
     Returns
     -------
@@ -78,7 +85,7 @@ def read_scans(
     >>> scans.names, scans.rois[0].dtype, int(scans.rois[0].sum())
     (['a.png'], dtype('bool'), 1200)
     """
-    images_list, files = read_images(images, name=name)
+    images_list, files = read_images(images, name=name, depth=depth, min_size=min_size)
     names = [f.name for f in files]
     if rois is None:
         return Scans(images_list, names)
