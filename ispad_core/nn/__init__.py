@@ -5,6 +5,10 @@ never imports torch.
 
 - :func:`resnet18_classifier` -- ResNet-18 with torchvision's parameter names, dropout + 2-way
   head, ImageNet weights from a local file (:func:`load_torchvision_state_dict`).
+- :func:`classifier` -- the paper's five backbones (:data:`BACKBONES`: ResNet-18/50,
+  EfficientNet-B0/B4, ConvNeXt-Tiny) with torchvision's names, or any importable factory.
+- :func:`save_model`, :func:`load_model` -- the model file: weights plus what is needed to use
+  them (patch size, preprocessing, threshold, validation report, provenance).
 - :class:`InjectionDataset` -- real defects injected into a balanced synthetic stream with
   probability ``p_inj`` in ``[1/B, 0.25]`` (equation 1), reproducible per ``(seed, epoch, i)``.
 - :func:`train`, :func:`evaluate`, :func:`predict` -- the paper's recipe (SGD, cosine warm
@@ -22,13 +26,16 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         'ispad_core.nn needs PyTorch, which is an optional extra: pip install "ispad-core[torch]"'
     ) from exc
 
+from ispad_core.nn.backbones import BACKBONES, classifier
 from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
+from ispad_core.nn.modelfile import load_model, save_model
 from ispad_core.nn.preprocessing import PREPROCESS_PRESETS, Preprocess, preprocess_batch
 from ispad_core.nn.throughput import Throughput, measure_throughput
 from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluate, predict, train
 
 __all__ = [
+    "BACKBONES",
     "PREPROCESS_PRESETS",
     "EpochRecord",
     "InjectionDataset",
@@ -38,12 +45,15 @@ __all__ = [
     "ResNet18",
     "Throughput",
     "TrainResult",
+    "classifier",
     "evaluate",
     "injection_bounds",
+    "load_model",
     "load_torchvision_state_dict",
     "measure_throughput",
     "predict",
     "preprocess_batch",
     "resnet18_classifier",
+    "save_model",
     "train",
 ]

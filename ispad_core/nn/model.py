@@ -50,6 +50,12 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 with a dropout + linear head; see :func:`resnet18_classifier`."""
 
+    #: torchvision's name of the architecture, and the keys that loading its weights adapts
+    #: (the stem convolution, summed over RGB for one channel, and the replaced head)
+    arch = "resnet18"
+    stem_key = "conv1.weight"
+    head_keys = ("fc.weight", "fc.bias")
+
     def __init__(self, *, in_channels: int = 1, num_classes: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -170,7 +176,7 @@ def _read_state_dict(weights: Any) -> Mapping[str, torch.Tensor]:
     return state
 
 
-def _adapt_conv1(w: torch.Tensor, in_channels: int) -> torch.Tensor:
+def _adapt_stem(w: torch.Tensor, in_channels: int) -> torch.Tensor:
     """RGB kernels -> ``in_channels`` kernels that respond to a grey image as the RGB kernels do.
 
     One channel gets the sum over RGB (the paper's grey-scale adaptation); ``k`` channels each get
@@ -182,13 +188,39 @@ def _adapt_conv1(w: torch.Tensor, in_channels: int) -> torch.Tensor:
     return grey.repeat(1, in_channels, 1, 1) / in_channels
 
 
-def load_torchvision_state_dict(model: ResNet18, weights: Any, *, strict_head: bool = False) -> ResNet18:
-    """Load a torchvision-layout ResNet-18 state dict into ``model`` (in place; returns it).
+def _layout(model: nn.Module) -> tuple[str, str | None, tuple[str, ...]]:
+    """``(arch, stem_key, head_keys)`` of a model: its class attributes, else found by structure.
 
-    * ``conv1.weight`` saved for 3 channels is summed over RGB when the model has one input
+    The fallback takes the first 4-D ``*.weight`` of the state dict as the stem (true of every
+    torchvision classifier) and the parameters of the last ``nn.Linear`` as the head.
+    """
+    arch = getattr(model, "arch", None)
+    stem = getattr(model, "stem_key", None)
+    head = getattr(model, "head_keys", None)
+    if arch is not None and stem is not None and head is not None:
+        return str(arch), str(stem), tuple(head)
+    own = model.state_dict()
+    stem = next((k for k, v in own.items() if k.endswith(".weight") and v.ndim == 4), None)
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    head = ()
+    if names:
+        prefix = f"{names[-1]}." if names[-1] else ""
+        head = tuple(k for k in (f"{prefix}weight", f"{prefix}bias") if k in own)
+    return type(model).__name__, stem, head
+
+
+def load_torchvision_state_dict(model: nn.Module, weights: Any, *, strict_head: bool = False) -> nn.Module:
+    """Load a torchvision-layout state dict into ``model`` (in place; returns it).
+
+    Works for every backbone of :func:`ispad_core.nn.classifier` (ResNet-18/50: stem
+    ``conv1.weight``, head ``fc.*``; EfficientNet-B0/B4 and ConvNeXt-Tiny: stem
+    ``features.0.0.weight``, heads ``classifier.1.*`` and ``classifier.2.*``) and for other
+    modules in the same spirit (stem: the first 4-D weight; head: the last ``nn.Linear``).
+
+    * The stem kernels saved for 3 channels are summed over RGB when the model has one input
       channel; for another channel count ``k`` each channel gets that sum divided by ``k`` (so a
       grey image repeated over the channels gives the response of the RGB kernels).
-    * ``fc.weight`` / ``fc.bias`` are loaded when their shapes match the model's head and dropped
+    * The head's weight and bias are loaded when their shapes match the model's head and dropped
       otherwise (the ImageNet 1000-way head), leaving the model's freshly initialised head.
     * ``num_batches_tracked`` buffers may be missing (older files).
 
@@ -197,13 +229,19 @@ def load_torchvision_state_dict(model: ResNet18, weights: Any, *, strict_head: b
 
     Parameters
     ----------
-    model : ResNet18
-        The model to fill.
+    model : nn.Module
+        The model to fill, e.g. from :func:`resnet18_classifier` or
+        :func:`ispad_core.nn.classifier`.
     weights : path or mapping
         A file written by ``torch.save(state_dict, path)`` (read with ``weights_only=True``) or
         the mapping itself.
     strict_head : bool, default False
-        If True, an ``fc`` of another shape is an error instead of being replaced.
+        If True, a head of another shape is an error instead of being replaced.
+
+    Returns
+    -------
+    nn.Module
+        ``model`` itself.
 
     Raises
     ------
@@ -223,7 +261,10 @@ def load_torchvision_state_dict(model: ResNet18, weights: Any, *, strict_head: b
     >>> torch.equal(grey.conv1.weight, rgb["conv1.weight"].sum(dim=1, keepdim=True))
     True
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     state = _read_state_dict(weights)
+    arch, stem_key, head_keys = _layout(model)
     own = model.state_dict()
     new: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -231,11 +272,17 @@ def load_torchvision_state_dict(model: ResNet18, weights: Any, *, strict_head: b
             hint = ""
             if key.startswith("module."):
                 hint = " (saved from a DataParallel/DDP wrapper: strip the 'module.' prefix)"
-            raise ValueError(f"weights: unexpected key {key!r}, not a torchvision resnet18 name{hint}")
+            raise ValueError(f"weights: unexpected key {key!r}, not a torchvision {arch} name{hint}")
         want = tuple(own[key].shape)
-        if key == "conv1.weight" and value.ndim == 4 and tuple(value.shape[2:]) == want[2:] and value.shape[0] == want[0]:
-            value = _adapt_conv1(value, model.in_channels)
-        if key in ("fc.weight", "fc.bias") and tuple(value.shape) != want and not strict_head:
+        if (
+            key == stem_key
+            and value.ndim == 4
+            and len(want) == 4
+            and tuple(value.shape[2:]) == want[2:]
+            and value.shape[0] == want[0]
+        ):
+            value = _adapt_stem(value, want[1])
+        if key in head_keys and tuple(value.shape) != want and not strict_head:
             continue  # the ImageNet head is replaced by ours
         if tuple(value.shape) != want:
             raise ValueError(
@@ -243,11 +290,10 @@ def load_torchvision_state_dict(model: ResNet18, weights: Any, *, strict_head: b
             )
         new[key] = value.to(own[key].dtype)
     for key in own:
-        if key not in state and not key.endswith("num_batches_tracked") and not key.startswith("fc."):
+        if key not in state and not key.endswith("num_batches_tracked") and key not in head_keys:
             raise ValueError(f"weights: missing key {key!r}")
-    missing_head = [k for k in ("fc.weight", "fc.bias") if k in state and k not in new]
-    if len(missing_head) == 1:  # half a head would be inconsistent
-        new.pop("fc.weight", None)
-        new.pop("fc.bias", None)
+    if any(k in state and k not in new for k in head_keys):  # half a head would be inconsistent
+        for k in head_keys:
+            new.pop(k, None)
     model.load_state_dict(new, strict=False)
     return model
