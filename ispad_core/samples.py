@@ -168,7 +168,8 @@ class InspectionScan:
     image : numpy.ndarray of uint8, shape (H, W) or (H, W, 3)
         The screen-printed scan with the defects drawn in.
     mask : numpy.ndarray of bool, shape (H, W)
-        Pixels changed by a planted defect (the union of the synthesizer's masks).
+        The union of the synthesizer's ground-truth masks (texture support above its level, changed
+        pixels only; faint tails around a defect may differ from the fault-free print too).
     boxes : numpy.ndarray of int64, shape (n, 4)
         ``(row0, col0, row1, col1)`` of each defect's mask, end exclusive.
     presets : tuple of str

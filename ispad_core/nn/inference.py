@@ -945,6 +945,25 @@ def _roi_for(rois: Any, name: str, scan: Path) -> tuple[np.ndarray | None, str |
     return roi, source
 
 
+def _read_scan(path: Path) -> tuple[np.ndarray | None, str]:
+    """``(image, "")`` or ``(None, why)``. When decoding fails, imageio's plugins leave the file
+    open in reference cycles; they are collected here with their ResourceWarnings silenced, so
+    they do not surface later in unrelated code (or fail a test run with warnings as errors)."""
+    import gc
+    import warnings
+
+    from ispad_core.io import read_image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            return read_image(path, name="scans"), ""
+        except (OSError, ValueError) as exc:
+            msg = str(exc)
+        gc.collect()
+    return None, msg
+
+
 def _write_json(path: Path, payload: dict, overwrite: bool) -> None:
     with atomic_output(path, name="out", overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
@@ -1047,7 +1066,7 @@ def inspect_files(
         than the model's patch size, no threshold; FileExistsError when an output exists and
         ``overwrite`` is False. Per-scan problems are reported in the result instead.
     """
-    from ispad_core.io import list_images, read_image
+    from ispad_core.io import list_images
 
     if isinstance(scans, (str, os.PathLike)):
         scans = [scans]
@@ -1103,11 +1122,9 @@ def inspect_files(
         t0 = time.perf_counter()
         hottest = (None, None)
         try:
-            try:
-                image = read_image(f, name="scans")
-            except (OSError, ValueError) as exc:
-                msg = str(exc)
-                raise ValueError(msg if str(f) in msg else f"{f}: {msg}") from None
+            image, msg = _read_scan(f)
+            if image is None:
+                raise ValueError(msg if str(f) in msg else f"{f}: {msg}")
             t_read = time.perf_counter() - t0
             H, W = image.shape[:2]
             if H < size or W < size:
