@@ -107,3 +107,20 @@ def test_export_refusals(tmp_path, net):
     with pytest.raises(ValueError, match="is an ONNX file"):
         export_onnx(net, tmp_path / "n.onnx", metadata=_meta())
         inspect_files([tmp_path / "n.onnx"], model=tmp_path / "n.onnx", engine="torch", out=tmp_path / "o")
+
+
+def test_cli_export(tmp_path, net, capsys):
+    import argparse
+
+    from ispad_core import _cli_export
+
+    model_path = save_model(tmp_path / "model.pt", net, metadata=_meta())
+    parser = argparse.ArgumentParser(prog="ispad")
+    _cli_export.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export", "--model", str(model_path), "--onnx", str(tmp_path / "m.onnx")])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime matches torch fp32" in out and "ispad inspect" in out
+    assert load_onnx(tmp_path / "m.onnx")[1]["patch_size"] == 32
+    with pytest.raises(FileExistsError):
+        args.func(args)

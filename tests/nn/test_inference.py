@@ -446,3 +446,40 @@ def test_inspect_files_with_a_model_file(tmp_path):
     payload = json.loads((tmp_path / "out" / "s.json").read_text())
     expected = inspect(net.eval(), image, threshold=0.5, size=32, preprocess="lsm1", **FP32)
     assert payload["max_score"] == pytest.approx(expected.max_score, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def _parse(module, argv):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ispad")
+    module.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args([module.__name__.rsplit("_", 1)[-1], *argv])
+
+
+def test_cli_inspect_exit_status_and_lines(tmp_path, capsys):
+    from ispad_core import _cli_inspect
+    from ispad_core.nn import classifier, save_model
+
+    torch.manual_seed(0)
+    net = classifier("resnet18", in_channels=1, num_classes=2, dropout=0.1, weights=None)
+    meta = {"backbone": "resnet18", "backbone_kwargs": {}, "in_channels": 1, "num_classes": 2, "dropout": 0.1,
+            "patch_size": 32, "preprocess": {"brightness": 1.0, "ksize": 3, "sigma": 1.0, "mean": 0.449, "std": 0.226},
+            "threshold": 0.5}
+    model = save_model(tmp_path / "model.pt", net, metadata=meta)
+    iio.imwrite(tmp_path / "good.png", _scan((64, 80)))
+    iio.imwrite(tmp_path / "tiny.png", _scan((16, 16)))
+    args = _parse(_cli_inspect, [str(tmp_path / "good.png"), "--model", str(model), "--out", str(tmp_path / "r"), "--quiet"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "good.png: " in out and "1 of 1 scans inspected" in out and str(tmp_path / "r") in out
+    args = _parse(_cli_inspect, [str(tmp_path / "good.png"), str(tmp_path / "tiny.png"), "--model", str(model),
+                                 "--out", str(tmp_path / "r"), "--overwrite", "--quiet", "--precision", "fp32"])
+    assert args.func(args) == 1
+    captured = capsys.readouterr()
+    assert "tiny.png: FAILED" in captured.out and "16 x 16 px, smaller than the model's 32 x 32 window" in captured.out
+    assert "could not be inspected" in captured.err
+    with open(tmp_path / "r" / "summary.csv") as fh:
+        assert len(fh.read().strip().splitlines()) == 3
