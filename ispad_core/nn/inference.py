@@ -615,7 +615,11 @@ def inspect(
     size = int(size)
     stride = default_stride(size) if stride is None else int(stride)
     t1 = time.perf_counter()
+    threads = torch.get_num_threads()
     heat = stitch(s.scores.astype(np.float32), s.origins, image.shape[:2], reduce="max", size=size)
+    # Numba's OpenMP layer sets the process's OpenMP thread count that torch shares: put torch's back
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     t2 = time.perf_counter()
     over = np.flatnonzero(s.scores >= threshold)
     flagged = over[np.argsort(-s.scores[over], kind="stable")].astype(np.int64)

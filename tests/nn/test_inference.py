@@ -229,6 +229,16 @@ def test_grey_scan_with_rgb_model_repeats_channels():
 # --------------------------------------------------------------------------- the Inspection
 
 
+def test_inspect_keeps_torch_thread_count(model):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        inspect(model, _scan((64, 64)), threshold=0.5, size=32)  # stitch runs Numba's parallel kernels
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_inspection_fields(model):
     image = _scan((100, 140), seed=7)
     result = inspect(model, image, threshold=0.5, size=32, **FP32)
