@@ -44,7 +44,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("torch", "onnxruntime"),
                    help="inference engine (default: onnxruntime for a .onnx model, torch otherwise)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="torch precision (default auto: fp32 channels-last on the CPU, fp16 on CUDA)")
+                   help="torch precision (default auto: bf16 autocast on CPUs that compute bf16 natively, fp32 on other "
+                   "CPUs, fp16 on CUDA, all channels-last); fp32 scores exactly as the validation run did")
     p.add_argument("--allow-factory", action="append", metavar="PKG.MOD:FN",
                    help="allow the model file's backbone factory to be imported (only for files you trust)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
