@@ -34,6 +34,7 @@ import numbers
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -300,7 +301,21 @@ def _score_windows(
     scores = np.empty(keep.size, dtype=np.float64)
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
 
-    timings = {"gather_s": 0.0, "preprocess_s": 0.0, "forward_s": 0.0}
+    timings = {"gather_s": 0.0, "preprocess_s": 0.0, "wait_s": 0.0, "forward_s": 0.0}
+
+    def prepare(start: int):
+        # runs in the prefetch thread: copy this batch's windows only, convert, preprocess
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            batch = tiles[keep[start : start + batch_size]]
+            if colour == LUMA_RULE:
+                batch = rgb_to_grey(batch)
+            elif colour == GREY_TO_RGB_RULE:
+                batch = np.repeat(batch[..., None], 3, axis=-1)
+            t1 = time.perf_counter()
+            x = preprocess_batch(torch.from_numpy(batch), params, device=dev, channels_last=cl)
+            return x, t1 - t0, time.perf_counter() - t1
+
     was_training = None
     if not onnx:
         was_training = model.training
@@ -308,39 +323,45 @@ def _score_windows(
         model.to(dev)
         if cl:
             model.to(memory_format=torch.channels_last)
+    starts = list(range(0, keep.size, batch_size))
+    # Batch k + 1 is read and preprocessed in a second thread while the network runs batch k (torch
+    # releases the GIL), so the pipeline adds little beyond the forward pass; two batches are in
+    # memory at most.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ispad-windows")
+    pending = None
     try:
         with torch.inference_mode(), progress(
             total=int(keep.size), desc="windows", unit="win", disable=show_progress if show_progress is None else not show_progress
         ) as bar:
-            for start in range(0, keep.size, batch_size):
+            pending = pool.submit(prepare, starts[0])
+            for k, start in enumerate(starts):
                 t0 = time.perf_counter()
-                batch = tiles[keep[start : start + batch_size]]  # a copy of this batch's windows only
-                if colour == LUMA_RULE:
-                    batch = rgb_to_grey(batch)
-                elif colour == GREY_TO_RGB_RULE:
-                    batch = np.repeat(batch[..., None], 3, axis=-1)
+                x, gather_s, preprocess_s = pending.result()
+                pending = pool.submit(prepare, starts[k + 1]) if k + 1 < len(starts) else None
                 t1 = time.perf_counter()
-                x = preprocess_batch(torch.from_numpy(batch), params, device=dev, channels_last=cl)
-                t2 = time.perf_counter()
                 if onnx:
                     logits = model(x)
                 else:
                     with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                         logits = model(x)
                 logits = logits.float()
-                if logits.ndim != 2 or logits.shape[0] != batch.shape[0] or logits.shape[1] < 2:
+                if logits.ndim != 2 or logits.shape[0] != x.shape[0] or logits.shape[1] < 2:
                     raise ValueError(
-                        f"model: expected (B, 2) logits of a binary classifier for a batch of {batch.shape[0]}, "
+                        f"model: expected (B, 2) logits of a binary classifier for a batch of {x.shape[0]}, "
                         f"got shape {tuple(logits.shape)}"
                     )
                 p = torch.softmax(logits, dim=1)[:, 1].double().cpu().numpy()
                 scores[start : start + p.size] = p
-                t3 = time.perf_counter()
-                timings["gather_s"] += t1 - t0
-                timings["preprocess_s"] += t2 - t1
-                timings["forward_s"] += t3 - t2
+                t2 = time.perf_counter()
+                timings["gather_s"] += gather_s
+                timings["preprocess_s"] += preprocess_s
+                timings["wait_s"] += t1 - t0
+                timings["forward_s"] += t2 - t1
                 bar.update(p.size)
     finally:
+        if pending is not None:
+            pending.cancel()
+        pool.shutdown(wait=True)
         if not onnx:
             model.train(was_training)
             if cl:
@@ -378,6 +399,8 @@ def predict_windows(
     and column touch the border). Each batch of ``batch_size`` windows is copied out of the image,
     converted to the model's channels (see the module notes), preprocessed with
     :func:`~ispad_core.nn.preprocess_batch` and scored as the softmax probability of class 1.
+    The next batch is read and preprocessed in a second thread while the network runs the
+    current one, so at most two batches are in memory.
 
     Parameters
     ----------
@@ -486,9 +509,11 @@ class Inspection:
     channels_last : bool
     device : str
     timings : dict of str to float
-        Seconds: ``gather_s`` (copying windows out of the scan, colour conversion),
-        ``preprocess_s``, ``forward_s`` (network, softmax, transfer back), ``stitch_s``,
-        ``total_s``.
+        Seconds: ``gather_s`` (copying windows out of the scan, colour conversion) and
+        ``preprocess_s``, both spent in the prefetch thread while the network runs the previous
+        batch; ``wait_s`` (the network waiting for a prepared batch: the part of reading and
+        preprocessing that was not hidden), ``forward_s`` (network, softmax, transfer back),
+        ``stitch_s``, ``total_s``.
     notes : tuple of str
         What a reader of the result should know (colour conversion, skipped windows).
     """
@@ -1034,7 +1059,7 @@ def inspect_files(
         flagged: [{row, col, size, score}, ...]   every window with score >= threshold, highest first
         windows: {size, stride, grid, inspected, skipped_outside_roi, flagged}
         inference: {precision, channels_last, device}
-        timings: {read_s, gather_s, preprocess_s, forward_s, stitch_s, total_s, windows_per_s,
+        timings: {read_s, gather_s, preprocess_s, wait_s, forward_s, stitch_s, total_s, windows_per_s,
                   overlay_s, write_s}
         notes: [str, ...]
         overlay: file name of the overlay PNG

@@ -251,7 +251,7 @@ def test_inspection_fields(model):
     assert result.defective == bool(over.any())
     assert sorted(result.flagged.tolist()) == np.flatnonzero(over).tolist()
     assert (np.diff(result.flagged_scores) <= 0).all()
-    assert set(result.timings) == {"gather_s", "preprocess_s", "forward_s", "stitch_s", "total_s"}
+    assert set(result.timings) == {"gather_s", "preprocess_s", "wait_s", "forward_s", "stitch_s", "total_s"}
     d = result.to_dict()
     json.dumps(d)
     assert d["windows"]["inspected"] == result.scores.size and len(d["flagged"]) == result.flagged.size
