@@ -11,10 +11,11 @@ ResNet-18, one input channel, 256 x 256 windows at the paper's stride 160, ``tor
    autocast, contiguous and channels-last, batch 32; each line's ratio to fp32 contiguous, and
    what ``precision="auto"`` picks on this machine (``resolve_precision``).
 2. ``test_inspect_vs_bare_forward``: :func:`ispad_core.nn.inference.inspect` on a strip of a
-   13 000 px wide scan (one row of windows, 256 x 13 000 px: 81 windows), which includes copying
+   13 000 px wide scan (81 windows per row of windows; as many rows as four batches need: 2 rows,
+   162 windows, at batch 32; 7 rows, 567 windows, at batch 128), which includes copying
    windows out of the scan, preprocessing (brightness table, 3 x 3 Gaussian, normalisation),
    the forward pass, softmax and stitching the heat map, beside the bare forward pass of the
-   same 81 windows preprocessed beforehand, with the same batch size, precision and layout, timed
+   same windows preprocessed beforehand, with the same batch size, precision and layout, timed
    alternately in the same run. The ratio pipeline / bare is the issue's goal (>= 0.9x). inspect
    reads and preprocesses batch k + 1 in a second thread while the network runs batch k, so with
    one torch thread the pipeline occupies up to two cores (the bare forward one). The
@@ -128,7 +129,11 @@ def test_inspect_vs_bare_forward(benchmark, model, batch_size):
     else:
         size, width = 256, SCAN_SIDE
     stride = default_stride(size)
-    strip = screen_print((size, width), rng=0, kind="mixed")
+    # enough rows of windows for four batches: the prefetch thread hides the preprocessing of every
+    # batch but the first, so a single batch would show the start-up, not the steady state
+    per_row = math.ceil((width - size) / stride) + 1
+    rows = 1 if disabled else math.ceil(4 * batch_size / per_row)
+    strip = screen_print((size + (rows - 1) * stride, width), rng=0, kind="mixed")
     tiles, _ = sliding_windows(strip, size=size, stride=stride)
     n = len(tiles)
     precision, cl = resolve_precision("auto", "auto", "cpu")
@@ -153,7 +158,7 @@ def test_inspect_vs_bare_forward(benchmark, model, batch_size):
     share = ", ".join(f"{k[:-2]} {100 * t[k] / t['total_s']:.1f}%" for k in ("wait_s", "forward_s", "stitch_s"))
     hidden = f"gather {100 * t['gather_s'] / t['total_s']:.1f}%, preprocess {100 * t['preprocess_s'] / t['total_s']:.1f}%"
     full = math.ceil((SCAN_SIDE - size) / stride + 1) ** 2 if not disabled else None
-    _lines.append(f"inspect vs bare forward, {n} windows of {size} x {size} from a {size} x {width} strip, batch "
+    _lines.append(f"inspect vs bare forward, {n} windows of {size} x {size} from a {strip.shape[0]} x {width} strip, batch "
                   f"{batch_size}, {precision}{' channels-last' if cl else ''}, {torch.get_num_threads()} threads"
                   f"{' (tiny workload: --benchmark-disable)' if disabled else ''}")
     _lines.append(f"  inspect: {pipe_rate:.2f} windows/s   bare forward: {bare_rate:.2f} windows/s   "
