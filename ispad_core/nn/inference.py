@@ -732,13 +732,15 @@ def overlay(
     roi: Any = None,
     max_side: int = 4096,
     title: str | None = None,
+    max_outlined: int = 20,
 ) -> np.ndarray:
     """The scan with the heat map blended in colour and the flagged windows outlined.
 
     Inspected pixels are tinted from blue (score 0, faint) through yellow to red (score 1,
     strong: opacity ``0.15 + 0.55 * score``); pixels outside every inspected window (outside the
     ROI) keep the scan, darkened when a ``roi`` is given. Flagged windows are outlined in cyan and
-    numbered by rank, the hottest one with a thicker line; a banner states the verdict. Scans
+    numbered by rank with their score, the hottest one with a thicker line; a banner states the
+    verdict. Scans
     larger than ``max_side`` are shrunk by an integer factor (block means) first.
 
     Parameters
@@ -753,6 +755,9 @@ def overlay(
         Longest side of the picture.
     title : str, optional
         First words of the banner (e.g. the file name).
+    max_outlined : int, default 20
+        Outline at most this many flagged windows (the highest scores); labels that would
+        cover an earlier one are left out.
 
     Returns
     -------
@@ -778,6 +783,7 @@ def overlay(
     if image.shape[:2] != result.shape:
         raise ValueError(f"image: expected shape {result.shape} like the inspection, got {image.shape[:2]}")
     max_side = check_int(max_side, "max_side", minimum=16)
+    max_outlined = check_int(max_outlined, "max_outlined", minimum=0)
     f = max(1, -(-max(result.shape) // max_side))
     small = _downsample_mean(image, f)
     if small.ndim == 2:
@@ -809,21 +815,34 @@ def overlay(
     line = max(1, round(min(h, w) / 400))
     font = _font(max(10, min(h, w) // 45))
     side = result.size / f
-    for rank, k in enumerate(result.flagged[:50].tolist()):
+    cyan = tuple(int(v) for v in _OUTLINE)
+    shown = result.flagged[:max_outlined].tolist()
+    for rank in range(len(shown) - 1, -1, -1):  # the hottest drawn last, on top
+        r, c = result.origins[shown[rank]] / f
+        width = 2 * line if rank == 0 else line
+        draw.rectangle([c, r, c + side - 1, r + side - 1], outline=cyan, width=width)
+    labels: list[tuple] = []
+    for rank, k in enumerate(shown):  # labels in rank order, none over an earlier one
         r, c = result.origins[k] / f
         width = 2 * line if rank == 0 else line
-        draw.rectangle([c, r, c + side - 1, r + side - 1], outline=tuple(int(v) for v in _OUTLINE), width=width)
-        label = f"{rank + 1}: {result.scores[k]:.2f}"
-        draw.text((c + width + 2, r + width + 1), label, fill=tuple(int(v) for v in _OUTLINE), font=font,
-                  stroke_width=max(1, line // 2), stroke_fill=(0, 0, 0))
+        text = f"{rank + 1}: {result.scores[k]:.2f}"
+        box = draw.textbbox((c + width + 2, r + width + 1), text, font=font, stroke_width=max(1, line // 2))
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in labels):
+            continue
+        labels.append(box)
+        draw.text((c + width + 2, r + width + 1), text, fill=cyan, font=font, stroke_width=max(1, line // 2),
+                  stroke_fill=(0, 0, 0))
     verdict = "DEFECTIVE" if result.defective else "good"
+    more = f" (the top {len(shown)} outlined)" if len(shown) < result.flagged.size else ""
     banner = (f"{title + ': ' if title else ''}{verdict}  max {result.max_score:.3f} "
               f"{'>=' if result.defective else '<'} threshold {result.threshold:.3f}  "
-              f"{result.flagged.size} of {result.scores.size} windows flagged")
-    box = draw.textbbox((0, 0), banner, font=font)
+              f"{result.flagged.size} of {result.scores.size} windows flagged{more}")
     pad = max(2, line * 2)
+    if draw.textbbox((0, 0), banner, font=font)[2] > w - 2 * pad:  # too wide: verdict, then the counts
+        banner = banner.replace("  ", "\n", 1) if title else banner.replace("  ", "\n", 2).replace("\n", "  ", 1)
+    box = draw.multiline_textbbox((0, 0), banner, font=font)
     draw.rectangle([0, 0, box[2] + 2 * pad, box[3] + 2 * pad], fill=(0, 0, 0))
-    draw.text((pad, pad), banner, fill=(255, 80, 80) if result.defective else (120, 255, 120), font=font)
+    draw.multiline_text((pad, pad), banner, fill=(255, 80, 80) if result.defective else (120, 255, 120), font=font)
     return np.asarray(picture, dtype=np.uint8).copy()
 
 
