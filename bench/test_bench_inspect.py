@@ -1,6 +1,6 @@
 """Inspection throughput: the whole pipeline beside the bare model forward on the same windows.
 
-Run:  python -m pytest bench/test_bench_inspect.py -s
+Run:  python -m pytest bench/test_bench_inspect.py -s      (about 6 minutes on one CPU core)
 (``-s`` shows the tables; with ``--benchmark-disable`` everything runs once on a tiny workload
 -- 32 px windows on a 64 x 400 strip -- which is how CI keeps this file from rotting.)
 
