@@ -9,6 +9,8 @@ Subcommands (``ispad <command> --help`` for each)::
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
     ispad info      FILE.h5 [--below G]
     ispad train     --stream FILE.h5 --out model.pt [--real DIR] [--val DIR] [--p-inj 1/32] [--backbone NAME]
+    ispad inspect   SCANS... --model model.pt --out results/ [--roi DIR] [--engine torch|onnxruntime]
+    ispad export    --model model.pt --onnx model.onnx
     ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512]
     ispad benchmark --out DIR [--seed S] [--size 64]
     ispad experiment --config experiment.toml --out runs/ [--jobs N]
@@ -52,7 +54,7 @@ BUILTIN_SIDE = 640
 
 #: Subcommands that live in their own module ``ispad_core._cli_<name>`` (``add_parser(sub)`` and
 #: ``run(args)``), in the order ``ispad --help`` lists them after the ones defined here.
-_COMMAND_MODULES = ("train", "crops", "benchmark", "experiment", "demo")
+_COMMAND_MODULES = ("train", "inspect", "export", "crops", "benchmark", "experiment", "demo")
 
 
 class CLIError(Exception):

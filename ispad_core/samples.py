@@ -313,3 +313,9 @@ def inspection_scan(
 
 
 __all__ += ["InspectionScan", "inspection_scan"]
+
+# The built-in benchmark lives in its own module (its "real" defects share no code with the
+# synthesizer); it is part of the samples, so it is importable from here too.
+from ispad_core.proxy import ProxyBenchmark, proxy_benchmark  # noqa: E402
+
+__all__ += ["ProxyBenchmark", "proxy_benchmark"]

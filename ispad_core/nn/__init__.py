@@ -30,6 +30,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from ispad_core.nn.backbones import BACKBONES, classifier
 from ispad_core.nn.detector import DetectorResult, Recipe, train_detector
+from ispad_core.nn.export import export_onnx
+from ispad_core.nn.inference import Inspection, InspectionReport, inspect, inspect_files, predict_windows
 from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
 from ispad_core.nn.modelfile import load_model, save_model
@@ -44,6 +46,8 @@ __all__ = [
     "EpochRecord",
     "InjectionDataset",
     "InjectionPlan",
+    "Inspection",
+    "InspectionReport",
     "Prediction",
     "Preprocess",
     "Recipe",
@@ -52,11 +56,15 @@ __all__ = [
     "TrainResult",
     "classifier",
     "evaluate",
+    "export_onnx",
     "injection_bounds",
+    "inspect",
+    "inspect_files",
     "load_model",
     "load_torchvision_state_dict",
     "measure_throughput",
     "predict",
+    "predict_windows",
     "preprocess_batch",
     "resnet18_classifier",
     "save_model",
