@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=_int_at_least(32), default=64, help="patch side in pixels (default 64)")
     p.add_argument("--n", type=_positive, default=4000, help="patches in the synthetic stream (default 4000)")
     p.add_argument("--steps", type=_positive, default=400, help="training steps (default 400)")
+    p.add_argument("--contrast", type=float, default=3.0, help="factor on every defect's contrast (default 3: "
+                   "a few hundred CPU steps learn nothing from the presets' faint defects; 1 also augments the stream)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing --out, replacing the demo's files")
     p.add_argument("--quiet", action="store_true", help="no progress, only the summary")
     p.set_defaults(func=run)
@@ -33,7 +35,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ispad_core.demo import run_demo
 
-    res = run_demo(args.out, seed=args.seed, size=args.size, n=args.n, steps=args.steps,
+    res = run_demo(args.out, seed=args.seed, size=args.size, n=args.n, steps=args.steps, contrast=args.contrast,
                    overwrite=args.overwrite, verbose=not args.quiet)
     outcome = res.report.scans[0]
     v = res.validation
