@@ -6,3 +6,9 @@ collect_ignore_glob = []
 if importlib.util.find_spec("torch") is None:
     # ispad_core.nn is the optional [torch] layer; without torch its doctests cannot run.
     collect_ignore_glob.append("ispad_core/nn/*")
+if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+    # the ONNX export is the optional [deploy] extra
+    collect_ignore_glob.append("ispad_core/nn/export.py")
+if importlib.util.find_spec("distributed") is None:
+    # the Dask path is the optional [dask] extra
+    collect_ignore_glob.append("ispad_core/_dask.py")
