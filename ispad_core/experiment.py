@@ -533,7 +533,9 @@ def _stream_file(config: ExperimentConfig, out: Path, verbose: bool) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if verbose:
         print(f"making the stream {target} ({s['n']} patches of {s['size']} px) from {len(images)} scans", flush=True)
-    with exclusive_lock(target, name="stream"):
+    # a second experiment on the same folder stops here, naming the file, while the first makes the
+    # stream (the writer's own lock is on the stream's name, so this one is on another)
+    with exclusive_lock(target.with_name(target.name + ".prepare"), name="stream"):
         if not target.is_file():
             write_balanced_stream(
                 target,

@@ -275,7 +275,7 @@ class RealTransform:
         if self.augment is not None:
             from ispad_core.augment import augment
 
-            image = augment(image, self.augment, rng=rng)
+            image = augment(image, self.augment, rng=rng, channel_axis=-1 if image.ndim == 3 else None)
         return np.ascontiguousarray(center_crop(image, self.size))
 
 
