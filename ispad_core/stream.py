@@ -685,7 +685,7 @@ class SyntheticStream:
     >>> stream = SyntheticStream(screen_print((160, 160), rng=0), n=6, size=64, seed=0)
     >>> image, mask, label = stream[1]
     >>> len(stream), image.shape, mask.dtype, int(stream.labels.sum())
-    (6, (64, 64), dtype('uint8'), 3)
+    (6, (64, 64), dtype('bool'), 3)
     >>> images, masks, labels = stream[[0, 5, 2]]
     >>> images.shape, labels.tolist() == stream.labels[[0, 5, 2]].tolist()
     ((3, 64, 64), True)
