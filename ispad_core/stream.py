@@ -638,7 +638,7 @@ class SyntheticStream:
     byte for byte item ``i`` of the file :func:`write_balanced_stream` writes with the same
     images, ROIs, settings and ``seed``. Items are ``(image, mask, label)`` as
     :class:`ispad_core.io.StreamReader` gives them: image ``(size, size[, 3])`` uint8, mask
-    ``(size, size)`` uint8 0/255, label an int, so the two are interchangeable as the stream of
+    ``(size, size)`` bool, label an int, so the two are interchangeable as the stream of
     :class:`ispad_core.nn.InjectionDataset` or any torch ``DataLoader``.
 
     :meth:`set_epoch` switches to a fresh stream of the same length and defect fraction (new
@@ -685,7 +685,7 @@ class SyntheticStream:
     >>> stream = SyntheticStream(screen_print((160, 160), rng=0), n=6, size=64, seed=0)
     >>> image, mask, label = stream[1]
     >>> len(stream), image.shape, mask.dtype, int(stream.labels.sum())
-    (6, (64, 64), dtype('uint8'), 3)
+    (6, (64, 64), dtype('bool'), 3)
     >>> images, masks, labels = stream[[0, 5, 2]]
     >>> images.shape, labels.tolist() == stream.labels[[0, 5, 2]].tolist()
     ((3, 64, 64), True)
@@ -791,7 +791,7 @@ class SyntheticStream:
         return idx % self.n
 
     def batch(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Items ``indices`` as arrays ``(images, masks 0/255, labels)``, in that order.
+        """Items ``indices`` as arrays ``(images, masks, labels)``, in that order.
 
         Parameters
         ----------
@@ -800,17 +800,16 @@ class SyntheticStream:
         Returns
         -------
         images : numpy.ndarray of uint8, shape (B, size, size[, 3])
-        masks : numpy.ndarray of uint8, shape (B, size, size), 0 or 255
+        masks : numpy.ndarray of bool, shape (B, size, size)
         labels : numpy.ndarray of uint8, shape (B,)
         """
         idx = self._index(indices)
         self._in_this_process()
         if idx.size == 0:
             shape = self.image_shape
-            return np.empty((0, *shape), np.uint8), np.empty((0, *shape[:2]), np.uint8), np.empty(0, np.uint8)
+            return np.empty((0, *shape), np.uint8), np.empty((0, *shape[:2]), np.bool_), np.empty(0, np.uint8)
         b = self._gen.make_items(idx)
-        masks = b.masks
-        masks *= np.uint8(255)  # 0/1 from the synthesizer, 0/255 as in the file
+        masks = b.masks.view(np.bool_) if b.masks.dtype == np.uint8 else b.masks != 0  # 0/1 from the synthesizer
         return b.images, masks, b.labels
 
     def __getitem__(self, key: Any):

@@ -799,8 +799,8 @@ def write_stream(
     >>> _ = write_stream(path, images, masks, [0, 1, 0, 0], attrs={"seed": 0})
     >>> with open_stream(path) as s:
     ...     image, mask, label = s[1]
-    ...     print(len(s), label, mask.max(), s.attrs["seed"], (s[0:4][0] == images).all())
-    4 1 255 0 True
+    ...     print(len(s), label, mask.dtype, int(mask.sum()), s.attrs["seed"], (s[0:4][0] == images).all())
+    4 1 bool 4 0 True
     """
     check_choice(compression, "compression", COMPRESSIONS)
     images = check_array(images, "images", ndim=(3, 4), dtypes=(np.uint8,))
@@ -910,7 +910,7 @@ class StreamReader:
     """Read access to an HDF5 stream file without loading it (see :func:`open_stream`).
 
     ``len(reader)`` items; ``reader[i]`` is ``(image, mask, label)`` with image
-    ``(H, W[, C])`` uint8, mask ``(H, W)`` uint8 0/255 as stored, label an int;
+    ``(H, W[, C])`` uint8, mask ``(H, W)`` bool (0/255 on disk), label an int;
     ``reader[a:b]`` (or an integer array) gives ``(images, masks, labels)`` arrays;
     :meth:`read_batch` reads any batch of indices and ``__getitems__`` serves a torch
     ``DataLoader`` a whole batch per call; :meth:`iter_chunks` walks the file in blocks.
@@ -1087,7 +1087,8 @@ class StreamReader:
         Returns
         -------
         images : numpy.ndarray of uint8, shape (B, H, W[, C])
-        masks : numpy.ndarray of uint8, shape (B, H, W), 0/255 as stored
+        masks : numpy.ndarray of bool, shape (B, H, W)
+            True on the defect (stored as 0/255 in the file)
         labels : numpy.ndarray of uint8, shape (B,)
 
         Raises
@@ -1109,7 +1110,9 @@ class StreamReader:
         masks = np.empty((idx.size, *shape[:2]), np.uint8)
         self._read_into(IMAGES, idx, images)
         self._read_into(MASKS, idx, masks)
-        return images, masks, self._labels[idx]
+        # 0/255 on disk, bool in memory (the library's one mask convention); in place, no copy
+        np.minimum(masks, 1, out=masks)
+        return images, masks.view(np.bool_), self._labels[idx]
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
         """Items ``indices`` as a list of ``(image, mask, label)``, read as one batch.
