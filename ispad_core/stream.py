@@ -37,7 +37,8 @@ import numpy as np
 
 from ispad_core._progress import progress
 from ispad_core._validation import as_generator, check_array, check_float, check_int, item_seeds, mix64
-from ispad_core.io._streamfile import StreamWriter, part_path
+from ispad_core.io._streamformat import part_path
+from ispad_core.io._streamwriter import StreamWriter
 
 __all__ = [
     "StreamSummary",

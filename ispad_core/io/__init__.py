@@ -27,15 +27,10 @@ from ispad_core.io._images import IMAGE_EXTENSIONS, list_images, read_image, rea
 from ispad_core.io._mvtec import MVTecDataset, read_mvtec, write_mvtec
 from ispad_core.io._real import LabelledSet, RealDefects, RealTransform, read_labelled_set, read_real_defects
 from ispad_core.io._scans import Scans, read_scans
-from ispad_core.io._streamfile import (
-    FIELDS,
-    StreamReader,
-    StreamWriter,
-    merge_streams,
-    open_stream,
-    part_path,
-    write_stream,
-)
+from ispad_core.io._streamformat import FIELDS, part_path
+from ispad_core.io._streammerge import merge_streams
+from ispad_core.io._streamreader import StreamReader, open_stream
+from ispad_core.io._streamwriter import StreamWriter, write_stream
 
 __all__ = [
     "COMPRESSIONS",

@@ -441,7 +441,7 @@ def read_labelled_set(path: str | os.PathLike, *, size: int | None = None, name:
 
 
 def _read_stream_set(p: Path, size: int | None, name: str) -> LabelledSet:
-    from ispad_core.io._streamfile import open_stream
+    from ispad_core.io._streamreader import open_stream
 
     if p.suffix.lower() not in _STREAM_SUFFIXES:
         raise ValueError(f"{name}: {p} is a file but not an HDF5 stream (.h5); expected a stream file or a folder")
