@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ispad_core._config import NJIT, NJIT_PARALLEL
+from ispad_core._shared_kernels import fade
 
 # Layout of the float parameter vector handed to the kernel (filled by samples.py).
 P_KIND = 0  # 0 dots, 1 lines, 2 mesh, 3 mixed
@@ -48,11 +49,6 @@ N_FIELDS = 5
 
 
 @njit(**NJIT)
-def _fade(t):
-    return t * t * (3.0 - 2.0 * t)
-
-
-@njit(**NJIT)
 def _coverage(dist, half_width, edge):
     """Anti-aliased ink coverage of a pixel at ``dist`` from a feature of ``half_width``."""
     c = (half_width - dist) / edge + 0.5
@@ -65,6 +61,9 @@ def _coverage(dist, half_width, edge):
 
 @njit(**NJIT)
 def _cell_hash(iu, iv, table):
+    # Not the keyed lattice hash of _shared_kernels (lattice_value): this indexes a jitter table
+    # drawn from the sample's own generator, and switching would change every built-in sample's
+    # bytes (and the figures and demo made from them).
     h = (iu * 73856093) ^ (iv * 19349663)
     return table[h & (table.shape[0] - 1)]
 
@@ -97,7 +96,7 @@ def screen_print_kernel(out, params, inks, lattices, cells, cell_table, noise_ta
             g = x / cells[f]
             j = int(math.floor(g))
             col_idx[f, x] = j
-            col_wt[f, x] = _fade(g - j)
+            col_wt[f, x] = fade(g - j)
     ca1 = math.cos(params[P_DOT_ANGLE])
     sa1 = math.sin(params[P_DOT_ANGLE])
     ca2 = math.cos(params[P_LINE_ANGLE])
@@ -118,7 +117,7 @@ def screen_print_kernel(out, params, inks, lattices, cells, cell_table, noise_ta
             g = y / cells[f]
             i = int(math.floor(g))
             row_i[f] = i
-            row_w[f] = _fade(g - i)
+            row_w[f] = fade(g - i)
         for x in range(w):
             for f in range(N_FIELDS):
                 i = row_i[f]
