@@ -533,7 +533,8 @@ def _stream_file(config: ExperimentConfig, out: Path, verbose: bool) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if verbose:
         print(f"making the stream {target} ({s['n']} patches of {s['size']} px) from {len(images)} scans", flush=True)
-    with exclusive_lock(target, name="stream"):
+    # the writer takes the lock of target itself: the makers of the grid agree on another one
+    with exclusive_lock(target.with_name(target.name + ".make"), name="stream"):
         if not target.is_file():
             write_balanced_stream(
                 target,
