@@ -133,7 +133,7 @@ def _product_data(root: Path, *, seed: int, size: int, contrast: float, overwrit
             write_png(root / "real" / group / f"{k:03d}_{kind}.png", image, overwrite=overwrite)
     # validation: another sheet of the product, 20 fault-free patches per defective one
     val_sheet = _sheet(seed, _VAL_SHEET)
-    good, _ = random_patches(val_sheet, size, 320, rng=seed)
+    good, _ = random_patches(val_sheet, 320, size, rng=seed)
     (root / "val" / "good").mkdir(parents=True, exist_ok=True)
     for k, patch in enumerate(good):
         write_png(root / "val" / "good" / f"{k:03d}.png", patch, overwrite=overwrite)
