@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ispad_core.cli import _int_at_least, _nonnegative, _positive
+from ispad_core.cli import _int_at_least, _nonnegative, _number_in, _positive
 
 _EPILOG = """examples:
   ispad benchmark --out proxy/
@@ -17,16 +17,6 @@ layout:
   proxy/real_masks/{points,area}/*_mask.png
   proxy/val/, proxy/test/               MVTec layout (test/good, test/<group>, ground_truth/<group>)
   proxy/benchmark.json                  settings and the defect class of every file"""
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0.0 < value <= 10.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 10], got {text!r}")
-    return value
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -52,7 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--n-val", type=_positive, default=16, help="defective patches in the validation set (default 16)")
     p.add_argument("--n-test", type=_positive, default=40, help="defective patches in the test set (default 40)")
     p.add_argument("--good-per-defective", type=_positive, default=20, help="fault-free patches per defective one in validation and test (default 20)")
-    p.add_argument("--contrast", type=_positive_float, default=1.0, help="factor on the 'real' defects' contrast (default 1)")
+    p.add_argument("--contrast", type=_number_in(0.0, 10.0, open_low=True), default=1.0, help="factor on the 'real' defects' contrast (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark folder")
     p.set_defaults(func=run)
     return p

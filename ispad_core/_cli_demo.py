@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from ispad_core.cli import _int_at_least, _nonnegative, _positive
+    from ispad_core.cli import _int_at_least, _nonnegative, _number_in, _positive
 
     p = sub.add_parser(
         "demo",
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=_int_at_least(32), default=64, help="patch side in pixels (default 64)")
     p.add_argument("--n", type=_positive, default=4000, help="patches in the synthetic stream (default 4000)")
     p.add_argument("--steps", type=_positive, default=400, help="training steps (default 400)")
-    p.add_argument("--contrast", type=float, default=3.0, help="factor on every defect's contrast (default 3: "
+    p.add_argument("--contrast", type=_number_in(0.1, 10.0), default=3.0, help="factor on every defect's contrast (default 3: "
                    "a few hundred CPU steps learn nothing from the presets' faint defects; 1 also augments the stream)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing --out, replacing the demo's files")
     p.add_argument("--quiet", action="store_true", help="no progress, only the summary")

@@ -93,37 +93,29 @@ _positive = _int_at_least(1)
 _nonnegative = _int_at_least(0)
 
 
-def _fraction(text: str) -> float:
-    """A number in (0, 1] (``--min-roi-fraction``, ``--fpr-limit``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0.0 < value <= 1.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
+def _number_in(low: float, high: float, *, open_low: bool = False, what: str = "a number"):
+    """An argparse type: a float in ``[low, high]`` (``(low, high]`` with ``open_low``); rejects NaN."""
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} in {interval}, got {text!r}") from None
+        if not ((low < value) if open_low else (low <= value)) or not value <= high:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"expected {what} in {interval}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number in {interval}"
+    return parse
 
 
-def _unit_interval(text: str) -> float:
-    """A number in [0, 1] (``--defect-fraction``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _grey_levels(text: str) -> float:
-    """A number of 8-bit grey levels in [0, 255] (``--min-contrast``, ``--below``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of grey levels in [0, 255], got {text!r}") from None
-    if not 0.0 <= value <= 255.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number of grey levels in [0, 255], got {text!r}")
-    return value
+#: ``--min-roi-fraction``, ``--fpr-limit``: a number in (0, 1].
+_fraction = _number_in(0.0, 1.0, open_low=True)
+#: ``--defect-fraction``: a number in [0, 1].
+_unit_interval = _number_in(0.0, 1.0)
+#: ``--min-contrast``, ``--below``: 8-bit grey levels in [0, 255].
+_grey_levels = _number_in(0.0, 255.0, what="a number of grey levels")
 
 
 def _finite(text: str) -> float:
