@@ -115,6 +115,18 @@ def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
     assert by_strategy["mixed"]["f1/2"] == [files[i] for i in order["1/2"]]
 
 
+def test_two_jobs_give_the_results_of_one(bench, tmp_path):
+    # with the threads fixed, a run is the same computation in a worker process as in this one
+    config = _config(bench, fractions=[1])
+    config["train"].update(steps=2, threads=1)
+    one = run_experiment(config, tmp_path / "one", verbose=False)
+    two = run_experiment(config, tmp_path / "two", jobs=2, verbose=False)
+    assert one.ran == two.ran == 2 and two.jobs == 2
+    assert [r["run"] for r in two.reports] == [r["run"] for r in one.reports]  # grid order, not finishing order
+    assert [r["test_scores"] for r in two.reports] == [r["test_scores"] for r in one.reports]
+    assert (tmp_path / "two" / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()
+
+
 # --------------------------------------------------------------------------- plumbing with a stand-in trainer
 
 
