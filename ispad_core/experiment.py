@@ -1178,7 +1178,7 @@ _PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 
             (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
-def _plot_mcc(path: Path, rows: list[dict]) -> None:
+def _plot_mcc(path: Path, rows: list[dict], title: str = "MCC (test set; mean over seeds, band: min to max)") -> None:
     """MCC against #real defects: a line per (strategy, group) with the seed mean; band = min..max."""
     from PIL import Image, ImageDraw
 
@@ -1213,7 +1213,7 @@ def _plot_mcc(path: Path, rows: list[dict]) -> None:
         d.line([px(x), H - B, px(x), H - B + 4], fill=(0, 0, 0))
         d.text((px(x) - 6, H - B + 8), str(x), fill=(0, 0, 0))
     d.text((L + (W - L - R) / 2 - 60, H - 25), "number of real defects", fill=(0, 0, 0))
-    d.text((8, T - 22), "MCC (test set; mean over seeds, band: min to max)", fill=(0, 0, 0))
+    d.text((8, T - 22), title, fill=(0, 0, 0))
     legend_y = T
     if baseline:
         m = float(np.mean(baseline))

@@ -251,6 +251,26 @@ def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
 # --------------------------------------------------------------------------- scoring
 
 
+@pytest.mark.parametrize("name", ["reproduction", "reproduction_fractions", "reproduction_long",
+                                  "reproduction_long_augment"])
+def test_the_documented_configs_are_valid(name, tmp_path):
+    # docs/reproduction.md runs these against the benchmark made beside docs/: a copy beside a small one
+    import shutil
+    import tomllib
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    proxy_benchmark(tmp_path / "proxy", seed=0, size=64, n_scans=1, scan_side=128, n_points=16, n_area=16,
+                    n_val=2, n_test=2, good_per_defective=2)
+    (tmp_path / "docs").mkdir()
+    toml = shutil.copy(docs / f"{name}.toml", tmp_path / "docs")
+    config = load_config(toml)
+    text = tomllib.loads((docs / f"{name}.toml").read_text())
+    assert config.train["steps"] == text["train"]["steps"] and config.train["threads"] == 2
+    assert len(config.runs()) == {"reproduction": 9, "reproduction_fractions": 21, "reproduction_long": 9,
+                                  "reproduction_long_augment": 3}[name]
+
+
 def test_scoring_uses_the_validation_threshold():
     val_labels = [0, 0, 0, 1, 1]
     val_scores = [0.1, 0.2, 0.4, 0.5, 0.9]  # F1-optimal threshold 0.5
