@@ -49,8 +49,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, metavar="FILE.toml", help="the experiment")
     p.add_argument("--out", required=True, metavar="DIR", help="runs folder (created if missing)")
     p.add_argument("--jobs", type=_positive, default=1,
-                   help="runs at once, one process each, with CPUs / N torch threads unless train.threads is set (default 1). On a CPU it pays "
-                   "when one run cannot keep every core busy by itself, as with train.threads = 1; with GPUs, run K goes to GPU K mod count")
+                   help="runs at once, one process each, with CPUs / N torch threads unless train.threads is set "
+                   "(default 1). On a CPU it pays when one run cannot keep every core busy by itself, as with "
+                   "train.threads = 1; with GPUs, run K goes to GPU K mod count")
     p.add_argument("--device", help="cpu, cuda or cuda:K (default: a GPU if there is one)")
     p.add_argument("--check", action="store_true", help="check the config, list the runs and stop")
     p.add_argument("--quiet", action="store_true", help="print only the final line")

@@ -799,7 +799,8 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     model = result.model
     t1 = time.perf_counter()
     # train_detector scored the validation set already: its threshold is the F1-optimal one there
-    with _torch_threads(t["threads"]):  # the run's threads for its scores too: CPU sums differ in the last bits by thread count
+    # the run's threads for its scores too: CPU sums differ in the last bits between thread counts
+    with _torch_threads(t["threads"]):
         test = predict(model, test_images, preprocess=preprocess, device=request.device, batch_size=256)
     summary = {
         "steps": result.train.steps,
