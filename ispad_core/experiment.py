@@ -1180,7 +1180,7 @@ _PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 
 
 
 def _plot_mcc(path: Path, rows: list[dict], title: str = "MCC (test set; mean over seeds, band: min to max)") -> None:
-    """MCC against #real defects: a line per (strategy, group) with the seed mean; band = min..max."""
+    """MCC against #real defects (log(1 + n) axis): a line per (strategy, group) with the seed mean; band = min..max."""
     from PIL import Image, ImageDraw
 
     series: dict[tuple, dict[int, list[float]]] = {}
@@ -1196,10 +1196,11 @@ def _plot_mcc(path: Path, rows: list[dict], title: str = "MCC (test set; mean ov
     W, H, L, R, T, B = 760, 480, 70, 230, 30, 60
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    # log(1 + n): the few-shot counts (4, 10, 16) stay apart beside a whole pool (64 and more)
+    x0, x1 = math.log1p(min(xs)), math.log1p(max(xs) if max(xs) > min(xs) else min(xs) + 1)
 
     def px(x: float) -> float:
-        return L + (W - L - R) * (x - x0) / (x1 - x0)
+        return L + (W - L - R) * (math.log1p(x) - x0) / (x1 - x0)
 
     def py(y: float) -> float:
         return T + (H - T - B) * (1.0 - (y - lo) / (1.0 - lo))
@@ -1213,7 +1214,7 @@ def _plot_mcc(path: Path, rows: list[dict], title: str = "MCC (test set; mean ov
     for x in xs:
         d.line([px(x), H - B, px(x), H - B + 4], fill=(0, 0, 0))
         d.text((px(x) - 6, H - B + 8), str(x), fill=(0, 0, 0))
-    d.text((L + (W - L - R) / 2 - 60, H - 25), "number of real defects", fill=(0, 0, 0))
+    d.text((L + (W - L - R) / 2 - 60, H - 25), "number of real defects (log scale)", fill=(0, 0, 0))
     d.text((8, T - 22), title, fill=(0, 0, 0))
     legend_y = T
     if baseline:
