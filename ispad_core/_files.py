@@ -59,31 +59,46 @@ def _size_text(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def out_of_space(exc: BaseException, path: str | os.PathLike, name: str, *, kept: bool) -> OutOfSpaceError | None:
-    """An :class:`OutOfSpaceError` for ``exc`` if it (or what it was raised from) is a full disk, else None.
+#: Free bytes under which a write that failed without an errno (torch.save to a path raises a
+#: RuntimeError from its C++ writer) is taken for a full disk.
+_NEARLY_FULL = 1 << 20
 
-    The message is one line: the argument, the file, the free space on its file system, and
-    whether an older file at ``path`` is kept.
-    """
-    seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, OutOfSpaceError):
-            return exc
-        if isinstance(exc, OSError) and exc.errno in _FULL:
-            break
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    else:
-        return None
-    p = Path(os.fspath(path))
-    parent = p.parent if str(p.parent) else Path(".")
+
+def _free_bytes(folder: str | os.PathLike) -> int | None:
     try:
-        free = f"{_size_text(shutil.disk_usage(parent).free)} free on its file system"
+        return shutil.disk_usage(os.fspath(folder)).free
     except OSError:  # pragma: no cover - a folder gone meanwhile
-        free = "free space unknown"
-    what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+        return None
+
+
+def out_of_space(
+    exc: BaseException, path: str | os.PathLike, name: str, *, kept: bool, free: int | None
+) -> OutOfSpaceError | None:
+    """An :class:`OutOfSpaceError` for ``exc`` if it is a full disk, else None.
+
+    A full disk is an ``OSError`` with ``ENOSPC`` or ``EDQUOT`` (or one that ``exc`` was raised
+    from), or a ``RuntimeError`` of a writer that hides the errno (torch's C++ file writer) when
+    ``free`` (measured at the failure, before anything was cleaned up) is under 1 MiB. The message
+    is one line: the argument, the file, the free space, and whether an older file is kept.
+    """
+    code = None
+    cause, seen = exc, 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, OutOfSpaceError):
+            return cause
+        if isinstance(cause, OSError) and cause.errno in _FULL:
+            code = cause.errno
+            break
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    if code is None:
+        if not (isinstance(exc, RuntimeError) and free is not None and free < _NEARLY_FULL):
+            return None
+        code = errno.ENOSPC
+    p = Path(os.fspath(path))
+    room = "free space unknown" if free is None else f"{_size_text(free)} free on its file system"
+    what = "the disk is full" if code == errno.ENOSPC else "the disk quota is used up"
     old = f"the old {p.name} is kept" if kept else "nothing was written"
-    return OutOfSpaceError(exc.errno, f"{name}: {what} while writing {p} ({free}); {old}")
+    return OutOfSpaceError(code, f"{name}: {what} while writing {p} ({room}); {old}")
 
 
 def _umask() -> int:
@@ -188,7 +203,8 @@ def atomic_output(
         As :func:`check_output_path`, before anything is written and again before the rename.
     OutOfSpaceError
         If the disk or the quota fills up (an ``OSError`` with ``ENOSPC`` or ``EDQUOT``, raised
-        by the block or by the fsync): one line naming the file and the free space.
+        by the block or by the fsync, or a ``RuntimeError`` of a writer that hides the errno while
+        under 1 MiB is free): one line naming the file and the free space.
 
     Examples
     --------
@@ -205,7 +221,7 @@ def atomic_output(
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=parent)
     except OSError as exc:
-        full = out_of_space(exc, target, name, kept=os.path.lexists(target))
+        full = out_of_space(exc, target, name, kept=os.path.lexists(target), free=_free_bytes(parent))
         if full is None:
             raise
         raise full from None
@@ -219,9 +235,10 @@ def atomic_output(
         check_output_path(target, name, overwrite=overwrite)
         os.replace(tmp, target)
     except BaseException as exc:
+        free = _free_bytes(parent) if isinstance(exc, (OSError, RuntimeError)) else None  # before the cleanup frees room
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        full = out_of_space(exc, target, name, kept=os.path.lexists(target))
+        full = out_of_space(exc, target, name, kept=os.path.lexists(target), free=free)
         if full is None or full is exc:
             raise
         raise full from None

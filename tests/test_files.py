@@ -213,3 +213,22 @@ def test_stale_temporaries_of_a_killed_writer_are_recognised_and_nothing_else(tm
     left.write_text("{}")
     assert remove_stale_temporaries(fd_dir, names=r"a\.json") == [left]
     assert os.listdir(fd_dir) == ["a.json"]
+
+
+def test_a_writer_that_hides_the_errno_on_a_full_disk_is_reported_as_one(tmp_path, monkeypatch):
+    # torch.save to a path raises a RuntimeError from its C++ writer on a full disk
+    import shutil
+
+    from ispad_core import _files
+
+    target = tmp_path / "model.pt"
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(_files.shutil, "disk_usage", lambda p: usage._replace(free=4096))
+    with pytest.raises(_files.OutOfSpaceError, match=r"path: the disk is full while writing .*model.pt \(4.1 KB free"):
+        with atomic_output(target):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(_files.shutil, "disk_usage", lambda p: usage._replace(free=10 << 20))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # room on the disk: not a full disk
+        with atomic_output(target):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
