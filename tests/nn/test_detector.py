@@ -477,3 +477,35 @@ def test_a_rerun_removes_what_a_killed_run_left(data, tmp_path):
         p.write_bytes(b"x")
     _run(data, out)
     assert not any(p.exists() for p in left) and all(p.exists() for p in users)
+
+
+class _LockHolders(torch.utils.data.Dataset):
+    """Item i: whether the process that reads it has a descriptor open on ``lock``."""
+
+    def __init__(self, lock):
+        self.lock = str(lock)
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        fds = os.listdir("/proc/self/fd")
+        held = []
+        for fd in fds:
+            try:
+                held.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return torch.tensor(int(self.lock in held))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_forked_loader_worker_holds_no_descriptor_of_the_writer_lock(tmp_path):
+    # a worker that outlives a killed trainer must not keep its output locked
+    from ispad_core._files import exclusive_lock
+
+    with exclusive_lock(tmp_path / "m.pt", name="out") as lock:
+        assert _LockHolders(lock)[0] == 1  # this process holds it
+        loader = torch.utils.data.DataLoader(_LockHolders(lock), batch_size=1, num_workers=1,
+                                             multiprocessing_context="fork")
+        assert [int(b) for b in loader] == [0, 0]
