@@ -509,3 +509,15 @@ def test_a_forked_loader_worker_holds_no_descriptor_of_the_writer_lock(tmp_path)
         loader = torch.utils.data.DataLoader(_LockHolders(lock), batch_size=1, num_workers=1,
                                              multiprocessing_context="fork")
         assert [int(b) for b in loader] == [0, 0]
+
+
+def test_cli_train_a_link_at_the_checkpoint_folder_is_one_line(data, tmp_path, capsys):
+    from ispad_core.cli import main
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "m.pt.ckpt").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    rc = main(["train", "--stream", str(data / "stream.h5"), "--val", str(data / "val"), "--out", str(tmp_path / "m.pt"),
+               "--backbone", TINY, "--allow-factory", "--max-steps", "2", "--workers", "0", "--quiet", "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "m.pt.ckpt is a symbolic link" in err, err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
