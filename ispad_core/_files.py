@@ -255,6 +255,8 @@ _held_guard = threading.Lock()
 
 
 def _forget_locks_in_child() -> None:
+    global _held_guard
+    _held_guard = threading.Lock()  # another thread may have held it at the fork: a fresh one
     for fd in tuple(_held_locks):
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -262,7 +264,12 @@ def _forget_locks_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_locks_in_child)
+    # a fork waits while another thread opens a lock file, so no descriptor escapes the registry
+    os.register_at_fork(
+        before=lambda: _held_guard.acquire(),
+        after_in_parent=lambda: _held_guard.release(),
+        after_in_child=_forget_locks_in_child,
+    )
 
 
 @contextlib.contextmanager
@@ -297,13 +304,13 @@ def exclusive_lock(path: str | os.PathLike, *, name: str = "path", lock: str | o
     owner = os.getpid()
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with _held_guard:  # registered before the lock is taken: a fork from now on drops it
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+                _held_locks.add(fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise ValueError(f"{name}: the lock file {lock} is a symbolic link; refusing to use it") from None
             raise
-        with _held_guard:  # registered before the lock is taken: a fork from now on drops it
-            _held_locks.add(fd)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ValueError(f"{name}: the lock file {lock} is not a regular file")
