@@ -88,7 +88,7 @@ def _check_part_path(path: Path, name: str) -> None:
         raise ValueError(f"{name}: {path} exists and is not a regular file; refusing to use or replace it")
 
 
-def _part_job(candidate: Path) -> tuple[str, int]:
+def _part_job(candidate: Path, output: Path) -> tuple[str, int]:
     """The job and the finished item count of an unfinished file this library wrote.
 
     Raises
@@ -118,7 +118,7 @@ def _part_job(candidate: Path) -> tuple[str, int]:
         why = "it holds no stream job of this library"
     raise FileExistsError(
         f"{candidate}: not an unfinished stream file of this library ({why}), yet it has the name the "
-        f"writer of {candidate.name.split('.part')[0]} uses; it is neither deleted nor resumed: remove or rename it "
+        f"writer of {output.name} uses; it is neither deleted nor resumed: remove or rename it "
         "(an unfinished file that a crash damaged is not recognisable either)"
     )
 
@@ -266,7 +266,7 @@ class StreamWriter:
         for candidate in names:  # all checked first: nothing is removed when one is the user's
             _check_part_path(candidate, "path")
             if candidate.exists():
-                jobs[candidate] = _part_job(candidate)
+                jobs[candidate] = _part_job(candidate, self.path)
         found: list[tuple[int, Path]] = []
         for candidate, (job, done) in jobs.items():
             if job != self.job:
