@@ -312,6 +312,8 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     TypeError, ValueError
         If ``image`` is not uint8 or not of one of the shapes above; ValueError also if ``path``
         is a symbolic link or not a regular file.
+    ispad_core._files.OutOfSpaceError
+        If the disk fills up (one line naming the file and the free space; an old file is kept).
 
     Examples
     --------
@@ -324,8 +326,9 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     image = check_array(image, "image", ndim=(2, 3), dtypes=(np.uint8,))
     if image.ndim == 3 and image.shape[2] not in (3, 4):
         raise ValueError(f"image: expected (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+    data = iio.imwrite("<bytes>", image, extension=".png")  # in memory: a failing write is ours to report
     with atomic_output(path, name="path", overwrite=overwrite) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
+        tmp.write_bytes(data)
     return Path(path)
 
 

@@ -265,3 +265,23 @@ def test_cli_a_scan_over_the_pixel_limit_is_one_line(tmp_path, small_limit, caps
     errors = [line for line in err.splitlines() if line.startswith("ispad synth: error: ")]
     assert rc == 1 and len(errors) == 1 and "Traceback" not in err, err
     assert "64 x 64 pixels" in errors[0] and "ISPAD_MAX_IMAGE_PIXELS=4096" in errors[0]
+
+
+def test_write_png_on_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import os
+    import pathlib
+
+    from ispad_core._files import OutOfSpaceError
+
+    path = write_png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    before = path.read_bytes()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(OutOfSpaceError, match=r"path: the disk is full while writing .*a.png \(.* free .*the old a.png is kept"):
+        write_png(path, np.full((8, 8), 255, np.uint8), overwrite=True)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["a.png"]
