@@ -25,7 +25,11 @@ missing, existing, unreadable, busy), and a TypeError or RuntimeError raised by 
 own code, which raises them on purpose for bad input (a TypeError whose message follows the
 library's ``ARGUMENT: expected ...`` convention; a RuntimeError such as a defect that stays
 invisible). Any other TypeError or RuntimeError (one raised inside NumPy, Numba, h5py or Python
-itself, or a TypeError without that convention) is a bug and shows its traceback.
+itself, or a TypeError without that convention) is a bug and shows its traceback. A full disk
+is one line naming the file and the free space (:class:`ispad_core._files.OutOfSpaceError`).
+
+Environment: ``ISPAD_MAX_IMAGE_PIXELS`` sets the largest image, in pixels, that is read (default:
+Pillow's guard against decompression bombs, ``PIL.Image.MAX_IMAGE_PIXELS``; ``none`` for no limit).
 """
 
 from __future__ import annotations
@@ -419,7 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ispad",
         description="Synthetic defects, balanced training streams and ISP-AD metrics.",
-        epilog="Run 'ispad COMMAND --help' for the options of a command.",
+        epilog="Run 'ispad COMMAND --help' for the options of a command.\n\n"
+        "environment:\n"
+        "  ISPAD_MAX_IMAGE_PIXELS  the largest image read, in pixels (default: Pillow's guard against\n"
+        "                          decompression bombs, 89 478 485; 'none' for no limit)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ispad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

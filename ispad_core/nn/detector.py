@@ -23,7 +23,9 @@ import json
 import math
 import numbers
 import os
+import re
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -37,7 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ispad_core._files import atomic_output, check_output_path, exclusive_lock
+from ispad_core._files import atomic_output, check_output_path, exclusive_lock, remove_stale_temporaries
 from ispad_core._validation import check_choice, check_float, check_int
 from ispad_core.nn.training import (
     TrainResult,
@@ -372,6 +374,21 @@ def _ckpt_dir(out: Path) -> Path:
     return out.with_name(out.name + _CKPT_SUFFIX)
 
 
+def _check_ckpt_dir(ckpt: Path) -> None:
+    """Refuse a link or a non-folder where the checkpoints go (nothing is written through a link)."""
+    try:
+        st = os.lstat(ckpt)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(
+            f"out: the checkpoint folder {ckpt} is a symbolic link; refusing to write through it (remove the link first)"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"out: {ckpt} is where the checkpoints of {ckpt.name[: -len(_CKPT_SUFFIX)]} go, but it is "
+                         "not a folder; refusing to replace it")
+
+
 # --------------------------------------------------------------------------- the entry point
 
 
@@ -558,6 +575,7 @@ def train_detector(
     with (exclusive_lock(out, name="out") if rank == 0 else contextlib.nullcontext()):
         # ---- the output and the checkpoints (before any work)
         ckpt = _ckpt_dir(out)
+        _check_ckpt_dir(ckpt)
         unfinished = (ckpt / "last.pt").exists()
         if unfinished and not (resume or overwrite):
             raise FileExistsError(
@@ -671,7 +689,11 @@ def train_detector(
             f"thread(s), batch {batch_size}" + ("" if world == 1 else f" x {world} processes"))
 
         if rank == 0:
+            # what a killed run left: the temporaries of the model file and of the checkpoints
+            remove_stale_temporaries(parent, names=re.escape(out.name))
             ckpt.mkdir(exist_ok=True)
+            _check_ckpt_dir(ckpt)  # again: nothing may have put a link there meanwhile
+            remove_stale_temporaries(ckpt, names=rf"last\.pt|best\.pt|{re.escape(_SETTINGS)}")
             if not (resume and unfinished):  # a fresh run (re)writes what a resume must match
                 with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
                     tmp.write_text(json.dumps(settings, indent=1))

@@ -44,7 +44,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._files import atomic_output, check_output_path
+from ispad_core._files import (
+    OutOfSpaceError,
+    atomic_output,
+    check_output_path,
+    exclusive_lock,
+    remove_stale_temporaries,
+)
 from ispad_core._progress import progress
 from ispad_core._validation import check_array, check_choice, check_float, check_int
 from ispad_core._version import __version__
@@ -73,6 +79,11 @@ GREY_TO_RGB_RULE = "grey scan repeated in the R, G and B channels of a three-cha
 
 JSON_FORMAT = "ispad-inspection"
 JSON_FORMAT_VERSION = 1
+
+INSPECT_LOCK = ".ispad-inspect.lock"
+"""The writer lock that :func:`inspect_files` holds inside its output folder while it runs."""
+
+_OUTPUT_NAMES = r".+\.json|.+_overlay\.png|summary\.csv"  # what inspect_files writes into its folder
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -245,7 +256,7 @@ def _score_windows(
     if image.ndim == 3 and image.shape[2] != 3:
         raise ValueError(f"image: expected a grey (H, W) or RGB (H, W, 3) scan, got shape {image.shape}")
     size = check_int(size, "size", minimum=1)
-    stride = default_stride(size) if stride is None else check_int(stride, "stride", minimum=1)
+    stride = default_stride(size) if stride is None else _check_stride(stride, size, "the window size")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     params = resolve_preprocess(preprocess)
     H, W = image.shape[:2]
@@ -1033,8 +1044,16 @@ def _write_json(path: Path, payload: dict, overwrite: bool) -> None:
 def _write_png(path: Path, image: np.ndarray, overwrite: bool) -> None:
     import imageio.v3 as iio
 
+    data = iio.imwrite("<bytes>", image, extension=".png")  # encoded in memory: a failing write is ours to report
     with atomic_output(path, name="out", overwrite=overwrite) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
+        tmp.write_bytes(data)
+
+
+def _check_stride(stride: Any, size: int, window: str) -> int:
+    stride = check_int(stride, "stride", minimum=1)
+    if stride > size:
+        raise ValueError(f"stride: expected an int <= {window} ({size}) so that windows leave no gaps, got {stride}")
+    return stride
 
 
 def inspect_files(
@@ -1065,7 +1084,10 @@ def inspect_files(
     (``<name>`` is the file's stem); at the end ``out/summary.csv`` has one row per scan
     (:data:`SUMMARY_COLUMNS`). A scan that cannot be read, is smaller than a window, or whose ROI
     is missing or of another size is reported (``ScanOutcome.error`` names the file and the sizes)
-    and the others are still inspected. Every file is written atomically.
+    and the others are still inspected. Every file is written atomically. One run at a time fills a
+    folder: the run holds the lock ``out/.ispad-inspect.lock`` (:data:`INSPECT_LOCK`) and first
+    removes the temporary files that a killed run of this library left there (only names it
+    creates itself; nothing else in the folder is touched).
 
     JSON schema (``format`` "ispad-inspection", ``format_version`` 1)::
 
@@ -1124,8 +1146,14 @@ def inspect_files(
     ------
     ValueError
         Before any scan is inspected: two scans with the same name, an explicit ``size`` other
-        than the model's patch size, no threshold; FileExistsError when an output exists and
-        ``overwrite`` is False. Per-scan problems are reported in the result instead.
+        than the model's patch size, a ``stride`` larger than it, no threshold; FileExistsError
+        when an output exists and ``overwrite`` is False. Per-scan problems are reported in the
+        result instead.
+    ispad_core._files.OutputBusyError
+        At once, when another run is writing into ``out``.
+    ispad_core._files.OutOfSpaceError
+        When the disk fills up: the run stops there (the files written so far and the older
+        ones are whole; the message names the file and the free space).
     """
     from ispad_core.io import list_images
 
@@ -1165,12 +1193,28 @@ def inspect_files(
     threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
     pre = meta.get("preprocess")
     params = Preprocess(**pre) if isinstance(pre, Mapping) else resolve_preprocess(pre if pre is not None else "lsm2")
-    stride = default_stride(size) if stride is None else check_int(stride, "stride", minimum=1)
+    stride = default_stride(size) if stride is None else _check_stride(stride, size, "the model's patch size")
     model_info = _model_info(net, meta, model_path, engine)
     model_info["threshold_used"] = threshold
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # one run per folder: a second one is refused at once, before it writes or checks anything
+    with exclusive_lock(out, name="out", lock=out / INSPECT_LOCK):
+        remove_stale_temporaries(out, names=_OUTPUT_NAMES)  # what a killed run of ours left
+        return _inspect_into(
+            out, files, names, net, overwrite=overwrite, threshold=threshold, size=size, stride=stride, params=params,
+            rois=rois, min_roi_fraction=min_roi_fraction, batch_size=batch_size, device=device, precision=precision,
+            channels_last=channels_last, show_progress=show_progress, overlay_max_side=overlay_max_side,
+            model_info=model_info, on_scan=on_scan,
+        )
+
+
+def _inspect_into(out: Path, files: list, names: list, net: Any, *, overwrite: bool, threshold: float, size: int,
+                  stride: int, params: Preprocess, rois: Any, min_roi_fraction: Any, batch_size: int, device: Any,
+                  precision: str, channels_last: Any, show_progress: Any, overlay_max_side: int, model_info: dict,
+                  on_scan: Any) -> InspectionReport:
+    """The work of :func:`inspect_files` once its arguments are checked and its folder is locked."""
     summary_path = out / "summary.csv"
     for n in names:  # refuse before any work rather than after an hour of inspection
         check_output_path(out / f"{n}.json", "out", overwrite=overwrite)
@@ -1226,6 +1270,8 @@ def inspect_files(
                 flagged=int(result.flagged.size), windows=int(result.scores.size), json=json_path, overlay=png_path,
                 seconds=time.perf_counter() - t0, colour=result.colour,
             )
+        except OutOfSpaceError:
+            raise  # not this scan's fault: the run stops, the files written so far stay whole
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             msg = str(exc)
             if str(f) not in msg:

@@ -497,7 +497,10 @@ class TrainResult:
 
 def _atomic_save(obj: Any, path: str) -> None:
     with atomic_output(path, name="checkpoint_dir", overwrite=True) as tmp:
-        torch.save(obj, tmp)
+        # through a Python file object: a full disk then raises OSError(ENOSPC), which
+        # atomic_output reports in one line, where torch's own file writer raises a bare RuntimeError
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
 
 
 def _cpu_state(model: nn.Module) -> dict:
