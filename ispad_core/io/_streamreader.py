@@ -214,7 +214,8 @@ class StreamReader:
             src = self.path.parent / rel
             try:
                 with h5py.File(src, "r") as part:
-                    now = _part_fingerprint(part)
+                    found = check_stream_objects(part, src, (IMAGES, LABELS, MASKS, "syn_stream/seeds"))
+                    now = _part_fingerprint(part) if IMAGES in found and MASKS in found else None
             except OSError as exc:
                 raise ValueError(f"path: {self.path}: its part {rel} cannot be read ({exc})") from None
             if now != fingerprint:

@@ -277,3 +277,19 @@ def test_a_valid_stream_and_its_merges_still_open(tmp_path):
     for path in (good, merged):
         with open_stream(path) as s:
             assert len(s) == N and s.field("seeds").tolist() == list(range(N))
+
+
+def test_a_recorded_part_that_is_not_a_stream_is_refused_by_name(tmp_path):
+    good = _stream(tmp_path)
+    merged = merge_streams([good], tmp_path / "merged.h5")
+    with h5py.File(merged, "a") as f:  # the fingerprints name another file, whose images are a group
+        f.attrs["part_fingerprints"] = '[["odd.h5", "0"]]'
+    with h5py.File(tmp_path / "odd.h5", "w") as f:
+        _plain(f, skip=(IMAGES,))
+        f.create_group(IMAGES)
+    with pytest.raises(ValueError, match=r"odd\.h5: syn_stream/images is a group, not a dataset"):
+        open_stream(merged)
+    with h5py.File(tmp_path / "odd.h5", "w") as f:
+        f[LABELS] = np.zeros(N, np.uint8)
+    with pytest.raises(ValueError, match=r"merged\.h5 is a merged stream whose part odd\.h5 has changed since the merge"):
+        open_stream(merged)
