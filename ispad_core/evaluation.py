@@ -105,7 +105,8 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
                 try:
                     score = float(text)
                 except ValueError:
-                    raise ValueError(f"{name}: {p} line {row_no}: score {row[fields['score']]!r} is not a number") from None
+                    shown = row[fields["score"]]
+                    raise ValueError(f"{name}: {p} line {row_no}: score {shown!r} is not a number") from None
                 if not math.isfinite(score):
                     raise ValueError(f"{name}: {p} line {row_no}: score {score} is not finite")
                 fraction_line = fraction_line or (row_no, text)
@@ -314,7 +315,8 @@ def evaluate_scores(
     try:
         report = metrics.classification_report(table.labels, table.scores, threshold=threshold)
     except ValueError as exc:
-        big = table.scores.dtype.kind in "iu" and (int(table.scores.max()) > 2**53 or int(table.scores.min()) < -(2**53))
+        s = table.scores
+        big = s.dtype.kind in "iu" and (int(s.max()) > 2**53 or int(s.min()) < -(2**53))
         hint = " (or pass a threshold)" if threshold is None and big else ""
         raise ValueError(f"{label['scores']}: {scores}: {exc}{hint}") from None
     result: dict[str, Any] = {

@@ -86,7 +86,10 @@ _MAX_VIRTUAL_DEPTH = 8
 
 
 def _object_error(path: Path, name: str, what: str) -> ValueError:
-    return ValueError(f"path: {path}: {name} {what}; a stream file holds its datasets itself (write it with ispad synth or merge it with ispad merge)")
+    return ValueError(
+        f"path: {path}: {name} {what}; a stream file holds its datasets itself "
+        "(write it with ispad synth or merge it with ispad merge)"
+    )
 
 
 def _linked_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
@@ -160,7 +163,9 @@ def _check_virtual(dset: h5py.Dataset, name: str, path: Path, seen: tuple[Path, 
                 path, name, f"is virtual and maps {source.dset_name} of {source.file_name} (a merge maps {name})"
             )
         if source.src_space.get_select_type() != h5py.h5s.SEL_ALL:
-            raise _object_error(path, name, f"is virtual and maps a selection of {source.file_name} (a merge maps whole parts)")
+            raise _object_error(
+                path, name, f"is virtual and maps a selection of {source.file_name} (a merge maps whole parts)"
+            )
         src = Path(source.file_name)
         if not src.is_absolute():
             src = path.parent / src
@@ -180,7 +185,9 @@ def _check_virtual(dset: h5py.Dataset, name: str, path: Path, seen: tuple[Path, 
                 found = check_stream_objects(part, src, (name,), _seen=seen)
             except ValueError as exc:
                 inner = str(exc).removeprefix("path: ")
-                raise ValueError(f"path: {path}: {name} maps the part {source.file_name}, which is refused: {inner}") from None
+                raise ValueError(
+                    f"path: {path}: {name} maps the part {source.file_name}, which is refused: {inner}"
+                ) from None
             if name not in found:
                 raise _object_error(path, name, f"is virtual and maps {name} of {source.file_name}, which has none")
             if found[name].shape[1:] != dset.shape[1:]:

@@ -117,7 +117,9 @@ def _check_stream_types(f: h5py.File, path: Path) -> None:
         if dset.dtype != np.dtype(dtype):
             raise ValueError(f"path: {path}: {name} must be {np.dtype(dtype)}, got {dset.dtype}")
         if dset.shape != (n, *item_shape):
-            raise ValueError(f"path: {path}: {name} must have shape {(n, *item_shape)} (one per item), got {dset.shape}")
+            raise ValueError(
+                f"path: {path}: {name} must have shape {(n, *item_shape)} (one per item), got {dset.shape}"
+            )
 
 
 class StreamReader:

@@ -543,8 +543,9 @@ def load_model(
         If ``path`` does not exist.
     ModelFileError
         (a ValueError) naming the file: not a model file, truncated or corrupt, edited after it
-        was written (weights or metadata, e.g. its threshold), pickled objects refused, newer format version, missing or invalid metadata, weights that do not fit the
-        backbone, or a factory backbone that ``allow_factory`` does not name (the message says
+        was written (weights or metadata, e.g. its threshold), pickled objects refused, newer
+        format version, missing or invalid metadata, weights that do not fit the backbone, or a
+        factory backbone that ``allow_factory`` does not name (the message says
         what to pass).
     TypeError, ValueError
         For a bad ``device`` or ``allow_factory``, or when an allowed factory cannot be imported.
