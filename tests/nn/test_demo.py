@@ -1,5 +1,6 @@
 """The whole path end to end on the CPU: stream -> training with real defects -> inspection."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -7,7 +8,13 @@ import pytest
 
 from ispad_core.demo import _overlaps, run_demo
 
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason='the demo trains a detector: needs the [torch] extra: pip install "ispad-core[torch]"',
+)
 
+
+@needs_torch
 @pytest.mark.slow
 def test_demo_finds_the_planted_defect(tmp_path):
     res = run_demo(tmp_path / "demo", seed=0, n_defects=1, verbose=False)
@@ -31,6 +38,7 @@ def test_demo_finds_the_planted_defect(tmp_path):
     assert res.validation.mcc > 0.5
 
 
+@needs_torch
 def test_demo_refuses_existing_folder_and_bad_arguments(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(FileExistsError, match="overwrite"):
