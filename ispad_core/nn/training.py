@@ -382,7 +382,7 @@ class EpochRecord:
     val_mcc : float
         MCC on the validation data at its F1-optimal threshold (NaN if it holds one class).
     lr : float
-        Learning rate after the last step.
+        Learning rate of the last optimizer step before this validation (the rate that step used).
     patches_per_s : float
         Training rate over all processes.
     seconds : float
@@ -702,6 +702,7 @@ class _Trainer:
         self.sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             self.opt, T_0=cfg.t_0, T_mult=cfg.t_mult, eta_min=cfg.lr_min)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
+        self.step_lr = float(cfg.lr)
         ckpt = cfg.checkpoint_dir
         self.last_path = None if ckpt is None else os.path.join(ckpt, "last.pt")
         self.best_path = None if ckpt is None else os.path.join(ckpt, "best.pt")
@@ -823,6 +824,7 @@ class _Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        self.step_lr = float(self.opt.param_groups[0]["lr"])  # this step's rate, before the schedule moves on
         self.sched.step()
         loss = loss.detach()
         self.loss_sum += loss.double() * y.shape[0]
@@ -868,7 +870,7 @@ class _Trainer:
             train_loss=float(loss_sum) / max(total_seen, 1.0),
             val_loss=pred.loss,
             val_mcc=_val_mcc(pred.labels, pred.scores),
-            lr=float(self.sched.get_last_lr()[0]),
+            lr=self.step_lr,
             patches_per_s=total_seen / max(self.train_seconds, 1e-9),
             seconds=time.perf_counter() - self.t_interval,
             improved=improved,
