@@ -216,3 +216,25 @@ def test_serial_twins_give_the_parallel_kernels_bytes():
     K.warp_batch_nearest(masks, m, a)
     K.warp_serial_nearest(masks, m, b)
     np.testing.assert_array_equal(a, b)
+
+
+_POLICY = """
+import os, sys
+from ispad_core._config import prefer_passive_openmp
+if sys.argv[1:] == ["torch-first"]:
+    import torch  # the OpenMP runtime has read its settings: too late to ask
+print(prefer_passive_openmp(), os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.parametrize(("env", "args", "expected"), [
+    ({}, [], "True PASSIVE"),
+    ({"OMP_WAIT_POLICY": "active"}, [], "False active"),  # the user's choice stands
+    ({}, ["torch-first"], "False None"),
+])
+def test_training_commands_ask_for_passive_openmp_threads_before_torch_loads(env, args, expected):
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", _POLICY, *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**base, "PYTHONPATH": str(ROOT), **env})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == expected
