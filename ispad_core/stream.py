@@ -601,9 +601,11 @@ def _iterate(gen: _Generator, start: int, stop: int, batch_size: int):
 def _prefer_fork_safe_numba() -> None:
     """Let Numba pick a fork-safe threading layer, unless it has picked one or the user chose.
 
-    A torch ``DataLoader`` forks its workers on Linux, and Numba's GNU OpenMP layer aborts a forked
-    child that launches a parallel kernel; ``"forksafe"`` picks TBB if installed, else Numba's
-    own workqueue (the same speed for our kernels, which ``prange`` over whole items).
+    Numba's GNU OpenMP layer aborts a forked child that launches a parallel kernel, and its
+    threads spin while they wait; ``"forksafe"`` picks TBB if installed, else Numba's own
+    workqueue (the same speed for our kernels, which ``prange`` over whole items). The library's
+    own worker processes never launch one (they call the serial twins, ``_config.run_serial``);
+    this keeps the choice safe for a user's forked processes that run Numba code of their own.
     """
     import numba
 
