@@ -169,6 +169,9 @@ def _stream_source(args):
 
 def run(args) -> int:
     """Run ``ispad train``; returns the exit status (130 when Ctrl-C stopped the run)."""
+    from ispad_core._config import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch loads its OpenMP runtime
     try:
         import torch
     except ImportError:

@@ -30,7 +30,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ class DemoResult:
         The ``ispad`` commands that repeat each step from the files on disk.
     seconds : float
         Wall time.
+    stage_seconds : dict of str to float
+        Wall time of each stage: ``"data"`` (scans, real defects, validation set), ``"stream"``,
+        ``"training"`` (with the validations and the model file) and ``"inspection"``.
     """
 
     out: Path
@@ -76,6 +79,7 @@ class DemoResult:
     found: tuple
     commands: tuple
     seconds: float
+    stage_seconds: dict = field(default_factory=dict)
 
 
 def _say(verbose: bool, text: str) -> None:
@@ -221,10 +225,19 @@ def run_demo(
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     q = shlex.quote
+    stage_seconds: dict[str, float] = {}
+    mark = [started]
+
+    def done(stage: str) -> None:
+        now = time.perf_counter()
+        stage_seconds[stage] = now - mark[0]
+        mark[0] = now
+        _say(verbose, f"      {stage}: {stage_seconds[stage]:.1f} s")
 
     _say(verbose, f"[1/4] one product of the built-in sample: fault-free scans -> {root / 'scans'}, "
                   f"10 'real' defects (5 points, 5 area) -> {root / 'real'}, a validation set -> {root / 'val'}")
     data = _product_data(root, seed=seed, size=size, contrast=contrast, overwrite=overwrite)
+    done("data")
 
     _say(verbose, f"[2/4] a balanced synthetic stream of {n} patches of {size} x {size} -> {root / 'stream.h5'} "
                   "(the first run compiles the synthesizer's kernels, about 30 s)")
@@ -236,6 +249,7 @@ def run_demo(
     augment = "lsm1" if contrast == 1.0 else None
     write_balanced_stream(stream, data["scans"], n, preset=params, augment=augment, size=size, seed=seed,
                           overwrite=overwrite, show_progress=verbose)
+    done("stream")
 
     _say(verbose, f"[3/4] training a ResNet-18 for {steps} steps with the 10 real defects injected (p_inj = 1/32) "
                   f"-> {root / 'model.pt'}")
@@ -243,6 +257,7 @@ def run_demo(
     trained = train_detector(stream, out=model, real=root / "real", val=root / "val", p_inj=1 / 32,
                              max_steps=steps, val_every=max(steps // 4, 1), batch_size=batch_size, seed=seed,
                              overwrite=overwrite, verbose=verbose)
+    done("training")
 
     _say(verbose, f"[4/4] inspecting a new {1536} x {1536} scan with {n_defects} planted defects -> {root / 'results'}")
     # the same product (same seed, so the same design) on a sheet of another size: a new sheet
@@ -253,6 +268,7 @@ def run_demo(
     write_png(scan_file, planted.image, overwrite=overwrite)
     results = root / "results"
     report = inspect_files([scan_file], model=model, out=results, overwrite=overwrite, show_progress=verbose)
+    done("inspection")
     outcome = report.scans[0]
     if not outcome.ok:
         raise RuntimeError(f"the demo's own scan could not be inspected: {outcome.error}")
@@ -277,4 +293,5 @@ def run_demo(
         found=found,
         commands=commands,
         seconds=time.perf_counter() - started,
+        stage_seconds=stage_seconds,
     )

@@ -8,6 +8,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core._config import run_serial
 from ispad_core._validation import (
     RNGLike,
     check_array,
@@ -233,7 +234,7 @@ def _run(arr: np.ndarray, params, seeds: np.ndarray, defective: np.ndarray, debu
         pts = np.zeros((1, 1, 2))
         starts = np.zeros((1, 1), dtype=np.int64)
     if n:
-        kernel = K.synth_serial if n == 1 else K.synth_batch
+        kernel = K.synth_serial if n == 1 or run_serial() else K.synth_batch  # run_serial: in a loader worker
         kernel(
             images.reshape(n, -1), masks.reshape(n, -1), h, w, nch, seeds, defective, table, cum,
             maxval, scale, vis, accepted, attempts, info, debug, tex, pts, starts,

@@ -54,3 +54,15 @@ def test_overlap_rule():
     box = np.array([10, 10, 20, 20])
     assert _overlaps((0, 0, 11), box) and _overlaps((19, 19, 5), box)
     assert not _overlaps((0, 0, 10), box) and not _overlaps((20, 0, 64), box)
+
+
+def test_demo_prints_and_returns_the_time_of_each_stage(tmp_path, capsys):
+    from ispad_core.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "d"), "--n", "64", "--steps", "2", "--size", "32"]) == 0
+    captured = capsys.readouterr()
+    for stage in ("data", "stream", "training", "inspection"):
+        assert f"      {stage}: " in captured.err, stage
+    line = next(x for x in captured.out.splitlines() if x.startswith("time per stage: "))
+    assert [part.split()[0] for part in line[len("time per stage: "):].split(", ")] == [
+        "data", "stream", "training", "inspection"]

@@ -298,14 +298,10 @@ def test_a_short_run_learns_the_defects(data, tmp_path):
 
 
 def test_loader_workers_after_parallel_kernels_ran_in_this_process(data, tmp_path):
-    # a forked worker that runs the augmentation kernel after this process started Numba's OpenMP
-    # threads would abort; the loader then starts its workers from a fork server
-    from ispad_core.augment import augment
-    from ispad_core.nn.training import _numba_openmp_started, _worker_context
+    # forked workers run the serial twin of the augmentation kernel (tests/nn/test_training_workers.py)
+    from ispad_core.augment import augment_batch
 
-    augment(np.zeros((24, 24), np.uint8), "lsm1", rng=0)
-    if _numba_openmp_started():
-        assert _worker_context(1).get_start_method() == "forkserver"
+    augment_batch(np.zeros((4, 24, 24), np.uint8), "lsm1", rng=0)
     res = _run(data, tmp_path / "m.pt", max_steps=3, workers=1, p_inj=1 / 4)
     assert res.train.steps == 3
 

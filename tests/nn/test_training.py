@@ -68,8 +68,8 @@ def test_scheduler_defaults_are_the_papers():
     torch.manual_seed(0)
     model = TinyNet()
     res = train(model, tr, va, max_epochs=1, batch_size=16, verbose=False)
-    # 4 steps of cosine annealing from 5e-4 towards 1e-5 over T_0 = 7813 iterations
-    expected = 1e-5 + (5e-4 - 1e-5) * (1 + math.cos(math.pi * 4 / 7813)) / 2
+    # cosine annealing from 5e-4 towards 1e-5 over T_0 = 7813 iterations: the 4th step used T_cur = 3
+    expected = 1e-5 + (5e-4 - 1e-5) * (1 + math.cos(math.pi * 3 / 7813)) / 2
     assert res.history[0].lr == pytest.approx(expected, rel=1e-9)
 
 
@@ -78,11 +78,26 @@ def test_warm_restart_after_t0_iterations(tiny_model):
     lrs = []
     res = train(tiny_model, tr, va, max_epochs=3, batch_size=16, lr=0.1, lr_min=0.0, t_0=4, t_mult=2,
                 verbose=False, callback=lambda r: lrs.append(r.lr))
-    # steps 4, 8, 12: restart at 4 (lr back to 0.1), then a period of 8 iterations
+    # the rates of steps 4, 8 and 12: the 4th step is the last of the first period (T_cur = 3 of 4),
+    # the 5th starts a period of 8 iterations (the 8th at T_cur = 3, the 12th at 7, its last)
     assert res.steps == 12
-    assert lrs[0] == pytest.approx(0.1)
-    assert lrs[1] == pytest.approx(0.1 * (1 + math.cos(math.pi * 4 / 8)) / 2)
-    assert lrs[2] == pytest.approx(0.1)
+    assert lrs[0] == pytest.approx(0.1 * (1 + math.cos(math.pi * 3 / 4)) / 2)
+    assert lrs[1] == pytest.approx(0.1 * (1 + math.cos(math.pi * 3 / 8)) / 2)
+    assert lrs[2] == pytest.approx(0.1 * (1 + math.cos(math.pi * 7 / 8)) / 2)
+
+
+def test_the_last_validation_shows_the_rate_of_the_last_step(tiny_model, capsys):
+    # a run annealed over exactly its length ends near lr_min; the scheduler's rate after the
+    # last step is the restart (the start rate), which the printed line used to show
+    tr, va = bright_spot_data(64, seed=0), bright_spot_data(32, seed=1)
+    steps, lr, lr_min = 8, 1e-2, 1e-4
+    res = train(tiny_model, tr, va, max_steps=steps, val_every=4, batch_size=16, lr=lr, lr_min=lr_min, t_0=steps,
+                optimizer="adamw", verbose=True, interruptible=False)
+    at = [lr_min + (lr - lr_min) * (1 + math.cos(math.pi * (k - 1) / steps)) / 2 for k in (4, steps)]
+    assert [r.lr for r in res.history] == pytest.approx(at, rel=1e-9)
+    assert res.history[-1].lr < 0.05 * lr  # not the start rate
+    last_line = [line for line in capsys.readouterr().err.splitlines() if f"step {steps:6d}" in line][-1]
+    assert f"lr {at[-1]:.2e}" in last_line
 
 
 def test_same_seed_repeats_a_cpu_run_and_leaves_global_rng(tiny_model):
