@@ -2,6 +2,12 @@
 
 import importlib.util
 
+from ispad_core._config import prefer_passive_openmp
+
+# As the training commands do, before torch loads: with spinning OpenMP waits, the tests that train
+# with a loader worker beside torch's threads ran many times slower on 2 cores.
+prefer_passive_openmp()
+
 collect_ignore_glob = []
 if importlib.util.find_spec("torch") is None:
     # ispad_core.nn is the optional [torch] layer; without torch its doctests cannot run.
