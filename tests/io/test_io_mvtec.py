@@ -177,15 +177,15 @@ def test_write_mvtec_leaves_the_neighbours_alone(tmp_path):
 
 
 def test_write_png_failure_leaves_nothing_behind(tmp_path, monkeypatch):
-    from ispad_core.io import _images
+    import pathlib
 
-    def failing_imwrite(path, image, **kw):
-        with open(path, "wb") as fh:
-            fh.write(b"\x89PNG half")
+    def failing_write(self, data):  # the encoded PNG reaches the temporary file only in part
+        with open(self, "wb") as fh:
+            fh.write(data[: len(data) // 2])
         raise OSError("disk full")
 
     (tmp_path / "a.png").write_bytes(b"mine")
-    monkeypatch.setattr(_images.iio, "imwrite", failing_imwrite)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", failing_write)
     with pytest.raises(OSError, match="disk full"):
         write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8), overwrite=True)
     assert (tmp_path / "a.png").read_bytes() == b"mine"
