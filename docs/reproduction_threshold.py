@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ispad_core.experiment import _plot_mcc  # noqa: E402
+from ispad_core.experiment.runner import _plot_mcc  # noqa: E402
 from ispad_core.io import read_mvtec  # noqa: E402
 from ispad_core.metrics import classification_report, f1_optimal_threshold  # noqa: E402
 

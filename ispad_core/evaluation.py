@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import check_float
+from ispad_core._shared.validation import check_float
 
 __all__ = ["MAP_EXTENSIONS", "ScoreTable", "evaluate_scores", "format_row", "read_maps", "read_scores"]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import RNGLike, as_generator, check_int
+from ispad_core._shared.validation import RNGLike, as_generator, check_int
 
 __all__ = ["PAPER_FRACTIONS", "FractionDict", "nested_fractions", "parse_fraction", "select_defects"]
 

@@ -192,6 +192,13 @@ def test_the_parser_sees_the_package():
     assert any(imp.in_function for imp in IMPORTS)
 
 
+def test_every_import_finds_its_module_in_this_tree():
+    """An old path (``ispad_core._validation``) must fail here, not load from another installed copy."""
+    moved = {"ispad_core.proxy", "ispad_core.crops", "ispad_core.demo"}
+    bad = [str(imp) for imp in IMPORTS if imp.target not in MODULES and imp.target not in moved]
+    assert not bad, "imports of modules that are not in the package:\n  " + "\n  ".join(bad)
+
+
 def test_every_import_names_its_module():
     """An ``import_module(f"...")`` would hide an edge from the graph; the package imports by name."""
     assert not COMPUTED, f"modules imported by a computed name: {COMPUTED}"

@@ -10,7 +10,7 @@ import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core import _augment_kernels as K
+from ispad_core.augment import _kernels as K
 from ispad_core.augment import (
     AUGMENT_PRESETS,
     AugmentParams,

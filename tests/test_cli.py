@@ -315,7 +315,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 def test_a_second_synth_or_merge_to_a_busy_output_fails_at_once(tmp_path):
     # another process holds the writer lock of the output (as a running ispad synth does)
-    from ispad_core._files import exclusive_lock
+    from ispad_core._shared.files import exclusive_lock
 
     out = tmp_path / "s.h5"
     common = ["--n", 4, "--seed", 1, *SMALL]
@@ -413,13 +413,13 @@ def _main(argv, capsys):
 
 
 def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatch, capsys):
-    from ispad_core import cli
+    from ispad_core.cli import app as cli
 
     code, out = _main(["info", tmp_path / "none.h5"], capsys)  # OSError: a file
     assert code == 1 and out.err.startswith("ispad info: error:") and len(out.err.strip().splitlines()) == 1
 
     def validation(args):  # the library's own TypeError about an argument: one line
-        from ispad_core._validation import check_int
+        from ispad_core._shared.validation import check_int
 
         check_int("seven", "n")
 
@@ -467,7 +467,7 @@ def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatc
 
 
 def test_first_run_says_it_compiles_the_kernels(tmp_path, monkeypatch, capsys):
-    from ispad_core import _jit_cache
+    from ispad_core._shared import jit_cache as _jit_cache
 
     monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: ["synth_batch"])
     code, out = _main(["synth", "--out", tmp_path / "a.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)

@@ -1,11 +1,11 @@
-"""Real-defect patches cut around listed positions (ispad_core.crops)."""
+"""Real-defect patches cut around listed positions (ispad_core.tiling.crops)."""
 
 import argparse
 
 import numpy as np
 import pytest
 
-from ispad_core.crops import crop_at, read_positions, write_crops
+from ispad_core.tiling.crops import crop_at, read_positions, write_crops
 from ispad_core.io import read_image, write_png
 
 
@@ -115,7 +115,7 @@ def test_scan_outside_folder_and_missing_scan(tmp_path):
 
 
 def test_cli_wiring(tmp_path, capsys):
-    from ispad_core._cli_crops import add_parser
+    from ispad_core.cli.crops import add_parser
 
     scans, _ = _scans(tmp_path)
     table = tmp_path / "t.csv"

@@ -219,7 +219,7 @@ def test_bad_config_is_refused_before_training(bench, tmp_path, edit, match):
 
 
 def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
-    from ispad_core._cli_experiment import add_parser
+    from ispad_core.cli.experiment import add_parser
 
     (tmp_path / "sub").mkdir()
     toml = tmp_path / "sub" / "exp.toml"
@@ -293,7 +293,7 @@ def test_scoring_uses_the_validation_threshold():
 
 
 def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
-    import ispad_core.experiment as ex
+    import ispad_core.experiment.runner as ex
 
     config = _config(bench, strategies=["synthetic", "oversampling"], fractions=[1])
     seen = []
@@ -309,7 +309,7 @@ def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
 
 
 def test_oversampling_from_the_stream_file_trains(bench, tmp_path, monkeypatch):
-    import ispad_core.experiment as ex
+    import ispad_core.experiment.runner as ex
 
     monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(ex, "_CACHE", {})

@@ -1,4 +1,4 @@
-"""The one atomic-write helper and the writer lock (ispad_core._files)."""
+"""The one atomic-write helper and the writer lock (ispad_core._shared.files)."""
 
 import os
 import stat
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ispad_core._files import OutputBusyError, atomic_output, check_output_path, exclusive_lock
+from ispad_core._shared.files import OutputBusyError, atomic_output, check_output_path, exclusive_lock
 
 
 def test_atomic_output_writes_and_leaves_nothing_else(tmp_path):
@@ -75,7 +75,7 @@ def test_missing_folder_is_named(tmp_path):
 def test_lock_refuses_second_writer_in_another_process(tmp_path):
     target = tmp_path / "s.h5"
     code = (
-        "import sys\nfrom ispad_core._files import exclusive_lock, OutputBusyError\n"
+        "import sys\nfrom ispad_core._shared.files import exclusive_lock, OutputBusyError\n"
         f"try:\n    with exclusive_lock({str(target)!r}, name='out'):\n        pass\n"
         "except OutputBusyError as e:\n    print(e); sys.exit(3)\n"
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import ispad_core.proxy as proxy
+import ispad_core.samples.proxy as proxy
 from ispad_core.io import read_image, read_mvtec
 from ispad_core.proxy import AREA_CLASSES, POINT_CLASSES, proxy_benchmark, proxy_defect
 from ispad_core.samples import screen_print
@@ -177,7 +177,7 @@ def test_defect_bad_inputs(args, exc, match):
 
 
 def test_cli_writes_the_benchmark(tmp_path, capsys):
-    from ispad_core._cli_benchmark import add_parser
+    from ispad_core.cli.benchmark import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

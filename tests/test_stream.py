@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core import stream as stream_mod
+from ispad_core.stream import generation as stream_mod
 from ispad_core.io import merge_streams, open_stream, part_path
 from ispad_core.samples import screen_print
 from ispad_core.stream import (
@@ -402,7 +402,7 @@ def test_synthetic_stream_in_a_dataloader_gives_the_file_items(tmp_path, images,
 _FORKED_AFTER_OPENMP = """
 import numba, torch
 from ispad_core.samples import screen_print
-from ispad_core.stream import SyntheticStream, _gnu_openmp_in_use
+from ispad_core.stream.generation import SyntheticStream, _gnu_openmp_in_use
 stream = SyntheticStream([screen_print((100, 100), rng=0)], n=4, seed=0, size=48)
 stream[0]
 if not _gnu_openmp_in_use():

@@ -15,9 +15,9 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason='needs the [dask] extra: pip install "ispad-core[dask]"')
 
-from ispad_core import _dask  # noqa: E402
-from ispad_core._dask import write_balanced_stream_distributed  # noqa: E402
-from ispad_core._files import exclusive_lock  # noqa: E402
+from ispad_core.stream import dask as _dask  # noqa: E402
+from ispad_core.stream.dask import write_balanced_stream_distributed  # noqa: E402
+from ispad_core._shared.files import exclusive_lock  # noqa: E402
 from ispad_core.io import open_stream, part_path  # noqa: E402
 from ispad_core.samples import screen_print  # noqa: E402
 from ispad_core.stream import shard_range, write_balanced_stream  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core import _validation as v
+from ispad_core._shared import validation as v
 
 
 def test_as_generator_accepts_none_int_generator():

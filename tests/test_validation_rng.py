@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ispad_core import _validation as v
+from ispad_core._shared import validation as v
 
 
 @pytest.mark.parametrize(

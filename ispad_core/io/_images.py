@@ -13,8 +13,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from ispad_core._files import atomic_output
-from ispad_core._validation import check_array, check_int
+from ispad_core._shared.files import atomic_output
+from ispad_core._shared.validation import check_array, check_int
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 """Extensions :func:`list_images` picks up (compared case-insensitively)."""
@@ -216,7 +216,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     ----------
     path : str or os.PathLike
         Output file; written to a fresh temporary file beside it and renamed when complete
-        (:func:`ispad_core._files.atomic_output`: never through a link, never over anything but
+        (:func:`ispad_core._shared.files.atomic_output`: never through a link, never over anything but
         a regular file).
     image : numpy.ndarray of uint8, shape (H, W), (H, W, 3) or (H, W, 4)
         Grey, RGB or RGBA.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ispad_core._validation import check_array, check_choice
+from ispad_core._shared.validation import check_array, check_choice
 from ispad_core.io._images import read_image, write_png
 
 _GOOD = "good"

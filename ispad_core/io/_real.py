@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import check_int
+from ispad_core._shared.validation import check_int
 from ispad_core.io._images import IMAGE_EXTENSIONS, read_image
 
 __all__ = ["LabelledSet", "RealDefects", "RealTransform", "read_labelled_set", "read_real_defects"]

@@ -28,7 +28,7 @@ HDF5 allocates the same addresses. The copy gives the old file's disk blocks bac
 more than the part, and a resume interrupted while copying takes each batch from the new part or,
 beyond it, from the old one.
 
-One writer per file. A writer holds an OS lock on ``FILE.lock`` (:func:`ispad_core._files.exclusive_lock`)
+One writer per file. A writer holds an OS lock on ``FILE.lock`` (:func:`ispad_core._shared.files.exclusive_lock`)
 from its start to its commit, so a second writer of the same file fails at once instead of
 touching the first one's part; the part is created under a unique name and renamed to
 ``FILE.part`` (never opened through a link there), and the commit renames only the file this

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ispad_core._files import _umask, check_output_path, exclusive_lock, fsync_dir
+from ispad_core._shared.files import _umask, check_output_path, exclusive_lock, fsync_dir
 from ispad_core.io._codec import (
     COMPRESSIONS,
     check_chunk,

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ispad_core._validation import check_choice, check_int
+from ispad_core._shared.validation import check_choice, check_int
 from ispad_core.io._codec import (
     INFLATE_ERRORS,
     UNZSTD_ERRORS,

@@ -16,9 +16,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ispad_core._files import _umask, check_output_path, exclusive_lock, fsync_dir
-from ispad_core._validation import check_array, check_choice, check_int
-from ispad_core._version import __version__
+from ispad_core._shared.files import _umask, check_output_path, exclusive_lock, fsync_dir
+from ispad_core._shared.validation import check_array, check_choice, check_int
+from ispad_core._shared.version import __version__
 from ispad_core.io._codec import (
     COMPRESSIONS,
     LEGACY_COMPRESSIONS,
@@ -98,7 +98,7 @@ class StreamWriter:
     Items are appended in batches of exactly ``batch_size`` (the last may be shorter) to
     ``path + ".part"``; :meth:`commit` renames the part to ``path`` once all ``n`` items are in.
     The writer holds the lock of ``path`` from construction to commit or close: a second writer
-    raises :class:`ispad_core._files.OutputBusyError` at once.
+    raises :class:`ispad_core._shared.files.OutputBusyError` at once.
     Used as a context manager it commits on a clean exit when complete and otherwise keeps the part
     file, so that a new writer with the same settings resumes it (see :attr:`n_done`).
 
@@ -312,7 +312,7 @@ class StreamWriter:
                 stack.callback(os.close, fd)
                 fds.append(fd)
             dones = [int(f.attrs["n_done"]) for f in files]
-            from ispad_core._progress import progress
+            from ispad_core._shared.progress import progress
 
             bar = stack.enter_context(progress(
                 total=max(dones), desc=f"resuming {self.path.name}: checking and copying", unit="patch",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import (
+from ispad_core._shared.validation import (
     check_array,
     check_binary_labels,
     check_finite,

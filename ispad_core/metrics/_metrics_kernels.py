@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ispad_core._config import NJIT
+from ispad_core._shared.config import NJIT
 
 DIGIT_BITS = 16
 N_BUCKETS = 1 << DIGIT_BITS

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ispad_core._validation import check_array, check_float, check_same_shape
+from ispad_core._shared.validation import check_array, check_float, check_same_shape
 from ispad_core.metrics import _metrics_kernels as K
 
 __all__ = ["au_pro", "pixel_roc_auc", "pro_curve"]

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ispad_core._validation import check_float, check_int
+from ispad_core._shared.validation import check_float, check_int
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict
 
 __all__ = [

@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ispad_core._files import atomic_output, check_output_path, exclusive_lock
-from ispad_core._validation import check_choice, check_float, check_int
+from ispad_core._shared.files import atomic_output, check_output_path, exclusive_lock
+from ispad_core._shared.validation import check_choice, check_float, check_int
 from ispad_core.nn.training import (
     TrainResult,
     _as_dataset,

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._files import atomic_output, check_output_path
-from ispad_core._validation import check_float, check_int
+from ispad_core._shared.files import atomic_output, check_output_path
+from ispad_core._shared.validation import check_float, check_int
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
 __all__ = ["ExportResult", "OnnxRuntimeModel", "export_model_file", "export_onnx", "load_onnx", "onnx_from_model_file"]
@@ -54,7 +54,7 @@ def _require(name: str):
 
 
 def _in_channels(model: nn.Module, metadata: Mapping) -> int:
-    from ispad_core.nn.inference import _in_channels as probe
+    from ispad_core.nn.inference.scoring import _in_channels as probe
 
     value = metadata.get("in_channels")
     return int(value) if value is not None else probe(model)

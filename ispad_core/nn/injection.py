@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from ispad_core._validation import check_choice, check_float, check_int, mix64
+from ispad_core._shared.validation import check_choice, check_float, check_int, mix64
 
 __all__ = ["InjectionDataset", "InjectionPlan", "injection_bounds"]
 

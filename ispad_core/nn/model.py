@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ispad_core._validation import check_float, check_int
+from ispad_core._shared.validation import check_float, check_int
 
 __all__ = ["ResNet18", "load_torchvision_state_dict", "resnet18_classifier"]
 

@@ -1,7 +1,7 @@
 """The model file: one file per trained detector, weights plus everything needed to use them.
 
 A model file is written by :func:`save_model` with ``torch.save`` (atomically, through
-:func:`ispad_core._files.atomic_output`) and holds one plain dict::
+:func:`ispad_core._shared.files.atomic_output`) and holds one plain dict::
 
     {"format": "ispad_core.model", "format_version": 1,
      "state_dict": {name: tensor, ...},        # on the CPU
@@ -56,8 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._files import atomic_output
-from ispad_core._version import __version__
+from ispad_core._shared.files import atomic_output
+from ispad_core._shared.version import __version__
 from ispad_core.nn.backbones import BACKBONES, classifier, is_factory
 from ispad_core.nn.preprocessing import Preprocess
 
@@ -268,7 +268,7 @@ def save_model(
     Notes
     -----
     Each call is atomic but takes no lock, so that a training run can hold
-    :func:`ispad_core._files.exclusive_lock` on its output for the whole run and save its model
+    :func:`ispad_core._shared.files.exclusive_lock` on its output for the whole run and save its model
     file repeatedly under it.
 
     Raises

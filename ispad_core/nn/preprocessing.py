@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ispad_core._validation import check_choice, check_float, check_int
+from ispad_core._shared.validation import check_choice, check_float, check_int
 from ispad_core.modality import MODALITIES
 from ispad_core.preprocess import brightness_table, gaussian_kernel1d
 

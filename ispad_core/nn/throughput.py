@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._validation import check_int
+from ispad_core._shared.validation import check_int
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
 __all__ = ["Throughput", "measure_throughput"]

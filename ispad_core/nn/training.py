@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ispad_core._files import atomic_output
-from ispad_core._progress import progress
-from ispad_core._validation import check_array, check_binary_labels, check_choice, check_float, check_int
+from ispad_core._shared.files import atomic_output
+from ispad_core._shared.progress import progress
+from ispad_core._shared.validation import check_array, check_binary_labels, check_choice, check_float, check_int
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
 __all__ = ["EpochRecord", "Prediction", "TrainResult", "evaluate", "predict", "train"]

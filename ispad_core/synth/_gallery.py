@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import check_int, item_seeds
+from ispad_core._shared.validation import check_int, item_seeds
 from ispad_core.samples import KINDS, screen_print
 from ispad_core.synth import _synth_kernels as K
 from ispad_core.synth._params import ParamsLike, resolve_params

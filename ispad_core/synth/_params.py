@@ -11,7 +11,7 @@ from typing import Any, Union
 import numpy as np
 
 from ispad_core.modality import MODALITIES
-from ispad_core._validation import (
+from ispad_core._shared.validation import (
     check_choice,
     check_float,
     check_int,

@@ -8,7 +8,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from ispad_core._validation import (
+from ispad_core._shared.validation import (
     RNGLike,
     check_array,
     check_binary_labels,

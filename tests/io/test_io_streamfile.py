@@ -561,7 +561,7 @@ def test_files_with_bad_labels_dtypes_or_channels_are_refused_on_open_and_merge(
 
 
 def test_a_second_writer_fails_at_once_and_leaves_the_first_alone(tmp_path):
-    from ispad_core._files import OutputBusyError
+    from ispad_core._shared.files import OutputBusyError
 
     images, masks, labels = make_items(n=6)
     other = make_items(n=6, seed=1)

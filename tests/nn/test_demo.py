@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ispad_core.demo import _overlaps, run_demo
+from ispad_core.nn.demo import _overlaps, run_demo
 
 
 @pytest.mark.slow

@@ -241,7 +241,7 @@ def test_existing_output_needs_overwrite(data, tmp_path):
 
 
 def _parser():
-    from ispad_core._cli_train import add_parser
+    from ispad_core.cli.train import add_parser
 
     parser = argparse.ArgumentParser(prog="ispad")
     add_parser(parser.add_subparsers(dest="command"))
@@ -355,7 +355,7 @@ def test_pretrained_weights_switch_to_the_fine_tuning_recipe(data, tmp_path):
 
 
 def test_one_trainer_per_model_file(data, tmp_path):
-    from ispad_core._files import OutputBusyError, exclusive_lock
+    from ispad_core._shared.files import OutputBusyError, exclusive_lock
 
     out = tmp_path / "m.pt"
     with exclusive_lock(out, name="out"):
@@ -370,7 +370,7 @@ def test_cli_images_builds_the_on_the_fly_stream(tmp_path):
     """ispad train --images draws the stream on the fly; oversampling gets a fault-free one."""
     import argparse
 
-    from ispad_core._cli_train import _stream_source, add_parser
+    from ispad_core.cli.train import _stream_source, add_parser
     from ispad_core.io import write_png
     from ispad_core.samples import screen_print
     from ispad_core.stream import SyntheticStream

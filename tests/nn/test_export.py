@@ -112,7 +112,7 @@ def test_export_refusals(tmp_path, net):
 def test_cli_export(tmp_path, net, capsys):
     import argparse
 
-    from ispad_core import _cli_export
+    from ispad_core.cli import export as _cli_export
 
     model_path = save_model(tmp_path / "model.pt", net, metadata=_meta())
     parser = argparse.ArgumentParser(prog="ispad")

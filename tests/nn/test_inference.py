@@ -336,7 +336,7 @@ def test_bad_threshold(model):
 
 
 def test_auto_precision():
-    from ispad_core.nn.inference import _cpu_has_bf16
+    from ispad_core.nn.inference.scoring import _cpu_has_bf16
 
     assert resolve_precision("auto", "auto", "cpu") == ("bf16" if _cpu_has_bf16() else "fp32", True)
     assert resolve_precision("auto", None, "cuda") == ("fp16", True)
@@ -468,11 +468,11 @@ def _parse(module, argv):
 
     parser = argparse.ArgumentParser(prog="ispad")
     module.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args([module.__name__.rsplit("_", 1)[-1], *argv])
+    return parser.parse_args([module.__name__.rsplit(".", 1)[-1], *argv])
 
 
 def test_cli_inspect_exit_status_and_lines(tmp_path, capsys):
-    from ispad_core import _cli_inspect
+    from ispad_core.cli import inspect as _cli_inspect
     from ispad_core.nn import classifier, save_model
 
     torch.manual_seed(0)
