@@ -15,6 +15,7 @@ import importlib.abc
 import importlib.util
 import sys
 
+from ispad_core._shared.errors import InputError, InputTypeError, InputValueError, InvisibleDefectError, SetupError
 from ispad_core._shared.version import __version__
 
 _SUBMODULES = frozenset(
@@ -38,7 +39,15 @@ _SUBMODULES = frozenset(
     }
 )
 
-__all__ = ["__version__", *sorted(_SUBMODULES)]
+__all__ = [
+    "InputError",
+    "InputTypeError",
+    "InputValueError",
+    "InvisibleDefectError",
+    "SetupError",
+    "__version__",
+    *sorted(_SUBMODULES),
+]
 
 #: Modules that moved into a room keep their old import path: ``import ispad_core.proxy`` gives
 #: the module ``ispad_core.samples.proxy`` itself (one module object, not a copy).

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ispad_core._shared.errors import InputValueError
 from ispad_core._shared.validation import check_float
 
 __all__ = ["MAP_EXTENSIONS", "ScoreTable", "evaluate_scores", "format_row", "read_maps", "read_scores"]
@@ -86,31 +87,31 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
         fields = {key.strip().lower(): key for key in (reader.fieldnames or [])}
         missing = [c for c in ("name", "score", "label") if c not in fields]
         if missing:
-            raise ValueError(f"{name}: {p} needs the columns name, score, label; missing {', '.join(missing)}")
+            raise InputValueError(f"{name}: {p} needs the columns name, score, label; missing {', '.join(missing)}")
         names, scores, labels = [], [], []
         for row_no, row in enumerate(reader, start=2):
             item = (row[fields["name"]] or "").strip()
             try:
                 score = float(row[fields["score"]])
             except (TypeError, ValueError):
-                raise ValueError(f"{name}: {p} line {row_no}: score {row[fields['score']]!r} is not a number") from None
+                raise InputValueError(f"{name}: {p} line {row_no}: score {row[fields['score']]!r} is not a number") from None
             if not math.isfinite(score):
-                raise ValueError(f"{name}: {p} line {row_no}: score {score} is not finite")
+                raise InputValueError(f"{name}: {p} line {row_no}: score {score} is not finite")
             label = (row[fields["label"]] or "").strip()
             if label not in ("0", "1"):
-                raise ValueError(f"{name}: {p} line {row_no}: label {label!r} is not 0 or 1")
+                raise InputValueError(f"{name}: {p} line {row_no}: label {label!r} is not 0 or 1")
             names.append(item)
             scores.append(score)
             labels.append(int(label))
     if not names:
-        raise ValueError(f"{name}: {p} has no rows")
+        raise InputValueError(f"{name}: {p} has no rows")
     if len(set(names)) != len(names):
         seen, dup = set(), []
         for item in names:
             if item in seen and item not in dup:
                 dup.append(item)
             seen.add(item)
-        raise ValueError(f"{name}: {p} lists {', '.join(sorted(dup)[:3])} more than once")
+        raise InputValueError(f"{name}: {p} lists {', '.join(sorted(dup)[:3])} more than once")
     return ScoreTable(tuple(names), np.array(scores, np.float64), np.array(labels, np.uint8))
 
 
@@ -161,7 +162,7 @@ def read_maps(
     if (root / "test").is_dir():
         root = root / "test"
     if len(names) != len(shapes):
-        raise ValueError(f"shapes: expected {len(names)} shapes like names, got {len(shapes)}")
+        raise InputValueError(f"shapes: expected {len(names)} shapes like names, got {len(shapes)}")
     maps = []
     for item, shape in zip(names, shapes):
         stem = Path(item).with_suffix("")
@@ -175,7 +176,7 @@ def read_maps(
             try:
                 amap = np.load(f, allow_pickle=False)
             except ValueError as exc:
-                raise ValueError(f"{name}: {f} is not a plain .npy array ({exc})") from None
+                raise InputValueError(f"{name}: {f} is not a plain .npy array ({exc})") from None
         elif f.suffix == ".png":
             amap = read_image(f, name=name, depth=(8, 16))
         else:
@@ -184,7 +185,7 @@ def read_maps(
             amap = np.asarray(iio.imread(f))
         amap = np.squeeze(amap)
         if amap.shape != tuple(shape):
-            raise ValueError(f"{name}: {f} is {amap.shape} but the ground truth of {item} is {tuple(shape)}")
+            raise InputValueError(f"{name}: {f} is {amap.shape} but the ground truth of {item} is {tuple(shape)}")
         maps.append(amap)
     return maps
 
@@ -248,7 +249,7 @@ def evaluate_scores(
     if threshold is not None:
         threshold = check_float(threshold, "threshold")
     if maps is not None and dataset is None:
-        raise ValueError(f"{label['maps']} needs {label['dataset']} (the MVTec folder with ground_truth/)")
+        raise InputValueError(f"{label['maps']} needs {label['dataset']} (the MVTec folder with ground_truth/)")
     table = read_scores(scores, name=label["scores"])
     data = None
     if dataset is not None:
@@ -258,17 +259,17 @@ def evaluate_scores(
         known = dict(zip(data.test_names, data.test_labels.tolist()))
         unknown = [n for n in table.names if n not in known]
         if unknown:
-            raise ValueError(
+            raise InputValueError(
                 f"{label['scores']}: {', '.join(unknown[:3])} are not test images of {dataset} "
                 f"(names look like {data.test_names[0]})"
             )
         wrong = [n for n, lab in zip(table.names, table.labels.tolist()) if known[n] != lab]
         if wrong:
-            raise ValueError(f"{label['scores']}: the labels of {', '.join(wrong[:3])} disagree with {dataset}")
+            raise InputValueError(f"{label['scores']}: the labels of {', '.join(wrong[:3])} disagree with {dataset}")
         scored = set(table.names)
         unscored = [n for n in data.test_names if n not in scored]
         if unscored:
-            raise ValueError(
+            raise InputValueError(
                 f"{label['scores']}: {len(unscored)} of the {len(data.test_names)} test images of {dataset} have no "
                 f"score, e.g. {', '.join(unscored[:3])}"
             )

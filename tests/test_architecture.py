@@ -136,8 +136,10 @@ def _edges() -> dict[str, dict[str, Import]]:
     """module -> {module it makes Python run: Import that does it}.
 
     Importing ``a.b.c`` runs ``a.b/__init__`` and ``a.b.c``; the packages the importer sits in
-    have run already. The root package's lazy attribute hook (``ispad_core.__getattr__``) is left
-    out: it imports a submodule when a user asks ``ispad_core.<name>``, and nothing of the
+    have run already, so they count only when imported by name (``from ispad_core.stream import
+    x`` inside ``ispad_core.stream.dask`` leans on the package's ``__init__``, which may import
+    that module in turn). The root package's lazy attribute hook (``ispad_core.__getattr__``) is
+    left out: it imports a submodule when a user asks ``ispad_core.<name>``, and nothing of the
     package asks that.
     """
     edges: dict[str, dict[str, Import]] = {m: {} for m in MODULES}
@@ -145,8 +147,9 @@ def _edges() -> dict[str, dict[str, Import]]:
         if imp.source == "ispad_core" and imp.in_function:
             continue
         mine = set(_ancestors(imp.source)) | ({imp.source} if _is_package(imp.source) else set())
-        for target in [*_ancestors(imp.target), imp.target]:
-            if target in MODULES and target not in mine and target != imp.source:
+        implied = [a for a in _ancestors(imp.target) if a not in mine]
+        for target in [*implied, imp.target]:
+            if target in MODULES and target != imp.source:
                 edges[imp.source].setdefault(target, imp)
     return edges
 

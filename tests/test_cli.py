@@ -466,6 +466,32 @@ def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatc
         _main(["info", "x.h5"], capsys)
 
 
+def test_the_command_tells_user_errors_by_type_not_by_message(monkeypatch, capsys):
+    from ispad_core import InputTypeError, SetupError
+    from ispad_core.cli import app as cli
+
+    def input_error(args):  # the type decides, whatever the message says
+        raise InputTypeError("no convention in this message")
+
+    monkeypatch.setattr(cli, "cmd_info", input_error)
+    code, out = _main(["info", "x.h5"], capsys)
+    assert code == 1 and out.err.strip() == "ispad info: error: no convention in this message"
+
+    def setup_error(args):
+        raise SetupError("client: worker tcp://w:1 runs other versions")
+
+    monkeypatch.setattr(cli, "cmd_info", setup_error)
+    code, out = _main(["info", "x.h5"], capsys)
+    assert code == 1 and "runs other versions" in out.err
+
+    def plain_type_error(args):  # a message that looks like the library's, but a plain TypeError: a bug
+        raise TypeError("n: expected an int, got str")
+
+    monkeypatch.setattr(cli, "cmd_info", plain_type_error)
+    with pytest.raises(TypeError, match="n: expected"):
+        _main(["info", "x.h5"], capsys)
+
+
 def test_first_run_says_it_compiles_the_kernels(tmp_path, monkeypatch, capsys):
     from ispad_core._shared import jit_cache as _jit_cache
 

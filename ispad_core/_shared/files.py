@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
+
 __all__ = ["OutputBusyError", "atomic_output", "check_output_path", "exclusive_lock", "fsync_dir"]
 
 
@@ -60,7 +62,7 @@ def check_output_path(path: str | os.PathLike, name: str, *, overwrite: bool) ->
         node, a FIFO, a socket); these are refused with or without ``overwrite``.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a file path, got {type(path).__name__}")
+        raise InputTypeError(f"{name}: expected a file path, got {type(path).__name__}")
     p = Path(os.fspath(path))
     try:
         st = os.lstat(p)
@@ -70,9 +72,9 @@ def check_output_path(path: str | os.PathLike, name: str, *, overwrite: bool) ->
             raise FileNotFoundError(f"{name}: the folder {parent} of {p} does not exist") from None
         return p
     if stat.S_ISLNK(st.st_mode):
-        raise ValueError(f"{name}: {p} is a symbolic link; refusing to write through it (remove the link first)")
+        raise InputValueError(f"{name}: {p} is a symbolic link; refusing to write through it (remove the link first)")
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(
+        raise InputValueError(
             f"{name}: {p} exists and is not a regular file (a folder, device, FIFO or socket); refusing to replace it"
         )
     if not overwrite:
@@ -180,11 +182,11 @@ def exclusive_lock(path: str | os.PathLike, *, name: str = "path") -> Iterator[P
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise ValueError(f"{name}: the lock file {lock} is a symbolic link; refusing to use it") from None
+                raise InputValueError(f"{name}: the lock file {lock} is a symbolic link; refusing to use it") from None
             raise
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise ValueError(f"{name}: the lock file {lock} is not a regular file")
+            raise InputValueError(f"{name}: the lock file {lock} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,6 +14,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
+
 RNGLike = Union[None, int, np.random.SeedSequence, np.random.BitGenerator, np.random.Generator]
 """What an ``rng`` argument takes (SPEC 7): None, a non-negative int, a SeedSequence, a
 BitGenerator or a Generator."""
@@ -50,9 +52,9 @@ def as_generator(rng: RNGLike, name: str = "rng") -> np.random.Generator:
         return np.random.default_rng(rng)
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
         if int(rng) < 0:
-            raise ValueError(f"{name}: expected a non-negative seed, got {int(rng)}")
+            raise InputValueError(f"{name}: expected a non-negative seed, got {int(rng)}")
         return np.random.default_rng(int(rng))
-    raise TypeError(
+    raise InputTypeError(
         f"{name}: expected None, a non-negative int or a numpy.random.Generator, got "
         f"{type(rng).__name__} (a SeedSequence or BitGenerator also works)"
     )
@@ -65,14 +67,14 @@ def _is_seed_array(x: Any) -> bool:
 def check_seeds(seeds: Any, n: int, name: str = "seeds") -> np.ndarray:
     """Validate ``n`` explicit per-item seeds in ``[0, 2**32)``; returned as uint32."""
     if not _is_seed_array(seeds):
-        raise TypeError(f"{name}: expected an array of {n} integer seeds, got {type(seeds).__name__}")
+        raise InputTypeError(f"{name}: expected an array of {n} integer seeds, got {type(seeds).__name__}")
     arr = np.asarray(seeds)
     if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name}: expected {n} per-item seeds, got an array of shape {arr.shape}")
+        raise InputValueError(f"{name}: expected {n} per-item seeds, got an array of shape {arr.shape}")
     if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"{name}: per-item seeds must be integers, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name}: per-item seeds must be integers, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= SEED_SPACE):
-        raise ValueError(f"{name}: per-item seeds must lie in [0, 2**32), got [{arr.min()}, {arr.max()}]")
+        raise InputValueError(f"{name}: per-item seeds must lie in [0, 2**32), got [{arr.min()}, {arr.max()}]")
     return arr.astype(np.uint32)
 
 
@@ -99,7 +101,7 @@ def item_seeds(rng: Any, n: int, name: str = "rng", *, seeds: Any = None) -> np.
     n = check_int(n, "n", minimum=0)
     if seeds is not None:
         if rng is not None:
-            raise ValueError(f"seeds: pass either {name} or seeds, not both")
+            raise InputValueError(f"seeds: pass either {name} or seeds, not both")
         return check_seeds(seeds, n, "seeds")
     if _is_seed_array(rng):
         return check_seeds(rng, n, name)
@@ -117,9 +119,9 @@ def one_seed(rng: Any, seed: Any, name: str = "rng") -> np.ndarray:
     if seed is None:
         return item_seeds(rng, 1, name)
     if rng is not None:
-        raise ValueError(f"seed: pass either {name} or seed, not both")
+        raise InputValueError(f"seed: pass either {name} or seed, not both")
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int in [0, 2**32), got {type(seed).__name__}")
+        raise InputTypeError(f"seed: expected an int in [0, 2**32), got {type(seed).__name__}")
     value = check_int(int(seed), "seed", minimum=0, maximum=SEED_SPACE - 1)
     return np.array([value], dtype=np.uint32)
 
@@ -147,12 +149,12 @@ def mix64(x: np.ndarray) -> np.ndarray:
 def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return ``value`` as a Python int, checking its type and bounds (inclusive)."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+        raise InputTypeError(f"{name}: expected an int, got {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+        raise InputValueError(f"{name}: expected an int >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name}: expected an int <= {maximum}, got {value}")
+        raise InputValueError(f"{name}: expected an int <= {maximum}, got {value}")
     return value
 
 
@@ -167,17 +169,17 @@ def check_float(
 ) -> float:
     """Return ``value`` as a finite Python float inside the given bounds."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+        raise InputTypeError(f"{name}: expected a real number, got {type(value).__name__}")
     value = float(value)
     if not np.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
+        raise InputValueError(f"{name}: expected a finite number, got {value}")
     lo_ok = minimum is None or (value >= minimum if min_inclusive else value > minimum)
     hi_ok = maximum is None or (value <= maximum if max_inclusive else value < maximum)
     if not (lo_ok and hi_ok):
         lo = "-inf" if minimum is None else f"{minimum:g}"
         hi = "inf" if maximum is None else f"{maximum:g}"
         interval = f"{'[' if min_inclusive and minimum is not None else '('}{lo}, {hi}{']' if max_inclusive and maximum is not None else ')'}"
-        raise ValueError(f"{name}: expected a value in {interval}, got {value:g}")
+        raise InputValueError(f"{name}: expected a value in {interval}, got {value:g}")
     return value
 
 
@@ -199,15 +201,15 @@ def check_range(
     Returns the pair as floats (or ints with ``integer=True``).
     """
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f"{name}: expected a (low, high) pair, got {type(value).__name__}")
+        raise InputTypeError(f"{name}: expected a (low, high) pair, got {type(value).__name__}")
     pair = tuple(value)
     if len(pair) != 2:
-        raise ValueError(f"{name}: expected a (low, high) pair, got {len(pair)} values")
+        raise InputValueError(f"{name}: expected a (low, high) pair, got {len(pair)} values")
     check = check_int if integer else check_float
     low = check(pair[0], f"{name}[0]", minimum=minimum, maximum=maximum)
     high = check(pair[1], f"{name}[1]", minimum=minimum, maximum=maximum)
     if low > high:
-        raise ValueError(f"{name}: expected low <= high, got ({low:g}, {high:g})")
+        raise InputValueError(f"{name}: expected low <= high, got ({low:g}, {high:g})")
     return (low, high)
 
 
@@ -216,7 +218,7 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     choices = tuple(choices)
     if value not in choices:
         listed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name}: expected one of {listed}, got {value!r}")
+        raise InputValueError(f"{name}: expected one of {listed}, got {value!r}")
     return value
 
 
@@ -246,38 +248,38 @@ def check_array(
         Whether an array with zero elements is acceptable.
     """
     if x is None:
-        raise TypeError(f"{name}: expected an array, got None")
+        raise InputTypeError(f"{name}: expected an array, got None")
     arr = np.asarray(x)
     if arr.dtype == object:
-        raise TypeError(f"{name}: expected a numeric array, got dtype object")
+        raise InputTypeError(f"{name}: expected a numeric array, got dtype object")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in allowed:
             want = " or ".join(str(d) for d in allowed)
-            raise ValueError(f"{name}: expected a {want}-D array, got {arr.ndim}-D with shape {arr.shape}")
+            raise InputValueError(f"{name}: expected a {want}-D array, got {arr.ndim}-D with shape {arr.shape}")
     if kinds is not None and arr.dtype.kind not in kinds:
-        raise TypeError(f"{name}: expected dtype kind in {kinds!r}, got {arr.dtype}")
+        raise InputTypeError(f"{name}: expected dtype kind in {kinds!r}, got {arr.dtype}")
     if dtypes is not None:
         allowed_dt = tuple(np.dtype(d) for d in dtypes)
         if arr.dtype not in allowed_dt:
             want = ", ".join(str(d) for d in allowed_dt)
-            raise TypeError(f"{name}: expected dtype {want}, got {arr.dtype}")
+            raise InputTypeError(f"{name}: expected dtype {want}, got {arr.dtype}")
     if not allow_empty and arr.size == 0:
-        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+        raise InputValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
     return arr
 
 
 def check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
     """``b`` must have the shape of ``a``."""
     if a.shape != b.shape:
-        raise ValueError(f"{b_name}: expected shape {a.shape} like {a_name}, got {b.shape}")
+        raise InputValueError(f"{b_name}: expected shape {a.shape} like {a_name}, got {b.shape}")
 
 
 def check_finite(x: np.ndarray, name: str) -> None:
     """No NaN or inf in a float array (integer arrays pass trivially)."""
     if x.dtype.kind in "fc" and not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x)))
-        raise ValueError(f"{name}: expected finite values, got {bad} NaN or inf")
+        raise InputValueError(f"{name}: expected finite values, got {bad} NaN or inf")
 
 
 def check_binary_labels(y: Any, name: str) -> np.ndarray:
@@ -288,5 +290,5 @@ def check_binary_labels(y: Any, name: str) -> np.ndarray:
     values = np.unique(arr)
     if not np.isin(values, (0, 1)).all():
         shown = ", ".join(f"{v:g}" for v in values[:5])
-        raise ValueError(f"{name}: expected binary labels 0/1, got values {{{shown}{', ...' if values.size > 5 else ''}}}")
+        raise InputValueError(f"{name}: expected binary labels 0/1, got values {{{shown}{', ...' if values.size > 5 else ''}}}")
     return arr.astype(bool)

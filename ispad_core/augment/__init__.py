@@ -23,6 +23,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core.augment import _kernels as K
 from ispad_core.modality import MODALITIES
 from ispad_core._shared.validation import (
@@ -163,7 +164,7 @@ def _resolve(params: ParamsLike) -> AugmentParams:
     if isinstance(params, str):
         return AUGMENT_PRESETS[check_choice(params, "params", tuple(AUGMENT_PRESETS))]
     if not isinstance(params, AugmentParams):
-        raise TypeError(f"params: expected an AugmentParams or a preset name, got {type(params).__name__}")
+        raise InputTypeError(f"params: expected an AugmentParams or a preset name, got {type(params).__name__}")
     return params
 
 
@@ -171,9 +172,9 @@ def _check_masks(masks: Any, shape: tuple, name: str, like: str) -> np.ndarray:
     """Masks are bool or 0/1 uint8 in memory (0/255 belongs on disk only)."""
     masks = check_array(masks, name, ndim=len(shape), dtypes=(np.bool_, np.uint8), allow_empty=True)
     if masks.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape} like {like}, got {masks.shape}")
+        raise InputValueError(f"{name}: expected shape {shape} like {like}, got {masks.shape}")
     if masks.dtype == np.uint8 and masks.size and masks.max() > 1:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: expected a bool or 0/1 mask, got values up to {int(masks.max())} "
             "(0/255 is the on-disk form; convert with mask != 0)"
         )
@@ -184,7 +185,7 @@ def _check_batch(patches: Any, channel_axis: Any) -> np.ndarray:
     check_choice(channel_axis, "channel_axis", (None, -1))
     patches = check_array(patches, "patches", ndim=(3, 4), dtypes=_SUPPORTED, allow_empty=True)
     if channel_axis == -1 and patches.ndim != 4:
-        raise ValueError(f"patches: expected (N, H, W, C) with channel_axis=-1, got shape {patches.shape}")
+        raise InputValueError(f"patches: expected (N, H, W, C) with channel_axis=-1, got shape {patches.shape}")
     return patches
 
 
@@ -197,9 +198,9 @@ def _check_patch(patch: Any, channel_axis: Any, func: str) -> np.ndarray:
             f"; pass channel_axis=-1 for an (H, W, C) colour patch, or use {func} for a batch"
             if patch.ndim == 3 else ""
         )
-        raise ValueError(f"patch: expected a grey (H, W) patch with channel_axis=None, got shape {patch.shape}{hint}")
+        raise InputValueError(f"patch: expected a grey (H, W) patch with channel_axis=None, got shape {patch.shape}{hint}")
     if channel_axis == -1 and patch.ndim != 3:
-        raise ValueError(f"patch: expected an (H, W, C) patch with channel_axis=-1, got shape {patch.shape}")
+        raise InputValueError(f"patch: expected an (H, W, C) patch with channel_axis=-1, got shape {patch.shape}")
     return patch
 
 
@@ -289,7 +290,7 @@ def augment_batch(
     True
     """
     if masks is not None:
-        raise TypeError(_MOVED.format(name="masks", func="augment_batch", other="augment_batch_with_masks"))
+        raise InputTypeError(_MOVED.format(name="masks", func="augment_batch", other="augment_batch_with_masks"))
     params = _resolve(params)
     patches = _check_batch(patches, channel_axis)
     item = item_seeds(rng, patches.shape[0], seeds=seeds)
@@ -394,7 +395,7 @@ def augment(
     True
     """
     if mask is not None:
-        raise TypeError(_MOVED.format(name="mask", func="augment", other="augment_with_mask"))
+        raise InputTypeError(_MOVED.format(name="mask", func="augment", other="augment_with_mask"))
     params = _resolve(params)
     patch = _check_patch(patch, channel_axis, "augment_batch")
     return _run(patch[None], params, one_seed(rng, seed), None)[0][0]
@@ -491,18 +492,18 @@ def warp_affine(patch: Any, matrix: Any, *, order: int = 1, channel_axis: int | 
     want = 2 if channel_axis is None else 3
     if patch.ndim != want:
         what = "an (H, W) patch with channel_axis=None" if channel_axis is None else "an (H, W, C) patch with channel_axis=-1"
-        raise ValueError(f"patch: expected {what}, got shape {patch.shape}")
+        raise InputValueError(f"patch: expected {what}, got shape {patch.shape}")
     m = check_array(matrix, "matrix", ndim=2, kinds="iuf")
     if m.shape != (2, 3):
-        raise ValueError(f"matrix: expected shape (2, 3), got {m.shape}")
+        raise InputValueError(f"matrix: expected shape (2, 3), got {m.shape}")
     m = m.astype(np.float64)
     if not np.isfinite(m).all():
-        raise ValueError("matrix: expected finite values, got NaN or inf")
+        raise InputValueError("matrix: expected finite values, got NaN or inf")
     h, w = patch.shape[:2]
     corners = np.array([[0, 0, 1], [0, w - 1, 1], [h - 1, 0, 1], [h - 1, w - 1, 1]], dtype=np.float64)
     reach = float(np.abs(corners @ m.T).max()) + 1.0
     if reach > K.POSITION_LIMIT:
-        raise ValueError(
+        raise InputValueError(
             f"matrix: maps the patch to input positions up to {reach:.3g} pixels away; "
             f"expected at most {K.POSITION_LIMIT:.3g}"
         )

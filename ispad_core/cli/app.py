@@ -20,12 +20,11 @@ Every command runs on the built-in procedural sample (:mod:`ispad_core.samples`)
 images. Errors are reported as one line on stderr with exit status 1 (2 for usage errors);
 an interrupted ``ispad synth`` exits with 130 and resumes when run again with the same arguments.
 
-What counts as a user error (one line, exit 1): :class:`CLIError`, ValueError, OSError (files:
-missing, existing, unreadable, busy), and a TypeError or RuntimeError raised by the library's
-own code, which raises them on purpose for bad input (a TypeError whose message follows the
-library's ``ARGUMENT: expected ...`` convention; a RuntimeError such as a defect that stays
-invisible). Any other TypeError or RuntimeError (one raised inside NumPy, Numba, h5py or Python
-itself, or a TypeError without that convention) is a bug and shows its traceback.
+What counts as a user error (one line, exit 1) is decided by the exception's type: the library's
+:class:`ispad_core.InputError` family (bad arguments, files, settings; :class:`CLIError` is one),
+any ValueError, and OSError (files: missing, existing, unreadable, busy). Anything else, a
+TypeError or RuntimeError raised inside NumPy, Numba, h5py, Python or by a mistake in the
+library's own code included, is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ import importlib
 import json
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -44,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ispad_core._shared.errors import InputError
 from ispad_core._shared.version import __version__
 from ispad_core.evaluation import format_row  # noqa: F401  (importable from here, as before)
 
@@ -57,8 +56,8 @@ BUILTIN_SIDE = 640
 _COMMAND_MODULES = ("train", "inspect", "export", "crops", "benchmark", "experiment", "demo")
 
 
-class CLIError(Exception):
-    """A user error reported as one line, exit status 1."""
+class CLIError(InputError):
+    """A user error of the command line (an option missing or at odds with another): one line, exit status 1."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -581,39 +580,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python from complaining again when it flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (CLIError, ValueError, OSError) as exc:
+    except (InputError, ValueError, OSError) as exc:
         print(f"ispad {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except (TypeError, RuntimeError) as exc:
-        if not _user_error(exc):
-            raise  # a bug: its traceback says where
-        print(f"ispad {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-
-
-_PACKAGE = Path(__file__).resolve().parents[1]  # ispad_core/
-_CONVENTION = re.compile(r"^\S[^\n]*?: expected ")
-
-
-def _user_error(exc: BaseException) -> bool:
-    """Whether a TypeError or RuntimeError is one the library raised on purpose about the input.
-
-    It must come from a ``raise`` in ispad_core's own code (the innermost frame of its traceback
-    is in the package), and a TypeError must also follow the ``ARGUMENT: expected ...`` message
-    convention of the validation helpers, since a wrong call in our own code (a bug) raises a
-    TypeError in our frame too. RecursionError and NotImplementedError are always bugs.
-    """
-    if isinstance(exc, (RecursionError, NotImplementedError)):
-        return False
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    try:
-        inside = Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
-    except (OSError, ValueError):
-        return False
-    if not inside:
-        return False
-    return not isinstance(exc, TypeError) or bool(_CONVENTION.match(str(exc)))

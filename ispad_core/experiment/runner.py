@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.files import atomic_output, exclusive_lock
 from ispad_core._shared.version import __version__
 from ispad_core.fractions import nested_fractions, parse_fraction, select_defects
@@ -104,8 +105,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
-    """A config that is refused; the message names the key."""
+class ConfigError(InputValueError):
+    """A config that is refused (a ValueError); the message names the key."""
 
 
 # --------------------------------------------------------------------------- config
@@ -328,7 +329,7 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
         root = Path(base) if base is not None else path.resolve().parent
     else:
-        raise TypeError(f"config: expected a TOML file path or a dict, got {type(config).__name__}")
+        raise InputTypeError(f"config: expected a TOML file path or a dict, got {type(config).__name__}")
     top = _check_table(raw, "config", _SCHEMA)
     sections = {}
     for name, defaults in _SCHEMA.items():
@@ -591,9 +592,9 @@ def _load_data(config: ExperimentConfig, stream_path: Path) -> _Data:
     test = read_mvtec(config.data["test"], split="test")
     for name, ds in (("data.val", val), ("data.test", test)):
         if ds.test_images.shape[1:] != shape:
-            raise ValueError(f"{name}: patches of shape {ds.test_images.shape[1:]} but the stream's are {shape}")
+            raise InputValueError(f"{name}: patches of shape {ds.test_images.shape[1:]} but the stream's are {shape}")
         if len(np.unique(ds.test_labels)) < 2:
-            raise ValueError(f"{name}: expected fault-free and defective patches, got only one class")
+            raise InputValueError(f"{name}: expected fault-free and defective patches, got only one class")
     data = _Data(
         stream_path=stream_path,
         stream_images=images,
@@ -685,10 +686,10 @@ def score_test_set(
         val_mcc: float | None = float(classification_report(val_labels, val_scores, threshold=threshold).mcc)
     else:
         if val_labels is not None or val_scores is not None:
-            raise ValueError("threshold: give either the validation labels and scores or the threshold, not both")
+            raise InputValueError("threshold: give either the validation labels and scores or the threshold, not both")
         threshold = float(threshold)
         if not math.isfinite(threshold):
-            raise ValueError(f"threshold: expected a finite number, got {threshold}")
+            raise InputValueError(f"threshold: expected a finite number, got {threshold}")
         val_mcc = None
     rep = classification_report(test_labels, test_scores, threshold=threshold)
     out = rep.to_dict()
@@ -699,7 +700,7 @@ def score_test_set(
         groups = np.asarray(list(test_groups))
         scores = np.asarray(test_scores, dtype=np.float64)
         if groups.shape != scores.shape:
-            raise ValueError(f"test_groups: expected {scores.size} groups like test_scores, got {groups.size}")
+            raise InputValueError(f"test_groups: expected {scores.size} groups like test_scores, got {groups.size}")
         for g in sorted(set(groups.tolist()) - {"good"}):
             sel = groups == g
             by_group[g] = float(100.0 * (scores[sel] >= threshold).mean())
@@ -830,7 +831,7 @@ class _Pairs:
 def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     if h < size or w < size:
-        raise ValueError(f"data.real: a real defect of {h} x {w} px is smaller than the patch size {size}")
+        raise InputValueError(f"data.real: a real defect of {h} x {w} px is smaller than the patch size {size}")
     r, c = (h - size) // 2, (w - size) // 2
     return image[r : r + size, c : c + size]
 
@@ -1097,12 +1098,12 @@ def run_experiment(
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     if not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out: expected a folder path, got {type(out).__name__}")
+        raise InputTypeError(f"out: expected a folder path, got {type(out).__name__}")
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ValueError(f"jobs: expected an int >= 1, got {jobs!r}")
+        raise InputValueError(f"jobs: expected an int >= 1, got {jobs!r}")
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise ValueError(f"out: {out} exists and is not a folder")
+        raise InputValueError(f"out: {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     stream_path = _stream_file(config, out, verbose)

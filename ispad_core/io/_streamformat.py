@@ -53,6 +53,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
+
 
 FORMAT = "ispad-stream"
 FORMAT_VERSION = 1
@@ -147,14 +149,14 @@ def _punch(fd: int, offset: int, size: int) -> bool:
 def _encode_attrs(attrs: Mapping[str, Any], name: str) -> tuple[dict[str, Any], list[str]]:
     """HDF5-storable values: str, int, float and bool as they are, anything else as JSON."""
     if not isinstance(attrs, Mapping):
-        raise TypeError(f"{name}: expected a mapping of attribute names to values, got {type(attrs).__name__}")
+        raise InputTypeError(f"{name}: expected a mapping of attribute names to values, got {type(attrs).__name__}")
     encoded: dict[str, Any] = {}
     as_json: list[str] = []
     for key, value in attrs.items():
         if not isinstance(key, str) or not key:
-            raise TypeError(f"{name}: attribute names must be non-empty strings, got {key!r}")
+            raise InputTypeError(f"{name}: attribute names must be non-empty strings, got {key!r}")
         if key in _WRITER_ATTRS:
-            raise ValueError(f"{name}: attribute name {key!r} is reserved for the writer")
+            raise InputValueError(f"{name}: attribute name {key!r} is reserved for the writer")
         if isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, (bool, str)) or (isinstance(value, numbers.Integral) and abs(int(value)) < 2**63):
@@ -165,7 +167,7 @@ def _encode_attrs(attrs: Mapping[str, Any], name: str) -> tuple[dict[str, Any], 
             try:
                 encoded[key] = json.dumps(value, sort_keys=True, allow_nan=False)
             except (TypeError, ValueError) as exc:
-                raise TypeError(
+                raise InputTypeError(
                     f"{name}[{key!r}]: expected a str, number, bool or JSON-serialisable value, got "
                     f"{type(value).__name__} ({exc})"
                 ) from None

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_array, check_float, check_same_shape
 from ispad_core.metrics import _metrics_kernels as K
 
@@ -57,7 +58,7 @@ class _Pixels:
 def _score_dtype(dtype: np.dtype, name: str) -> np.dtype:
     """float32 for scores that float32 holds exactly, float64 otherwise."""
     if dtype.kind not in "iuf":
-        raise TypeError(f"{name}: expected real-valued scores (a float or integer dtype), got dtype {dtype}")
+        raise InputTypeError(f"{name}: expected real-valued scores (a float or integer dtype), got dtype {dtype}")
     if dtype.kind == "f":
         return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
     return np.dtype(np.float32) if dtype.itemsize <= 2 else np.dtype(np.float64)
@@ -84,7 +85,7 @@ def _as_ranks(arrays: list, name: str, exact: bool) -> list | None:
     if not any(_beyond_float64(a) for a in arrays):
         return None
     if exact:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: integer scores beyond 2**53 are not exact in float64, and the thresholds this "
             "function returns would be rounded; rescale the scores (or convert them to float64 "
             "yourself)"
@@ -105,13 +106,13 @@ def _as_ranks(arrays: list, name: str, exact: bool) -> list | None:
 def _mask_view(m: np.ndarray, name: str) -> np.ndarray:
     """A C-contiguous unsigned view with the same non-zero pattern (bool -> uint8, int16 -> uint16...)."""
     if m.dtype.kind not in "bui":
-        raise TypeError(f"{name}: expected a boolean or integer dtype (non-zero = defective), got dtype {m.dtype}")
+        raise InputTypeError(f"{name}: expected a boolean or integer dtype (non-zero = defective), got dtype {m.dtype}")
     return np.ascontiguousarray(m).view(_MASK_VIEW[m.dtype.itemsize])
 
 
 def _check_map_container(x: Any, name: str) -> None:
     if x is None:
-        raise TypeError(f"{name}: expected an (N, H, W) array or a list of (H, W) arrays, got None")
+        raise InputTypeError(f"{name}: expected an (N, H, W) array or a list of (H, W) arrays, got None")
 
 
 def _prepare(anomaly_maps: Any, masks: Any, *, exact_thresholds: bool = False) -> _Pixels:
@@ -124,15 +125,15 @@ def _prepare(anomaly_maps: Any, masks: Any, *, exact_thresholds: bool = False) -
     if isinstance(anomaly_maps, np.ndarray) and isinstance(masks, np.ndarray):
         return _prepare_arrays(anomaly_maps, masks, exact_thresholds)
     if not isinstance(anomaly_maps, (Sequence, np.ndarray)) or isinstance(anomaly_maps, (str, bytes)):
-        raise TypeError(
+        raise InputTypeError(
             f"anomaly_maps: expected an (N, H, W) array or a list of (H, W) arrays, got {type(anomaly_maps).__name__}"
         )
     if not isinstance(masks, (Sequence, np.ndarray)) or isinstance(masks, (str, bytes)):
-        raise TypeError(f"masks: expected an (N, H, W) array or a list of (H, W) arrays, got {type(masks).__name__}")
+        raise InputTypeError(f"masks: expected an (N, H, W) array or a list of (H, W) arrays, got {type(masks).__name__}")
     if len(anomaly_maps) == 0:
-        raise ValueError("anomaly_maps: expected at least one map, got an empty sequence")
+        raise InputValueError("anomaly_maps: expected at least one map, got an empty sequence")
     if len(masks) != len(anomaly_maps):
-        raise ValueError(f"masks: expected {len(anomaly_maps)} masks like anomaly_maps, got {len(masks)}")
+        raise InputValueError(f"masks: expected {len(anomaly_maps)} masks like anomaly_maps, got {len(masks)}")
     raw_scores, raw_masks, dtypes = [], [], []
     for i in range(len(anomaly_maps)):
         s = check_array(anomaly_maps[i], f"anomaly_maps[{i}]", ndim=2, allow_empty=True)
@@ -156,18 +157,18 @@ def _prepare(anomaly_maps: Any, masks: Any, *, exact_thresholds: bool = False) -
 
 def _prepare_arrays(anomaly_maps: np.ndarray, masks: np.ndarray, exact_thresholds: bool = False) -> _Pixels:
     if anomaly_maps.ndim != 3:
-        raise ValueError(
+        raise InputValueError(
             "anomaly_maps: expected an (N, H, W) array or a list of (H, W) arrays, "
             f"got an array of shape {anomaly_maps.shape}"
         )
     if anomaly_maps.dtype == object:
-        raise TypeError("anomaly_maps: expected a numeric array, got dtype object")
+        raise InputTypeError("anomaly_maps: expected a numeric array, got dtype object")
     dtype = _score_dtype(anomaly_maps.dtype, "anomaly_maps")
     check_same_shape(anomaly_maps, "anomaly_maps", masks, "masks")
     if anomaly_maps.shape[0] == 0:
-        raise ValueError(f"anomaly_maps: expected at least one map, got shape {anomaly_maps.shape}")
+        raise InputValueError(f"anomaly_maps: expected at least one map, got shape {anomaly_maps.shape}")
     if masks.dtype == object:
-        raise TypeError("masks: expected a boolean or integer dtype (non-zero = defective), got dtype object")
+        raise InputTypeError("masks: expected a boolean or integer dtype (non-zero = defective), got dtype object")
     ranks = _as_ranks([anomaly_maps], "anomaly_maps", exact_thresholds)
     if ranks is not None:
         anomaly_maps, dtype = ranks[0], np.dtype(np.float64)
@@ -202,15 +203,15 @@ def _scan(px: _Pixels, *, with_hist: bool = False) -> _Scan:
         n_bad += bad
         n_neg += neg
     if n_bad:
-        raise ValueError(f"anomaly_maps: expected finite values, got {n_bad} NaN or inf")
+        raise InputValueError(f"anomaly_maps: expected finite values, got {n_bad} NaN or inf")
     return _Scan(hist if with_hist else None, n_neg, pos_counts)
 
 
 def _require_both_classes(scan: _Scan) -> None:
     if scan.pos_counts.sum() == 0:
-        raise ValueError("masks: expected at least one defective (non-zero) pixel, got none")
+        raise InputValueError("masks: expected at least one defective (non-zero) pixel, got none")
     if scan.n_neg == 0:
-        raise ValueError("masks: expected at least one anomaly-free (zero) pixel, got none")
+        raise InputValueError("masks: expected at least one anomaly-free (zero) pixel, got none")
 
 
 def _cut(px: _Pixels, scan: _Scan, k: int) -> tuple[int, int]:

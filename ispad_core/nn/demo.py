@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ispad_core._shared.errors import InputValueError
 from ispad_core._shared.validation import check_float, check_int
 
 __all__ = ["DemoResult", "run_demo"]
@@ -217,7 +218,7 @@ def run_demo(
     if root.exists() and not overwrite:
         raise FileExistsError(f"out: {root} exists; ask for overwrite (--overwrite) to write into it")
     if root.exists() and not root.is_dir():
-        raise ValueError(f"out: {root} exists and is not a folder")
+        raise InputValueError(f"out: {root} exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     q = shlex.quote

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.files import atomic_output, check_output_path, exclusive_lock
 from ispad_core._shared.validation import check_choice, check_float, check_int
 from ispad_core.nn.training import (
@@ -208,9 +209,9 @@ def select_real(groups: Sequence[str], *, fraction: float | None = None, group: 
         known = sorted(set(labels.tolist()))
         unknown = [g for g in wanted if g not in known]
         if unknown or not wanted:
-            raise ValueError(f"groups: expected some of the real defects' groups {known}, got {wanted}")
+            raise InputValueError(f"groups: expected some of the real defects' groups {known}, got {wanted}")
     if n == 0:
-        raise ValueError("real: no real defects to select from")
+        raise InputValueError("real: no real defects to select from")
     if wanted is None:
         idx = nested_fractions(n, (f,), rng=seed)[f]
     elif len(wanted) == 1:
@@ -221,7 +222,7 @@ def select_real(groups: Sequence[str], *, fraction: float | None = None, group: 
         idx = members[: min(len(members), math.floor(f * n + 1e-9))]
     if idx.size == 0:
         which = "" if wanted is None else f" of groups {wanted}"
-        raise ValueError(
+        raise InputValueError(
             f"fraction: {_as_fraction_text(f)} of {n} real defects{which} selects none; use a larger fraction or more defects"
         )
     return np.asarray(idx, dtype=np.int64)
@@ -322,7 +323,7 @@ def _patch_shape(stream: Any) -> tuple[int, int]:
     first = stream[0]
     image = np.asarray(first[0] if isinstance(first, (tuple, list)) else first)
     if image.ndim not in (2, 3) or image.shape[0] != image.shape[1]:
-        raise ValueError(f"stream: expected square patches (H, H[, C]), got an item of shape {image.shape}")
+        raise InputValueError(f"stream: expected square patches (H, H[, C]), got an item of shape {image.shape}")
     return image.shape[0], (image.shape[2] if image.ndim == 3 else 1)
 
 
@@ -335,12 +336,12 @@ def _read_real(real: Any, size: int):
         return read_real_defects(real, size=size, name="real")
     if isinstance(real, np.ndarray):
         if real.ndim not in (3, 4) or real.dtype != np.uint8:
-            raise TypeError(f"real: expected uint8 patches (M, H, W[, C]), got {real.dtype} of shape {real.shape}")
+            raise InputTypeError(f"real: expected uint8 patches (M, H, W[, C]), got {real.dtype} of shape {real.shape}")
         images = tuple(real)
     elif isinstance(real, Sequence):
         images = tuple(np.asarray(im) for im in real)
     else:
-        raise TypeError(f"real: expected a folder, a RealDefects, an array of patches or None, got {type(real).__name__}")
+        raise InputTypeError(f"real: expected a folder, a RealDefects, an array of patches or None, got {type(real).__name__}")
     return RealDefects(images=images, groups=("real",) * len(images),
                        files=tuple(f"#{i}" for i in range(len(images))), root="<memory>")
 
@@ -519,7 +520,7 @@ def train_detector(
     t_start = time.perf_counter()
     # ---- arguments
     if not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out: expected a file path, got {type(out).__name__}")
+        raise InputTypeError(f"out: expected a file path, got {type(out).__name__}")
     out = Path(os.fspath(out))
     mode = check_choice(mode, "mode", ("mixed", "oversampling"))
     batch_size = check_int(batch_size, "batch_size", minimum=1)
@@ -527,21 +528,21 @@ def train_detector(
         if value is not None:
             check_int(value, name, minimum=1)
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
     workers = default_workers() if workers is None else check_int(workers, "workers", minimum=0)
     threads = None if threads is None else check_int(threads, "threads", minimum=1)
     if backbone_kwargs is not None and not isinstance(backbone_kwargs, dict):
-        raise TypeError(f"backbone_kwargs: expected a dict or None, got {type(backbone_kwargs).__name__}")
+        raise InputTypeError(f"backbone_kwargs: expected a dict or None, got {type(backbone_kwargs).__name__}")
     backbone_kwargs = dict(backbone_kwargs or {})
     if not isinstance(backbone, str):
-        raise TypeError(f"backbone: expected a built-in name or 'package.module:function', got {type(backbone).__name__}")
+        raise InputTypeError(f"backbone: expected a built-in name or 'package.module:function', got {type(backbone).__name__}")
     if real is None:
         if mode == "oversampling":
-            raise ValueError("real: mode='oversampling' trains on real defects over a fault-free stream; got real=None")
+            raise InputValueError("real: mode='oversampling' trains on real defects over a fault-free stream; got real=None")
         if p_inj is not None:
-            raise ValueError("p_inj: injection needs real defects (real=...); got real=None (the synthetic-only run)")
+            raise InputValueError("p_inj: injection needs real defects (real=...); got real=None (the synthetic-only run)")
         if fraction is not None or groups is not None:
-            raise ValueError("fraction, groups: select real defects, but real=None (the synthetic-only run)")
+            raise InputValueError("fraction, groups: select real defects, but real=None (the synthetic-only run)")
     else:
         from ispad_core.nn.injection import _check_p_inj
 
@@ -572,7 +573,7 @@ def train_detector(
         labels = _stream_labels(train_stream)
         if mode == "oversampling" and labels is not None and labels.any():
             src = stream_prov.get("path") or "the stream"
-            raise ValueError(
+            raise InputValueError(
                 f"stream: mode='oversampling' trains on a pure fault-free stream with real defects at p_inj = 0.5, but "
                 f"{src} holds {int(labels.sum())} defective of {len(labels)} items (a balanced stream); write a "
                 f"fault-free one with 'ispad synth --defect-fraction 0 --out fault_free.h5 ...' and train on it"
@@ -580,10 +581,10 @@ def train_detector(
         n_stream = len(train_stream)
         if val is None:
             if mode == "oversampling":
-                raise ValueError("val: mode='oversampling' needs a validation set with defects (the stream has none)")
+                raise InputValueError("val: mode='oversampling' needs a validation set with defects (the stream has none)")
             n_val = min(2000, n_stream // 10)
             if n_val < 2:
-                raise ValueError(f"val: a stream of {n_stream} items is too short to hold out a validation tenth; pass val=")
+                raise InputValueError(f"val: a stream of {n_stream} items is too short to hold out a validation tenth; pass val=")
             val_set = Subset(train_stream, range(n_stream - n_val, n_stream))
             val_set.groups = ["good" if y == 0 else "synthetic" for y in (
                 labels[n_stream - n_val:] if labels is not None else [int(val_set[i][-1]) for i in range(n_val)])]
@@ -594,7 +595,7 @@ def train_detector(
         val_first = val_set[0]
         val_image = np.asarray(val_first[0] if isinstance(val_first, (tuple, list)) else val_first)
         if val_image.shape[:2] != (size, size) or _channels_of(val_image) != channels:
-            raise ValueError(f"val: expected patches like the stream's ({size} x {size}, {channels} channel(s)), got shape {val_image.shape}")
+            raise InputValueError(f"val: expected patches like the stream's ({size} x {size}, {channels} channel(s)), got shape {val_image.shape}")
 
         real_prov: dict = {"path": None, "selected": 0}
         if real is not None:
@@ -602,12 +603,12 @@ def train_detector(
 
             all_real = _read_real(real, size)
             if len(all_real) == 0:
-                raise ValueError("real: no real defects (an empty array or folder)")
+                raise InputValueError("real: no real defects (an empty array or folder)")
             bad = [f for f, im in zip(all_real.files, all_real.images)
                    if _channels_of(np.asarray(im)) != channels or min(np.asarray(im).shape[:2]) < size]
             if bad:
                 im = np.asarray(all_real.images[all_real.files.index(bad[0])])
-                raise ValueError(f"real: {bad[0]} has shape {im.shape}; expected at least {size} x {size} with "
+                raise InputValueError(f"real: {bad[0]} has shape {im.shape}; expected at least {size} x {size} with "
                                  f"{channels} channel(s) like the stream's patches")
             picked = select_real(all_real.groups, fraction=fraction, group=groups, seed=selection_seed)
             chosen = all_real.select(picked)
@@ -648,7 +649,7 @@ def train_detector(
             before = json.loads((ckpt / _SETTINGS).read_text()) if (ckpt / _SETTINGS).exists() else None
             if before is not None and before != settings:
                 diff = [k for k in settings if before.get(k) != settings[k]]
-                raise ValueError(f"resume: the run in {ckpt} was started with other settings ({', '.join(diff)}); "
+                raise InputValueError(f"resume: the run in {ckpt} was started with other settings ({', '.join(diff)}); "
                                  f"resume with the same ones or pass overwrite=True to start over")
         elif unfinished and overwrite and rank == 0:
             shutil.rmtree(ckpt)

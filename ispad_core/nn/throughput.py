@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_int
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
@@ -88,7 +89,7 @@ def _in_channels(model: nn.Module) -> int:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return m.in_channels
-    raise ValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")
+    raise InputValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")
 
 
 def measure_throughput(
@@ -151,14 +152,14 @@ def measure_throughput(
     (2, 2, 'perf_counter')
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     warmup = check_int(warmup, "warmup", minimum=0)
     cycles = check_int(cycles, "cycles", minimum=1)
     reps = check_int(reps, "reps", minimum=1)
     patch_size = check_int(patch_size, "patch_size", minimum=1)
     if not isinstance(amp, bool):
-        raise TypeError(f"amp: expected a bool, got {type(amp).__name__}")
+        raise InputTypeError(f"amp: expected a bool, got {type(amp).__name__}")
     device = torch.device(device)
     params = None if preprocess is None else resolve_preprocess(preprocess)
     channels = _in_channels(model)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.files import atomic_output
 from ispad_core._shared.progress import progress
 from ispad_core._shared.validation import check_array, check_binary_labels, check_choice, check_float, check_int
@@ -73,24 +74,24 @@ def _as_dataset(data: Any, name: str, *, labelled: bool = True) -> Any:
         images = check_array(data[0], f"{name}[0]", ndim=(3, 4), dtypes=(np.uint8,))
         labels = check_binary_labels(data[1], f"{name}[1]")
         if labels.shape[0] != images.shape[0]:
-            raise ValueError(f"{name}[1]: expected {images.shape[0]} labels like {name}[0], got {labels.shape[0]}")
+            raise InputValueError(f"{name}[1]: expected {images.shape[0]} labels like {name}[0], got {labels.shape[0]}")
         return _ArrayDataset(images, labels.astype(np.int64))
     if isinstance(data, np.ndarray):
         if labelled:
-            raise TypeError(
+            raise InputTypeError(
                 f"{name}: expected labelled data, a Dataset of (image, ..., label) items or an (images, labels) "
                 f"pair of arrays, got a bare array of shape {data.shape}"
             )
         images = check_array(data, name, ndim=(3, 4), dtypes=(np.uint8,))
         if images.shape[0] == 0:
-            raise ValueError(f"{name}: expected at least one image, got shape {images.shape}")
+            raise InputValueError(f"{name}: expected at least one image, got shape {images.shape}")
         return _ArrayDataset(images, None)
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes)):
         if len(data) == 0:
-            raise ValueError(f"{name}: expected a non-empty dataset, got length 0")
+            raise InputValueError(f"{name}: expected a non-empty dataset, got length 0")
         return data
     what = " (or of images), images (N, H, W[, C]) uint8" if not labelled else ""
-    raise TypeError(
+    raise InputTypeError(
         f"{name}: expected a Dataset of (image, ..., label) items{what} or an (images, labels) pair of arrays, "
         f"got {type(data).__name__}"
     )
@@ -170,7 +171,7 @@ def _amp_dtype(amp: bool | None, device: torch.device) -> torch.dtype | None:
     if amp is None:
         amp = device.type == "cuda"
     if not isinstance(amp, bool):
-        raise TypeError(f"amp: expected a bool or None, got {type(amp).__name__}")
+        raise InputTypeError(f"amp: expected a bool or None, got {type(amp).__name__}")
     if not amp:
         return None
     return torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -227,12 +228,12 @@ def _forward_scores(
                 logits = model(x)
             logits = logits.float()
             if logits.ndim != 2 or logits.shape[1] != 2:
-                raise ValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
+                raise InputValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
             if bool((y != _NO_LABEL).all()):
                 y = y.to(device)
                 loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             elif bool((y != _NO_LABEL).any()):
-                raise ValueError("data: some items carry a label and some do not; expected all or none")
+                raise InputValueError("data: some items carry a label and some do not; expected all or none")
             scores.append(torch.softmax(logits, dim=1)[:, 1].double().cpu().numpy())
             labels.append(y.cpu().numpy())
     return np.concatenate(scores), np.concatenate(labels).astype(np.int64), loss_sum
@@ -371,7 +372,7 @@ def evaluate(
 
     if labels is not None:
         if not isinstance(data, np.ndarray):
-            raise TypeError(f"labels: given for bare images, but data is a {type(data).__name__}, not an array of images")
+            raise InputTypeError(f"labels: given for bare images, but data is a {type(data).__name__}, not an array of images")
         data = (data, np.asarray(labels))
     pred = predict(
         model,
@@ -384,7 +385,7 @@ def evaluate(
         channels_last=channels_last,
     )
     if pred.labels is None:
-        raise ValueError("data: evaluate needs labels; got bare images (pass labels=, an (images, labels) pair or a labelled Dataset)")
+        raise InputValueError("data: evaluate needs labels; got bare images (pass labels=, an (images, labels) pair or a labelled Dataset)")
     return classification_report(pred.labels, pred.scores, threshold=threshold)
 
 
@@ -585,16 +586,16 @@ def _optional_int(value: Any, name: str) -> int | None:
 
 def _check_settings(model: Any, **kw: Any) -> _Settings:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     seed = kw["seed"]
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
     lr = check_float(kw["lr"], "lr", minimum=0.0, min_inclusive=False)
     if kw["resume"] and kw["checkpoint_dir"] is None:
-        raise ValueError("resume: resuming needs a checkpoint_dir, got None")
+        raise InputValueError("resume: resuming needs a checkpoint_dir, got None")
     callback = kw["callback"]
     if callback is not None and not callable(callback):
-        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+        raise InputTypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     return _Settings(
         batch_size=check_int(kw["batch_size"], "batch_size", minimum=1),
         max_epochs=_optional_int(kw["max_epochs"], "max_epochs"),
@@ -752,7 +753,7 @@ class _Trainer:
         ck = torch.load(self.last_path, map_location="cpu", weights_only=True)
         version = int(ck.get("version", 1))
         if version > _CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint_dir: {self.last_path} has checkpoint format {version}, newer than this "
+            raise InputValueError(f"checkpoint_dir: {self.last_path} has checkpoint format {version}, newer than this "
                              f"library's {_CHECKPOINT_VERSION}; update ispad-core to resume it")
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -844,14 +845,14 @@ class _Trainer:
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if bool((labels == _NO_LABEL).any()):
-            raise ValueError("train_data: expected (image, ..., label) items, got items without a label")
+            raise InputValueError("train_data: expected (image, ..., label) items, got items without a label")
         x = preprocess_batch(images, self.cfg.preprocess, device=self.device, channels_last=self.cfg.channels_last)
         y = labels.to(self.device, non_blocking=True)
         dtype = self.amp_dtype
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = self.net(x)
         if logits.ndim != 2 or logits.shape[1] != 2:
-            raise ValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
+            raise InputValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
         loss = F.cross_entropy(logits.float(), y)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -888,7 +889,7 @@ class _Trainer:
             device=self.device, amp_dtype=self.amp_dtype, num_workers=cfg.num_workers, channels_last=cfg.channels_last,
         )
         if pred.labels is None:
-            raise ValueError("val_data: expected labelled items, got bare images")
+            raise InputValueError("val_data: expected labelled items, got bare images")
         record_epoch = st.epoch
         improved = pred.loss < st.best_val_loss
         if improved:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ispad_core._shared.errors import InputValueError
 from ispad_core.preprocess import _kernels as K
 from ispad_core._shared.kernels import gaussian_taps
 from ispad_core.modality import MODALITIES
@@ -129,7 +130,7 @@ def gaussian_kernel1d(ksize: int, sigma: float) -> np.ndarray:
     """
     ksize = check_int(ksize, "ksize", minimum=1)
     if ksize % 2 == 0:
-        raise ValueError(f"ksize: expected an odd int, got {ksize}")
+        raise InputValueError(f"ksize: expected an odd int, got {ksize}")
     sigma = check_float(sigma, "sigma", minimum=0.0, min_inclusive=False)
     return gaussian_taps(sigma, ksize // 2, True)  # the library's one Gaussian-tap function
 
@@ -201,7 +202,7 @@ def gaussian_smooth(
     x = check_array(x, "x", dtypes=_SUPPORTED)
     if x.ndim < min_ndim:
         what = "(..., H, W, C)" if has_channels else "(..., H, W)"
-        raise ValueError(f"x: expected at least {min_ndim} dimensions {what}, got shape {x.shape}")
+        raise InputValueError(f"x: expected at least {min_ndim} dimensions {what}, got shape {x.shape}")
     shape = x.shape
     H, W = shape[-3:-1] if has_channels else shape[-2:]
     C = shape[-1] if has_channels else 1

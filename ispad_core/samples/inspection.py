@@ -19,6 +19,7 @@ import math
 import numpy as np
 from scipy.special import ndtri
 
+from ispad_core._shared.errors import InputTypeError, InputValueError, InvisibleDefectError
 from ispad_core._shared import screen_kernels as k
 from ispad_core._shared.screen_kernels import screen_print_kernel
 from ispad_core._shared.validation import RNGLike, as_generator, check_choice, check_int
@@ -39,9 +40,9 @@ _NOISE_TABLE = ndtri((np.arange(_NOISE_LEVELS) + 0.5) / _NOISE_LEVELS)
 
 def _check_shape(shape) -> tuple[int, int]:
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__"):
-        raise TypeError(f"shape: expected a (height, width) pair of ints, got {type(shape).__name__}")
+        raise InputTypeError(f"shape: expected a (height, width) pair of ints, got {type(shape).__name__}")
     if len(shape) != 2:
-        raise ValueError(f"shape: expected a (height, width) pair, got {len(shape)} values")
+        raise InputValueError(f"shape: expected a (height, width) pair, got {len(shape)} values")
     h = check_int(shape[0], "shape[0]", minimum=1, maximum=_MAX_SIDE)
     w = check_int(shape[1], "shape[1]", minimum=1, maximum=_MAX_SIDE)
     return h, w
@@ -263,7 +264,7 @@ def inspection_scan(
         presets = (presets,)
     presets = tuple(presets)
     if not presets:
-        raise ValueError("presets: expected at least one preset name, got none")
+        raise InputValueError("presets: expected at least one preset name, got none")
     for p in presets:
         check_choice(p, "presets", tuple(PRESETS))
     strength = check_float(strength, "strength", minimum=0.0, min_inclusive=False)
@@ -277,7 +278,7 @@ def inspection_scan(
 
     table = {p: PRESETS[p] if strength == 1.0 else stronger(PRESETS[p]) for p in presets}
     if min(h, w) < 3 * region:
-        raise ValueError(f"shape: expected sides >= 3 * region ({3 * region}), got {(h, w)}")
+        raise InputValueError(f"shape: expected sides >= 3 * region ({3 * region}), got {(h, w)}")
     gen = as_generator(rng)
     image = screen_print((h, w), rng=gen, kind=kind, channels=channels)
     mask = np.zeros((h, w), dtype=bool)
@@ -292,14 +293,14 @@ def inspection_scan(
             if not taken[r : r + region, c : c + region].any():
                 break
         else:
-            raise ValueError(f"n_defects: {n_defects} areas of {region} x {region} px do not fit into a scan of {(h, w)}")
+            raise InputValueError(f"n_defects: {n_defects} areas of {region} x {region} px do not fit into a scan of {(h, w)}")
         for _ in range(8):
             seed = gen.integers(0, 2**32, size=1, dtype=np.uint64).astype(np.uint32)
             res = synthesize(image[r : r + region, c : c + region], table[preset], rng=seed, warn=False)
             if res.accepted:
                 break
         else:
-            raise RuntimeError(f"presets: {preset!r} stayed invisible at ({r}, {c}) after 8 seeds")
+            raise InvisibleDefectError(f"presets: {preset!r} stayed invisible at ({r}, {c}) after 8 seeds")
         image[r : r + region, c : c + region] = res.image
         m = res.mask.astype(bool)
         mask[r : r + region, c : c + region] |= m

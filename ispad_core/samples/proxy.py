@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_float, check_int, item_seeds
 from ispad_core._shared.version import __version__
 
@@ -191,13 +192,13 @@ def _draw(context: np.ndarray, kind: str, seed: int, contrast: float) -> tuple[n
 
 def _check_context(context) -> None:
     if not isinstance(context, np.ndarray):
-        raise TypeError(f"context: expected a numpy.ndarray, got {type(context).__name__}")
+        raise InputTypeError(f"context: expected a numpy.ndarray, got {type(context).__name__}")
     if context.dtype != np.uint8:
-        raise TypeError(f"context: expected dtype uint8, got {context.dtype}")
+        raise InputTypeError(f"context: expected dtype uint8, got {context.dtype}")
     if context.ndim != 2 or context.shape[0] != context.shape[1]:
-        raise ValueError(f"context: expected a square grey image (S + {2 * _MARGIN}, S + {2 * _MARGIN}), got shape {context.shape}")
+        raise InputValueError(f"context: expected a square grey image (S + {2 * _MARGIN}, S + {2 * _MARGIN}), got shape {context.shape}")
     if context.shape[0] < 2 * _MARGIN + 16:
-        raise ValueError(f"context: expected a side of at least {2 * _MARGIN + 16}, got {context.shape[0]}")
+        raise InputValueError(f"context: expected a side of at least {2 * _MARGIN + 16}, got {context.shape[0]}")
 
 
 def proxy_defect(context: np.ndarray, kind: str, *, seed: int, contrast: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +242,7 @@ def proxy_defect(context: np.ndarray, kind: str, *, seed: int, contrast: float =
     """
     _check_context(context)
     if kind not in _CLASSES:
-        raise ValueError(f"kind: expected one of {', '.join(repr(k) for k in _CLASSES)}, got {kind!r}")
+        raise InputValueError(f"kind: expected one of {', '.join(repr(k) for k in _CLASSES)}, got {kind!r}")
     seed = check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
     contrast = check_float(contrast, "contrast", minimum=0.0, min_inclusive=False, maximum=10.0)
     return _draw(context, kind, seed, contrast)
@@ -446,7 +447,7 @@ def proxy_benchmark(
     n_points = check_int(n_points, "n_points", minimum=0)
     n_area = check_int(n_area, "n_area", minimum=0)
     if n_points + n_area == 0:
-        raise ValueError("n_points, n_area: expected at least one real defect, got 0 and 0")
+        raise InputValueError("n_points, n_area: expected at least one real defect, got 0 and 0")
     n_val = check_int(n_val, "n_val", minimum=1)
     n_test = check_int(n_test, "n_test", minimum=1)
     good_per_defective = check_int(good_per_defective, "good_per_defective", minimum=1, maximum=1000)
@@ -454,7 +455,7 @@ def proxy_benchmark(
     root = None
     if out is not None:
         if not isinstance(out, (str, os.PathLike)):
-            raise TypeError(f"out: expected a folder path, got {type(out).__name__}")
+            raise InputTypeError(f"out: expected a folder path, got {type(out).__name__}")
         root = Path(out)
         _check_out(root, overwrite)
 
@@ -498,7 +499,7 @@ def proxy_benchmark(
 
 def _check_out(root: Path, overwrite: bool) -> None:
     if root.is_symlink():
-        raise ValueError(f"out: {root} is a symbolic link; refusing to write through it")
+        raise InputValueError(f"out: {root} is a symbolic link; refusing to write through it")
     if root.exists():
         if not overwrite:
             raise FileExistsError(f"out: {root} exists; ask for overwrite (--overwrite) to replace it")

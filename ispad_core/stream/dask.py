@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
 from ispad_core._shared.files import OutputBusyError, _umask, check_output_path, exclusive_lock
 from ispad_core._shared.progress import progress
 from ispad_core._shared.validation import check_int
@@ -222,7 +223,7 @@ def _check_environments(here: dict[str, str], workers: dict[str, dict[str, str]]
             if env.get(key) != here.get(key)
         ]
         if diff:
-            raise RuntimeError(
+            raise SetupError(
                 f"client: worker {address} runs other versions than this machine ({'; '.join(diff)}); "
                 "its parts would not be the bytes this machine writes. Install the same versions on all workers"
             )
@@ -281,7 +282,7 @@ def _parts_folder(path: Path, token: str, *, resume: bool) -> Path:
         st = None
     if st is not None:
         if not stat.S_ISDIR(st.st_mode):  # a link or a file in the way: never write through it
-            raise ValueError(f"path: {folder} is in the way of the parts folder and is not a folder; remove it")
+            raise InputValueError(f"path: {folder} is in the way of the parts folder and is not a folder; remove it")
         if not resume:
             _check_no_running_attempts(folder)
             shutil.rmtree(folder)
@@ -297,9 +298,9 @@ def _check_kwargs(kwargs: dict) -> dict:
     for key in kwargs:
         if key in _OWN:
             hint = " (the parts are set by parts=)" if key == "shard" else ""
-            raise TypeError(f"{key}: not accepted by the distributed writer{hint}")
+            raise InputTypeError(f"{key}: not accepted by the distributed writer{hint}")
         if key not in accepted or key == "client":
-            raise TypeError(f"{key}: not a keyword argument of write_balanced_stream")
+            raise InputTypeError(f"{key}: not a keyword argument of write_balanced_stream")
     return kwargs
 
 
@@ -394,18 +395,18 @@ def write_balanced_stream_distributed(
     t_start = time.perf_counter()
     distributed = _import_distributed()
     if not isinstance(client, distributed.Client):
-        raise TypeError(f"client: expected a dask.distributed.Client, got {type(client).__name__}")
+        raise InputTypeError(f"client: expected a dask.distributed.Client, got {type(client).__name__}")
     n = check_int(n, "n", minimum=1)
     if parts is None:
         parts = min(n, _PARTS_PER_THREAD * max(1, sum(client.nthreads().values())))
     if isinstance(parts, bool) or not isinstance(parts, (int, np.integer)):
-        raise TypeError(f"parts: expected an int, got {type(parts).__name__}")
+        raise InputTypeError(f"parts: expected an int, got {type(parts).__name__}")
     parts = int(parts)
     if not 1 <= parts <= n:
-        raise ValueError(f"parts: expected 1 to {n} parts (each needs at least one of the n = {n} items), got {parts}")
+        raise InputValueError(f"parts: expected 1 to {n} parts (each needs at least one of the n = {n} items), got {parts}")
     retries = check_int(retries, "retries", minimum=0)
     if not isinstance(resume, bool):
-        raise TypeError(f"resume: expected a bool, got {type(resume).__name__}")
+        raise InputTypeError(f"resume: expected a bool, got {type(resume).__name__}")
     kwargs = _check_kwargs(kwargs)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
@@ -420,7 +421,7 @@ def write_balanced_stream_distributed(
     try:
         workers = client.run(_environment)
     except Exception as exc:  # e.g. a worker without ispad_core: it cannot unpickle the call
-        raise RuntimeError(
+        raise SetupError(
             f'client: could not ask the workers for their versions ({type(exc).__name__}: {exc}); install '
             '"ispad-core[dask]" in the same versions on every worker'
         ) from exc

@@ -35,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError, InvisibleDefectError
 from ispad_core._shared.progress import progress
 from ispad_core._shared.validation import as_generator, check_array, check_float, check_int, item_seeds, mix64
 from ispad_core.io._streamformat import part_path
@@ -175,7 +176,7 @@ def shard_range(n: int, shard: tuple[int, int] | None) -> tuple[int, int]:
     if shard is None:
         return 0, n
     if not isinstance(shard, tuple) or len(shard) != 2:
-        raise TypeError(f"shard: expected a (k, parts) pair, got {shard!r}")
+        raise InputTypeError(f"shard: expected a (k, parts) pair, got {shard!r}")
     parts = check_int(shard[1], "shard parts", minimum=1)
     k = check_int(shard[0], "shard index", minimum=0, maximum=parts - 1)
     return k * n // parts, (k + 1) * n // parts
@@ -212,13 +213,13 @@ def _prepare_sources(
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object:
         images = [images]
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence) or len(images) == 0:
-        raise TypeError("images: expected an image array or a non-empty sequence of image arrays")
+        raise InputTypeError("images: expected an image array or a non-empty sequence of image arrays")
     if rois is None:
         rois = [None] * len(images)
     elif isinstance(rois, np.ndarray) and rois.ndim == 2:
         rois = [rois]
     if not isinstance(rois, Sequence) or len(rois) != len(images):
-        raise ValueError(f"rois: expected one ROI (or None) per image, {len(images)} in all")
+        raise InputValueError(f"rois: expected one ROI (or None) per image, {len(images)} in all")
     sources = []
     channels = None
     labels = [f"images[{j}]" for j in range(len(images))]
@@ -231,22 +232,22 @@ def _prepare_sources(
         if image.dtype == np.uint16:
             image, bits = reduce_to_8_bits(image), 16
         if image.ndim == 3 and image.shape[2] not in (1, 3):
-            raise ValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {image.shape}")
+            raise InputValueError(f"{name}: expected (H, W) or (H, W, 3), got shape {image.shape}")
         ch = image.shape[2] if image.ndim == 3 else 0
         if channels is None:
             channels = ch
         elif ch != channels:
-            raise ValueError(f"{name}: has shape {image.shape}, but {labels[0]} has {'no' if not channels else channels} channel axis; expected all alike")
+            raise InputValueError(f"{name}: has shape {image.shape}, but {labels[0]} has {'no' if not channels else channels} channel axis; expected all alike")
         h, w = image.shape[:2]
         if h < size or w < size:
-            raise ValueError(f"{name}: image of {h} x {w} pixels is smaller than the patch size {size}")
+            raise InputValueError(f"{name}: image of {h} x {w} pixels is smaller than the patch size {size}")
         nr, nc = h - size + 1, w - size + 1
         if roi is None:
             sources.append(_Source(np.ascontiguousarray(image), None, None, nr * nc, nc, bits))
             continue
         roi = check_array(roi, f"rois[{j}]", ndim=2, kinds="biu")
         if roi.shape != (h, w):
-            raise ValueError(f"rois[{j}]: expected shape {(h, w)} like {name}, got {roi.shape}")
+            raise InputValueError(f"rois[{j}]: expected shape {(h, w)} like {name}, got {roi.shape}")
         sat_dtype = np.int32 if h * w < 2**31 else np.int64  # summed-area table of the ROI
         sat = np.zeros((h + 1, w + 1), sat_dtype)
         np.cumsum(np.cumsum(roi != 0, axis=0, dtype=sat_dtype), axis=1, out=sat[1:, 1:])
@@ -255,7 +256,7 @@ def _prepare_sources(
         valid = inside >= need
         count = int(valid.sum())
         if count == 0:
-            raise ValueError(
+            raise InputValueError(
                 f"rois[{j}]: no {size} x {size} window has {min_roi_fraction:.0%} of its pixels inside "
                 f"the region of interest ({int(sat[-1, -1])} ROI pixels in {h} x {w})"
             )
@@ -358,10 +359,10 @@ def _resolve_augment(augment: Any):
 
     if isinstance(augment, str):
         if augment not in AUGMENT_PRESETS:
-            raise ValueError(f"augment: expected one of {', '.join(map(repr, sorted(AUGMENT_PRESETS)))} or 'none', got {augment!r}")
+            raise InputValueError(f"augment: expected one of {', '.join(map(repr, sorted(AUGMENT_PRESETS)))} or 'none', got {augment!r}")
         return AUGMENT_PRESETS[augment]
     if not isinstance(augment, AugmentParams):
-        raise TypeError(f"augment: expected an AugmentParams, a preset name or None, got {type(augment).__name__}")
+        raise InputTypeError(f"augment: expected an AugmentParams, a preset name or None, got {type(augment).__name__}")
     return augment
 
 
@@ -370,10 +371,10 @@ def _resolve_preset(preset: Any):
 
     if isinstance(preset, str):
         if preset not in PRESETS:
-            raise ValueError(f"preset: expected one of {', '.join(map(repr, sorted(PRESETS)))}, got {preset!r}")
+            raise InputValueError(f"preset: expected one of {', '.join(map(repr, sorted(PRESETS)))}, got {preset!r}")
         return PRESETS[preset]
     if not hasattr(preset, "to_dict"):
-        raise TypeError(f"preset: expected a preset name or DefectParams/DefectMixture, got {type(preset).__name__}")
+        raise InputTypeError(f"preset: expected a preset name or DefectParams/DefectMixture, got {type(preset).__name__}")
     return preset
 
 
@@ -439,7 +440,7 @@ class _Generator:
             if attempt > self.max_redraws:
                 i = int(index[todo[0]])
                 floor = "" if self.min_contrast is None else f" and the minimum contrast {self.min_contrast:g}"
-                raise RuntimeError(
+                raise InvisibleDefectError(
                     f"item {i}: no visible defect after {self.max_redraws + 1} patches; the preset's "
                     f"visibility threshold{floor} is out of reach on these images (try another preset or images)"
                 )
@@ -785,7 +786,7 @@ class SyntheticStream:
     def _index(self, key: Any) -> np.ndarray:
         idx = np.asarray(key)
         if idx.ndim != 1 or not (idx.dtype.kind in "iu" or idx.size == 0):
-            raise TypeError(f"index: expected an int, a slice or a 1-D integer array, got {type(key).__name__}")
+            raise InputTypeError(f"index: expected an int, a slice or a 1-D integer array, got {type(key).__name__}")
         idx = idx.astype(np.int64)
         if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
             raise IndexError(f"indices out of range for a stream of {self.n} items")
@@ -1147,7 +1148,7 @@ def write_balanced_stream(
     """
     if client is not None:
         if shard is not None:
-            raise ValueError("shard: not with client (the cluster writes every part of the stream)")
+            raise InputValueError("shard: not with client (the cluster writes every part of the stream)")
         from ispad_core.stream.dask import write_balanced_stream_distributed
 
         given = dict(
@@ -1170,7 +1171,7 @@ def write_balanced_stream(
     defect_fraction = _check_fraction(defect_fraction)
     start, stop = shard_range(n, shard)
     if stop == start:
-        raise ValueError(f"shard: part {shard[0]} of {shard[1]} of a {n}-item stream is empty; use fewer parts")
+        raise InputValueError(f"shard: part {shard[0]} of {shard[1]} of a {n}-item stream is empty; use fewer parts")
     gen = _make_generator(
         images, rois, n, seed, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction, names,
         min_contrast=min_contrast,

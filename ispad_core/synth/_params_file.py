@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from ispad_core._shared.errors import InputValueError
 from ispad_core.synth import DefectMixture, DefectParams
 
 __all__ = ["read_params"]
@@ -55,37 +56,37 @@ def read_params(path: str | os.PathLike, *, name: str = "params") -> DefectParam
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{where} is not a JSON file ({exc})") from None
+        raise InputValueError(f"{where} is not a JSON file ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(
+        raise InputValueError(
             f"{where}: expected a JSON object as DefectParams.to_dict() or DefectMixture.to_dict() writes, "
             f"got {type(data).__name__}"
         )
     if data.get("kind") == "mixture":
         comps = data.get("components")
         if not isinstance(comps, list) or not comps:
-            raise ValueError(f"{where}: key 'components': expected a non-empty list of {{name, weight, params}} objects")
+            raise InputValueError(f"{where}: key 'components': expected a non-empty list of {{name, weight, params}} objects")
         for i, comp in enumerate(comps):
             label = f"components[{i}]"
             if not isinstance(comp, dict):
-                raise ValueError(f"{where}: {label}: expected an object with name, weight and params, got {type(comp).__name__}")
+                raise InputValueError(f"{where}: {label}: expected an object with name, weight and params, got {type(comp).__name__}")
             missing = [k for k in ("name", "weight", "params") if k not in comp]
             unknown = sorted(set(comp) - {"name", "weight", "params"})
             if missing or unknown:
                 what = f"missing key(s) {missing}" if missing else f"unknown key(s) {unknown}"
-                raise ValueError(f"{where}: {label}: {what} (expected name, weight and params)")
+                raise InputValueError(f"{where}: {label}: {what} (expected name, weight and params)")
             try:
                 DefectParams.from_dict(comp["params"])
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{where}: {label} ({comp['name']!r}).params: {exc}") from None
+                raise InputValueError(f"{where}: {label} ({comp['name']!r}).params: {exc}") from None
         unknown = sorted(set(data) - {"kind", "components"})
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown} of a mixture (expected kind and components)")
+            raise InputValueError(f"{where}: unknown key(s) {unknown} of a mixture (expected kind and components)")
         try:
             return DefectMixture.from_dict(data)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise InputValueError(f"{where}: {exc}") from None
     try:
         return DefectParams.from_dict(data)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise InputValueError(f"{where}: {exc}") from None

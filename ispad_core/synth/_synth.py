@@ -8,6 +8,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import (
     RNGLike,
     check_array,
@@ -168,25 +169,25 @@ def _check_patches(x: Any, name: str, batch: bool, channel_axis: Any = None) -> 
     if batch:
         arr = check_array(x, name, ndim=(3, 4), allow_empty=True)
         if channel_axis == -1 and arr.ndim != 4:
-            raise ValueError(f"{name}: expected (N, H, W, C) with channel_axis=-1, got shape {arr.shape}")
+            raise InputValueError(f"{name}: expected (N, H, W, C) with channel_axis=-1, got shape {arr.shape}")
     else:
         arr = check_array(x, name)
         want = 2 if channel_axis is None else 3
         if arr.ndim != want:
             if channel_axis is None and arr.ndim == 3:
-                raise ValueError(
+                raise InputValueError(
                     f"{name}: expected a grey (H, W) patch with channel_axis=None, got shape {arr.shape}; "
                     "pass channel_axis=-1 for an (H, W, C) colour patch, or use synthesize_batch for a batch"
                 )
             what = "a grey (H, W) patch" if channel_axis is None else "an (H, W, C) patch with channel_axis=-1"
-            raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
+            raise InputValueError(f"{name}: expected {what}, got shape {arr.shape}")
     if arr.dtype not in _DTYPES:
-        raise TypeError(f"{name}: expected dtype uint8 or uint16, got {arr.dtype}")
+        raise InputTypeError(f"{name}: expected dtype uint8 or uint16, got {arr.dtype}")
     ndim = (3, 4) if batch else (2, 3)
     if arr.ndim == ndim[1]:
         nch = arr.shape[-1]
         if not 1 <= nch <= _MAX_CHANNELS:
-            raise ValueError(
+            raise InputValueError(
                 f"{name}: expected 1 to {_MAX_CHANNELS} channels on the last axis, got shape {arr.shape}"
             )
     return arr
@@ -195,7 +196,7 @@ def _check_patches(x: Any, name: str, batch: bool, channel_axis: Any = None) -> 
 def _check_room(h: int, w: int, params: Union[DefectParams, DefectMixture], name: str) -> None:
     margin = max_margin(params)
     if h < 2 * margin + 1 or w < 2 * margin + 1:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: expected height and width of at least 2 * margin + 1 = {2 * margin + 1} "
             f"(margin {margin} of params), got ({h}, {w})"
         )
@@ -354,7 +355,7 @@ def synthesize_batch(
     else:
         requested = check_binary_labels(defective, "defective") if n else np.zeros(0, bool)
         if requested.shape[0] != n:
-            raise ValueError(f"defective: expected shape ({n},) like patches, got {requested.shape}")
+            raise InputValueError(f"defective: expected shape ({n},) like patches, got {requested.shape}")
     images, masks, vis, accepted, attempts, *_ = _run(arr, params, seeds, requested, False)
     if warn:
         _warn_rejected(int(np.count_nonzero(requested & ~accepted)), int(requested.sum()))
@@ -530,9 +531,9 @@ def random_walk_skeleton(
     """
     params = resolve_params(params)
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__"):
-        raise TypeError(f"shape: expected a (height, width) pair of ints, got {type(shape).__name__}")
+        raise InputTypeError(f"shape: expected a (height, width) pair of ints, got {type(shape).__name__}")
     if len(shape) != 2:
-        raise ValueError(f"shape: expected a (height, width) pair, got {len(shape)} values")
+        raise InputValueError(f"shape: expected a (height, width) pair, got {len(shape)} values")
     h = check_int(shape[0], "shape[0]", minimum=1)
     w = check_int(shape[1], "shape[1]", minimum=1)
     _check_room(h, w, params, "shape")

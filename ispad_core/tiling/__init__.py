@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core.tiling import _kernels as K
 from ispad_core._shared.validation import (
     RNGLike,
@@ -123,7 +124,7 @@ class WindowStack(Sequence):
 
     def __array__(self, dtype=None, copy=None):
         if copy is False:
-            raise ValueError("a WindowStack cannot be converted to an ndarray without a copy")
+            raise InputValueError("a WindowStack cannot be converted to an ndarray without a copy")
         out = self[:]
         return out if dtype is None else out.astype(dtype, copy=False)
 
@@ -186,12 +187,12 @@ def sliding_windows(image: Any, size: int = 256, stride: int = 160) -> tuple[Win
     size = check_int(size, "size", minimum=1)
     stride = check_int(stride, "stride", minimum=1)
     if stride > size:
-        raise ValueError(
+        raise InputValueError(
             f"stride: expected an int <= size ({size}) so that windows leave no gaps, got {stride}"
         )
     h, w = image.shape[:2]
     if h < size or w < size:
-        raise ValueError(
+        raise InputValueError(
             f"image: expected height and width >= size ({size}), got shape {image.shape}"
         )
     tiles = WindowStack(image, _grid_starts(h, size, stride), _grid_starts(w, size, stride), size)
@@ -201,7 +202,7 @@ def sliding_windows(image: Any, size: int = 256, stride: int = 160) -> tuple[Win
 def _check_origins(origins: Any, n: int) -> np.ndarray:
     origins = check_array(origins, "origins", ndim=2, kinds="iu")
     if origins.shape != (n, 2):
-        raise ValueError(f"origins: expected shape ({n}, 2) like tiles, got {origins.shape}")
+        raise InputValueError(f"origins: expected shape ({n}, 2) like tiles, got {origins.shape}")
     return origins.astype(np.int64, copy=False)
 
 
@@ -211,7 +212,7 @@ def _window_size(size: Any) -> tuple[int, int]:
         return s, s
     if isinstance(size, Sequence) and not isinstance(size, (str, bytes)) and len(size) == 2:
         return check_int(size[0], "size[0]", minimum=1), check_int(size[1], "size[1]", minimum=1)
-    raise TypeError(f"size: expected an int or an (h, w) pair of ints, got {size!r}")
+    raise InputTypeError(f"size: expected an int or an (h, w) pair of ints, got {size!r}")
 
 
 def stitch(
@@ -291,27 +292,27 @@ def stitch(
     if isinstance(shape, np.ndarray):
         shape = tuple(shape.tolist())
     if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) not in (2, 3):
-        raise ValueError(f"shape: expected (H, W) or (H, W, C), got {shape!r}")
+        raise InputValueError(f"shape: expected (H, W) or (H, W, C), got {shape!r}")
     H = check_int(shape[0], "shape[0]", minimum=1)
     W = check_int(shape[1], "shape[1]", minimum=1)
     if tiles.ndim == 1:
         if size is None:
-            raise ValueError("size: expected the window size for per-window scalar scores, got None")
+            raise InputValueError("size: expected the window size for per-window scalar scores, got None")
         h, w = _window_size(size)
         channels = 1
     else:
         h, w = tiles.shape[1:3]
         if size is not None and _window_size(size) != (h, w):
-            raise ValueError(f"size: expected {(h, w)} like tiles, got {size!r}")
+            raise InputValueError(f"size: expected {(h, w)} like tiles, got {size!r}")
         channels = tiles.shape[3] if tiles.ndim == 4 else 1
         if tiles.ndim == 4 and len(shape) == 3 and shape[2] != channels:
-            raise ValueError(f"shape: expected {channels} channels like tiles, got {tuple(shape)}")
+            raise InputValueError(f"shape: expected {channels} channels like tiles, got {tuple(shape)}")
     if h > H or w > W:
-        raise ValueError(f"tiles: window size {(h, w)} does not fit into shape {(H, W)}")
+        raise InputValueError(f"tiles: window size {(h, w)} does not fit into shape {(H, W)}")
     outside = (origins < 0).any(axis=1) | (origins[:, 0] > H - h) | (origins[:, 1] > W - w)
     if outside.any():
         bad = int(np.flatnonzero(outside)[0])
-        raise ValueError(
+        raise InputValueError(
             f"origins: window {bad} at {tuple(int(v) for v in origins[bad])} of size {(h, w)} "
             f"is not inside shape {(H, W)}"
         )
@@ -394,7 +395,7 @@ def center_crop(patch: Any, size: int | tuple[int, int], *, batch: bool = False)
     h, w = _window_size(size)
     H, W = patch.shape[offset : offset + 2]
     if h > H or w > W:
-        raise ValueError(f"size: expected at most the patch size {(H, W)}, got {(h, w)}")
+        raise InputValueError(f"size: expected at most the patch size {(H, W)}, got {(h, w)}")
     top = (H - h) // 2
     left = (W - w) // 2
     index = (slice(None),) * offset + (slice(top, top + h), slice(left, left + w))
@@ -470,7 +471,7 @@ def random_patches(
     gen = as_generator(rng)
     H, W = image.shape[:2]
     if H < size or W < size:
-        raise ValueError(f"image: expected height and width >= size ({size}), got shape {image.shape}")
+        raise InputValueError(f"image: expected height and width >= size ({size}), got shape {image.shape}")
     nr, nc = H - size + 1, W - size + 1
     if roi is None:
         rows = gen.integers(0, nr, size=n, dtype=np.int64)
@@ -479,7 +480,7 @@ def random_patches(
     else:
         roi = check_array(roi, "roi", ndim=2, kinds="biu")
         if roi.shape != (H, W):
-            raise ValueError(f"roi: expected shape {(H, W)} like image, got {roi.shape}")
+            raise InputValueError(f"roi: expected shape {(H, W)} like image, got {roi.shape}")
         roi_u8 = roi.view(np.uint8) if roi.dtype == np.bool_ else roi
         sat_dtype = np.int32 if H * W < 2**31 else np.int64
         sat = np.empty((H + 1, W + 1), dtype=sat_dtype)
@@ -488,7 +489,7 @@ def random_patches(
         valid = np.empty((nr, nc), dtype=np.bool_)
         total = int(K.valid_origins(sat, size, size, need, valid))
         if total == 0:
-            raise ValueError(
+            raise InputValueError(
                 f"roi: no {size} x {size} window has at least {min_roi_fraction:.0%} of its pixels "
                 f"inside the region of interest ({int(sat[-1, -1])} ROI pixels in an image of "
                 f"shape {(H, W)})"

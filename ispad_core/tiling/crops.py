@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_int
 
 __all__ = ["CropPosition", "crop_at", "read_positions", "write_crops"]
@@ -68,29 +69,29 @@ def crop_at(image: Any, centers: Any, size: int, *, pad: bool = False) -> np.nda
            [63, 64, 65, 66]], dtype=uint8)
     """
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"image: expected a numpy array, got {type(image).__name__}")
+        raise InputTypeError(f"image: expected a numpy array, got {type(image).__name__}")
     if image.ndim not in (2, 3):
-        raise ValueError(f"image: expected shape (H, W) or (H, W, C), got {image.shape}")
+        raise InputValueError(f"image: expected shape (H, W) or (H, W, C), got {image.shape}")
     size = check_int(size, "size", minimum=1)
     centers = np.asarray(centers)
     if centers.size == 0:
         centers = centers.reshape(0, 2)
     if centers.ndim != 2 or centers.shape[1] != 2:
-        raise ValueError(f"centers: expected shape (K, 2) of (row, col), got {centers.shape}")
+        raise InputValueError(f"centers: expected shape (K, 2) of (row, col), got {centers.shape}")
     if not np.issubdtype(centers.dtype, np.integer):
-        raise TypeError(f"centers: expected integer positions, got dtype {centers.dtype}")
+        raise InputTypeError(f"centers: expected integer positions, got dtype {centers.dtype}")
     h, w = image.shape[:2]
     half = size // 2
     out = np.empty((len(centers), size, size, *image.shape[2:]), dtype=image.dtype)
     padded = None
     for k, (r, c) in enumerate(centers.tolist()):
         if not (0 <= r < h and 0 <= c < w):
-            raise ValueError(f"centers[{k}]: ({r}, {c}) lies outside the {h} x {w} image")
+            raise InputValueError(f"centers[{k}]: ({r}, {c}) lies outside the {h} x {w} image")
         r0, c0 = r - half, c - half
         if 0 <= r0 and r0 + size <= h and 0 <= c0 and c0 + size <= w:
             out[k] = image[r0:r0 + size, c0:c0 + size]
         elif not pad:
-            raise ValueError(
+            raise InputValueError(
                 f"centers[{k}]: the {size} x {size} patch around ({r}, {c}) leaves the {h} x {w} image "
                 f"(rows {r0}..{r0 + size - 1}, columns {c0}..{c0 + size - 1}); ask for padding to mirror the border"
             )
@@ -98,7 +99,7 @@ def crop_at(image: Any, centers: Any, size: int, *, pad: bool = False) -> np.nda
             if padded is None:
                 if size > min(h, w):
                     # symmetric padding wider than the image repeats it; refuse, it would be a made-up patch
-                    raise ValueError(f"size: {size} exceeds the {h} x {w} image; cannot pad a patch larger than the scan")
+                    raise InputValueError(f"size: {size} exceeds the {h} x {w} image; cannot pad a patch larger than the scan")
                 widths = ((size, size), (size, size)) + ((0, 0),) * (image.ndim - 2)
                 padded = np.pad(image, widths, mode="symmetric")
             out[k] = padded[r0 + size:r0 + 2 * size, c0 + size:c0 + 2 * size]
@@ -142,7 +143,7 @@ def read_positions(path: str | os.PathLike) -> list[CropPosition]:
         reader = csv.DictReader(fh)
         missing = [c for c in ("scan", "row", "col", "group") if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: expected the columns scan,row,col,group, missing {', '.join(missing)}")
+            raise InputValueError(f"{path}: expected the columns scan,row,col,group, missing {', '.join(missing)}")
         rows, seen = [], set()
         for rec in reader:
             line = reader.line_num
@@ -151,22 +152,22 @@ def read_positions(path: str | os.PathLike) -> list[CropPosition]:
             try:
                 row, col = int(rec["row"]), int(rec["col"])
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: row and col must be integers, got {rec['row']!r}, {rec['col']!r}") from None
+                raise InputValueError(f"{path}:{line}: row and col must be integers, got {rec['row']!r}, {rec['col']!r}") from None
             if row < 0 or col < 0:
-                raise ValueError(f"{path}:{line}: row and col must be >= 0, got {row}, {col}")
+                raise InputValueError(f"{path}:{line}: row and col must be >= 0, got {row}, {col}")
             if not scan:
-                raise ValueError(f"{path}:{line}: empty scan name")
+                raise InputValueError(f"{path}:{line}: empty scan name")
             if not _GROUP.match(group):
-                raise ValueError(
+                raise InputValueError(
                     f"{path}:{line}: group {group!r} is not a plain folder name (letters, digits, '_', '-', '.')"
                 )
             key = (scan, row, col)
             if key in seen:
-                raise ValueError(f"{path}:{line}: position ({row}, {col}) of {scan} is listed twice")
+                raise InputValueError(f"{path}:{line}: position ({row}, {col}) of {scan} is listed twice")
             seen.add(key)
             rows.append(CropPosition(scan=scan, row=row, col=col, group=group, line=line))
     if not rows:
-        raise ValueError(f"{path}: no positions listed")
+        raise InputValueError(f"{path}: no positions listed")
     return rows
 
 
@@ -227,7 +228,7 @@ def write_crops(
     for scan, group_rows in by_scan.items():
         file = (scans / scan)
         if not file.resolve().is_relative_to(scans.resolve()):
-            raise ValueError(f"line {group_rows[0].line}: scan {scan!r} lies outside {scans}")
+            raise InputValueError(f"line {group_rows[0].line}: scan {scan!r} lies outside {scans}")
         if not file.is_file():
             raise FileNotFoundError(f"line {group_rows[0].line}: no scan {file}")
         image = read_image(file, name=str(file))
@@ -235,10 +236,10 @@ def write_crops(
             try:
                 patches[p.line] = crop_at(image, [(p.row, p.col)], size, pad=pad)[0]
             except ValueError as exc:
-                raise ValueError(f"line {p.line} ({scan}): {str(exc).split(': ', 1)[1]}") from None
+                raise InputValueError(f"line {p.line} ({scan}): {str(exc).split(': ', 1)[1]}") from None
             target = out / p.group / f"{Path(scan).stem}_r{p.row}_c{p.col}.png"
             if target in targets.values():
-                raise ValueError(f"line {p.line}: two positions would write {target}")
+                raise InputValueError(f"line {p.line}: two positions would write {target}")
             targets[p.line] = target
             if target.parent.is_dir():
                 check_output_path(target, f"line {p.line}", overwrite=overwrite)

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.files import atomic_output, check_output_path
 from ispad_core._shared.progress import progress
 from ispad_core._shared.validation import check_array, check_choice, check_float, check_int
@@ -120,7 +121,7 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     """
     rgb = check_array(rgb, "rgb", dtypes=(np.uint8,))
     if rgb.ndim < 1 or rgb.shape[-1] != 3:
-        raise ValueError(f"rgb: expected a trailing axis of 3 channels, got shape {rgb.shape}")
+        raise InputValueError(f"rgb: expected a trailing axis of 3 channels, got shape {rgb.shape}")
     r, g, b = (rgb[..., k].astype(np.uint32) for k in range(3))
     return ((299 * r + 587 * g + 114 * b + 500) // 1000).astype(np.uint8)
 
@@ -163,14 +164,14 @@ def resolve_precision(precision: str, channels_last: Any, device: Any) -> tuple[
     if channels_last is None or (isinstance(channels_last, str) and channels_last == "auto"):
         channels_last = True
     elif not isinstance(channels_last, bool):
-        raise TypeError(f"channels_last: expected True, False, 'auto' or None, got {channels_last!r}")
+        raise InputTypeError(f"channels_last: expected True, False, 'auto' or None, got {channels_last!r}")
     if precision == "auto":
         if device.type == "cuda":
             precision = "fp16"
         else:
             precision = "bf16" if device.type == "cpu" and _cpu_has_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision: fp16 autocast needs a CUDA device, got {device}; use 'bf16' or 'fp32'")
+        raise InputValueError(f"precision: fp16 autocast needs a CUDA device, got {device}; use 'bf16' or 'fp32'")
     return precision, channels_last
 
 
@@ -182,7 +183,7 @@ def _in_channels(model: Any) -> int:
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
                 return m.in_channels
-    raise ValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")
+    raise InputValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")
 
 
 def _is_onnx(model: Any) -> bool:
@@ -191,7 +192,7 @@ def _is_onnx(model: Any) -> bool:
 
 def _check_model(model: Any) -> None:
     if not (isinstance(model, nn.Module) or _is_onnx(model)):
-        raise TypeError(
+        raise InputTypeError(
             f"model: expected a torch.nn.Module or an onnxruntime model of ispad_core.nn.export, got {type(model).__name__}"
         )
 
@@ -241,23 +242,23 @@ def _score_windows(
     _check_model(model)
     image = check_array(image, "image", ndim=(2, 3))
     if image.dtype != np.uint8:
-        raise TypeError(f"image: expected dtype uint8 (an 8-bit scan), got {image.dtype}")
+        raise InputTypeError(f"image: expected dtype uint8 (an 8-bit scan), got {image.dtype}")
     if image.ndim == 3 and image.shape[2] != 3:
-        raise ValueError(f"image: expected a grey (H, W) or RGB (H, W, 3) scan, got shape {image.shape}")
+        raise InputValueError(f"image: expected a grey (H, W) or RGB (H, W, 3) scan, got shape {image.shape}")
     size = check_int(size, "size", minimum=1)
     stride = default_stride(size) if stride is None else check_int(stride, "stride", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     params = resolve_preprocess(preprocess)
     H, W = image.shape[:2]
     if H < size or W < size:
-        raise ValueError(f"image: the scan is {H} x {W} px, smaller than the {size} x {size} window")
+        raise InputValueError(f"image: the scan is {H} x {W} px, smaller than the {size} x {size} window")
 
     onnx = _is_onnx(model)
     if onnx:
         if device is not None and torch.device(device).type != "cpu":
-            raise ValueError(f"device: the onnxruntime engine runs on the CPU here, got {device}")
+            raise InputValueError(f"device: the onnxruntime engine runs on the CPU here, got {device}")
         if precision not in ("auto", "fp32"):
-            raise ValueError(f"precision: the onnxruntime engine runs the exported fp32 graph, got {precision!r}")
+            raise InputValueError(f"precision: the onnxruntime engine runs the exported fp32 graph, got {precision!r}")
         dev, prec, cl = torch.device("cpu"), "fp32", False
     else:
         if device is None:
@@ -274,7 +275,7 @@ def _score_windows(
     elif channels == 3 and image.ndim == 2:
         colour = GREY_TO_RGB_RULE
     elif channels not in (1, 3):
-        raise ValueError(f"model: expected 1 or 3 input channels, got {channels}")
+        raise InputValueError(f"model: expected 1 or 3 input channels, got {channels}")
 
     tiles, origins = sliding_windows(image, size=size, stride=stride)
     rows_n, cols_n = tiles.grid
@@ -284,7 +285,7 @@ def _score_windows(
     else:
         roi = check_array(roi, "roi", ndim=2, kinds="biu")
         if roi.shape != (H, W):
-            raise ValueError(f"roi: expected shape {(H, W)} like the scan, got {roi.shape}")
+            raise InputValueError(f"roi: expected shape {(H, W)} like the scan, got {roi.shape}")
         need = 1
         if min_roi_fraction is not None:
             f = check_float(min_roi_fraction, "min_roi_fraction", minimum=0.0, maximum=1.0, min_inclusive=False)
@@ -293,7 +294,7 @@ def _score_windows(
         keep = np.flatnonzero(counts.ravel() >= need)
         if keep.size == 0:
             what = "any pixel" if min_roi_fraction is None else f"at least {min_roi_fraction:.0%} of its pixels"
-            raise ValueError(
+            raise InputValueError(
                 f"roi: none of the {grid_total} windows of {size} x {size} has {what} inside the region "
                 f"of interest ({int(np.count_nonzero(roi))} ROI pixels in a scan of {H} x {W})"
             )
@@ -346,7 +347,7 @@ def _score_windows(
                         logits = model(x)
                 logits = logits.float()
                 if logits.ndim != 2 or logits.shape[0] != x.shape[0] or logits.shape[1] < 2:
-                    raise ValueError(
+                    raise InputValueError(
                         f"model: expected (B, 2) logits of a binary classifier for a batch of {x.shape[0]}, "
                         f"got shape {tuple(logits.shape)}"
                     )
@@ -778,10 +779,10 @@ def overlay(
     from PIL import Image, ImageDraw
 
     if not isinstance(result, Inspection):
-        raise TypeError(f"result: expected an Inspection, got {type(result).__name__}")
+        raise InputTypeError(f"result: expected an Inspection, got {type(result).__name__}")
     image = check_array(image, "image", ndim=(2, 3), dtypes=(np.uint8,))
     if image.shape[:2] != result.shape:
-        raise ValueError(f"image: expected shape {result.shape} like the inspection, got {image.shape[:2]}")
+        raise InputValueError(f"image: expected shape {result.shape} like the inspection, got {image.shape[:2]}")
     max_side = check_int(max_side, "max_side", minimum=16)
     max_outlined = check_int(max_outlined, "max_outlined", minimum=0)
     f = max(1, -(-max(result.shape) // max_side))
@@ -804,7 +805,7 @@ def overlay(
     if roi is not None:
         roi = check_array(roi, "roi", ndim=2, kinds="biu")
         if roi.shape != result.shape:
-            raise ValueError(f"roi: expected shape {result.shape} like the inspection, got {roi.shape}")
+            raise InputValueError(f"roi: expected shape {result.shape} like the inspection, got {roi.shape}")
         inside = roi[at] != 0
         base = np.where(inside[..., None], base, 0.45 * base)
     rgb = np.clip(np.floor(base * (1.0 - alpha) + _colour_map(heat) * alpha + 0.5), 0, 255).astype(np.uint8)
@@ -962,7 +963,7 @@ def _load_model(model: Any, *, engine: str | None, device: Any, allow_factory: A
                 net, meta = onnx_from_model_file(path, allow_factory=allow_factory)
             return net, meta, path, engine
         if is_onnx:
-            raise ValueError(f"model: {path} is an ONNX file; inspect it with engine='onnxruntime' (--engine onnxruntime)")
+            raise InputValueError(f"model: {path} is an ONNX file; inspect it with engine='onnxruntime' (--engine onnxruntime)")
         from ispad_core.nn.modelfile import load_model
 
         net, meta = load_model(path, device="cpu" if device is None else device, allow_factory=allow_factory)
@@ -972,9 +973,9 @@ def _load_model(model: Any, *, engine: str | None, device: Any, allow_factory: A
         _check_model(net)
         eng = "onnxruntime" if _is_onnx(net) else "torch"
         if engine is not None and engine != eng:
-            raise ValueError(f"engine: {engine!r} does not match the given {eng} model")
+            raise InputValueError(f"engine: {engine!r} does not match the given {eng} model")
         return net, dict(meta), None, eng
-    raise TypeError(f"model: expected a model file path or a (model, metadata) pair, got {type(model).__name__}")
+    raise InputTypeError(f"model: expected a model file path or a (model, metadata) pair, got {type(model).__name__}")
 
 
 def _roi_for(rois: Any, name: str, scan: Path) -> tuple[np.ndarray | None, str | None]:
@@ -985,7 +986,7 @@ def _roi_for(rois: Any, name: str, scan: Path) -> tuple[np.ndarray | None, str |
         return None, None
     if isinstance(rois, Mapping):
         if name not in rois:
-            raise ValueError(f"rois: no region of interest for {scan} (expected the key {name!r})")
+            raise InputValueError(f"rois: no region of interest for {scan} (expected the key {name!r})")
         value = rois[name]
         if isinstance(value, (str, os.PathLike)):
             roi = read_image(value, name="rois")
@@ -998,7 +999,7 @@ def _roi_for(rois: Any, name: str, scan: Path) -> tuple[np.ndarray | None, str |
             raise NotADirectoryError(f"rois: {folder} is not a folder")
         found = [folder / (name + ext) for ext in IMAGE_EXTENSIONS if (folder / (name + ext)).is_file()]
         if not found:
-            raise ValueError(f"rois: no region of interest for {scan} in {folder} (expected {name}.png)")
+            raise InputValueError(f"rois: no region of interest for {scan} in {folder} (expected {name}.png)")
         roi = read_image(found[0], name="rois")
         source = str(found[0])
     if roi.ndim == 3:
@@ -1136,12 +1137,12 @@ def inspect_files(
         p = Path(s)
         files += list_images(p, name="scans") if p.is_dir() else [p]
     if not files:
-        raise ValueError("scans: expected at least one scan file, got none")
+        raise InputValueError("scans: expected at least one scan file, got none")
     names = [f.stem for f in files]
     seen: dict[str, Path] = {}
     for f, n in zip(files, names):
         if n in seen:
-            raise ValueError(f"scans: {seen[n]} and {f} would both write {n}.json; rename one of them")
+            raise InputValueError(f"scans: {seen[n]} and {f} would both write {n}.json; rename one of them")
         seen[n] = f
     if engine is not None:
         check_choice(engine, "engine", ("torch", "onnxruntime"))
@@ -1151,17 +1152,17 @@ def inspect_files(
     patch = meta.get("patch_size")
     if size is None:
         if patch is None:
-            raise ValueError(f"size: {model_name} records no patch_size; pass size=")
+            raise InputValueError(f"size: {model_name} records no patch_size; pass size=")
         size = patch
     size = check_int(size, "size", minimum=1)
     if patch is not None and int(patch) != size:
-        raise ValueError(
+        raise InputValueError(
             f"size: {model_name} was trained on {patch} x {patch} patches, but windows of {size} x {size} were asked for"
         )
     if threshold is None:
         threshold = meta.get("threshold")
         if threshold is None:
-            raise ValueError(f"threshold: {model_name} records no threshold; pass threshold=")
+            raise InputValueError(f"threshold: {model_name} records no threshold; pass threshold=")
     threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
     pre = meta.get("preprocess")
     params = Preprocess(**pre) if isinstance(pre, Mapping) else resolve_preprocess(pre if pre is not None else "lsm2")
@@ -1185,14 +1186,14 @@ def inspect_files(
         try:
             image, msg = _read_scan(f)
             if image is None:
-                raise ValueError(msg if str(f) in msg else f"{f}: {msg}")
+                raise InputValueError(msg if str(f) in msg else f"{f}: {msg}")
             t_read = time.perf_counter() - t0
             H, W = image.shape[:2]
             if H < size or W < size:
-                raise ValueError(f"{f}: the scan is {H} x {W} px, smaller than the model's {size} x {size} window")
+                raise InputValueError(f"{f}: the scan is {H} x {W} px, smaller than the model's {size} x {size} window")
             roi, roi_source = _roi_for(rois, name, f)
             if roi is not None and roi.shape != (H, W):
-                raise ValueError(f"{f}: the scan is {H} x {W} px but its ROI {roi_source} is {roi.shape[0]} x {roi.shape[1]}")
+                raise InputValueError(f"{f}: the scan is {H} x {W} px but its ROI {roi_source} is {roi.shape[0]} x {roi.shape[1]}")
             try:
                 result = inspect(
                     net, image, threshold=threshold, size=size, stride=stride, preprocess=params, roi=roi,
@@ -1200,7 +1201,7 @@ def inspect_files(
                     channels_last=channels_last, show_progress=show_progress,
                 )
             except ValueError as exc:
-                raise ValueError(f"{f}: {exc}") from None
+                raise InputValueError(f"{f}: {exc}") from None
             t1 = time.perf_counter()
             picture = overlay(image, result, roi=roi, max_side=overlay_max_side, title=f.name)
             t2 = time.perf_counter()
