@@ -108,7 +108,7 @@ def _raw_chunks(path, order):
 
 
 @contextlib.contextmanager
-def _torch_threads(torch, k):
+def torch_threads(torch, k):
     """One torch thread, as in a worker: collating with torch's thread pool on a busy machine
     (torch.stack of 128 patches) was measured 40 times slower than on one thread."""
     before = torch.get_num_threads()
@@ -125,7 +125,7 @@ def _batches(order, size):
 
 def _loader_rate(path, workers, batch, n) -> float:
     torch = pytest.importorskip("torch")
-    with open_stream(path) as reader, _torch_threads(torch, 1):
+    with open_stream(path) as reader, torch_threads(torch, 1):
         loader = torch.utils.data.DataLoader(
             reader, batch_size=batch, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(0)
         )

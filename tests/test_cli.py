@@ -493,12 +493,12 @@ def test_the_command_tells_user_errors_by_type_not_by_message(monkeypatch, capsy
 
 
 def test_first_run_says_it_compiles_the_kernels(tmp_path, monkeypatch, capsys):
-    from ispad_core._shared import jit_cache as _jit_cache
+    from ispad_core.stream import generation
 
-    monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: ["synth_batch"])
+    monkeypatch.setattr(generation, "stream_kernels_uncached", lambda: ["synth_batch"])
     code, out = _main(["synth", "--out", tmp_path / "a.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)
     assert code == 0 and out.err.startswith("compiling kernels (first run only, about 30 s)\n")
-    monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: [])
+    monkeypatch.setattr(generation, "stream_kernels_uncached", lambda: [])
     code, out = _main(["synth", "--out", tmp_path / "b.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)
     assert code == 0 and "compiling" not in out.err
 

@@ -18,10 +18,10 @@ def test_atomic_output_writes_and_leaves_nothing_else(tmp_path):
         assert not target.exists()
     assert target.read_bytes() == b"abc"
     assert os.listdir(tmp_path) == ["out.bin"]
-    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~_umask()
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~current_umask()
 
 
-def _umask():
+def current_umask():
     m = os.umask(0)
     os.umask(m)
     return m

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from ispad_core._shared.jit_cache import stream_kernels_uncached
+from ispad_core.stream.generation import stream_kernels_uncached
 
 SOURCE = textwrap.dedent(
     """

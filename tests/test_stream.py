@@ -464,7 +464,7 @@ def test_a_link_at_the_part_path_is_neither_read_nor_written_through(tmp_path, i
     before = target.read_bytes()
     out = tmp_path / "s.h5"
     part_path(out).symlink_to(target)
-    assert stream_mod._seed_of_unfinished(out) is None  # its seed would be the linked file's
+    assert stream_mod.seed_of_unfinished(out) is None  # its seed would be the linked file's
     with pytest.raises(ValueError, match="s.h5.part is a symbolic link"):
         write_balanced_stream(out, images, 4, size=SIZE)
     assert target.read_bytes() == before and not out.exists()

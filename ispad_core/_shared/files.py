@@ -29,7 +29,8 @@ class OutputBusyError(BlockingIOError):
     """Another process holds the writer lock of an output file."""
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -149,7 +150,7 @@ def atomic_output(
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         check_output_path(target, name, overwrite=overwrite)
         os.replace(tmp, target)
     except BaseException:

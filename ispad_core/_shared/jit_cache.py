@@ -26,16 +26,3 @@ def uncached(dispatchers: Iterable) -> list[str] | None:
             return None
         names.append(d.__name__)
     return names
-
-
-def stream_kernels_uncached() -> list[str] | None:
-    """:func:`uncached` for the kernels every batch of the balanced stream runs."""
-    try:
-        from ispad_core.augment import _kernels as _augment_kernels
-        from ispad_core.stream import _kernels as _stream_kernels
-        from ispad_core.synth import _synth_kernels
-
-        kernels = (_synth_kernels.synth_batch, _augment_kernels.augment_batch, _stream_kernels.mask_contrast)
-    except Exception:  # noqa: BLE001
-        return None
-    return uncached(kernels)

@@ -9,6 +9,9 @@ Error messages name the argument, what was expected and what was received, e.g.
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Union
 
@@ -60,6 +63,17 @@ def as_generator(rng: RNGLike, name: str = "rng") -> np.random.Generator:
     )
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def warn_outside(message: str, category: type[Warning]) -> None:
+    """Warn at the first frame of the call stack outside ispad_core: the line the user wrote."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 def _is_seed_array(x: Any) -> bool:
     return isinstance(x, (np.ndarray, Sequence)) and not isinstance(x, (str, bytes))
 
@@ -85,7 +99,8 @@ def item_seeds(rng: Any, n: int, name: str = "rng", *, seeds: Any = None) -> np.
     returned as is: passing the seeds of a slice of a large job regenerates exactly that slice),
     or ``n`` unique seeds drawn from ``rng`` (anything :func:`as_generator` accepts) with
     ``rng.choice(2**32, n, replace=False)``. For backward compatibility an array-like given as
-    ``rng`` is still read as the per-item seeds (deprecated: NumPy would read it as one seed).
+    ``rng`` is still read as the per-item seeds, with a FutureWarning: that form is deprecated,
+    since NumPy reads ``default_rng([1, 2, 3])`` as one seed; pass the seeds as ``seeds=``.
 
     Returns
     -------
@@ -104,6 +119,11 @@ def item_seeds(rng: Any, n: int, name: str = "rng", *, seeds: Any = None) -> np.
             raise InputValueError(f"seeds: pass either {name} or seeds, not both")
         return check_seeds(seeds, n, "seeds")
     if _is_seed_array(rng):
+        warn_outside(
+            f"{name}: an array of per-item seeds given as {name} is deprecated (NumPy reads an array "
+            f"as one seed); pass it as seeds= (or seed= for one item)",
+            FutureWarning,
+        )
         return check_seeds(rng, n, name)
     gen = as_generator(rng, name)
     return gen.choice(SEED_SPACE, size=n, replace=False).astype(np.uint32)

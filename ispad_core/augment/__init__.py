@@ -44,6 +44,7 @@ __all__ = [
     "augment_batch",
     "augment_batch_with_masks",
     "augment_with_mask",
+    "resolve_augment",
     "warp_affine",
 ]
 
@@ -160,7 +161,8 @@ AUGMENT_PRESETS: dict[str, AugmentParams] = {
 ParamsLike = Union[AugmentParams, str]
 
 
-def _resolve(params: ParamsLike) -> AugmentParams:
+def resolve_augment(params: ParamsLike) -> AugmentParams:
+    """The AugmentParams of a preset name (a key of :data:`AUGMENT_PRESETS`) or the params themselves."""
     if isinstance(params, str):
         return AUGMENT_PRESETS[check_choice(params, "params", tuple(AUGMENT_PRESETS))]
     if not isinstance(params, AugmentParams):
@@ -253,7 +255,7 @@ def augment_batch(
     params : AugmentParams or str
         Ranges, or the name of a preset in :data:`AUGMENT_PRESETS` ("lsm1", "lsm2", "asm").
     rng : None, int, SeedSequence, BitGenerator or Generator, optional
-        The source of N unique per-item seeds (SPEC 7). Deprecated but still accepted: an array
+        The source of N unique per-item seeds (SPEC 7). Deprecated (it warns): an array
         of N seeds here is read as ``seeds``.
     seeds : array_like of N ints in ``[0, 2**32)``, optional
         The per-item seeds themselves, instead of ``rng``; item ``i`` depends only on
@@ -291,7 +293,7 @@ def augment_batch(
     """
     if masks is not None:
         raise InputTypeError(_MOVED.format(name="masks", func="augment_batch", other="augment_batch_with_masks"))
-    params = _resolve(params)
+    params = resolve_augment(params)
     patches = _check_batch(patches, channel_axis)
     item = item_seeds(rng, patches.shape[0], seeds=seeds)
     return _run(patches, params, item, None)[0]
@@ -340,7 +342,7 @@ def augment_batch_with_masks(
     >>> warped.dtype, bool((images == augment_batch(patches, "lsm1", rng=0)).all())
     (dtype('bool'), True)
     """
-    params = _resolve(params)
+    params = resolve_augment(params)
     patches = _check_batch(patches, channel_axis)
     masks = _check_masks(masks, patches.shape[:3], "masks", "patches")
     item = item_seeds(rng, patches.shape[0], seeds=seeds)
@@ -396,7 +398,7 @@ def augment(
     """
     if mask is not None:
         raise InputTypeError(_MOVED.format(name="mask", func="augment", other="augment_with_mask"))
-    params = _resolve(params)
+    params = resolve_augment(params)
     patch = _check_patch(patch, channel_axis, "augment_batch")
     return _run(patch[None], params, one_seed(rng, seed), None)[0][0]
 
@@ -433,7 +435,7 @@ def augment_with_mask(
     >>> bool(((image > 100) == moved).mean() > 0.95)
     True
     """
-    params = _resolve(params)
+    params = resolve_augment(params)
     patch = _check_patch(patch, channel_axis, "augment_batch_with_masks")
     mask = _check_masks(mask, patch.shape[:2], "mask", "patch")
     images, masks = _run(patch[None], params, one_seed(rng, seed), mask[None])
@@ -519,3 +521,8 @@ def warp_affine(patch: Any, matrix: Any, *, order: int = 1, channel_axis: int | 
     out = np.empty_like(planes)
     K.warp_batch_nearest(planes, m, out)
     return np.moveaxis(out, 0, -1).reshape(patch.shape).view(patch.dtype)
+
+
+def batch_kernels() -> tuple:
+    """The Numba kernels :func:`augment_batch` runs (to tell whether they are compiled yet)."""
+    return (K.augment_batch,)

@@ -45,11 +45,7 @@ import numpy as np
 from ispad_core._shared.errors import InputError
 from ispad_core._shared.version import __version__
 from ispad_core.evaluation import format_row  # noqa: F401  (importable from here, as before)
-
-#: The built-in sample used when ``--images`` is not given: designs and side of each image.
-BUILTIN_KINDS = ("dots", "lines", "mesh", "mixed")
-BUILTIN_SIDE = 640
-
+from ispad_core.samples.builtin import BUILTIN_KINDS, BUILTIN_SIDE, builtin_images  # noqa: F401  (as before)
 
 #: Subcommands that live in their own module ``ispad_core.cli.<name>`` (``add_parser(sub)`` and
 #: ``run(args)``), in the order ``ispad --help`` lists them after the ones defined here.
@@ -127,17 +123,6 @@ def _finite(text: str) -> float:
     return value
 
 
-def builtin_images(seed: int, *, channels: int = 1) -> tuple[list[np.ndarray], list[str]]:
-    """The built-in sample: one screen-printed image per design in :data:`BUILTIN_KINDS`."""
-    from ispad_core.samples import screen_print
-
-    images, names = [], []
-    for k, kind in enumerate(BUILTIN_KINDS):
-        images.append(screen_print((BUILTIN_SIDE, BUILTIN_SIDE), rng=np.random.default_rng([seed, k]), kind=kind, channels=channels))
-        names.append(f"builtin:screen_print(kind={kind}, shape={BUILTIN_SIDE}x{BUILTIN_SIDE}, rng=[{seed}, {k}])")
-    return images, names
-
-
 def _read_scans(args):
     """``--images`` (and ``--rois``): 8- or 16-bit scans, each at least ``--size`` on a side.
 
@@ -154,7 +139,7 @@ def _read_params(args):
         return args.preset or "mixed"
     if args.preset is not None:
         raise CLIError("--params and --preset: give one of them")
-    from ispad_core.synth._params_file import read_params
+    from ispad_core.synth import read_params
 
     return read_params(args.params, name="--params")
 
@@ -205,9 +190,9 @@ def cmd_synth(args) -> int:
         raise CLIError(f"--out: {out} exists; pass --overwrite to replace it")
     seed = args.seed
     if seed is None and not args.no_resume:
-        from ispad_core.stream.generation import _seed_of_unfinished
+        from ispad_core.stream import seed_of_unfinished
 
-        seed = _seed_of_unfinished(out)
+        seed = seed_of_unfinished(out)
         if seed is not None:
             print(f"resuming the unfinished write {out}.part (seed {seed})", file=sys.stderr)
     if seed is None:
@@ -244,7 +229,7 @@ def cmd_synth(args) -> int:
     elif args.parts is not None:
         raise CLIError("--parts needs --scheduler ADDRESS")
     if not args.quiet and client is None:
-        from ispad_core._shared.jit_cache import stream_kernels_uncached
+        from ispad_core.stream.generation import stream_kernels_uncached
 
         if stream_kernels_uncached():
             print("compiling kernels (first run only, about 30 s)", file=sys.stderr, flush=True)
@@ -336,7 +321,7 @@ def cmd_merge(args) -> int:
 
 def cmd_gallery(args) -> int:
     from ispad_core.io import read_images, write_png
-    from ispad_core.synth._gallery import annotated_gallery
+    from ispad_core.synth import annotated_gallery
     from ispad_core.tiling import random_patches
 
     out = Path(args.out)

@@ -481,7 +481,7 @@ def _check_backbone(name: str, key: str) -> None:
 
 def _real_counts(folder: Path) -> dict[str, int]:
     """Real defects per group of a folder (checked as the runs will read it)."""
-    from ispad_core.io._real import read_real_defects
+    from ispad_core.io import read_real_defects
 
     try:
         return dict(read_real_defects(folder, name="data.real").counts())
@@ -491,7 +491,7 @@ def _real_counts(folder: Path) -> dict[str, int]:
 
 def _read_real(folder: Path, size: int) -> tuple[list[np.ndarray], list[str], list[str]]:
     """Images, group per image and file name (group/file) of a real-defect folder, in name order."""
-    from ispad_core.io._real import read_real_defects
+    from ispad_core.io import read_real_defects
 
     real = read_real_defects(folder, size=size, name="data.real")
     return [np.asarray(real[i]) for i in range(len(real))], list(real.groups), list(real.files)
@@ -750,7 +750,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     (checkpoints beside the model file) resumes.
     """
     from ispad_core.nn import predict, train_detector
-    from ispad_core.nn.detector import _torch_threads
+    from ispad_core.nn.detector import torch_threads
 
     run, t = request.run, request.train
     preprocess = None if t["preprocess"] == "none" else t["preprocess"]
@@ -801,7 +801,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     t1 = time.perf_counter()
     # train_detector scored the validation set already: its threshold is the F1-optimal one there
     # the run's threads for its scores too: CPU sums differ in the last bits between thread counts
-    with _torch_threads(t["threads"]):
+    with torch_threads(t["threads"]):
         test = predict(model, test_images, preprocess=preprocess, device=request.device, batch_size=256)
     summary = {
         "steps": result.train.steps,

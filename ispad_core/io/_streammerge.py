@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError
-from ispad_core._shared.files import _umask, check_output_path, exclusive_lock, fsync_dir
+from ispad_core._shared.files import current_umask, check_output_path, exclusive_lock, fsync_dir
 from ispad_core.io._codec import (
     COMPRESSIONS,
     check_chunk,
@@ -263,7 +263,7 @@ def _merge_virtual(readers, out, total, attrs, fields, compression, batch_size, 
             f.attrs["part_fingerprints"] = json.dumps(
                 [[os.path.relpath(r.path.resolve(), out.resolve().parent), _part_fingerprint(r._h5())] for r in readers]
             )
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} appeared during the merge")
         check_output_path(out, "out", overwrite=True)

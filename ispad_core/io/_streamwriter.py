@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
-from ispad_core._shared.files import _umask, check_output_path, exclusive_lock, fsync_dir
+from ispad_core._shared.files import current_umask, check_output_path, exclusive_lock, fsync_dir
 from ispad_core._shared.validation import check_array, check_choice, check_int
 from ispad_core._shared.version import __version__
 from ispad_core.io._codec import (
@@ -267,7 +267,7 @@ class StreamWriter:
         # A fresh file of our own (O_CREAT | O_EXCL under a unique name), renamed to FILE.part: a
         # rename replaces a link at that name instead of writing through it.
         fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename: a normal file's mode
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would outlive the rename: a normal file's mode
         os.close(fd)
         try:
             f = h5py.File(tmp_name, "w")

@@ -9,6 +9,7 @@ never imports torch.
   EfficientNet-B0/B4, ConvNeXt-Tiny) with torchvision's names, or any importable factory.
 - :func:`save_model`, :func:`load_model` -- the model file: weights plus what is needed to use
   them (patch size, preprocessing, threshold, validation report, provenance).
+- :class:`RealTransform` -- the training transform of a real defect (augment, then centre crop).
 - :class:`InjectionDataset` -- real defects injected into a balanced synthetic stream with
   probability ``p_inj`` in ``[1/B, 0.25]`` (equation 1), reproducible per ``(seed, epoch, i)``.
 - :func:`train`, :func:`evaluate`, :func:`predict` -- the paper's recipe (SGD, cosine warm
@@ -38,6 +39,7 @@ from ispad_core.nn.modelfile import load_model, save_model
 from ispad_core.nn.preprocessing import PREPROCESS_PRESETS, Preprocess, preprocess_batch
 from ispad_core.nn.throughput import Throughput, measure_throughput
 from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluate, predict, train
+from ispad_core.nn.transform import RealTransform
 
 __all__ = [
     "BACKBONES",
@@ -50,6 +52,7 @@ __all__ = [
     "InspectionReport",
     "Prediction",
     "Preprocess",
+    "RealTransform",
     "Recipe",
     "ResNet18",
     "Throughput",

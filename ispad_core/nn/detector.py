@@ -4,7 +4,7 @@
 balanced synthetic stream, selects the real defects with :func:`ispad_core.fractions.nested_fractions`
 (a fixed shuffle seed, recorded, so a 1/16 run uses defects that every larger fraction uses),
 injects them with :class:`ispad_core.nn.InjectionDataset` (each draw augmented and centre-cropped
-by :class:`ispad_core.io.RealTransform`), trains with :func:`ispad_core.nn.train`, picks the
+by :class:`ispad_core.nn.RealTransform`), trains with :func:`ispad_core.nn.train`, picks the
 F1-optimal threshold on the validation set, and writes the model file with
 :func:`ispad_core.nn.save_model`.
 
@@ -283,7 +283,8 @@ class DetectorResult:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None):
+def torch_threads(threads: int | None):
+    """Run the block with torch set to ``threads`` intra-op threads (None: leave it), then restore."""
     if threads is None:
         yield
         return
@@ -328,7 +329,7 @@ def _patch_shape(stream: Any) -> tuple[int, int]:
 
 
 def _read_real(real: Any, size: int):
-    from ispad_core.io._real import RealDefects, read_real_defects
+    from ispad_core.io import RealDefects, read_real_defects
 
     if isinstance(real, RealDefects):
         return real
@@ -347,7 +348,7 @@ def _read_real(real: Any, size: int):
 
 
 def _read_val(val: Any, size: int):
-    from ispad_core.io._real import LabelledSet, read_labelled_set
+    from ispad_core.io import LabelledSet, read_labelled_set
 
     if isinstance(val, LabelledSet):
         return val, {"source": val.source, "kind": val.kind, "counts": val.counts()}
@@ -513,7 +514,8 @@ def train_detector(
     (4, 32, True)
     """
     from ispad_core.metrics import classification_report
-    from ispad_core.nn import classifier, save_model
+    from ispad_core.nn.backbones import classifier
+    from ispad_core.nn.modelfile import save_model
     from ispad_core.nn.injection import InjectionDataset
     from ispad_core.nn.preprocessing import resolve_preprocess
 
@@ -599,7 +601,7 @@ def train_detector(
 
         real_prov: dict = {"path": None, "selected": 0}
         if real is not None:
-            from ispad_core.io._real import RealTransform
+            from ispad_core.nn.transform import RealTransform
 
             all_real = _read_real(real, size)
             if len(all_real) == 0:
@@ -678,7 +680,7 @@ def train_detector(
                     tmp.write_text(json.dumps(settings, indent=1))
 
         # ---- train
-        with _torch_threads(threads):
+        with torch_threads(threads):
             result = train(
                 model, train_set, val_set, batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps,
                 val_every=val_every, optimizer=rec.optimizer, lr=rec.lr, lr_min=rec.lr_min, momentum=rec.momentum,

@@ -233,7 +233,7 @@ def proxy_defect(context: np.ndarray, kind: str, *, seed: int, contrast: float =
 
     Examples
     --------
-    >>> from ispad_core.samples.inspection import screen_print
+    >>> from ispad_core._shared.screen_print import screen_print
     >>> from ispad_core.proxy import proxy_defect
     >>> context = screen_print((80, 80), rng=0)
     >>> image, mask = proxy_defect(context, "streak", seed=1)
@@ -366,7 +366,7 @@ def _split(scans, n_defective: int, good_per_defective: int, gen, size: int, con
 
 
 def _scan_set(gen: np.random.Generator, count: int, side: int) -> list[np.ndarray]:
-    from ispad_core.samples.inspection import screen_print
+    from ispad_core._shared.screen_print import screen_print
 
     seeds = item_seeds(gen, count)
     return [screen_print((side, side), rng=int(s), kind=_KINDS[i % len(_KINDS)]) for i, s in enumerate(seeds)]

@@ -14,6 +14,7 @@ from ispad_core.stream.generation import (
     epoch_plan,
     n_defective,
     reduce_to_8_bits,
+    seed_of_unfinished,
     shard_range,
     stream_plan,
     visibility_summary,

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
-from ispad_core._shared.files import OutputBusyError, _umask, check_output_path, exclusive_lock
+from ispad_core._shared.files import OutputBusyError, current_umask, check_output_path, exclusive_lock
 from ispad_core._shared.progress import progress
 from ispad_core._shared.validation import check_int
 from ispad_core.stream import StreamSummary, balanced_stream, shard_range, write_balanced_stream
@@ -289,7 +289,7 @@ def _parts_folder(path: Path, token: str, *, resume: bool) -> Path:
             st = None
     if st is None:
         folder.mkdir()
-        os.chmod(folder, 0o777 & ~_umask())  # as a folder made by hand: workers may run as another user
+        os.chmod(folder, 0o777 & ~current_umask())  # as a folder made by hand: workers may run as another user
     return folder
 
 

@@ -38,8 +38,7 @@ import numpy as np
 from ispad_core._shared.errors import InputTypeError, InputValueError, InvisibleDefectError
 from ispad_core._shared.progress import progress
 from ispad_core._shared.validation import as_generator, check_array, check_float, check_int, item_seeds, mix64
-from ispad_core.io._streamformat import part_path
-from ispad_core.io._streamwriter import StreamWriter
+from ispad_core.io import StreamWriter, part_path
 
 __all__ = [
     "StreamSummary",
@@ -327,14 +326,21 @@ class _Draw:
 
 
 def _synthesize(patches: np.ndarray, params, seeds: np.ndarray, defective: np.ndarray):
-    """``synthesize_batch(patches, params, seeds=seeds, defective=defective, warn=False)`` (the
-    same bytes: its kernel call) with both visibility measures of every item, which the public
-    result reduces to the preset's own measure. The inputs are the stream's own, already valid."""
-    from ispad_core.synth import _synth_kernels as K
-    from ispad_core.synth._synth import _run
+    """The synthesizer on a batch of the stream, with both visibility measures of every item."""
+    from ispad_core.synth import synthesize_batch
 
-    images, masks, _, accepted, attempts, info, *_ = _run(patches, params, seeds, defective, False)
-    return images, masks, accepted, attempts, info[:, K.I_SSR].copy(), info[:, K.I_CNR].copy()
+    res = synthesize_batch(patches, params, seeds=seeds, defective=defective, warn=False)
+    return res.images, res.masks, res.accepted, res.attempts, res.ssr, res.cnr
+
+
+def stream_kernels_uncached() -> list[str] | None:
+    """The names of the kernels every batch of the stream runs that would compile on their first
+    call (:func:`ispad_core._shared.jit_cache.uncached`), or None when that cannot be told."""
+    from ispad_core import augment, synth
+    from ispad_core._shared.jit_cache import uncached
+    from ispad_core.stream._kernels import mask_contrast
+
+    return uncached((*synth.batch_kernels(), *augment.batch_kernels(), mask_contrast))
 
 
 def _mask_contrast(before: np.ndarray, after: np.ndarray, masks: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -345,7 +351,7 @@ def _mask_contrast(before: np.ndarray, after: np.ndarray, masks: np.ndarray, row
     out = np.zeros(n)
     if rows.size:
         vals = np.empty(rows.size)
-        flat = np.ascontiguousarray(masks.reshape(n, -1))
+        flat = np.ascontiguousarray(masks.reshape(n, -1)).view(np.uint8)  # bool masks, as 0/1 bytes
         words = flat[:, : flat.shape[1] // 8 * 8].copy().view(np.uint64)
         mask_contrast(before.reshape(n, -1), after.reshape(n, -1), flat, words, rows.astype(np.int64), vals)
         out[rows] = vals
@@ -535,8 +541,8 @@ def balanced_stream(
     Yields
     ------
     patches : numpy.ndarray of uint8, shape (B, size, size[, 3])
-    masks : numpy.ndarray of uint8, shape (B, size, size)
-        0/1; non-empty exactly where the label is 1.
+    masks : numpy.ndarray of bool, shape (B, size, size)
+        Non-empty exactly where the label is 1.
     labels : numpy.ndarray of uint8, shape (B,)
 
     Raises
@@ -577,11 +583,11 @@ def _make_generator(
     images, rois, n, rng, size, preset, augment, min_roi_fraction, max_redraws, defect_fraction=0.5, names=None,
     min_contrast=None,
 ) -> _Generator:
-    from ispad_core.synth._synth import _check_room
+    from ispad_core.synth import check_room
 
     sources = _prepare_sources(images, rois, size, min_roi_fraction, names)
     params = _resolve_preset(preset)
-    _check_room(size, size, params, "size")  # what synthesize_batch checks first
+    check_room(size, size, params, "size")  # what synthesize_batch checks first
     aug = _resolve_augment(augment)
     min_contrast = _check_min_contrast(min_contrast)
     seeds, defective = stream_plan(n, rng=rng, defect_fraction=defect_fraction)
@@ -811,8 +817,7 @@ class SyntheticStream:
             shape = self.image_shape
             return np.empty((0, *shape), np.uint8), np.empty((0, *shape[:2]), np.bool_), np.empty(0, np.uint8)
         b = self._gen.make_items(idx)
-        masks = b.masks.view(np.bool_) if b.masks.dtype == np.uint8 else b.masks != 0  # 0/1 from the synthesizer
-        return b.images, masks, b.labels
+        return b.images, b.masks, b.labels
 
     def __getitem__(self, key: Any):
         if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
@@ -1036,7 +1041,8 @@ def _same(a: Any, b: Any) -> bool:
     return False
 
 
-def _seed_of_unfinished(path: Path) -> int | None:
+def seed_of_unfinished(path: Path) -> int | None:
+    """The seed of an unfinished write of ``path`` (its ``.part`` file), or None."""
     part = part_path(path)
     if part.is_symlink() or not part.is_file():  # the writer refuses a link there; never read through one
         return None
@@ -1164,7 +1170,7 @@ def write_balanced_stream(
     n, size, batch_size, min_roi_fraction, max_redraws = _check_common(n, size, batch_size, min_roi_fraction, max_redraws)
     path = Path(path)
     if seed is None:
-        seed = _seed_of_unfinished(path) if resume else None
+        seed = seed_of_unfinished(path) if resume else None
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
     seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)

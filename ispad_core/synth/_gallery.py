@@ -9,10 +9,10 @@ import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_int, item_seeds
-from ispad_core.samples import KINDS, screen_print
+from ispad_core._shared.screen_print import KINDS, screen_print
 from ispad_core.synth import _synth_kernels as K
 from ispad_core.synth._params import ParamsLike, resolve_params
-from ispad_core.synth._synth import _check_patches, _check_room, _component_names, _run, _scale
+from ispad_core.synth._synth import _check_patches, check_room, _component_names, _run, _scale
 
 __all__ = ["DefectFigures", "GallerySheet", "annotated_gallery", "gallery"]
 
@@ -194,7 +194,7 @@ def annotated_gallery(
     Examples
     --------
     >>> from ispad_core.synth import gallery
-    >>> from ispad_core.synth._gallery import annotated_gallery
+    >>> from ispad_core.synth import annotated_gallery
     >>> g = annotated_gallery("dot-dark", n=2, size=64, rng=0, captions=False)
     >>> bool((g.sheet == gallery("dot-dark", n=2, size=64, rng=0)).all()), len(g.figures)
     (True, 2)
@@ -245,7 +245,7 @@ def _gallery(params, backgrounds, n, size, columns, zoom, rng, outline, captions
         patches = patches[:n]
     # what synthesize_batch(patches, params, rng=int(seeds[1]), warn=False) does, keeping both measures
     params = resolve_params(params)
-    _check_room(patches.shape[1], patches.shape[2], params, "backgrounds")
+    check_room(patches.shape[1], patches.shape[2], params, "backgrounds")
     count = patches.shape[0]
     images, res_masks, _, accepted, attempts, info, *_ = _run(
         patches, params, item_seeds(int(seeds[1]), count), np.ones(count, bool), False

@@ -1,4 +1,5 @@
-"""Synthesizer parameters from a JSON file (what ``ispad synth --params`` and ``ispad gallery --params`` read)."""
+"""Synthesizer parameters from a JSON file (what ``ispad synth --params`` and ``ispad gallery --params`` read;
+public as :func:`ispad_core.synth.read_params`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from pathlib import Path
 
 from ispad_core._shared.errors import InputValueError
-from ispad_core.synth import DefectMixture, DefectParams
+from ispad_core.synth._params import DefectMixture, DefectParams
 
 __all__ = ["read_params"]
 
