@@ -74,6 +74,20 @@ def warn_outside(message: str, category: type[Warning]) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
+def warn_renamed(caller: str, old: str, new: str) -> None:
+    """Warn that the keyword ``old`` of ``caller`` is now called ``new`` (it still works, for now)."""
+    warn_outside(f"{caller}: {old}= is now called {new}=; the old name will go", DeprecationWarning)
+
+
+def take_renamed(options: dict, caller: str, old: str, new: str) -> None:
+    """Move the keyword ``old`` of ``caller`` to ``new`` in ``options``, warning (in place)."""
+    if old in options:
+        if new in options:
+            raise InputTypeError(f"{caller}() got both {old!r} and its new name {new!r}")
+        warn_renamed(caller, old, new)
+        options[new] = options.pop(old)
+
+
 def _is_seed_array(x: Any) -> bool:
     return isinstance(x, (np.ndarray, Sequence)) and not isinstance(x, (str, bytes))
 

@@ -269,7 +269,7 @@ def _synth(args, out, images, rois, seed, names, roi_names, client, params):
             resume=not args.no_resume,
             names=names,
             roi_names=roi_names,
-            show_progress=not args.quiet and client is None,
+            verbose=not args.quiet and client is None,
             callback=interrupt.check if client is None else None,
             defect_fraction=args.defect_fraction,
             client=client,

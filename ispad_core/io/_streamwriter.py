@@ -18,7 +18,7 @@ import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
 from ispad_core._shared.files import current_umask, check_output_path, exclusive_lock, fsync_dir
-from ispad_core._shared.validation import check_array, check_choice, check_int
+from ispad_core._shared.validation import check_array, check_choice, check_int, warn_renamed
 from ispad_core._shared.version import __version__
 from ispad_core.io._codec import (
     COMPRESSIONS,
@@ -131,9 +131,10 @@ class StreamWriter:
     resume : bool
         Continue an unfinished part of the same job (default); False discards it (a part of a
         different job still needs ``overwrite``).
-    show_progress : bool
+    verbose : bool
         Show a progress bar on stderr while a resume checks and copies the finished items (a
-        large part takes a while); default False.
+        large part takes a while); default False. (``show_progress``, its old name, still works
+        and warns.)
 
     Raises
     ------
@@ -154,9 +155,13 @@ class StreamWriter:
         batch_size: int = 256,
         overwrite: bool = False,
         resume: bool = True,
-        show_progress: bool = False,
+        verbose: bool = False,
+        show_progress: bool | None = None,
     ) -> None:
-        self._show_progress = bool(show_progress)
+        if show_progress is not None:
+            warn_renamed("StreamWriter", "show_progress", "verbose")
+            verbose = show_progress
+        self._verbose = bool(verbose)
         self.path = _check_out_path(path, "path")
         self.n = check_int(n, "n", minimum=1)
         shape = tuple(check_int(s, "image_shape", minimum=1) for s in image_shape)
@@ -317,7 +322,7 @@ class StreamWriter:
 
             bar = stack.enter_context(progress(
                 total=max(dones), desc=f"resuming {self.path.name}: checking and copying", unit="patch",
-                disable=not getattr(self, "_show_progress", False),
+                disable=not getattr(self, "_verbose", False),
             ))
             for start in range(0, max(dones), self.batch_size):
                 stop = min(start + self.batch_size, max(dones))

@@ -198,7 +198,7 @@ def run_demo(
     ValueError
         For out-of-range arguments.
     """
-    from ispad_core.cli import builtin_images
+    from ispad_core.samples import builtin_images
     from ispad_core.io import write_png
     from ispad_core.nn import train_detector
     from ispad_core.nn.inference import inspect_files

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import inspect
 import os
 import shutil
 import stat
@@ -52,15 +51,16 @@ import numpy as np
 from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
 from ispad_core._shared.files import OutputBusyError, current_umask, check_output_path, exclusive_lock
 from ispad_core._shared.progress import progress
-from ispad_core._shared.validation import check_int
-from ispad_core.stream import StreamSummary, balanced_stream, shard_range, write_balanced_stream
+from ispad_core._shared.validation import check_int, warn_renamed
+from ispad_core.stream.generation import make_generator
+from ispad_core.stream.local import StreamInputs, StreamSummary, fresh_seed, write_local
+from ispad_core.stream.plan import shard_range
+from ispad_core.stream.spec import StreamSpec, split_settings
 
 __all__ = ["write_balanced_stream_distributed"]
 
-_OWN = frozenset({"path", "images", "n", "shard", "show_progress"})
-_NOT_CONTENT = frozenset({"callback"})
-"""Keyword arguments that do not decide the bytes of the stream (left out of the job's name)."""
-"""Parameters of write_balanced_stream that the distributed writer sets itself."""
+_OPTIONS = frozenset({"rois", "names", "roi_names", "callback", "spec"})
+"""The keyword options it takes besides its own and the StreamSpec fields (as write_balanced_stream)."""
 
 _ONE_PART_AT_A_TIME = threading.Lock()
 """Held by a task while it writes its part: one part at a time per worker process, whatever the
@@ -82,14 +82,6 @@ def _import_distributed():
             'client: writing on a Dask cluster needs dask.distributed; pip install "ispad-core[dask]"'
         ) from None
     return distributed
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    """The images and ROIs, scattered to the cluster once and shared by all tasks on a worker."""
-
-    images: Any
-    rois: Any
 
 
 @dataclass(frozen=True)
@@ -134,7 +126,7 @@ def _worker_address() -> str:
 
 
 def _write_part(
-    inputs: _Inputs, *, folder: str, k: int, parts: int, n: int, seed: int, kwargs: dict
+    inputs: StreamInputs, *, folder: str, k: int, parts: int, n: int, seed: int, spec: StreamSpec, callback: Any
 ) -> _PartResult | _PartFailure:
     """One attempt at part ``k``: the body of a Dask task (see the module docstring).
 
@@ -151,14 +143,16 @@ def _write_part(
         return _PartFailure(k, error, where)
     try:
         with _ONE_PART_AT_A_TIME:
-            return _write_part_locked(inputs, base, k=k, parts=parts, n=n, seed=seed, kwargs=kwargs)
+            return _write_part_locked(inputs, base, k=k, parts=parts, n=n, seed=seed, spec=spec, callback=callback)
     except OSError:
         raise  # the shared file system: worth another attempt
     except Exception as exc:
         return _PartFailure(k, exc, where)
 
 
-def _write_part_locked(inputs: _Inputs, base: Path, *, k: int, parts: int, n: int, seed: int, kwargs: dict) -> _PartResult:
+def _write_part_locked(
+    inputs: StreamInputs, base: Path, *, k: int, parts: int, n: int, seed: int, spec: StreamSpec, callback: Any
+) -> _PartResult:
     """:func:`_write_part` under the process's part lock: claim, then write, resume or find the part."""
     final = base / f"{_part_name(k)}.h5"
     with contextlib.ExitStack() as stack:
@@ -174,17 +168,9 @@ def _write_part_locked(inputs: _Inputs, base: Path, *, k: int, parts: int, n: in
         if target == final and final.exists():  # an earlier attempt finished, then its worker died
             a, b = shard_range(n, (k, parts))
             return _PartResult(k, str(final), b - a, 0, {})
-        summary = write_balanced_stream(
-            target,
-            inputs.images,
-            n,
-            rois=inputs.rois,
-            seed=seed,
-            shard=(k, parts),
-            overwrite=False,
-            resume=target == final,
-            show_progress=False,
-            **kwargs,
+        summary = write_local(
+            target, inputs, n, seed=seed, spec=spec, shard=(k, parts), overwrite=False, resume=target == final,
+            callback=callback,
         )
     return _PartResult(k, str(summary.path), summary.n_resumed, summary.n_redrawn, dict(summary.timings))
 
@@ -229,7 +215,7 @@ def _check_environments(here: dict[str, str], workers: dict[str, dict[str, str]]
             )
 
 
-def _job_token(n: int, seed: int, parts: int, images: Any, rois: Any, kwargs: dict) -> str:
+def _job_token(n: int, seed: int, parts: int, inputs: StreamInputs, spec: StreamSpec) -> str:
     """A name for the parts folder that changes with anything that decides the parts' bytes."""
     digest = hashlib.sha256()
 
@@ -248,12 +234,13 @@ def _job_token(n: int, seed: int, parts: int, images: Any, rois: Any, kwargs: di
 
     from ispad_core._shared.version import __version__
 
+    images, rois = inputs.images, inputs.rois
     add(("ispad_core", __version__, n, seed, parts))
     add(images if isinstance(images, np.ndarray) else list(images))
     add(rois if rois is None or isinstance(rois, np.ndarray) else list(rois))
-    for key in sorted(kwargs):
-        if key not in _NOT_CONTENT:
-            add((key, kwargs[key]))
+    add(("names", inputs.names, inputs.roi_names))
+    for key, value in sorted(vars(spec).items()):
+        add((key, value))
     return digest.hexdigest()[:16]
 
 
@@ -293,15 +280,16 @@ def _parts_folder(path: Path, token: str, *, resume: bool) -> Path:
     return folder
 
 
-def _check_kwargs(kwargs: dict) -> dict:
-    accepted = inspect.signature(write_balanced_stream).parameters
-    for key in kwargs:
-        if key in _OWN:
-            hint = " (the parts are set by parts=)" if key == "shard" else ""
-            raise InputTypeError(f"{key}: not accepted by the distributed writer{hint}")
-        if key not in accepted or key == "client":
+def _check_options(options: dict, images: Any) -> tuple[StreamInputs, StreamSpec, Any]:
+    """The inputs, the stream's spec and the callback from the keyword options of a call."""
+    spec = StreamSpec.build(options.pop("spec", None), split_settings(options), "write_balanced_stream_distributed")
+    for key in options:
+        if key == "shard":
+            raise InputTypeError("shard: not accepted by the distributed writer (the parts are set by parts=)")
+        if key not in _OPTIONS:
             raise InputTypeError(f"{key}: not a keyword argument of write_balanced_stream")
-    return kwargs
+    inputs = StreamInputs(images, options.get("rois"), options.get("names"), options.get("roi_names"))
+    return inputs, spec, options.get("callback")
 
 
 def write_balanced_stream_distributed(
@@ -315,8 +303,8 @@ def write_balanced_stream_distributed(
     overwrite: bool = False,
     resume: bool = True,
     retries: int = 3,
-    show_progress: bool = False,
-    **kwargs: Any,
+    verbose: bool = False,
+    **options: Any,
 ) -> StreamSummary:
     """Write a balanced stream to an HDF5 file with a Dask cluster, one task per part.
 
@@ -352,13 +340,14 @@ def write_balanced_stream_distributed(
     retries : int
         How often a task that raised an ``OSError`` is run again (a worker that dies is
         rescheduled by Dask's ``distributed.scheduler.allowed-failures`` instead).
-    show_progress : bool
-        Show a progress bar over finished parts on stderr.
-    **kwargs
-        Any other keyword argument of :func:`ispad_core.stream.write_balanced_stream`:
-        ``rois``, ``preset``, ``augment``, ``size``, ``min_roi_fraction``, ``max_redraws``,
-        ``batch_size``, ``compression``, ``names``, ``roi_names``, ... (``callback`` runs on the
-        workers, as ``callback(done, total)`` for the part at hand). Not ``shard``.
+    verbose : bool
+        Show a progress bar over finished parts on stderr (``show_progress``, its old name, still
+        works and warns).
+    **options
+        As for :func:`ispad_core.stream.write_balanced_stream`: ``rois``, ``names``,
+        ``roi_names``, ``spec`` and the fields of :class:`~ispad_core.stream.StreamSpec` as
+        keywords; ``callback`` runs on the workers, as ``callback(done, total)`` for the part at
+        hand. Not ``shard``.
 
     Returns
     -------
@@ -397,6 +386,28 @@ def write_balanced_stream_distributed(
     if not isinstance(client, distributed.Client):
         raise InputTypeError(f"client: expected a dask.distributed.Client, got {type(client).__name__}")
     n = check_int(n, "n", minimum=1)
+    parts = _check_parts(parts, n, client)
+    retries = check_int(retries, "retries", minimum=0)
+    if not isinstance(resume, bool):
+        raise InputTypeError(f"resume: expected a bool, got {type(resume).__name__}")
+    if "show_progress" in options:
+        warn_renamed("write_balanced_stream_distributed", "show_progress", "verbose")
+        verbose = bool(options.pop("show_progress"))
+    inputs, spec, callback = _check_options(options, images)
+    seed = check_int(fresh_seed() if seed is None else seed, "seed", minimum=0, maximum=2**63 - 1)
+    path = Path(os.path.abspath(check_output_path(path, "path", overwrite=overwrite)))
+    # Check the images, ROIs and synthesis settings here, before the cluster sees them (this
+    # builds the stream's plan and generates nothing).
+    make_generator(inputs.images, inputs.rois, n, seed, spec, inputs.names)
+    _check_workers(client)
+    with exclusive_lock(path.with_name(f".{path.name}.dask"), name="path"):
+        token = _job_token(n, seed, parts, inputs, spec)
+        job = _Job(_parts_folder(path, token, resume=resume), token, inputs, n, seed, parts, spec, callback, retries)
+        results, merge_seconds = _write_and_merge(client, distributed, job, path, overwrite=overwrite, verbose=verbose)
+    return _summary(path, job, results, merge_seconds, t_start)
+
+
+def _check_parts(parts: Any, n: int, client: Any) -> int:
     if parts is None:
         parts = min(n, _PARTS_PER_THREAD * max(1, sum(client.nthreads().values())))
     if isinstance(parts, bool) or not isinstance(parts, (int, np.integer)):
@@ -404,20 +415,11 @@ def write_balanced_stream_distributed(
     parts = int(parts)
     if not 1 <= parts <= n:
         raise InputValueError(f"parts: expected 1 to {n} parts (each needs at least one of the n = {n} items), got {parts}")
-    retries = check_int(retries, "retries", minimum=0)
-    if not isinstance(resume, bool):
-        raise InputTypeError(f"resume: expected a bool, got {type(resume).__name__}")
-    kwargs = _check_kwargs(kwargs)
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
-    seed = check_int(seed, "seed", minimum=0, maximum=2**63 - 1)
-    path = Path(os.path.abspath(check_output_path(path, "path", overwrite=overwrite)))
-    rois = kwargs.pop("rois", None)
-    # Check the images, ROIs and synthesis settings here, before the cluster sees them (this
-    # builds the stream's plan and generates nothing).
-    plan_keys = set(inspect.signature(balanced_stream).parameters) - {"images", "n", "rng", "start", "stop"}
-    balanced_stream(images, n, rois=rois, rng=seed, stop=0, **{k: v for k, v in kwargs.items() if k in plan_keys})
+    return parts
 
+
+def _check_workers(client: Any) -> None:
+    """Every worker must run the versions this machine runs (its part could differ in bytes)."""
     try:
         workers = client.run(_environment)
     except Exception as exc:  # e.g. a worker without ispad_core: it cannot unpickle the call
@@ -427,83 +429,126 @@ def write_balanced_stream_distributed(
         ) from exc
     _check_environments(_environment(), workers)
 
-    with exclusive_lock(path.with_name(f".{path.name}.dask"), name="path"):
-        token = _job_token(n, seed, parts, images, rois, kwargs)
-        folder = _parts_folder(path, token, resume=resume)
-        run = uuid.uuid4().hex[:8]  # task keys of this call: a resumed job must not meet its old tasks
-        futures: list = []
-        part_failed = False  # an error that the same call would meet again: keep nothing
-        keep = False
-        try:
-            # The inputs go to every worker (broadcast): a worker that dies then takes no copy
-            # with it that the retried part needs. If every holder is lost all the same (a
-            # one-worker cluster), the parts waiting on them are cancelled by the scheduler; they
-            # are scattered again and resubmitted, as often as ``retries`` allows.
-            scatters = [client.scatter(_Inputs(images, rois), broadcast=True, hash=False)]
-            owner: dict[str, tuple[int, int]] = {}  # future key -> (part, scatter generation)
 
-            def submit(k: int) -> Any:
-                generation = len(scatters) - 1
-                future = client.submit(
-                    _write_part,
-                    scatters[generation],
-                    folder=str(folder),
-                    k=k,
-                    parts=parts,
-                    n=n,
-                    seed=seed,
-                    kwargs=kwargs,
-                    key=f"ispad-synth-{token}-{run}-{_part_name(k)}" + (f"-again{generation}" if generation else ""),
-                    pure=False,
-                    retries=retries,
-                )
-                owner[future.key] = (k, generation)
-                futures.append(future)
-                return future
+@dataclass(frozen=True)
+class _Job:
+    """One call's parts: where they go, what they are made of, how often a failed one is retried."""
 
-            pending = distributed.as_completed([submit(k) for k in range(parts)])
-            results: dict[int, _PartResult] = {}
-            bar = progress(total=parts, desc=f"ispad synth {path.name}", unit="part", disable=not show_progress)
+    folder: Path
+    token: str
+    inputs: StreamInputs
+    n: int
+    seed: int
+    parts: int
+    spec: StreamSpec
+    callback: Any
+    retries: int
+
+
+class _Tasks:
+    """The part tasks of a job on the cluster, submitted again when the inputs they wait on are lost."""
+
+    def __init__(self, client: Any, job: _Job) -> None:
+        self.client, self.job = client, job
+        self.run = uuid.uuid4().hex[:8]  # task keys of this call: a resumed job must not meet its old tasks
+        self.futures: list = []
+        self.owner: dict[str, tuple[int, int]] = {}  # future key -> (part, scatter generation)
+        # The inputs go to every worker (broadcast): a worker that dies then takes no copy with it
+        # that the retried part needs. If every holder is lost all the same (a one-worker
+        # cluster), the parts waiting on them are cancelled by the scheduler; they are scattered
+        # again and resubmitted, as often as ``retries`` allows.
+        self.scatters = [self._scatter()]
+
+    def _scatter(self) -> Any:
+        return self.client.scatter(self.job.inputs, broadcast=True, hash=False)
+
+    def submit(self, k: int) -> Any:
+        job, generation = self.job, len(self.scatters) - 1
+        future = self.client.submit(
+            _write_part,
+            self.scatters[generation],
+            folder=str(job.folder),
+            k=k,
+            parts=job.parts,
+            n=job.n,
+            seed=job.seed,
+            spec=job.spec,
+            callback=job.callback,
+            key=f"ispad-synth-{job.token}-{self.run}-{_part_name(k)}" + (f"-again{generation}" if generation else ""),
+            pure=False,
+            retries=job.retries,
+        )
+        self.owner[future.key] = (k, generation)
+        self.futures.append(future)
+        return future
+
+    def resubmit_if_lost(self, future: Any, pending: Any) -> bool:
+        """For a part cancelled because its inputs were lost: scatter them again and resubmit it."""
+        k, generation = self.owner[future.key]
+        if len(self.scatters) > self.job.retries:
+            return False
+        if generation == len(self.scatters) - 1:
+            self.scatters.append(self._scatter())
+        pending.add(self.submit(k))
+        return True
+
+
+def _collect(tasks: _Tasks, distributed: Any, path: Path, verbose: bool) -> dict[int, _PartResult]:
+    """Wait for every part; a part's own error (another attempt would repeat it) is raised, noted."""
+    job = tasks.job
+    pending = distributed.as_completed([tasks.submit(k) for k in range(job.parts)])
+    results: dict[int, _PartResult] = {}
+    bar = progress(total=job.parts, desc=f"ispad synth {path.name}", unit="part", disable=not verbose)
+    try:
+        for future in pending:
             try:
-                for future in pending:
-                    k, generation = owner[future.key]
-                    try:
-                        result = future.result()
-                    except CancelledError:  # its inputs were lost with the workers that held them
-                        if len(scatters) > retries:
-                            raise
-                        if generation == len(scatters) - 1:
-                            scatters.append(client.scatter(_Inputs(images, rois), broadcast=True, hash=False))
-                        pending.add(submit(k))
-                        continue
-                    if isinstance(result, _PartFailure):
-                        part_failed = True
-                        a, b = shard_range(n, (result.k, parts))
-                        _add_note(result.error, f"(in part {result.k} of {parts}, items [{a}, {b}), on worker {result.where})")
-                        raise result.error
-                    results[result.k] = result
-                    bar.update(1)
-            finally:
-                bar.close()
-            t_merge = time.perf_counter()
-            from ispad_core.io import merge_streams, open_stream
+                result = future.result()
+            except CancelledError:  # its inputs were lost with the workers that held them
+                if not tasks.resubmit_if_lost(future, pending):
+                    raise
+                continue
+            if isinstance(result, _PartFailure):
+                a, b = shard_range(job.n, (result.k, job.parts))
+                _add_note(result.error, f"(in part {result.k} of {job.parts}, items [{a}, {b}), on worker {result.where})")
+                result.error.part_failed = True
+                raise result.error
+            results[result.k] = result
+            bar.update(1)
+    finally:
+        bar.close()
+    return results
 
-            merge_streams([results[k].path for k in range(parts)], path, copy=True, overwrite=overwrite)
-            merge_seconds = time.perf_counter() - t_merge
-        except BaseException as exc:
-            keep = not part_failed and any(p.suffix in (".h5", ".part") for p in folder.iterdir())
-            if keep:
-                _add_note(
-                    exc,
-                    f"(the finished parts are kept in {folder}: the same call, with the same seed and "
-                    "parts, resumes them)"
-                )
-            raise
-        finally:
-            if futures:
-                client.cancel(futures)
-            if not keep:
-                shutil.rmtree(folder, ignore_errors=True)
+
+def _write_and_merge(client: Any, distributed: Any, job: _Job, path: Path, *, overwrite: bool, verbose: bool):
+    """Run the parts, merge them into ``path``; keep the parts folder after a failure worth resuming."""
+    from ispad_core.io import merge_streams
+
+    tasks = _Tasks(client, job)
+    keep = False
+    try:
+        results = _collect(tasks, distributed, path, verbose)
+        t_merge = time.perf_counter()
+        merge_streams([results[k].path for k in range(job.parts)], path, copy=True, overwrite=overwrite)
+        return results, time.perf_counter() - t_merge
+    except BaseException as exc:
+        part_failed = getattr(exc, "part_failed", False)  # an error that the same call would meet again
+        keep = not part_failed and any(p.suffix in (".h5", ".part") for p in job.folder.iterdir())
+        if keep:
+            _add_note(
+                exc,
+                f"(the finished parts are kept in {job.folder}: the same call, with the same seed and "
+                "parts, resumes them)"
+            )
+        raise
+    finally:
+        if tasks.futures:
+            client.cancel(tasks.futures)
+        if not keep:
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+
+def _summary(path: Path, job: _Job, results: dict, merge_seconds: float, t_start: float) -> StreamSummary:
+    from ispad_core.io import open_stream
 
     with open_stream(path) as stream:
         labels = stream.labels
@@ -518,13 +563,13 @@ def write_balanced_stream_distributed(
     seconds = time.perf_counter() - t_start
     return StreamSummary(
         path=path,
-        n_items=n,
+        n_items=job.n,
         n_resumed=n_resumed,
         n_defective=int(defective.sum()),
         n_redrawn=sum(r.n_redrawn for r in results.values()),
         mean_attempts=float(attempts[defective].mean()) if attempts is not None and defective.any() else 0.0,
         seconds=seconds,
-        rate=(n - n_resumed) / seconds if seconds > 0 else 0.0,
-        seed=seed,
+        rate=(job.n - n_resumed) / seconds if seconds > 0 else 0.0,
+        seed=job.seed,
         timings=timings,
     )

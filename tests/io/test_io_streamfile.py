@@ -749,7 +749,7 @@ def test_a_resume_shows_its_progress_when_asked(tmp_path, capsys):
     path = tmp_path / "s.h5"
     write_interrupted(path, images, masks, labels, fail_after=3)
     capsys.readouterr()
-    assert resume(path, images, masks, labels, show_progress=True) == 9
+    assert resume(path, images, masks, labels, verbose=True) == 9
     err = capsys.readouterr().err
     assert "resuming s.h5: checking and copying" in err and "9/9" in err
     path.unlink()
@@ -757,3 +757,13 @@ def test_a_resume_shows_its_progress_when_asked(tmp_path, capsys):
     capsys.readouterr()
     assert resume(path, images, masks, labels) == 9
     assert "resuming" not in capsys.readouterr().err  # quiet by default
+
+
+def test_show_progress_is_the_old_name_of_verbose(tmp_path, capsys):
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    capsys.readouterr()
+    with pytest.warns(DeprecationWarning, match="StreamWriter: show_progress= is now called verbose="):
+        assert resume(path, images, masks, labels, show_progress=True) == 9
+    assert "resuming s.h5" in capsys.readouterr().err
