@@ -39,18 +39,13 @@ from its checkpoint.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
-import numbers
 import os
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -59,434 +54,25 @@ import numpy as np
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.files import atomic_output, exclusive_lock
 from ispad_core._shared.version import __version__
+from ispad_core.experiment.config import ExperimentConfig, RunSpec, load_config
+from ispad_core.experiment.report import plot_mcc, rows, write_csv, write_md
 from ispad_core.fractions import nested_fractions, parse_fraction, select_defects
 
 __all__ = [
-    "STRATEGIES",
-    "ConfigError",
-    "ExperimentConfig",
     "ExperimentResult",
-    "RunSpec",
     "TrainOutput",
     "TrainRequest",
-    "load_config",
     "run_experiment",
     "score_test_set",
     "select_real",
     "train_step",
 ]
 
-STRATEGIES = ("synthetic", "mixed", "oversampling")
-"""Training strategies of the grid."""
-
-_SCHEMA: dict[str, dict[str, Any]] = {
-    "data": {"benchmark": None, "stream": None, "scans": None, "real": None, "val": None, "test": None},
-    "stream": {"n": 4096, "size": 64, "preset": "mixed", "augment": "none", "contrast": 1.0, "seed": 0},
-    "grid": {
-        "strategies": ["synthetic", "mixed"],
-        "groups": ["mixed"],
-        "fractions": [],
-        "counts": [],
-        "backbones": ["resnet18"],
-        "seeds": [0],
-    },
-    "train": {
-        "p_inj": "1/32",
-        "steps": 200,
-        "batch_size": 32,
-        "lr": 1e-3,
-        "optimizer": "adamw",
-        "preprocess": "lsm2",
-        "augment": "none",
-        "val_every": None,
-        "patience": 1000,
-        "threads": None,
-    },
-}
-
-
-class ConfigError(InputValueError):
-    """A config that is refused (a ValueError); the message names the key."""
-
 
 # --------------------------------------------------------------------------- config
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One grid point.
-
-    Attributes
-    ----------
-    strategy : str
-        ``"synthetic"``, ``"mixed"`` or ``"oversampling"``.
-    group : str
-        ``"-"`` (synthetic), ``"mixed"`` (any group) or a defect group.
-    selection : str
-        How the real defects were chosen: ``"none"`` (synthetic), a fraction of the pool
-        (``"f1/4"``), a count (``"n10"``) or counts per group (``"area=5+points=5"``).
-    backbone : str
-    seed : int
-    """
-
-    strategy: str
-    group: str
-    selection: str
-    backbone: str
-    seed: int
-
-    @property
-    def name(self) -> str:
-        """The run's folder name."""
-        sel = self.selection.replace("/", "-").replace("=", "").replace("+", "-")
-        backbone = "".join(c if c.isalnum() or c in "_-." else "_" for c in self.backbone)
-        return f"{self.strategy}_{self.group.replace('-', 'none')}_{sel}_{backbone}_seed{self.seed}"
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """A validated experiment config (see :func:`load_config`).
-
-    Attributes
-    ----------
-    path : pathlib.Path or None
-        The TOML file it came from.
-    data : dict
-        ``stream``, ``scans``, ``real``, ``val``, ``test`` as absolute paths (or None).
-    stream, grid, train : dict
-        The sections with defaults filled in.
-    """
-
-    path: Path | None
-    data: dict
-    stream: dict
-    grid: dict
-    train: dict
-
-    def runs(self) -> list[RunSpec]:
-        """The grid points, synthetic first, then by strategy, group, selection, backbone, seed."""
-        out: list[RunSpec] = []
-        g = self.grid
-        for strategy in g["strategies"]:
-            if strategy == "synthetic":
-                points = [("-", "none")]
-            else:
-                points = []
-                for group in g["groups"]:
-                    points += [(group, "f" + _fraction_label(f)) for f in g["fractions"]]
-                    points += [(group, f"n{c}") for c in g["counts"] if isinstance(c, int)]
-                for c in g["counts"]:
-                    if isinstance(c, dict):
-                        groups = sorted(c)
-                        label = "+".join(f"{k}={c[k]}" for k in groups)
-                        points.append((groups[0] if len(groups) == 1 else "mixed", label))
-            for group, sel in points:
-                for backbone in g["backbones"]:
-                    for seed in g["seeds"]:
-                        out.append(RunSpec(strategy, group, sel, backbone, seed))
-        return out
-
-    def to_dict(self) -> dict:
-        """JSON-safe: paths as strings."""
-        return {
-            "data": {k: (str(v) if v is not None else None) for k, v in self.data.items()},
-            "stream": dict(self.stream),
-            "grid": json.loads(json.dumps(self.grid)),
-            "train": dict(self.train),
-        }
-
-
-def _fraction_label(f: float) -> str:
-    fr = Fraction(f).limit_denominator(1 << 20)
-    return str(fr.numerator) if fr.denominator == 1 else f"{fr.numerator}/{fr.denominator}"
-
-
-def _err(key: str, message: str) -> ConfigError:
-    return ConfigError(f"config: {key}: {message}")
-
-
-def _check_table(section: Any, key: str, known: Mapping) -> dict:
-    if not isinstance(section, Mapping):
-        raise _err(key, f"expected a table, got {type(section).__name__}")
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise _err(f"{key}.{unknown[0]}", f"unknown key (known in [{key}]: {', '.join(known)})")
-    return dict(section)
-
-
-def _int(value: Any, key: str, minimum: int, maximum: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _err(key, f"expected an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise _err(key, f"expected an integer {bound}, got {value}")
-    return value
-
-
-def _number(value: Any, key: str, lo: float, hi: float, lo_open: bool = True) -> float:
-    try:
-        v = float(Fraction(value)) if isinstance(value, str) else None
-    except (ValueError, ZeroDivisionError):
-        v = None
-    if v is None:
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
-            raise _err(key, f"expected a number, got {value!r}")
-        v = float(value)
-    if not math.isfinite(v) or (v <= lo if lo_open else v < lo) or v > hi:
-        raise _err(key, f"expected a value in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}")
-    return v
-
-
-def _str_list(value: Any, key: str, choices: Sequence[str] | None = None) -> list:
-    if not isinstance(value, list) or not value:
-        raise _err(key, f"expected a non-empty list, got {value!r}")
-    for i, v in enumerate(value):
-        if not isinstance(v, str) or not v:
-            raise _err(f"{key}[{i}]", f"expected a non-empty string, got {v!r}")
-        if choices is not None and v not in choices:
-            raise _err(f"{key}[{i}]", f"expected one of {', '.join(choices)}, got {v!r}")
-    if len(set(value)) != len(value):
-        raise _err(key, f"expected distinct values, got {value}")
-    return list(value)
-
-
-def _path(value: Any, key: str, base: Path, kind: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise _err(key, f"expected a path string, got {value!r}")
-    p = Path(os.path.expanduser(value))
-    p = p if p.is_absolute() else base / p
-    ok = p.is_dir() if kind == "folder" else p.is_file()
-    if not ok:
-        raise _err(key, f"{kind} {p} does not exist")
-    return p
-
-
-def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike | None = None) -> ExperimentConfig:
-    """Read and check an experiment config; refuse a bad one before anything is trained.
-
-    Parameters
-    ----------
-    config : path or mapping
-        A TOML file, or its content as a dict. Sections and keys (defaults in brackets)::
-
-            [data]          benchmark (a folder written by ``ispad benchmark``: fills in the
-                            other keys), stream (HDF5 balanced stream) or scans (folder of
-                            fault-free images to make one), real (folder with one sub-folder per
-                            defect group), val and test (MVTec layout folders)
-            [stream]        n [4096], size [64], preset ["mixed"], augment ["none"],
-                            contrast [1.0] (factor on the preset's contrast), seed [0]
-            [grid]          strategies [["synthetic", "mixed"]], groups [["mixed"]],
-                            fractions [[]] (numbers or "1/8"), counts [[]] (ints or tables like
-                            {points = 5, area = 5} or {area = "all", points = 5}),
-                            backbones [["resnet18"]], seeds [[0]]. A fraction or an int count is
-                            run for every group of ``groups`` ("mixed" is the whole pool; a group
-                            gets the mixed selection's count, or all it has when that is fewer,
-                            as in the paper's tables); a table is one run with those counts.
-            [train]         p_inj ["1/32"], steps [200], batch_size [32], lr [1e-3],
-                            optimizer ["adamw"], preprocess ["lsm2"], augment ["none"] (of the
-                            real defects' draws), val_every [every epoch],
-                            patience [1000] (validations without a lower validation loss),
-                            threads [CPUs / jobs] (torch CPU threads per run; fix it to get the
-                            same numbers with any --jobs: CPU results differ in the last bits
-                            between thread counts)
-
-    base : path, optional
-        Folder that relative paths are resolved against; default: the TOML file's folder (the
-        current folder for a dict).
-
-    Returns
-    -------
-    ExperimentConfig
-
-    Raises
-    ------
-    ConfigError (a ValueError)
-        Naming the key: an unknown key, a missing file or folder, a fraction outside (0, 1],
-        ``p_inj`` outside ``[1/B, 0.25]``, a value of a wrong type, an empty grid.
-    FileNotFoundError
-        If the TOML file does not exist.
-
-    Examples
-    --------
-    >>> from ispad_core.experiment import load_config
-    >>> load_config({"data": {"val": ".", "test": "."}, "grid": {"strategies": ["synthetic"]},
-    ...              "train": {"p_inj": "1/64"}})
-    Traceback (most recent call last):
-    ...
-    ispad_core.experiment.runner.ConfigError: config: train.p_inj: expected a value in [1/B, 0.25] = [0.03125, 0.25] for batch_size B = 32, got '1/64'
-    """
-    path = None
-    if isinstance(config, Mapping):
-        raw = dict(config)
-        root = Path(base) if base is not None else Path.cwd()
-    elif isinstance(config, (str, os.PathLike)):
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config: {path} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
-        root = Path(base) if base is not None else path.resolve().parent
-    else:
-        raise InputTypeError(f"config: expected a TOML file path or a dict, got {type(config).__name__}")
-    top = _check_table(raw, "config", _SCHEMA)
-    sections = {}
-    for name, defaults in _SCHEMA.items():
-        sec = _check_table(top.get(name, {}), name, defaults)
-        sections[name] = {**{k: v for k, v in defaults.items()}, **sec}
-
-    # ---- grid
-    g = sections["grid"]
-    g["strategies"] = _str_list(g["strategies"], "grid.strategies", STRATEGIES)
-    g["groups"] = _str_list(g["groups"], "grid.groups")
-    g["backbones"] = _str_list(g["backbones"], "grid.backbones")
-    if not isinstance(g["seeds"], list) or not g["seeds"]:
-        raise _err("grid.seeds", f"expected a non-empty list of integers, got {g['seeds']!r}")
-    g["seeds"] = [_int(s, f"grid.seeds[{i}]", 0, 2**32 - 1) for i, s in enumerate(g["seeds"])]
-    if len(set(g["seeds"])) != len(g["seeds"]):
-        raise _err("grid.seeds", f"expected distinct seeds, got {g['seeds']}")
-    if not isinstance(g["fractions"], list):
-        raise _err("grid.fractions", f"expected a list, got {g['fractions']!r}")
-    fracs = []
-    for i, f in enumerate(g["fractions"]):
-        try:
-            fracs.append(parse_fraction(f, f"grid.fractions[{i}]"))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"config: {exc}") from None
-    if len(set(fracs)) != len(fracs):
-        raise _err("grid.fractions", f"expected distinct values, got {g['fractions']}")
-    g["fractions"] = fracs
-    if not isinstance(g["counts"], list):
-        raise _err("grid.counts", f"expected a list, got {g['counts']!r}")
-    counts = []
-    for i, c in enumerate(g["counts"]):
-        key = f"grid.counts[{i}]"
-        if isinstance(c, Mapping):
-            if not c:
-                raise _err(key, "expected at least one group")
-            entry = {}
-            for grp, v in c.items():
-                if isinstance(v, str) and v.strip().lower() == "all":
-                    entry[str(grp)] = "all"
-                else:
-                    entry[str(grp)] = _int(v, f"{key}.{grp}", 0)
-            counts.append(entry)
-        else:
-            counts.append(_int(c, key, 1))
-    g["counts"] = counts
-    real_needed = any(s != "synthetic" for s in g["strategies"])
-    if real_needed and not fracs and not counts:
-        raise _err("grid.fractions", "expected fractions or counts of real defects for the strategies mixed/oversampling, got neither")
-
-    # ---- train
-    t = sections["train"]
-    t["steps"] = _int(t["steps"], "train.steps", 1)
-    t["batch_size"] = _int(t["batch_size"], "train.batch_size", 4)
-    t["patience"] = _int(t["patience"], "train.patience", 1)
-    t["lr"] = _number(t["lr"], "train.lr", 0.0, 10.0)
-    if t["val_every"] is not None:
-        t["val_every"] = _int(t["val_every"], "train.val_every", 1)
-    if t["threads"] is not None:
-        t["threads"] = _int(t["threads"], "train.threads", 1, 1024)
-    if t["augment"] != "none":
-        from ispad_core.augment import AUGMENT_PRESETS
-
-        if t["augment"] not in AUGMENT_PRESETS:
-            raise _err("train.augment", f"expected none or one of {', '.join(AUGMENT_PRESETS)}, got {t['augment']!r}")
-    if t["optimizer"] not in ("sgd", "adamw"):
-        raise _err("train.optimizer", f"expected sgd or adamw, got {t['optimizer']!r}")
-    if t["preprocess"] not in ("lsm1", "lsm2", "asm", "none"):
-        raise _err("train.preprocess", f"expected lsm1, lsm2, asm or none, got {t['preprocess']!r}")
-    b = t["batch_size"]
-    p = _number(t["p_inj"], "train.p_inj", 0.0, 1.0)
-    if p < (1.0 / b) * (1 - 1e-9) or p > 0.25:
-        raise _err("train.p_inj", f"expected a value in [1/B, 0.25] = [{1 / b:g}, 0.25] for batch_size B = {b}, got {t['p_inj']!r}")
-    t["p_inj"] = p
-
-    # ---- stream
-    s = sections["stream"]
-    s["n"] = _int(s["n"], "stream.n", 2)
-    s["size"] = _int(s["size"], "stream.size", 16, 4096)
-    s["seed"] = _int(s["seed"], "stream.seed", 0, 2**63 - 1)
-    s["contrast"] = _number(s["contrast"], "stream.contrast", 0.0, 100.0)
-    for key in ("preset", "augment"):
-        if not isinstance(s[key], str):
-            raise _err(f"stream.{key}", f"expected a name, got {s[key]!r}")
-    from ispad_core.synth import PRESETS
-
-    if s["preset"] not in PRESETS:
-        raise _err("stream.preset", f"expected one of {', '.join(PRESETS)}, got {s['preset']!r}")
-    if s["augment"] != "none":
-        from ispad_core.augment import AUGMENT_PRESETS
-
-        if s["augment"] not in AUGMENT_PRESETS:
-            raise _err("stream.augment", f"expected none or one of {', '.join(AUGMENT_PRESETS)}, got {s['augment']!r}")
-
-    # ---- data
-    d = sections["data"]
-    data: dict[str, Path | None] = {}
-    bench = _path(d["benchmark"], "data.benchmark", root, "folder") if d["benchmark"] is not None else None
-    for key, kind, sub in (("stream", "file", None), ("scans", "folder", "scans"), ("real", "folder", "real"),
-                           ("val", "folder", "val"), ("test", "folder", "test")):
-        if d[key] is not None:
-            data[key] = _path(d[key], f"data.{key}", root, kind)
-        elif bench is not None and sub is not None:
-            data[key] = _path(str(bench / sub), f"data.benchmark ({sub}/)", root, kind)
-        else:
-            data[key] = None
-    if data["stream"] is None and data["scans"] is None:
-        raise _err("data.stream", "expected a stream file or a folder of scans (data.scans) to make one, got neither")
-    for key in ("val", "test"):
-        if data[key] is None:
-            raise _err(f"data.{key}", "expected a folder in the MVTec layout, got none")
-    if real_needed and data["real"] is None:
-        raise _err("data.real", "expected the folder of real defects for the strategies mixed/oversampling, got none")
-    if data["real"] is not None and real_needed:
-        available = _real_counts(data["real"])
-        groups = list(available)
-        for i, grp in enumerate(g["groups"]):
-            if grp != "mixed" and grp not in groups:
-                raise _err(f"grid.groups[{i}]", f"group {grp!r} has no folder in {data['real']} (groups: {', '.join(groups)})")
-        for i, c in enumerate(counts):
-            if isinstance(c, dict):
-                for grp, v in c.items():
-                    if grp not in groups:
-                        raise _err(f"grid.counts[{i}].{grp}", f"group {grp!r} has no folder in {data['real']} (groups: {', '.join(groups)})")
-                    if v != "all" and v > available[grp]:
-                        raise _err(f"grid.counts[{i}].{grp}", f"expected at most {available[grp]} (the {grp} defects in {data['real']}), got {v}")
-            elif c > sum(available.values()):
-                raise _err(f"grid.counts[{i}]", f"expected at most {sum(available.values())} (the real defects in {data['real']}), got {c}")
-    for name in g["backbones"]:
-        _check_backbone(name, f"grid.backbones[{g['backbones'].index(name)}]")
-    return ExperimentConfig(path=path, data=data, stream=s, grid=g, train=t)
-
-
-def _check_backbone(name: str, key: str) -> None:
-    if ":" in name:
-        return  # an importable factory, checked when a run builds it
-    try:
-        from ispad_core.nn import backbones as _b  # noqa: F401  (the models layer, when present)
-
-        known = tuple(getattr(_b, "BACKBONES", ()))
-    except ImportError:
-        known = ()
-    known = known or ("resnet18",)
-    if name not in known:
-        raise _err(key, f"expected one of {', '.join(known)} or 'package.module:function', got {name!r}")
-
-
 # --------------------------------------------------------------------------- data
-
-
-def _real_counts(folder: Path) -> dict[str, int]:
-    """Real defects per group of a folder (checked as the runs will read it)."""
-    from ispad_core.io import read_real_defects
-
-    try:
-        return dict(read_real_defects(folder, name="data.real").counts())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"config: {exc}") from None
 
 
 def _read_real(folder: Path, size: int) -> tuple[list[np.ndarray], list[str], list[str]]:
@@ -995,65 +581,6 @@ class ExperimentResult:
         return max(0.0, 1.0 - self.train_s / (self.jobs * self.wall_s))
 
 
-_COLUMNS = ["run", "strategy", "group", "selection", "n_real", "backbone", "seed", "mcc", "recall", "fpr",
-            "tn", "tp", "fn", "fp", "threshold", "auroc", "val_mcc"]
-
-
-def _rows(reports: Sequence[dict]) -> tuple[list[str], list[dict]]:
-    groups = sorted({g for r in reports for g in r["test"]["recall_by_group"]})
-    cols = _COLUMNS + [f"recall_{g}" for g in groups] + ["real_by_group"]
-    rows = []
-    for r in reports:
-        t = r["test"]
-        row = {k: r.get(k, t.get(k)) for k in _COLUMNS}
-        for k in ("mcc", "recall", "fpr", "tn", "tp", "fn", "fp", "threshold", "auroc", "val_mcc"):
-            row[k] = t[k]
-        for g in groups:
-            row[f"recall_{g}"] = t["recall_by_group"].get(g, float("nan"))
-        row["real_by_group"] = "+".join(f"{g}={n}" for g, n in r["real_by_group"].items())
-        rows.append(row)
-    return cols, rows
-
-
-def _write_csv(path: Path, cols: list[str], rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_output(path, name="results", overwrite=True) as tmp:
-        tmp.write_text(buf.getvalue())
-
-
-def _write_md(path: Path, cols: list[str], rows: list[dict]) -> None:
-    groups = [c for c in cols if c.startswith("recall_")]
-    head = ["Strategy", "Defect group", "#Real defects", "Backbone", "Seed", "MCC", "Recall (%)", "FPR (%)",
-            "TN", "TP", "FN", "FP"] + [f"Recall {c[7:]} (%)" for c in groups]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        vals = [r["strategy"], r["group"], str(r["n_real"]), r["backbone"], str(r["seed"]), f"{r['mcc']:.2f}",
-                f"{r['recall']:.1f}", f"{r['fpr']:.1f}", str(r["tn"]), str(r["tp"]), str(r["fn"]), str(r["fp"])]
-        vals += [f"{r[c]:.1f}" for c in groups]
-        lines.append("| " + " | ".join(vals) + " |")
-    # mean and spread over seeds
-    keys: dict[tuple, list[dict]] = {}
-    for r in rows:
-        keys.setdefault((r["strategy"], r["group"], r["selection"], r["backbone"]), []).append(r)
-    lines += ["", "Mean over seeds (min to max):", "",
-              "| Strategy | Defect group | #Real defects | Backbone | Seeds | MCC | Recall (%) | FPR (%) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for (strategy, group, _sel, backbone), rs in keys.items():
-        m = np.array([x["mcc"] for x in rs])
-        n_real = sorted({x["n_real"] for x in rs})
-        lines.append(
-            f"| {strategy} | {group} | {'/'.join(map(str, n_real))} | {backbone} | {len(rs)} | "
-            f"{m.mean():.2f} ({m.min():.2f} to {m.max():.2f}) | {np.mean([x['recall'] for x in rs]):.1f} | "
-            f"{np.mean([x['fpr'] for x in rs]):.1f} |"
-        )
-    with atomic_output(path, name="results", overwrite=True) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-
-
 def run_experiment(
     config: ExperimentConfig | str | os.PathLike | Mapping,
     out: str | os.PathLike,
@@ -1132,10 +659,10 @@ def run_experiment(
                 reports[i] = fut.result()
                 _say(verbose, n_done, len(runs), reports[i])
     done = [r for r in reports if r is not None]
-    cols, rows = _rows(done)
-    _write_csv(out / "results.csv", cols, rows)
-    _write_md(out / "results.md", cols, rows)
-    _plot_mcc(out / "mcc_vs_real.png", rows)
+    cols, table = rows(done)
+    write_csv(out / "results.csv", cols, table)
+    write_md(out / "results.md", cols, table)
+    plot_mcc(out / "mcc_vs_real.png", table)
     ran = [r for r in done if not r["skipped"]]
     result = ExperimentResult(
         out=out,
@@ -1175,72 +702,3 @@ def _say(verbose: bool, i: int, n: int, report: dict) -> None:
 
 # --------------------------------------------------------------------------- the figure
 
-
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-
-
-def _plot_mcc(path: Path, rows: list[dict], title: str = "MCC (test set; mean over seeds, band: min to max)") -> None:
-    """MCC against #real defects (log(1 + n) axis): a line per (strategy, group) with the seed mean; band = min..max."""
-    from PIL import Image, ImageDraw
-
-    series: dict[tuple, dict[int, list[float]]] = {}
-    baseline: list[float] = []
-    for r in rows:
-        if r["strategy"] == "synthetic":
-            baseline.append(r["mcc"])
-            continue
-        series.setdefault((r["strategy"], r["group"], r["backbone"]), {}).setdefault(r["n_real"], []).append(r["mcc"])
-    xs = sorted({x for s in series.values() for x in s} | ({0} if baseline else set())) or [0]
-    ys = [v for s in series.values() for vals in s.values() for v in vals] + baseline
-    lo = min(min(ys, default=0.0), 0.0)
-    W, H, L, R, T, B = 760, 480, 70, 230, 30, 60
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img)
-    # log(1 + n): the few-shot counts (4, 10, 16) stay apart beside a whole pool (64 and more)
-    x0, x1 = math.log1p(min(xs)), math.log1p(max(xs) if max(xs) > min(xs) else min(xs) + 1)
-
-    def px(x: float) -> float:
-        return L + (W - L - R) * (math.log1p(x) - x0) / (x1 - x0)
-
-    def py(y: float) -> float:
-        return T + (H - T - B) * (1.0 - (y - lo) / (1.0 - lo))
-
-    d.rectangle([L, T, W - R, H - B], outline=(0, 0, 0))
-    for k in range(6):
-        y = lo + (1.0 - lo) * k / 5
-        d.line([L - 4, py(y), L, py(y)], fill=(0, 0, 0))
-        d.line([L, py(y), W - R, py(y)], fill=(235, 235, 235))
-        d.text((L - 40, py(y) - 6), f"{y:.2f}", fill=(0, 0, 0))
-    for x in xs:
-        d.line([px(x), H - B, px(x), H - B + 4], fill=(0, 0, 0))
-        d.text((px(x) - 6, H - B + 8), str(x), fill=(0, 0, 0))
-    d.text((L + (W - L - R) / 2 - 60, H - 25), "number of real defects (log scale)", fill=(0, 0, 0))
-    d.text((8, T - 22), title, fill=(0, 0, 0))
-    legend_y = T
-    if baseline:
-        m = float(np.mean(baseline))
-        d.line([L, py(m), W - R, py(m)], fill=(90, 90, 90), width=1)
-        d.rectangle([px(0) - 3, py(max(baseline)), px(0) + 3, py(min(baseline))], outline=(90, 90, 90))
-        d.text((W - R + 10, legend_y), f"synthetic only: {m:.2f}", fill=(90, 90, 90))
-        legend_y += 18
-    for k, (key, pts) in enumerate(sorted(series.items())):
-        color = _PALETTE[k % len(_PALETTE)]
-        xk = sorted(pts)
-        means = [float(np.mean(pts[x])) for x in xk]
-        lows = [float(np.min(pts[x])) for x in xk]
-        highs = [float(np.max(pts[x])) for x in xk]
-        for x, a, b in zip(xk, lows, highs):
-            d.line([px(x), py(a), px(x), py(b)], fill=color, width=1)
-            d.line([px(x) - 4, py(a), px(x) + 4, py(a)], fill=color)
-            d.line([px(x) - 4, py(b), px(x) + 4, py(b)], fill=color)
-        if len(xk) > 1:
-            d.line([(px(x), py(m)) for x, m in zip(xk, means)], fill=color, width=2)
-        for x, m in zip(xk, means):
-            d.ellipse([px(x) - 3, py(m) - 3, px(x) + 3, py(m) + 3], fill=color)
-        strategy, group, backbone = key
-        d.line([W - R + 10, legend_y + 6, W - R + 30, legend_y + 6], fill=color, width=2)
-        d.text((W - R + 34, legend_y), f"{strategy} {group} {backbone}", fill=(0, 0, 0))
-        legend_y += 18
-    with atomic_output(path, name="figure", overwrite=True) as tmp:
-        img.save(tmp, format="PNG")
