@@ -74,7 +74,7 @@ def run(args) -> int:
         precision=args.precision,
         allow_factory=args.allow_factory,
         overwrite=args.overwrite,
-        show_progress=False if args.quiet else None,
+        verbose=False if args.quiet else None,
         on_scan=lambda outcome: print(outcome, flush=True),
     )
     m = report.model

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from ispad_core.nn.backbones import BACKBONES, classifier
 from ispad_core.nn.detector import DetectorResult, Recipe, train_detector
 from ispad_core.nn.export import export_onnx
-from ispad_core.nn.inference import Inspection, InspectionReport, inspect, inspect_files, predict_windows
+from ispad_core.nn.inference import InferenceSettings, Inspection, InspectionReport, inspect, inspect_files, predict_windows
 from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
 from ispad_core.nn.modelfile import load_model, save_model
@@ -47,6 +47,7 @@ __all__ = [
     "PREPROCESS_PRESETS",
     "EpochRecord",
     "InjectionDataset",
+    "InferenceSettings",
     "InjectionPlan",
     "Inspection",
     "InspectionReport",

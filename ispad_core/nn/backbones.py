@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -602,3 +603,14 @@ def classifier(
         raise InputTypeError(f"backbone: the factory {backbone!r} returned {type(model).__name__}, expected a torch.nn.Module")
     return model
 
+
+def in_channels(model: Any) -> int:
+    """The input channels of a model: its ``in_channels`` attribute, else its first Conv2d's."""
+    value = getattr(model, "in_channels", None)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(model, nn.Module):
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                return m.in_channels
+    raise InputValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")

@@ -236,7 +236,7 @@ def run_demo(
         tmp.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
     augment = "lsm1" if contrast == 1.0 else None
     write_balanced_stream(stream, data["scans"], n, preset=params, augment=augment, size=size, seed=seed,
-                          overwrite=overwrite, show_progress=verbose)
+                          overwrite=overwrite, verbose=verbose)
 
     _say(verbose, f"[3/4] training a ResNet-18 for {steps} steps with the 10 real defects injected (p_inj = 1/32) "
                   f"-> {root / 'model.pt'}")
@@ -253,7 +253,7 @@ def run_demo(
     scan_file = scan_dir / "scan.png"
     write_png(scan_file, planted.image, overwrite=overwrite)
     results = root / "results"
-    report = inspect_files([scan_file], model=model, out=results, overwrite=overwrite, show_progress=verbose)
+    report = inspect_files([scan_file], model=model, out=results, overwrite=overwrite, verbose=verbose)
     outcome = report.scans[0]
     if not outcome.ok:
         raise RuntimeError(f"the demo's own scan could not be inspected: {outcome.error}")

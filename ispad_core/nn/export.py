@@ -55,7 +55,7 @@ def _require(name: str):
 
 
 def _in_channels(model: nn.Module, metadata: Mapping) -> int:
-    from ispad_core.nn.inference.scoring import _in_channels as probe
+    from ispad_core.nn.backbones import in_channels as probe
 
     value = metadata.get("in_channels")
     return int(value) if value is not None else probe(model)

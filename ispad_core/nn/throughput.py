@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.errors import InputTypeError
 from ispad_core._shared.validation import check_int
+from ispad_core.nn.backbones import in_channels
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
 __all__ = ["Throughput", "measure_throughput"]
@@ -80,16 +81,6 @@ class Throughput:
             f"({self.device}, {self.precision}, batch {self.batch_size}, {c}x{h}x{w}"
             f"{', channels-last' if self.channels_last else ''}, {len(self.per_cycle)} cycles x {self.reps} reps)"
         )
-
-
-def _in_channels(model: nn.Module) -> int:
-    value = getattr(model, "in_channels", None)
-    if isinstance(value, int):
-        return value
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    raise InputValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")
 
 
 def measure_throughput(
@@ -162,7 +153,7 @@ def measure_throughput(
         raise InputTypeError(f"amp: expected a bool, got {type(amp).__name__}")
     device = torch.device(device)
     params = None if preprocess is None else resolve_preprocess(preprocess)
-    channels = _in_channels(model)
+    channels = in_channels(model)
     dtype = None if not amp else (torch.float16 if device.type == "cuda" else torch.bfloat16)
     precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

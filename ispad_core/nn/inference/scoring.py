@@ -1,4 +1,4 @@
-"""Sliding-window inspection of whole scans: window scores, a heat map, a verdict, files.
+"""Sliding-window inspection of whole scans: window scores, a heat map, a verdict.
 
 The last step of the paper's system (sections 3.2 and 5.2.1): a new scan is cut into the test
 grid of :func:`ispad_core.tiling.sliding_windows` (windows of the model's patch size, stride 5/8
@@ -9,9 +9,13 @@ defective when any window's probability reaches the threshold.
 
 - :func:`predict_windows` -- ``(scores, origins)`` of every inspected window.
 - :func:`inspect` -- an :class:`Inspection`: scores, heat map, verdict, flagged windows, timings.
-- :func:`inspect_files` -- a model file and scan files in, ``<name>.json``,
-  ``<name>_overlay.png`` and ``summary.csv`` out; one bad scan does not stop the others.
-- :func:`overlay` -- the scan with the heat map blended in colour and flagged windows outlined.
+- :class:`InferenceSettings` -- how windows are scored (batch, device, precision, memory
+  format, engine, progress), shared by every function of :mod:`ispad_core.nn.inference`.
+- :func:`ispad_core.nn.inference.inspect_files` (:mod:`~ispad_core.nn.inference.files`) -- a
+  model file and scan files in, ``<name>.json``, ``<name>_overlay.png`` and ``summary.csv`` out;
+  one bad scan does not stop the others.
+- :func:`ispad_core.nn.inference.overlay` (:mod:`~ispad_core.nn.inference.overlay`) -- the scan
+  with the heat map blended in colour and flagged windows outlined.
 
 Memory: windows are copied out of the image one batch at a time (``batch_size`` windows), so a
 13 000 x 13 000 scan needs the image, the float32 heat map and a few batches, never all of its
@@ -26,18 +30,11 @@ inspecting a grey scan sees the grey value in all three channels. Either is said
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import dataclasses
 import math
-import numbers
-import os
 import time
-from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,22 +42,18 @@ import torch
 from torch import nn
 
 from ispad_core._shared.errors import InputTypeError, InputValueError
-from ispad_core._shared.files import atomic_output, check_output_path
 from ispad_core._shared.progress import progress
-from ispad_core._shared.validation import check_array, check_choice, check_float, check_int
-from ispad_core._shared.version import __version__
+from ispad_core._shared.validation import check_array, check_choice, check_float, check_int, take_renamed
+from ispad_core.nn.backbones import in_channels
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 from ispad_core.tiling import sliding_windows, stitch
 
 __all__ = [
     "LUMA_RULE",
+    "InferenceSettings",
     "Inspection",
-    "InspectionReport",
-    "ScanOutcome",
     "default_stride",
     "inspect",
-    "inspect_files",
-    "overlay",
     "predict_windows",
     "resolve_precision",
     "rgb_to_grey",
@@ -76,13 +69,6 @@ JSON_FORMAT = "ispad-inspection"
 JSON_FORMAT_VERSION = 1
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-# Grey levels of the overlay's colour map at heat 0, 0.25, 0.5, 0.75 and 1 (blue -> yellow -> red,
-# ColorBrewer's RdYlBu reversed: readable on grey print and for the common colour deficiencies).
-_OVERLAY_STOPS = np.array(
-    [[49, 54, 149], [116, 173, 209], [254, 224, 144], [244, 109, 67], [165, 0, 38]], dtype=np.float64
-)
-_OUTLINE = np.array([0, 255, 255], dtype=np.uint8)  # flagged windows: cyan, apart from every heat colour
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -175,23 +161,14 @@ def resolve_precision(precision: str, channels_last: Any, device: Any) -> tuple[
     return precision, channels_last
 
 
-def _in_channels(model: Any) -> int:
-    value = getattr(model, "in_channels", None)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(model, nn.Module):
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                return m.in_channels
-    raise InputValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")
-
-
-def _is_onnx(model: Any) -> bool:
+def is_onnx(model: Any) -> bool:
+    """Whether ``model`` is an onnxruntime model of :mod:`ispad_core.nn.export`."""
     return getattr(model, "ispad_engine", None) == "onnxruntime"
 
 
-def _check_model(model: Any) -> None:
-    if not (isinstance(model, nn.Module) or _is_onnx(model)):
+def check_model(model: Any) -> None:
+    """Refuse anything but a torch module or an onnxruntime model of :mod:`ispad_core.nn.export`."""
+    if not (isinstance(model, nn.Module) or is_onnx(model)):
         raise InputTypeError(
             f"model: expected a torch.nn.Module or an onnxruntime model of ispad_core.nn.export, got {type(model).__name__}"
         )
@@ -213,6 +190,56 @@ def _window_roi_counts(roi: np.ndarray, row_starts: np.ndarray, col_starts: np.n
 
 
 @dataclass(frozen=True)
+class InferenceSettings:
+    """How the windows of a scan are scored: shared by :func:`predict_windows`, :func:`inspect`
+    and :func:`~ispad_core.nn.inference.inspect_files` (as ``settings=``, or as keywords).
+
+    Attributes
+    ----------
+    batch_size : int, default 128
+        Windows per forward pass (and the most windows held in memory at once).
+    device : torch.device or str, optional
+        Where to run; default the device of the model's parameters.
+    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
+        fp32, or autocast to bf16/fp16; ``"auto"`` as :func:`resolve_precision`.
+    channels_last : bool or "auto", default "auto"
+        Run in ``torch.channels_last`` memory format; ``"auto"`` as :func:`resolve_precision`.
+    engine : {"torch", "onnxruntime"}, optional
+        For model files (:func:`~ispad_core.nn.inference.inspect_files`): default onnxruntime for
+        an ``.onnx`` file, torch otherwise; a loaded model runs on its own engine.
+    verbose : bool, optional
+        A progress bar over windows; None shows it only when stderr is a terminal
+        (``show_progress``, its old name, still works and warns).
+    """
+
+    batch_size: int = 128
+    device: Any = None
+    precision: str = "auto"
+    channels_last: Any = "auto"
+    engine: str | None = None
+    verbose: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", check_int(self.batch_size, "batch_size", minimum=1))
+        check_choice(self.precision, "precision", PRECISIONS)
+        if self.engine is not None:
+            check_choice(self.engine, "engine", ("torch", "onnxruntime"))
+
+    @classmethod
+    def build(cls, settings: InferenceSettings | None, options: dict, caller: str) -> InferenceSettings:
+        """``settings`` (default: all defaults) with the keyword ``options`` of ``caller`` on top."""
+        take_renamed(options, caller, "show_progress", "verbose")
+        if settings is not None and not isinstance(settings, InferenceSettings):
+            raise InputTypeError(f"settings: expected an InferenceSettings, got {type(settings).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        for key in options:
+            if key not in fields:
+                raise InputTypeError(f"{caller}() got an unexpected keyword argument {key!r}")
+        base = settings if settings is not None else cls()
+        return dataclasses.replace(base, **options) if options else base
+
+
+@dataclass(frozen=True)
 class _Scored:
     scores: np.ndarray
     origins: np.ndarray
@@ -224,156 +251,180 @@ class _Scored:
     timings: dict
 
 
+def _check_scan(image: Any) -> np.ndarray:
+    image = check_array(image, "image", ndim=(2, 3))
+    if image.dtype != np.uint8:
+        raise InputTypeError(f"image: expected dtype uint8 (an 8-bit scan), got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] != 3:
+        raise InputValueError(f"image: expected a grey (H, W) or RGB (H, W, 3) scan, got shape {image.shape}")
+    return image
+
+
+def _runtime(model: Any, run: InferenceSettings) -> tuple[torch.device, str, bool]:
+    """``(device, precision, channels_last)`` the model runs with."""
+    if is_onnx(model):
+        if run.device is not None and torch.device(run.device).type != "cpu":
+            raise InputValueError(f"device: the onnxruntime engine runs on the CPU here, got {run.device}")
+        if run.precision not in ("auto", "fp32"):
+            raise InputValueError(f"precision: the onnxruntime engine runs the exported fp32 graph, got {run.precision!r}")
+        return torch.device("cpu"), "fp32", False
+    if run.device is None:
+        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    else:
+        dev = torch.device(run.device)
+    prec, cl = resolve_precision(run.precision, run.channels_last, dev)
+    return dev, prec, cl
+
+
+def _colour_rule(model: Any, image: np.ndarray) -> str | None:
+    """How the scan's colour is converted to the model's channels (None: as it is)."""
+    channels = in_channels(model)
+    if channels == 1 and image.ndim == 3:
+        return LUMA_RULE
+    if channels == 3 and image.ndim == 2:
+        return GREY_TO_RGB_RULE
+    if channels not in (1, 3):
+        raise InputValueError(f"model: expected 1 or 3 input channels, got {channels}")
+    return None
+
+
+def _windows_in_roi(roi: Any, min_roi_fraction: float | None, origins: np.ndarray, grid: tuple, shape: tuple, size: int):
+    """Indices of the grid windows to score: all, or those with enough pixels in the ROI."""
+    H, W = shape
+    if roi is None:
+        return np.arange(origins.shape[0])
+    roi = check_array(roi, "roi", ndim=2, kinds="biu")
+    if roi.shape != (H, W):
+        raise InputValueError(f"roi: expected shape {(H, W)} like the scan, got {roi.shape}")
+    need = 1
+    if min_roi_fraction is not None:
+        f = check_float(min_roi_fraction, "min_roi_fraction", minimum=0.0, maximum=1.0, min_inclusive=False)
+        need = max(1, math.ceil(f * size * size - 1e-9))
+    cols_n = grid[1]
+    counts = _window_roi_counts(roi != 0, origins[::cols_n, 0], origins[:cols_n, 1], size)
+    keep = np.flatnonzero(counts.ravel() >= need)
+    if keep.size == 0:
+        what = "any pixel" if min_roi_fraction is None else f"at least {min_roi_fraction:.0%} of its pixels"
+        raise InputValueError(
+            f"roi: none of the {origins.shape[0]} windows of {size} x {size} has {what} inside the region "
+            f"of interest ({int(np.count_nonzero(roi))} ROI pixels in a scan of {H} x {W})"
+        )
+    return keep
+
+
 def _score_windows(
     model: Any,
     image: Any,
     *,
     size: int,
     stride: int | None,
-    batch_size: int,
     preprocess: Preprocess | str | None,
-    device: Any,
     roi: Any,
     min_roi_fraction: float | None,
-    precision: str,
-    channels_last: Any,
-    show_progress: bool | None,
+    run: InferenceSettings,
 ) -> _Scored:
-    _check_model(model)
-    image = check_array(image, "image", ndim=(2, 3))
-    if image.dtype != np.uint8:
-        raise InputTypeError(f"image: expected dtype uint8 (an 8-bit scan), got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] != 3:
-        raise InputValueError(f"image: expected a grey (H, W) or RGB (H, W, 3) scan, got shape {image.shape}")
+    check_model(model)
+    image = _check_scan(image)
     size = check_int(size, "size", minimum=1)
     stride = default_stride(size) if stride is None else check_int(stride, "stride", minimum=1)
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
     params = resolve_preprocess(preprocess)
     H, W = image.shape[:2]
     if H < size or W < size:
         raise InputValueError(f"image: the scan is {H} x {W} px, smaller than the {size} x {size} window")
-
-    onnx = _is_onnx(model)
-    if onnx:
-        if device is not None and torch.device(device).type != "cpu":
-            raise InputValueError(f"device: the onnxruntime engine runs on the CPU here, got {device}")
-        if precision not in ("auto", "fp32"):
-            raise InputValueError(f"precision: the onnxruntime engine runs the exported fp32 graph, got {precision!r}")
-        dev, prec, cl = torch.device("cpu"), "fp32", False
-    else:
-        if device is None:
-            dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-        else:
-            dev = torch.device(device)
-        prec, cl = resolve_precision(precision, channels_last, dev)
-
-    # the colour rule
-    channels = _in_channels(model)
-    colour = None
-    if channels == 1 and image.ndim == 3:
-        colour = LUMA_RULE
-    elif channels == 3 and image.ndim == 2:
-        colour = GREY_TO_RGB_RULE
-    elif channels not in (1, 3):
-        raise InputValueError(f"model: expected 1 or 3 input channels, got {channels}")
-
+    dev, prec, cl = _runtime(model, run)
+    colour = _colour_rule(model, image)
     tiles, origins = sliding_windows(image, size=size, stride=stride)
-    rows_n, cols_n = tiles.grid
-    grid_total = len(tiles)
-    if roi is None:
-        keep = np.arange(grid_total)
-    else:
-        roi = check_array(roi, "roi", ndim=2, kinds="biu")
-        if roi.shape != (H, W):
-            raise InputValueError(f"roi: expected shape {(H, W)} like the scan, got {roi.shape}")
-        need = 1
-        if min_roi_fraction is not None:
-            f = check_float(min_roi_fraction, "min_roi_fraction", minimum=0.0, maximum=1.0, min_inclusive=False)
-            need = max(1, math.ceil(f * size * size - 1e-9))
-        counts = _window_roi_counts(roi != 0, origins[::cols_n, 0], origins[:cols_n, 1], size)
-        keep = np.flatnonzero(counts.ravel() >= need)
-        if keep.size == 0:
-            what = "any pixel" if min_roi_fraction is None else f"at least {min_roi_fraction:.0%} of its pixels"
-            raise InputValueError(
-                f"roi: none of the {grid_total} windows of {size} x {size} has {what} inside the region "
-                f"of interest ({int(np.count_nonzero(roi))} ROI pixels in a scan of {H} x {W})"
-            )
+    keep = _windows_in_roi(roi, min_roi_fraction, origins, tiles.grid, (H, W), size)
     kept_origins = origins[keep]
-    scores = np.empty(keep.size, dtype=np.float64)
-    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
-
-    timings = {"gather_s": 0.0, "preprocess_s": 0.0, "wait_s": 0.0, "forward_s": 0.0}
-
-    def prepare(start: int):
-        # runs in the prefetch thread: copy this batch's windows only, convert, preprocess
-        with torch.inference_mode():
-            t0 = time.perf_counter()
-            batch = tiles[keep[start : start + batch_size]]
-            if colour == LUMA_RULE:
-                batch = rgb_to_grey(batch)
-            elif colour == GREY_TO_RGB_RULE:
-                batch = np.repeat(batch[..., None], 3, axis=-1)
-            t1 = time.perf_counter()
-            x = preprocess_batch(torch.from_numpy(batch), params, device=dev, channels_last=cl)
-            return x, t1 - t0, time.perf_counter() - t1
-
-    was_training = None
-    if not onnx:
-        was_training = model.training
-        model.eval()
-        model.to(dev)
-        if cl:
-            model.to(memory_format=torch.channels_last)
-    starts = list(range(0, keep.size, batch_size))
-    # Batch k + 1 is read and preprocessed in a second thread while the network runs batch k (torch
-    # releases the GIL), so the pipeline adds little beyond the forward pass; two batches are in
-    # memory at most.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ispad-windows")
-    pending = None
-    try:
-        with torch.inference_mode(), progress(
-            total=int(keep.size), desc="windows", unit="win", disable=show_progress if show_progress is None else not show_progress
-        ) as bar:
-            pending = pool.submit(prepare, starts[0])
-            for k, start in enumerate(starts):
-                t0 = time.perf_counter()
-                x, gather_s, preprocess_s = pending.result()
-                pending = pool.submit(prepare, starts[k + 1]) if k + 1 < len(starts) else None
-                t1 = time.perf_counter()
-                if onnx:
-                    logits = model(x)
-                else:
-                    with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                        logits = model(x)
-                logits = logits.float()
-                if logits.ndim != 2 or logits.shape[0] != x.shape[0] or logits.shape[1] < 2:
-                    raise InputValueError(
-                        f"model: expected (B, 2) logits of a binary classifier for a batch of {x.shape[0]}, "
-                        f"got shape {tuple(logits.shape)}"
-                    )
-                p = torch.softmax(logits, dim=1)[:, 1].double().cpu().numpy()
-                scores[start : start + p.size] = p
-                t2 = time.perf_counter()
-                timings["gather_s"] += gather_s
-                timings["preprocess_s"] += preprocess_s
-                timings["wait_s"] += t1 - t0
-                timings["forward_s"] += t2 - t1
-                bar.update(p.size)
-    finally:
-        if pending is not None:
-            pending.cancel()
-        pool.shutdown(wait=True)
-        if not onnx:
-            model.train(was_training)
-            if cl:
-                model.to(memory_format=torch.contiguous_format)
+    scores, timings = _Forward(model, tiles, keep, colour, params, dev, prec, cl).run(run.batch_size, run.verbose)
     bad = ~np.isfinite(scores)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise RuntimeError(
             f"model: non-finite scores for {int(bad.sum())} windows, the first at {tuple(int(v) for v in kept_origins[k])}"
         )
-    return _Scored(scores, kept_origins, grid_total, colour, prec, bool(cl), str(dev), timings)
+    return _Scored(scores, kept_origins, len(tiles), colour, prec, bool(cl), str(dev), timings)
+
+
+class _Forward:
+    """The windows ``keep`` of ``tiles`` through the model, a batch at a time.
+
+    Batch k + 1 is read and preprocessed in a second thread while the network runs batch k (torch
+    releases the GIL), so the pipeline adds little beyond the forward pass; two batches are in
+    memory at most.
+    """
+
+    def __init__(self, model, tiles, keep, colour, params, dev, prec, cl) -> None:
+        self.model, self.tiles, self.keep, self.colour, self.params = model, tiles, keep, colour, params
+        self.dev, self.cl, self.onnx = dev, cl, is_onnx(model)
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
+
+    def prepare(self, start: int, batch_size: int):
+        """Runs in the prefetch thread: copy this batch's windows only, convert, preprocess."""
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            batch = self.tiles[self.keep[start : start + batch_size]]
+            if self.colour == LUMA_RULE:
+                batch = rgb_to_grey(batch)
+            elif self.colour == GREY_TO_RGB_RULE:
+                batch = np.repeat(batch[..., None], 3, axis=-1)
+            t1 = time.perf_counter()
+            x = preprocess_batch(torch.from_numpy(batch), self.params, device=self.dev, channels_last=self.cl)
+            return x, t1 - t0, time.perf_counter() - t1
+
+    def forward(self, x: torch.Tensor) -> np.ndarray:
+        if self.onnx:
+            logits = self.model(x)
+        else:
+            with torch.autocast(self.dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                logits = self.model(x)
+        logits = logits.float()
+        if logits.ndim != 2 or logits.shape[0] != x.shape[0] or logits.shape[1] < 2:
+            raise InputValueError(
+                f"model: expected (B, 2) logits of a binary classifier for a batch of {x.shape[0]}, "
+                f"got shape {tuple(logits.shape)}"
+            )
+        return torch.softmax(logits, dim=1)[:, 1].double().cpu().numpy()
+
+    def run(self, batch_size: int, verbose: bool | None) -> tuple[np.ndarray, dict]:
+        scores = np.empty(self.keep.size, dtype=np.float64)
+        timings = {"gather_s": 0.0, "preprocess_s": 0.0, "wait_s": 0.0, "forward_s": 0.0}
+        model, was_training = self.model, None
+        if not self.onnx:
+            was_training = model.training
+            model.eval()
+            model.to(self.dev)
+            if self.cl:
+                model.to(memory_format=torch.channels_last)
+        starts = list(range(0, self.keep.size, batch_size))
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ispad-windows")
+        pending = None
+        try:
+            with torch.inference_mode(), progress(
+                total=int(self.keep.size), desc="windows", unit="win", disable=verbose if verbose is None else not verbose
+            ) as bar:
+                pending = pool.submit(self.prepare, starts[0], batch_size)
+                for k, start in enumerate(starts):
+                    t0 = time.perf_counter()
+                    x, gather_s, preprocess_s = pending.result()
+                    pending = pool.submit(self.prepare, starts[k + 1], batch_size) if k + 1 < len(starts) else None
+                    t1 = time.perf_counter()
+                    p = self.forward(x)
+                    scores[start : start + p.size] = p
+                    timings["gather_s"] += gather_s
+                    timings["preprocess_s"] += preprocess_s
+                    timings["wait_s"] += t1 - t0
+                    timings["forward_s"] += time.perf_counter() - t1
+                    bar.update(p.size)
+        finally:
+            if pending is not None:
+                pending.cancel()
+            pool.shutdown(wait=True)
+            if not self.onnx:
+                model.train(was_training)
+                if self.cl:
+                    model.to(memory_format=torch.contiguous_format)
+        return scores, timings
 
 
 # --------------------------------------------------------------------------- window scores
@@ -385,14 +436,11 @@ def predict_windows(
     *,
     size: int,
     stride: int | None = None,
-    batch_size: int = 128,
     preprocess: Preprocess | str | None = "lsm2",
-    device: Any = None,
     roi: Any = None,
     min_roi_fraction: float | None = None,
-    precision: str = "auto",
-    channels_last: Any = "auto",
-    show_progress: bool | None = None,
+    settings: InferenceSettings | None = None,
+    **options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Defect probability of every window of a scan, read from the scan one batch at a time.
 
@@ -416,24 +464,19 @@ def predict_windows(
         Window side (the model's patch size).
     stride : int, optional
         Step between windows, ``1 <= stride <= size``; default :func:`default_stride` (160 for 256).
-    batch_size : int, default 128
-        Windows per forward pass (and the most windows held in memory at once).
     preprocess : Preprocess, preset name or None, default "lsm2"
         The preprocessing the model was trained with.
-    device : torch.device or str, optional
-        Where to run; default the device of the model's parameters.
     roi : numpy.ndarray of bool or int, shape (H, W), optional
         Region of interest (nonzero inside). A window is scored when at least one of its pixels
         lies in the ROI (so every ROI pixel is inspected), or, with ``min_roi_fraction``, when at
         least that fraction of its ``size * size`` pixels does. The others are skipped.
     min_roi_fraction : float in (0, 1], optional
         See ``roi``; ignored without ``roi``.
-    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
-        fp32, or autocast to bf16/fp16; ``"auto"`` as :func:`resolve_precision`.
-    channels_last : bool or "auto", default "auto"
-        Run in ``torch.channels_last`` memory format; ``"auto"`` as :func:`resolve_precision`.
-    show_progress : bool, optional
-        A progress bar over windows; None shows it only when stderr is a terminal.
+    settings : InferenceSettings, optional
+        How the windows are scored: ``batch_size`` (default 128), ``device``, ``precision``,
+        ``channels_last``, ``verbose``.
+    **options
+        Fields of :class:`InferenceSettings` as keywords (``batch_size=64``), over ``settings``.
 
     Returns
     -------
@@ -466,10 +509,9 @@ def predict_windows(
     >>> bool(((scores > 0) & (scores < 1)).all())
     True
     """
+    run = InferenceSettings.build(settings, options, "predict_windows")
     s = _score_windows(
-        model, image, size=size, stride=stride, batch_size=batch_size, preprocess=preprocess, device=device,
-        roi=roi, min_roi_fraction=min_roi_fraction, precision=precision, channels_last=channels_last,
-        show_progress=show_progress,
+        model, image, size=size, stride=stride, preprocess=preprocess, roi=roi, min_roi_fraction=min_roi_fraction, run=run
     )
     return s.scores, s.origins
 
@@ -600,11 +642,8 @@ def inspect(
     preprocess: Preprocess | str | None = "lsm2",
     roi: Any = None,
     min_roi_fraction: float | None = None,
-    batch_size: int = 128,
-    device: Any = None,
-    precision: str = "auto",
-    channels_last: Any = "auto",
-    show_progress: bool | None = None,
+    settings: InferenceSettings | None = None,
+    **options: Any,
 ) -> Inspection:
     """Inspect one scan: window scores, a heat map and the verdict.
 
@@ -614,7 +653,7 @@ def inspect(
 
     Parameters
     ----------
-    model, image, size, stride, preprocess, roi, min_roi_fraction, batch_size, device, precision, channels_last, show_progress
+    model, image, size, stride, preprocess, roi, min_roi_fraction, settings, **options
         As in :func:`predict_windows`.
     threshold : float in [0, 1]
         Decision threshold on P(defective) (the model file's ``threshold``).
@@ -643,12 +682,11 @@ def inspect(
     >>> bool((np.diff(result.flagged_scores) <= 0).all())
     True
     """
+    run = InferenceSettings.build(settings, options, "inspect")
     threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
     t0 = time.perf_counter()
     s = _score_windows(
-        model, image, size=size, stride=stride, batch_size=batch_size, preprocess=preprocess, device=device,
-        roi=roi, min_roi_fraction=min_roi_fraction, precision=precision, channels_last=channels_last,
-        show_progress=show_progress,
+        model, image, size=size, stride=stride, preprocess=preprocess, roi=roi, min_roi_fraction=min_roi_fraction, run=run
     )
     image = np.asarray(image)
     size = int(size)
@@ -694,560 +732,5 @@ def inspect(
 # --------------------------------------------------------------------------- the overlay picture
 
 
-def _downsample_mean(image: np.ndarray, f: int) -> np.ndarray:
-    """Block means of ``f x f`` pixels (edge blocks padded by repetition), a strip at a time."""
-    if f == 1:
-        return image
-    H, W = image.shape[:2]
-    h2, w2 = -(-H // f), -(-W // f)
-    out = np.empty((h2, w2) + image.shape[2:], dtype=np.uint8)
-    cols = np.minimum(np.arange(w2 * f), W - 1)
-    for i in range(h2):
-        rows = np.minimum(np.arange(i * f, (i + 1) * f), H - 1)
-        strip = image[rows][:, cols].astype(np.float32)
-        strip = strip.reshape((f, w2, f) + image.shape[2:]).mean(axis=(0, 2))
-        out[i] = np.floor(strip + 0.5).astype(np.uint8)
-    return out
-
-
-def _colour_map(heat: np.ndarray) -> np.ndarray:
-    x = np.clip(heat, 0.0, 1.0) * (len(_OVERLAY_STOPS) - 1)
-    lo = np.minimum(np.floor(x).astype(np.int64), len(_OVERLAY_STOPS) - 2)
-    t = (x - lo)[..., None]
-    return _OVERLAY_STOPS[lo] * (1.0 - t) + _OVERLAY_STOPS[lo + 1] * t
-
-
-def _font(px: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=px)
-    except (TypeError, OSError, ImportError):  # Pillow without FreeType: the small bitmap font
-        return ImageFont.load_default()
-
-
-def overlay(
-    image: Any,
-    result: Inspection,
-    *,
-    roi: Any = None,
-    max_side: int = 4096,
-    title: str | None = None,
-    max_outlined: int = 20,
-) -> np.ndarray:
-    """The scan with the heat map blended in colour and the flagged windows outlined.
-
-    Inspected pixels are tinted from blue (score 0, faint) through yellow to red (score 1,
-    strong: opacity ``0.15 + 0.55 * score``); pixels outside every inspected window (outside the
-    ROI) keep the scan, darkened when a ``roi`` is given. Flagged windows are outlined in cyan and
-    numbered by rank with their score, the hottest one with a thicker line; a banner states the
-    verdict. Scans
-    larger than ``max_side`` are shrunk by an integer factor (block means) first.
-
-    Parameters
-    ----------
-    image : numpy.ndarray of uint8, shape (H, W) or (H, W, 3)
-        The scan that was inspected.
-    result : Inspection
-        Its inspection.
-    roi : numpy.ndarray, shape (H, W), optional
-        The region of interest used, to darken what lies outside it.
-    max_side : int, default 4096
-        Longest side of the picture.
-    title : str, optional
-        First words of the banner (e.g. the file name).
-    max_outlined : int, default 20
-        Outline at most this many flagged windows (the highest scores); labels that would
-        cover an earlier one are left out.
-
-    Returns
-    -------
-    numpy.ndarray of uint8, shape (h, w, 3)
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> from ispad_core.nn.inference import inspect
-    >>> from ispad_core.nn.inference import overlay
-    >>> _ = torch.manual_seed(0)
-    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten())
-    >>> image = np.random.default_rng(0).integers(0, 256, (100, 120), dtype=np.uint8)
-    >>> picture = overlay(image, inspect(model, image, threshold=0.5, size=32))
-    >>> picture.shape, picture.dtype
-    ((100, 120, 3), dtype('uint8'))
-    """
-    from PIL import Image, ImageDraw
-
-    if not isinstance(result, Inspection):
-        raise InputTypeError(f"result: expected an Inspection, got {type(result).__name__}")
-    image = check_array(image, "image", ndim=(2, 3), dtypes=(np.uint8,))
-    if image.shape[:2] != result.shape:
-        raise InputValueError(f"image: expected shape {result.shape} like the inspection, got {image.shape[:2]}")
-    max_side = check_int(max_side, "max_side", minimum=16)
-    max_outlined = check_int(max_outlined, "max_outlined", minimum=0)
-    f = max(1, -(-max(result.shape) // max_side))
-    small = _downsample_mean(image, f)
-    if small.ndim == 2:
-        small = np.repeat(small[..., None], 3, axis=2)
-    # picture pixel (i, j) samples scan pixel (i * f + f // 2, j * f + f // 2), clipped to the scan
-    at = np.ix_(np.minimum(np.arange(small.shape[0]) * f + f // 2, result.shape[0] - 1),
-                np.minimum(np.arange(small.shape[1]) * f + f // 2, result.shape[1] - 1))
-    heat = result.heatmap[at].astype(np.float64)
-    # which picture pixels an inspected window covers
-    covered = np.zeros(small.shape[:2], dtype=bool)
-    lo = -(-(result.origins - f // 2) // f)
-    hi = -(-(result.origins + result.size - f // 2) // f)
-    hi[result.origins + result.size >= np.array(result.shape)] = max(small.shape[:2])  # windows at the border
-    for (r0, c0), (r1, c1) in zip(lo.tolist(), hi.tolist()):  # K slice assignments: cheap next to inference
-        covered[max(r0, 0) : r1, max(c0, 0) : c1] = True
-    alpha = np.where(covered, 0.15 + 0.55 * np.clip(heat, 0.0, 1.0), 0.0)[..., None]
-    base = small.astype(np.float64)
-    if roi is not None:
-        roi = check_array(roi, "roi", ndim=2, kinds="biu")
-        if roi.shape != result.shape:
-            raise InputValueError(f"roi: expected shape {result.shape} like the inspection, got {roi.shape}")
-        inside = roi[at] != 0
-        base = np.where(inside[..., None], base, 0.45 * base)
-    rgb = np.clip(np.floor(base * (1.0 - alpha) + _colour_map(heat) * alpha + 0.5), 0, 255).astype(np.uint8)
-
-    picture = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(picture)
-    h, w = rgb.shape[:2]
-    line = max(1, round(min(h, w) / 400))
-    font = _font(max(10, min(h, w) // 45))
-    side = result.size / f
-    cyan = tuple(int(v) for v in _OUTLINE)
-    shown = result.flagged[:max_outlined].tolist()
-    for rank in range(len(shown) - 1, -1, -1):  # the hottest drawn last, on top
-        r, c = result.origins[shown[rank]] / f
-        width = 2 * line if rank == 0 else line
-        draw.rectangle([c, r, c + side - 1, r + side - 1], outline=cyan, width=width)
-    labels: list[tuple] = []
-    for rank, k in enumerate(shown):  # labels in rank order, none over an earlier one
-        r, c = result.origins[k] / f
-        width = 2 * line if rank == 0 else line
-        text = f"{rank + 1}: {result.scores[k]:.2f}"
-        box = draw.textbbox((c + width + 2, r + width + 1), text, font=font, stroke_width=max(1, line // 2))
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in labels):
-            continue
-        labels.append(box)
-        draw.text((c + width + 2, r + width + 1), text, fill=cyan, font=font, stroke_width=max(1, line // 2),
-                  stroke_fill=(0, 0, 0))
-    verdict = "DEFECTIVE" if result.defective else "good"
-    more = f" (the top {len(shown)} outlined)" if len(shown) < result.flagged.size else ""
-    banner = (f"{title + ': ' if title else ''}{verdict}  max {result.max_score:.3f} "
-              f"{'>=' if result.defective else '<'} threshold {result.threshold:.3f}  "
-              f"{result.flagged.size} of {result.scores.size} windows flagged{more}")
-    pad = max(2, line * 2)
-    if draw.textbbox((0, 0), banner, font=font)[2] > w - 2 * pad:  # too wide: verdict, then the counts
-        banner = banner.replace("  ", "\n", 1) if title else banner.replace("  ", "\n", 2).replace("\n", "  ", 1)
-    box = draw.multiline_textbbox((0, 0), banner, font=font)
-    draw.rectangle([0, 0, box[2] + 2 * pad, box[3] + 2 * pad], fill=(0, 0, 0))
-    draw.multiline_text((pad, pad), banner, fill=(255, 80, 80) if result.defective else (120, 255, 120), font=font)
-    return np.asarray(picture, dtype=np.uint8).copy()
-
-
 # --------------------------------------------------------------------------- scan files
 
-
-@dataclass(frozen=True)
-class ScanOutcome:
-    """What :func:`inspect_files` did with one scan.
-
-    Attributes
-    ----------
-    name : str
-        The output name (the file's stem).
-    path : pathlib.Path
-        The scan file.
-    ok : bool
-        Whether it was inspected; if not, ``error`` says why.
-    defective : bool or None
-    max_score : float or None
-    flagged : int or None
-        Windows at or over the threshold.
-    windows : int or None
-        Windows inspected.
-    json, overlay : pathlib.Path or None
-        The files written.
-    seconds : float
-        Wall time for this scan (reading to writing).
-    colour : str or None
-        The colour conversion applied.
-    error : str or None
-        One line naming the file and what is wrong.
-    """
-
-    name: str
-    path: Path
-    ok: bool
-    defective: bool | None = None
-    max_score: float | None = None
-    flagged: int | None = None
-    windows: int | None = None
-    json: Path | None = None
-    overlay: Path | None = None
-    seconds: float = 0.0
-    colour: str | None = None
-    error: str | None = None
-
-    def __str__(self) -> str:
-        if not self.ok:
-            return f"{self.path}: FAILED: {self.error}"
-        verdict = "DEFECTIVE" if self.defective else "good"
-        return (f"{self.path}: {verdict} (max score {self.max_score:.3f}, {self.flagged} of {self.windows} windows "
-                f"flagged, {self.seconds:.1f} s) -> {self.json}, {self.overlay}")
-
-
-@dataclass(frozen=True)
-class InspectionReport:
-    """The result of :func:`inspect_files`.
-
-    Attributes
-    ----------
-    scans : tuple of ScanOutcome
-        One per scan, in the order given.
-    out : pathlib.Path
-        The output folder.
-    summary : pathlib.Path
-        ``out/summary.csv``.
-    model : dict
-        What the JSON files say about the model (path, backbone, patch size, threshold, ...).
-    """
-
-    scans: tuple
-    out: Path
-    summary: Path
-    model: dict
-
-    @property
-    def failed(self) -> tuple:
-        """The scans that could not be inspected."""
-        return tuple(s for s in self.scans if not s.ok)
-
-    @property
-    def defective(self) -> tuple:
-        """The scans found defective."""
-        return tuple(s for s in self.scans if s.ok and s.defective)
-
-
-SUMMARY_COLUMNS = (
-    "name", "path", "status", "decision", "max_score", "threshold", "flagged", "windows",
-    "hottest_row", "hottest_col", "seconds", "json", "overlay", "error",
-)
-"""Columns of ``summary.csv``."""
-
-
-def _model_info(model: Any, metadata: Mapping, path: Path | None, engine: str) -> dict:
-    keys = ("backbone", "backbone_kwargs", "in_channels", "num_classes", "patch_size", "preprocess", "threshold",
-            "library_version", "created", "format", "format_version")
-    info = {"path": None if path is None else str(path), "engine": engine}
-    info.update({k: metadata[k] for k in keys if k in metadata})
-    return info
-
-
-def _load_model(model: Any, *, engine: str | None, device: Any, allow_factory: Any):
-    """(model, metadata, path, engine) from a model file path or a (model, metadata) pair."""
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            raise FileNotFoundError(f"model: {path} does not exist")
-        is_onnx = path.suffix.lower() == ".onnx"
-        engine = engine or ("onnxruntime" if is_onnx else "torch")
-        if engine == "onnxruntime":
-            from ispad_core.nn.export import load_onnx, onnx_from_model_file
-
-            if is_onnx:
-                net, meta = load_onnx(path)
-            else:
-                net, meta = onnx_from_model_file(path, allow_factory=allow_factory)
-            return net, meta, path, engine
-        if is_onnx:
-            raise InputValueError(f"model: {path} is an ONNX file; inspect it with engine='onnxruntime' (--engine onnxruntime)")
-        from ispad_core.nn.modelfile import load_model
-
-        net, meta = load_model(path, device="cpu" if device is None else device, allow_factory=allow_factory)
-        return net, meta, path, engine
-    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], Mapping):
-        net, meta = model
-        _check_model(net)
-        eng = "onnxruntime" if _is_onnx(net) else "torch"
-        if engine is not None and engine != eng:
-            raise InputValueError(f"engine: {engine!r} does not match the given {eng} model")
-        return net, dict(meta), None, eng
-    raise InputTypeError(f"model: expected a model file path or a (model, metadata) pair, got {type(model).__name__}")
-
-
-def _roi_for(rois: Any, name: str, scan: Path) -> tuple[np.ndarray | None, str | None]:
-    """The ROI of one scan: from a folder (a file with the scan's stem) or a mapping of name -> array/path."""
-    from ispad_core.io import IMAGE_EXTENSIONS, read_image
-
-    if rois is None:
-        return None, None
-    if isinstance(rois, Mapping):
-        if name not in rois:
-            raise InputValueError(f"rois: no region of interest for {scan} (expected the key {name!r})")
-        value = rois[name]
-        if isinstance(value, (str, os.PathLike)):
-            roi = read_image(value, name="rois")
-            source = str(value)
-        else:
-            return np.asarray(value), "array"
-    else:
-        folder = Path(rois)
-        if not folder.is_dir():
-            raise NotADirectoryError(f"rois: {folder} is not a folder")
-        found = [folder / (name + ext) for ext in IMAGE_EXTENSIONS if (folder / (name + ext)).is_file()]
-        if not found:
-            raise InputValueError(f"rois: no region of interest for {scan} in {folder} (expected {name}.png)")
-        roi = read_image(found[0], name="rois")
-        source = str(found[0])
-    if roi.ndim == 3:
-        roi = roi.max(axis=2)
-    return roi, source
-
-
-def _read_scan(path: Path) -> tuple[np.ndarray | None, str]:
-    """``(image, "")`` or ``(None, why)``. When decoding fails, imageio's plugins leave the file
-    open in reference cycles; they are collected here with their ResourceWarnings silenced, so
-    they do not surface later in unrelated code (or fail a test run with warnings as errors)."""
-    import gc
-    import warnings
-
-    from ispad_core.io import read_image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            return read_image(path, name="scans"), ""
-        except (OSError, ValueError) as exc:
-            msg = str(exc)
-        gc.collect()
-    return None, msg
-
-
-def _write_json(path: Path, payload: dict, overwrite: bool) -> None:
-    with atomic_output(path, name="out", overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-
-
-def _write_png(path: Path, image: np.ndarray, overwrite: bool) -> None:
-    import imageio.v3 as iio
-
-    with atomic_output(path, name="out", overwrite=overwrite) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
-
-
-def inspect_files(
-    scans: Sequence[str | os.PathLike] | str | os.PathLike,
-    *,
-    model: Any,
-    out: str | os.PathLike,
-    rois: Any = None,
-    min_roi_fraction: float | None = None,
-    threshold: float | None = None,
-    size: int | None = None,
-    stride: int | None = None,
-    batch_size: int = 128,
-    device: Any = None,
-    engine: str | None = None,
-    precision: str = "auto",
-    channels_last: Any = "auto",
-    allow_factory: Any = None,
-    overwrite: bool = False,
-    overlay_max_side: int = 4096,
-    show_progress: bool | None = None,
-    on_scan: Any = None,
-) -> InspectionReport:
-    """Inspect scan files with a model file; write a JSON report and an overlay per scan and a summary.
-
-    For each scan (in the order given): read it, :func:`inspect` it with the model's patch size,
-    preprocessing and threshold, and write ``out/<name>.json`` and ``out/<name>_overlay.png``
-    (``<name>`` is the file's stem); at the end ``out/summary.csv`` has one row per scan
-    (:data:`SUMMARY_COLUMNS`). A scan that cannot be read, is smaller than a window, or whose ROI
-    is missing or of another size is reported (``ScanOutcome.error`` names the file and the sizes)
-    and the others are still inspected. Every file is written atomically.
-
-    JSON schema (``format`` "ispad-inspection", ``format_version`` 1)::
-
-        format, format_version, library_version, created (ISO 8601 UTC)
-        scan: {path, name, height, width, channels, colour_conversion (str or null)}
-        roi: path of the ROI file or null, min_roi_fraction (null: any ROI pixel)
-        model: {path, engine, backbone, in_channels, patch_size, preprocess, threshold, ...}
-        decision: "defective" | "good", defective: bool, threshold, max_score
-        hottest_window: {row, col, size, score}
-        flagged: [{row, col, size, score}, ...]   every window with score >= threshold, highest first
-        windows: {size, stride, grid, inspected, skipped_outside_roi, flagged}
-        inference: {precision, channels_last, device}
-        timings: {read_s, gather_s, preprocess_s, wait_s, forward_s, stitch_s, total_s, windows_per_s,
-                  overlay_s, write_s}
-        notes: [str, ...]
-        overlay: file name of the overlay PNG
-
-    Parameters
-    ----------
-    scans : path or sequence of paths
-        Scan files, or folders of them (:func:`ispad_core.io.list_images`).
-    model : path or (model, metadata)
-        A model file (``load_model``; an ``.onnx`` file of :func:`ispad_core.nn.export.export_onnx`
-        runs on onnxruntime), or a loaded model with its metadata dict (``patch_size``,
-        ``threshold``, ``preprocess`` are used).
-    out : path
-        Output folder (created if missing).
-    rois : folder or mapping, optional
-        Regions of interest: a folder with one image per scan named like it (``<name>.png``,
-        nonzero inside), or a mapping of scan name to an array or a file.
-    min_roi_fraction : float, optional
-        As in :func:`predict_windows`.
-    threshold : float, optional
-        Override the model's threshold.
-    size : int, optional
-        Window side; must equal the model's ``patch_size`` if both are known.
-    stride, batch_size, device, precision, channels_last, show_progress
-        As in :func:`predict_windows`.
-    engine : {"torch", "onnxruntime"}, optional
-        Default: onnxruntime for an ``.onnx`` file, torch otherwise. onnxruntime with a ``.pt``
-        model file exports it in memory first.
-    allow_factory : str or sequence of str, optional
-        Passed to ``load_model``: the backbone factories (``"pkg.mod:fn"``) you allow it to import.
-    overwrite : bool, default False
-        Replace existing output files (otherwise nothing is done when any exists).
-    overlay_max_side : int, default 4096
-        Longest side of the overlay PNGs (larger scans are shrunk).
-    on_scan : callable, optional
-        Called with each :class:`ScanOutcome` as soon as it is done (the CLI prints it).
-
-    Returns
-    -------
-    InspectionReport
-
-    Raises
-    ------
-    ValueError
-        Before any scan is inspected: two scans with the same name, an explicit ``size`` other
-        than the model's patch size, no threshold; FileExistsError when an output exists and
-        ``overwrite`` is False. Per-scan problems are reported in the result instead.
-    """
-    from ispad_core.io import list_images
-
-    if isinstance(scans, (str, os.PathLike)):
-        scans = [scans]
-    files: list[Path] = []
-    for s in scans:
-        p = Path(s)
-        files += list_images(p, name="scans") if p.is_dir() else [p]
-    if not files:
-        raise InputValueError("scans: expected at least one scan file, got none")
-    names = [f.stem for f in files]
-    seen: dict[str, Path] = {}
-    for f, n in zip(files, names):
-        if n in seen:
-            raise InputValueError(f"scans: {seen[n]} and {f} would both write {n}.json; rename one of them")
-        seen[n] = f
-    if engine is not None:
-        check_choice(engine, "engine", ("torch", "onnxruntime"))
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    net, meta, model_path, engine = _load_model(model, engine=engine, device=device, allow_factory=allow_factory)
-    model_name = str(model_path) if model_path is not None else "the model"
-    patch = meta.get("patch_size")
-    if size is None:
-        if patch is None:
-            raise InputValueError(f"size: {model_name} records no patch_size; pass size=")
-        size = patch
-    size = check_int(size, "size", minimum=1)
-    if patch is not None and int(patch) != size:
-        raise InputValueError(
-            f"size: {model_name} was trained on {patch} x {patch} patches, but windows of {size} x {size} were asked for"
-        )
-    if threshold is None:
-        threshold = meta.get("threshold")
-        if threshold is None:
-            raise InputValueError(f"threshold: {model_name} records no threshold; pass threshold=")
-    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
-    pre = meta.get("preprocess")
-    params = Preprocess(**pre) if isinstance(pre, Mapping) else resolve_preprocess(pre if pre is not None else "lsm2")
-    stride = default_stride(size) if stride is None else check_int(stride, "stride", minimum=1)
-    model_info = _model_info(net, meta, model_path, engine)
-    model_info["threshold_used"] = threshold
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary_path = out / "summary.csv"
-    for n in names:  # refuse before any work rather than after an hour of inspection
-        check_output_path(out / f"{n}.json", "out", overwrite=overwrite)
-        check_output_path(out / f"{n}_overlay.png", "out", overwrite=overwrite)
-    check_output_path(summary_path, "out", overwrite=overwrite)
-
-    outcomes = []
-    rows = []
-    for f, name in zip(files, names):
-        t0 = time.perf_counter()
-        hottest = (None, None)
-        try:
-            image, msg = _read_scan(f)
-            if image is None:
-                raise InputValueError(msg if str(f) in msg else f"{f}: {msg}")
-            t_read = time.perf_counter() - t0
-            H, W = image.shape[:2]
-            if H < size or W < size:
-                raise InputValueError(f"{f}: the scan is {H} x {W} px, smaller than the model's {size} x {size} window")
-            roi, roi_source = _roi_for(rois, name, f)
-            if roi is not None and roi.shape != (H, W):
-                raise InputValueError(f"{f}: the scan is {H} x {W} px but its ROI {roi_source} is {roi.shape[0]} x {roi.shape[1]}")
-            try:
-                result = inspect(
-                    net, image, threshold=threshold, size=size, stride=stride, preprocess=params, roi=roi,
-                    min_roi_fraction=min_roi_fraction, batch_size=batch_size, device=device, precision=precision,
-                    channels_last=channels_last, show_progress=show_progress,
-                )
-            except ValueError as exc:
-                raise InputValueError(f"{f}: {exc}") from None
-            t1 = time.perf_counter()
-            picture = overlay(image, result, roi=roi, max_side=overlay_max_side, title=f.name)
-            t2 = time.perf_counter()
-            payload = {"format": JSON_FORMAT, "format_version": JSON_FORMAT_VERSION, "library_version": __version__,
-                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            body = result.to_dict()
-            payload["scan"] = {"path": str(f), "name": name, **body.pop("scan"),
-                               "channels": 1 if image.ndim == 2 else int(image.shape[2])}
-            payload["roi"] = roi_source
-            payload["min_roi_fraction"] = min_roi_fraction
-            payload["model"] = model_info
-            payload.update(body)
-            payload["timings"] = {"read_s": round(t_read, 6), **payload["timings"], "overlay_s": round(t2 - t1, 6)}
-            payload["overlay"] = f"{name}_overlay.png"
-            json_path, png_path = out / f"{name}.json", out / f"{name}_overlay.png"
-            _write_png(png_path, picture, overwrite)
-            payload["timings"]["write_s"] = round(time.perf_counter() - t2, 6)
-            _write_json(json_path, payload, overwrite)
-            top = int(np.argmax(result.scores))
-            hottest = (int(result.origins[top, 0]), int(result.origins[top, 1]))
-            outcome = ScanOutcome(
-                name=name, path=f, ok=True, defective=result.defective, max_score=result.max_score,
-                flagged=int(result.flagged.size), windows=int(result.scores.size), json=json_path, overlay=png_path,
-                seconds=time.perf_counter() - t0, colour=result.colour,
-            )
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
-            msg = str(exc)
-            if str(f) not in msg:
-                msg = f"{f}: {msg}"
-            outcome = ScanOutcome(name=name, path=f, ok=False, seconds=time.perf_counter() - t0, error=msg)
-        outcomes.append(outcome)
-        rows.append({
-            "name": name, "path": str(f), "status": "ok" if outcome.ok else "error",
-            "decision": "" if not outcome.ok else ("defective" if outcome.defective else "good"),
-            "max_score": "" if not outcome.ok else f"{outcome.max_score:.6f}", "threshold": f"{threshold:.6f}",
-            "flagged": "" if not outcome.ok else outcome.flagged, "windows": "" if not outcome.ok else outcome.windows,
-            "hottest_row": "" if hottest[0] is None else hottest[0], "hottest_col": "" if hottest[1] is None else hottest[1],
-            "seconds": f"{outcome.seconds:.3f}", "json": "" if outcome.json is None else outcome.json.name,
-            "overlay": "" if outcome.overlay is None else outcome.overlay.name, "error": outcome.error or "",
-        })
-        if on_scan is not None:
-            on_scan(outcome)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_output(summary_path, name="out", overwrite=overwrite) as tmp:
-        tmp.write_text(text.getvalue())
-    return InspectionReport(scans=tuple(outcomes), out=out, summary=summary_path, model=model_info)
