@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from fractions import Fraction
+from typing import Any
 
 from ispad_core.cli.app import CLIError, _int_at_least, _nonnegative, _positive
 
@@ -198,30 +199,12 @@ def run(args) -> int:
             out=args.out,
             real=args.real,
             val=args.val,
-            p_inj=args.p_inj,
-            backbone=args.backbone,
             fraction=args.fraction,
             groups=groups,
             selection_seed=args.selection_seed,
-            mode=args.mode,
-            weights=args.weights,
-            augment=None if args.augment == "none" else args.augment,
-            preprocess=None if args.preprocess == "none" else args.preprocess,
-            device=device,
-            max_steps=args.max_steps,
-            max_epochs=args.max_epochs,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            optimizer=args.optimizer,
-            val_every=args.val_every,
-            patience=args.patience,
-            workers=args.workers,
-            threads=args.threads,
+            settings=train_settings(args, device),
             resume=args.resume,
             overwrite=args.overwrite,
-            verbose=not args.quiet,
-            log_every=args.log_every,
         )
         if rank == 0:
             print(result)
@@ -234,3 +217,30 @@ def run(args) -> int:
 
             dist.destroy_process_group()
     return 130 if result.interrupted else 0
+
+
+def train_settings(args, device: Any = None):
+    """The :class:`~ispad_core.nn.TrainSettings` of the options of ``ispad train``."""
+    from ispad_core.nn import TrainSettings
+
+    return TrainSettings(
+        p_inj=args.p_inj,
+        backbone=args.backbone,
+        mode=args.mode,
+        weights=args.weights,
+        augment=None if args.augment == "none" else args.augment,
+        preprocess=None if args.preprocess == "none" else args.preprocess,
+        device=device,
+        max_steps=args.max_steps,
+        max_epochs=args.max_epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        val_every=args.val_every,
+        patience=args.patience,
+        workers=args.workers,
+        threads=args.threads,
+        verbose=not args.quiet,
+        log_every=args.log_every,
+    )

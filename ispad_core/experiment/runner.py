@@ -335,7 +335,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     when it is larger than 1 GiB; the validation set for model selection. An unfinished run
     (checkpoints beside the model file) resumes.
     """
-    from ispad_core.nn import predict, train_detector
+    from ispad_core.nn import TrainSettings, predict, train_detector
     from ispad_core.nn.detector import torch_threads
 
     run, t = request.run, request.train
@@ -357,11 +357,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     ckpt = Path(str(request.model_path) + ".ckpt")
     unfinished = (ckpt / "last.pt").exists()
     t0 = time.perf_counter()
-    result = train_detector(
-        stream,
-        out=request.model_path,
-        real=real,
-        val=(request.val_images, request.val_labels),
+    settings = TrainSettings(
         p_inj=None if real is None else (0.5 if run.strategy == "oversampling" else t["p_inj"]),
         backbone=run.backbone,
         mode="oversampling" if run.strategy == "oversampling" else "mixed",
@@ -377,9 +373,11 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
         patience=t["patience"],
         workers=0,
         threads=t["threads"],
-        resume=unfinished,
-        overwrite=not unfinished,
         verbose=False,
+    )
+    result = train_detector(
+        stream, out=request.model_path, real=real, val=(request.val_images, request.val_labels), settings=settings,
+        resume=unfinished, overwrite=not unfinished,
     )
     if result.interrupted:
         raise KeyboardInterrupt(f"run {run.name} interrupted; run the grid again to resume it")

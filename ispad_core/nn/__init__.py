@@ -38,6 +38,7 @@ from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_
 from ispad_core.nn.modelfile import load_model, save_model
 from ispad_core.nn.preprocessing import PREPROCESS_PRESETS, Preprocess, preprocess_batch
 from ispad_core.nn.throughput import Throughput, measure_throughput
+from ispad_core.nn.settings import TrainSettings
 from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluate, predict, train
 from ispad_core.nn.transform import RealTransform
 
@@ -58,6 +59,7 @@ __all__ = [
     "ResNet18",
     "Throughput",
     "TrainResult",
+    "TrainSettings",
     "classifier",
     "evaluate",
     "export_onnx",
