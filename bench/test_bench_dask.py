@@ -28,7 +28,7 @@ import pytest
 distributed = pytest.importorskip("distributed", reason='needs the [dask] extra: pip install "ispad-core[dask]"')
 
 from ispad_core.stream.dask import write_balanced_stream_distributed  # noqa: E402
-from ispad_core.cli import builtin_images  # noqa: E402
+from ispad_core.samples import builtin_images  # noqa: E402
 from ispad_core.stream import write_balanced_stream  # noqa: E402
 
 FULL = {"n": 4096, "size": 256, "parts": 8}

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 import pytest
 
-from ispad_core.cli import builtin_images
+from ispad_core.samples import builtin_images
 from ispad_core.io import _codec, open_stream
 from ispad_core.stream import SyntheticStream, balanced_stream, write_balanced_stream
 

@@ -345,7 +345,7 @@ def test_the_map_is_a_layering():
 #: package moved into its rooms: these must keep importing.
 PROMISED = {
     "ispad_core.augment": ["AUGMENT_PRESETS", "augment", "augment_batch", "augment_batch_with_masks", "warp_affine"],
-    "ispad_core.cli": ["main", "builtin_images"],
+    "ispad_core.cli": ["main"],
     "ispad_core.evaluation": ["evaluate_scores", "format_row", "read_maps", "read_scores"],
     "ispad_core.experiment": ["run_experiment", "load_config"],
     "ispad_core.fractions": ["nested_fractions"],

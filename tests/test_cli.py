@@ -413,7 +413,8 @@ def _main(argv, capsys):
 
 
 def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatch, capsys):
-    from ispad_core.cli import app as cli
+    from ispad_core.cli import argtypes, info
+    from ispad_core.samples import builtin_images
 
     code, out = _main(["info", tmp_path / "none.h5"], capsys)  # OSError: a file
     assert code == 1 and out.err.startswith("ispad info: error:") and len(out.err.strip().splitlines()) == 1
@@ -423,7 +424,7 @@ def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatc
 
         check_int("seven", "n")
 
-    monkeypatch.setattr(cli, "cmd_info", validation)
+    monkeypatch.setattr(info, "run", validation)
     code, out = _main(["info", "x.h5"], capsys)
     assert code == 1 and out.err.startswith("ispad info: error: n: expected")
 
@@ -433,61 +434,61 @@ def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatc
         list(balanced_stream(screen_print((40, 40), rng=0), 2, size=32, rng=0, max_redraws=0,
                              preset=DefectParams(threshold=1e9, max_attempts=1, margin=2)))
 
-    monkeypatch.setattr(cli, "cmd_info", invisible)
+    monkeypatch.setattr(info, "run", invisible)
     code, out = _main(["info", "x.h5"], capsys)
     assert code == 1 and "no visible defect after 1 patches" in out.err
 
     def bug(args):  # a TypeError inside the library's code without its message convention: a bug
-        return cli._fraction(None)
+        return argtypes.fraction(None)
 
-    monkeypatch.setattr(cli, "cmd_info", bug)
+    monkeypatch.setattr(info, "run", bug)
     with pytest.raises(TypeError, match="float\\(\\) argument"):
         _main(["info", "x.h5"], capsys)
 
     def wrong_call(args):
-        return cli.builtin_images(0, 1, 2)
+        return builtin_images(0, 1, 2)
 
-    monkeypatch.setattr(cli, "cmd_info", wrong_call)
+    monkeypatch.setattr(info, "run", wrong_call)
     with pytest.raises(TypeError, match="positional argument"):
         _main(["info", "x.h5"], capsys)
 
     def numpy_bug(args):
         return np.zeros(3) + "x"
 
-    monkeypatch.setattr(cli, "cmd_info", numpy_bug)
+    monkeypatch.setattr(info, "run", numpy_bug)
     with pytest.raises(Exception):  # numpy's own error type, whatever it is: never a one-line "error"
         _main(["info", "x.h5"], capsys)
 
     def runtime_elsewhere(args):
         raise RuntimeError("raised outside the library")
 
-    monkeypatch.setattr(cli, "cmd_info", runtime_elsewhere)
+    monkeypatch.setattr(info, "run", runtime_elsewhere)
     with pytest.raises(RuntimeError, match="outside the library"):
         _main(["info", "x.h5"], capsys)
 
 
 def test_the_command_tells_user_errors_by_type_not_by_message(monkeypatch, capsys):
     from ispad_core import InputTypeError, SetupError
-    from ispad_core.cli import app as cli
+    from ispad_core.cli import info
 
     def input_error(args):  # the type decides, whatever the message says
         raise InputTypeError("no convention in this message")
 
-    monkeypatch.setattr(cli, "cmd_info", input_error)
+    monkeypatch.setattr(info, "run", input_error)
     code, out = _main(["info", "x.h5"], capsys)
     assert code == 1 and out.err.strip() == "ispad info: error: no convention in this message"
 
     def setup_error(args):
         raise SetupError("client: worker tcp://w:1 runs other versions")
 
-    monkeypatch.setattr(cli, "cmd_info", setup_error)
+    monkeypatch.setattr(info, "run", setup_error)
     code, out = _main(["info", "x.h5"], capsys)
     assert code == 1 and "runs other versions" in out.err
 
     def plain_type_error(args):  # a message that looks like the library's, but a plain TypeError: a bug
         raise TypeError("n: expected an int, got str")
 
-    monkeypatch.setattr(cli, "cmd_info", plain_type_error)
+    monkeypatch.setattr(info, "run", plain_type_error)
     with pytest.raises(TypeError, match="n: expected"):
         _main(["info", "x.h5"], capsys)
 

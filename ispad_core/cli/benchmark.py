@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ispad_core.cli.app import _int_at_least, _nonnegative, _number_in, _positive
+from ispad_core.cli.argtypes import int_at_least, nonnegative, number_in, positive
 
 _EPILOG = """examples:
   ispad benchmark --out proxy/
@@ -33,16 +33,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to create")
-    p.add_argument("--seed", type=_nonnegative, default=0, help="seed (default 0)")
-    p.add_argument("--size", type=_int_at_least(16), default=64, help="patch side in pixels (default 64)")
-    p.add_argument("--scans", type=_positive, default=4, help="fault-free training scans (default 4; as many validation and test scans are drawn)")
-    p.add_argument("--scan-side", type=_positive, default=512, help="side of each scan in pixels (default 512)")
-    p.add_argument("--n-points", type=_nonnegative, default=32, help="'real' point defects in the pool (default 32)")
-    p.add_argument("--n-area", type=_nonnegative, default=32, help="'real' area defects in the pool (default 32)")
-    p.add_argument("--n-val", type=_positive, default=16, help="defective patches in the validation set (default 16)")
-    p.add_argument("--n-test", type=_positive, default=40, help="defective patches in the test set (default 40)")
-    p.add_argument("--good-per-defective", type=_positive, default=20, help="fault-free patches per defective one in validation and test (default 20)")
-    p.add_argument("--contrast", type=_number_in(0.0, 10.0, open_low=True), default=1.0, help="factor on the 'real' defects' contrast (default 1)")
+    p.add_argument("--seed", type=nonnegative, default=0, help="seed (default 0)")
+    p.add_argument("--size", type=int_at_least(16), default=64, help="patch side in pixels (default 64)")
+    p.add_argument("--scans", type=positive, default=4, help="fault-free training scans (default 4; as many validation and test scans are drawn)")
+    p.add_argument("--scan-side", type=positive, default=512, help="side of each scan in pixels (default 512)")
+    p.add_argument("--n-points", type=nonnegative, default=32, help="'real' point defects in the pool (default 32)")
+    p.add_argument("--n-area", type=nonnegative, default=32, help="'real' area defects in the pool (default 32)")
+    p.add_argument("--n-val", type=positive, default=16, help="defective patches in the validation set (default 16)")
+    p.add_argument("--n-test", type=positive, default=40, help="defective patches in the test set (default 40)")
+    p.add_argument("--good-per-defective", type=positive, default=20, help="fault-free patches per defective one in validation and test (default 20)")
+    p.add_argument("--contrast", type=number_in(0.0, 10.0, open_low=True), default=1.0, help="factor on the 'real' defects' contrast (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark folder")
     p.set_defaults(func=run)
     return p

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from ispad_core.cli.app import _positive
+    from ispad_core.cli.argtypes import positive
 
     p = sub.add_parser(
         "crops",
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--scans", required=True, metavar="DIR", help="folder of the full scans named in the table")
     p.add_argument("--at", required=True, metavar="CSV", help="position table with columns scan,row,col,group")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder, one sub-folder per group")
-    p.add_argument("--size", type=_positive, default=512, help="patch side in pixels (default 512, as in the paper)")
+    p.add_argument("--size", type=positive, default=512, help="patch side in pixels (default 512, as in the paper)")
     p.add_argument("--pad", action="store_true", help="mirror the scan's border for patches that leave it (default: refuse them)")
     p.add_argument("--overwrite", action="store_true", help="replace existing patch files")
     p.set_defaults(func=run)

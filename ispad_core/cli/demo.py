@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    from ispad_core.cli.app import _int_at_least, _nonnegative, _number_in, _positive
+    from ispad_core.cli.argtypes import int_at_least, nonnegative, number_in, positive
 
     p = sub.add_parser(
         "demo",
@@ -21,11 +21,11 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="new folder for everything the demo writes")
-    p.add_argument("--seed", type=_nonnegative, default=0, help="seed of the data, the training and the scan (default 0)")
-    p.add_argument("--size", type=_int_at_least(32), default=64, help="patch side in pixels (default 64)")
-    p.add_argument("--n", type=_positive, default=4000, help="patches in the synthetic stream (default 4000)")
-    p.add_argument("--steps", type=_positive, default=400, help="training steps (default 400)")
-    p.add_argument("--contrast", type=_number_in(0.1, 10.0), default=3.0, help="factor on every defect's contrast (default 3: "
+    p.add_argument("--seed", type=nonnegative, default=0, help="seed of the data, the training and the scan (default 0)")
+    p.add_argument("--size", type=int_at_least(32), default=64, help="patch side in pixels (default 64)")
+    p.add_argument("--n", type=positive, default=4000, help="patches in the synthetic stream (default 4000)")
+    p.add_argument("--steps", type=positive, default=400, help="training steps (default 400)")
+    p.add_argument("--contrast", type=number_in(0.1, 10.0), default=3.0, help="factor on every defect's contrast (default 3: "
                    "a few hundred CPU steps learn nothing from the presets' faint defects; 1 also augments the stream)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing --out, replacing the demo's files")
     p.add_argument("--quiet", action="store_true", help="no progress, only the summary")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ispad_core.cli.app import _positive
+from ispad_core.cli.argtypes import positive
 
 _EPILOG = """examples:
   ispad benchmark --out proxy/
@@ -48,7 +48,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, metavar="FILE.toml", help="the experiment")
     p.add_argument("--out", required=True, metavar="DIR", help="runs folder (created if missing)")
-    p.add_argument("--jobs", type=_positive, default=1,
+    p.add_argument("--jobs", type=positive, default=1,
                    help="runs at once, one process each, with CPUs / N torch threads unless train.threads is set "
                    "(default 1). On a CPU it pays when one run cannot keep every core busy by itself, as with "
                    "train.threads = 1; with GPUs, run K goes to GPU K mod count")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ispad_core.cli.app import CLIError, _fraction, _positive
+from ispad_core.cli.argtypes import fraction, positive
+from ispad_core.cli.errors import CLIError
 
 EPILOG = """examples:
   ispad inspect scans/*.png --model model.pt --out results/
@@ -35,11 +36,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="FILE", help="model file from 'ispad train' (model.pt) or 'ispad export' (model.onnx)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--roi", metavar="DIR", help="regions of interest: one mask per scan with the same file name (nonzero = inside)")
-    p.add_argument("--min-roi-fraction", type=_fraction, metavar="F",
+    p.add_argument("--min-roi-fraction", type=fraction, metavar="F",
                    help="inspect only windows with at least this fraction inside the ROI (default: any ROI pixel)")
-    p.add_argument("--stride", type=_positive, help="step between windows in pixels (default 5/8 of the patch size)")
+    p.add_argument("--stride", type=positive, help="step between windows in pixels (default 5/8 of the patch size)")
     p.add_argument("--threshold", type=float, metavar="P", help="decision threshold on P(defective) (default: the model's)")
-    p.add_argument("--batch-size", type=_positive, default=128, help="windows per forward pass (default 128)")
+    p.add_argument("--batch-size", type=positive, default=128, help="windows per forward pass (default 128)")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--engine", choices=("torch", "onnxruntime"),
                    help="inference engine (default: onnxruntime for a .onnx model, torch otherwise)")

@@ -13,7 +13,8 @@ import sys
 from fractions import Fraction
 from typing import Any
 
-from ispad_core.cli.app import CLIError, _int_at_least, _nonnegative, _positive
+from ispad_core.cli.argtypes import int_at_least, nonnegative, positive
+from ispad_core.cli.errors import CLIError
 
 __all__ = ["add_parser", "parse_fraction", "run"]
 
@@ -84,38 +85,38 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=parse_fraction, metavar="F", help="use this fraction of the real defects "
                    "(nested: 1/16 uses defects every larger fraction uses), e.g. 1/8")
     p.add_argument("--groups", metavar="G[,G]", help="use only real defects of these groups (sub-folder names), e.g. area")
-    p.add_argument("--selection-seed", type=_nonnegative, default=0, help="the shuffle behind --fraction (default 0)")
+    p.add_argument("--selection-seed", type=nonnegative, default=0, help="the shuffle behind --fraction (default 0)")
     p.add_argument("--mode", choices=("mixed", "oversampling"), default="mixed",
                    help="mixed injection into a balanced stream (default) or oversampling over a fault-free stream")
     p.add_argument("--weights", metavar="FILE.pth", help="pretrained weights in torchvision's layout (local file)")
     p.add_argument("--device", help="cpu, cuda or cuda:K (default: cuda if available)")
-    p.add_argument("--max-steps", type=_positive, metavar="N", help="stop after N optimizer steps")
-    p.add_argument("--max-epochs", type=_positive, metavar="N", help="stop after N epochs")
-    p.add_argument("--seed", type=_nonnegative, default=0, help="initialisation, data order and injections (default 0)")
-    p.add_argument("--batch-size", type=_positive, default=128, help="patches per step and process (default 128)")
+    p.add_argument("--max-steps", type=positive, metavar="N", help="stop after N optimizer steps")
+    p.add_argument("--max-epochs", type=positive, metavar="N", help="stop after N epochs")
+    p.add_argument("--seed", type=nonnegative, default=0, help="initialisation, data order and injections (default 0)")
+    p.add_argument("--batch-size", type=positive, default=128, help="patches per step and process (default 128)")
     p.add_argument("--lr", type=_positive_float, help="start learning rate (default: the recipe's)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), help="default: the recipe's")
-    p.add_argument("--val-every", type=_positive, metavar="STEPS", help="validate and checkpoint every STEPS steps "
+    p.add_argument("--val-every", type=positive, metavar="STEPS", help="validate and checkpoint every STEPS steps "
                    "(default: every epoch)")
-    p.add_argument("--patience", type=_positive, default=20, help="validations without improvement before stopping (default 20)")
+    p.add_argument("--patience", type=positive, default=20, help="validations without improvement before stopping (default 20)")
     p.add_argument("--preprocess", default="lsm2", choices=("lsm1", "lsm2", "asm", "none"),
                    help="batch preprocessing preset (default lsm2: 3 x 3 Gaussian smoothing)")
     p.add_argument("--augment", default="auto", choices=("auto", "lsm1", "lsm2", "asm", "none"), help="augmentation of real defects: lsm1, lsm2, asm, none, or auto "
                    "(the stream's; default)")
-    p.add_argument("--workers", type=_nonnegative, help="data loader processes (default: half the CPUs, 1 to 4)")
-    p.add_argument("--threads", type=_positive, help="torch CPU threads")
-    p.add_argument("--log-every", type=_int_at_least(1), metavar="STEPS",
+    p.add_argument("--workers", type=nonnegative, help="data loader processes (default: half the CPUs, 1 to 4)")
+    p.add_argument("--threads", type=positive, help="torch CPU threads")
+    p.add_argument("--log-every", type=int_at_least(1), metavar="STEPS",
                    help="progress line every STEPS steps when the output is not a terminal (default: about every 30 s)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run of --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and start an unfinished run over)")
     g = p.add_argument_group("on-the-fly stream (with --images)")
     g.add_argument("--rois", metavar="DIR", help="regions of interest, one mask per scan with the same file name")
-    g.add_argument("--n", type=_positive, default=20000, help="patches per epoch (default 20000)")
-    g.add_argument("--size", type=_positive, default=256, help="patch side in pixels (default 256)")
+    g.add_argument("--n", type=positive, default=20000, help="patches per epoch (default 20000)")
+    g.add_argument("--size", type=positive, default=256, help="patch side in pixels (default 256)")
     g.add_argument("--preset", default="mixed", help="defect preset of ispad_core.synth.PRESETS (default mixed)")
     g.add_argument("--stream-augment", default="lsm1", help="table-8 augmentation of the stream's patches: lsm1 "
                    "(default), lsm2, asm or none")
-    g.add_argument("--stream-seed", type=_nonnegative, help="seed of the stream (default: --seed)")
+    g.add_argument("--stream-seed", type=nonnegative, help="seed of the stream (default: --seed)")
     p.add_argument("--quiet", action="store_true", help="no progress, only the report")
     p.set_defaults(func=run)
     return p
