@@ -101,6 +101,50 @@ def _stack(images: list[np.ndarray], files: list[Path], what: str) -> np.ndarray
     return np.stack(images)
 
 
+def _read_test_group(gdir: Path, gt: Path, into: tuple[list, list, list, list, list]) -> None:
+    """Append the images, files, names, groups and masks of one folder of ``test/`` to ``into``."""
+    test_images, test_files, names, groups, masks = into
+    files = _png_files(gdir, "images")
+    mask_files: dict[str, Path] = {}
+    if gdir.name != _GOOD:
+        mdir = gt / gdir.name
+        if not mdir.is_dir():
+            raise FileNotFoundError(f"root: {mdir} is missing: the masks of {gdir} belong there")
+        for m in _png_files(mdir, "masks"):
+            if not m.stem.endswith("_mask"):
+                raise InputValueError(f"root: {m} is not named <image>_mask.png")
+            mask_files[m.stem[: -len("_mask")]] = m
+        stems = {f.stem for f in files}
+        orphans = sorted(s for s in mask_files if s not in stems)
+        if orphans:
+            raise InputValueError(
+                f"root: masks without an image in {gdir}: "
+                + ", ".join(f"{s}_mask.png" for s in orphans[:5])
+            )
+    for f in files:
+        image = read_image(f, name="root")
+        if gdir.name == _GOOD:
+            mask = np.zeros(image.shape[:2], bool)
+        else:
+            if f.stem not in mask_files:
+                raise FileNotFoundError(f"root: {f} has no mask {gt / gdir.name / (f.stem + '_mask.png')}")
+            raw = read_image(mask_files[f.stem], name="root")
+            if raw.ndim == 3:
+                if not (raw == raw[..., :1]).all():
+                    raise InputValueError(f"root: mask {mask_files[f.stem]} is in colour; expected a grey mask")
+                raw = raw[..., 0]
+            if raw.shape != image.shape[:2]:
+                raise InputValueError(
+                    f"root: mask {mask_files[f.stem]} is {raw.shape} but its image {f} is {image.shape[:2]}"
+                )
+            mask = raw > 0
+        test_images.append(image)
+        test_files.append(f)
+        names.append(f"{gdir.name}/{f.name}")
+        groups.append(gdir.name)
+        masks.append(mask)
+
+
 def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
     """Read a dataset in the MVTec layout (see the module docstring).
 
@@ -180,45 +224,7 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
         elif defect_groups:
             raise FileNotFoundError(f"root: {gt} is missing but {test} has defect groups {', '.join(defect_groups)}")
         for gdir in group_dirs:
-            files = _png_files(gdir, "images")
-            mask_files: dict[str, Path] = {}
-            if gdir.name != _GOOD:
-                mdir = gt / gdir.name
-                if not mdir.is_dir():
-                    raise FileNotFoundError(f"root: {mdir} is missing: the masks of {gdir} belong there")
-                for m in _png_files(mdir, "masks"):
-                    if not m.stem.endswith("_mask"):
-                        raise InputValueError(f"root: {m} is not named <image>_mask.png")
-                    mask_files[m.stem[: -len("_mask")]] = m
-                stems = {f.stem for f in files}
-                orphans = sorted(s for s in mask_files if s not in stems)
-                if orphans:
-                    raise InputValueError(
-                        f"root: masks without an image in {gdir}: "
-                        + ", ".join(f"{s}_mask.png" for s in orphans[:5])
-                    )
-            for f in files:
-                image = read_image(f, name="root")
-                if gdir.name == _GOOD:
-                    mask = np.zeros(image.shape[:2], bool)
-                else:
-                    if f.stem not in mask_files:
-                        raise FileNotFoundError(f"root: {f} has no mask {gt / gdir.name / (f.stem + '_mask.png')}")
-                    raw = read_image(mask_files[f.stem], name="root")
-                    if raw.ndim == 3:
-                        if not (raw == raw[..., :1]).all():
-                            raise InputValueError(f"root: mask {mask_files[f.stem]} is in colour; expected a grey mask")
-                        raw = raw[..., 0]
-                    if raw.shape != image.shape[:2]:
-                        raise InputValueError(
-                            f"root: mask {mask_files[f.stem]} is {raw.shape} but its image {f} is {image.shape[:2]}"
-                        )
-                    mask = raw > 0
-                test_images.append(image)
-                test_files.append(f)
-                names.append(f"{gdir.name}/{f.name}")
-                groups.append(gdir.name)
-                masks.append(mask)
+            _read_test_group(gdir, gt, (test_images, test_files, names, groups, masks))
 
     all_files = train_files + test_files
     stacked = _stack(train_images + test_images, all_files, "images")
@@ -246,6 +252,39 @@ def _check_names(names: Sequence[str] | None, n: int, arg: str, default: list[st
         if not isinstance(name, str) or not name.endswith(".png") or "/" in name or "\\" in name or name.startswith("."):
             raise InputValueError(f"{arg}: expected plain file names ending in .png, got {name!r}")
     return names
+
+
+def _write_tree(root: Path, train: tuple, test: tuple) -> None:
+    """Write the MVTec tree into a hidden folder beside ``root``, then put it in place (atomically)."""
+    train_images, tr_names = train
+    test_images, masks, groups, te_names = test
+    # A fresh hidden folder beside root holds the new tree (and, while replacing, the old one):
+    # fixed names such as root.part or root.old could be a user's folders.
+    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
+    tmp = work / "new"
+    try:
+        (tmp / "train" / _GOOD).mkdir(parents=True)
+        for image, name in zip(train_images, tr_names):
+            write_png(tmp / "train" / _GOOD / name, image)
+        (tmp / "test" / _GOOD).mkdir(parents=True)
+        for image, mask, g, name in zip(test_images, masks, groups, te_names):
+            (tmp / "test" / g).mkdir(exist_ok=True)
+            write_png(tmp / "test" / g / name, image)
+            if g != _GOOD:
+                (tmp / "ground_truth" / g).mkdir(parents=True, exist_ok=True)
+                write_png(
+                    tmp / "ground_truth" / g / (name[: -len(".png")] + "_mask.png"),
+                    np.where(mask != 0, np.uint8(255), np.uint8(0)),
+                )
+        if root.exists():
+            os.replace(root, work / "old")
+        os.replace(tmp, root)
+    except BaseException:
+        if (work / "old").exists() and not root.exists():
+            os.replace(work / "old", root)  # put the old tree back
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def write_mvtec(
@@ -347,31 +386,5 @@ def write_mvtec(
             )
     if not root.parent.is_dir():
         raise FileNotFoundError(f"root: the parent folder {root.parent} does not exist")
-    # A fresh hidden folder beside root holds the new tree (and, while replacing, the old one):
-    # fixed names such as root.part or root.old could be a user's folders.
-    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
-    tmp = work / "new"
-    try:
-        (tmp / "train" / _GOOD).mkdir(parents=True)
-        for image, name in zip(train_images, tr_names):
-            write_png(tmp / "train" / _GOOD / name, image)
-        (tmp / "test" / _GOOD).mkdir(parents=True)
-        for image, mask, g, name in zip(test_images, masks, groups, te_names):
-            (tmp / "test" / g).mkdir(exist_ok=True)
-            write_png(tmp / "test" / g / name, image)
-            if g != _GOOD:
-                (tmp / "ground_truth" / g).mkdir(parents=True, exist_ok=True)
-                write_png(
-                    tmp / "ground_truth" / g / (name[: -len(".png")] + "_mask.png"),
-                    np.where(mask != 0, np.uint8(255), np.uint8(0)),
-                )
-        if root.exists():
-            os.replace(root, work / "old")
-        os.replace(tmp, root)
-    except BaseException:
-        if (work / "old").exists() and not root.exists():
-            os.replace(work / "old", root)  # put the old tree back
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    shutil.rmtree(work, ignore_errors=True)
+    _write_tree(root, (train_images, tr_names), (test_images, masks, groups, te_names))
     return root

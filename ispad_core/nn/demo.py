@@ -198,12 +198,8 @@ def run_demo(
     ValueError
         For out-of-range arguments.
     """
-    from ispad_core.samples import builtin_images
-    from ispad_core.io import write_png
-    from ispad_core.nn import train_detector
-    from ispad_core.nn.inference import inspect_files
-    from ispad_core.samples import inspection_scan
     from ispad_core._shared.files import atomic_output
+    from ispad_core.nn import train_detector
     from ispad_core.stream import write_balanced_stream
     from ispad_core.synth import PRESETS
 
@@ -246,20 +242,10 @@ def run_demo(
                              overwrite=overwrite, verbose=verbose)
 
     _say(verbose, f"[4/4] inspecting a new {1536} x {1536} scan with {n_defects} planted defects -> {root / 'results'}")
-    # the same product (same seed, so the same design) on a sheet of another size: a new sheet
-    planted = inspection_scan((1536, 1536), rng=seed, kind="mixed", n_defects=n_defects, strength=contrast, region=max(2 * size, 96))
-    scan_dir = root / "new_scans"
-    scan_dir.mkdir(exist_ok=True)
-    scan_file = scan_dir / "scan.png"
-    write_png(scan_file, planted.image, overwrite=overwrite)
-    results = root / "results"
-    report = inspect_files([scan_file], model=model, out=results, overwrite=overwrite, verbose=verbose)
-    outcome = report.scans[0]
-    if not outcome.ok:
-        raise RuntimeError(f"the demo's own scan could not be inspected: {outcome.error}")
-    payload = json.loads(Path(outcome.json).read_text())
-    flagged = [(w["row"], w["col"], w["size"]) for w in payload["flagged"]]
-    found = tuple(any(_overlaps(w, box) for w in flagged) for box in planted.boxes)
+    scan_file, results = root / "new_scans" / "scan.png", root / "results"
+    report, planted, found = _inspect_new_sheet(
+        root, model, seed=seed, size=size, n_defects=n_defects, contrast=contrast, overwrite=overwrite, verbose=verbose
+    )
 
     commands = (
         f"ispad synth --out {q(str(stream))} --images {q(str(root / 'scans'))} --n {n} --size {size} --seed {seed} "
@@ -279,3 +265,24 @@ def run_demo(
         commands=commands,
         seconds=time.perf_counter() - started,
     )
+
+
+def _inspect_new_sheet(root: Path, model: Path, *, seed, size, n_defects, contrast, overwrite, verbose):
+    """Plant defects in a new sheet of the product, inspect it; which planted defects were flagged."""
+    from ispad_core.io import write_png
+    from ispad_core.nn.inference import inspect_files
+    from ispad_core.samples import inspection_scan
+
+    # the same product (same seed, so the same design) on a sheet of another size: a new sheet
+    planted = inspection_scan((1536, 1536), rng=seed, kind="mixed", n_defects=n_defects, strength=contrast, region=max(2 * size, 96))
+    scan_dir = root / "new_scans"
+    scan_dir.mkdir(exist_ok=True)
+    scan_file = scan_dir / "scan.png"
+    write_png(scan_file, planted.image, overwrite=overwrite)
+    report = inspect_files([scan_file], model=model, out=root / "results", overwrite=overwrite, verbose=verbose)
+    outcome = report.scans[0]
+    if not outcome.ok:
+        raise RuntimeError(f"the demo's own scan could not be inspected: {outcome.error}")
+    payload = json.loads(Path(outcome.json).read_text())
+    flagged = [(w["row"], w["col"], w["size"]) for w in payload["flagged"]]
+    return report, planted, tuple(any(_overlaps(w, box) for w in flagged) for box in planted.boxes)

@@ -394,9 +394,8 @@ def train_detector(
         The model file to write (``model.pt``). Checkpoints go to ``out + ".ckpt/"`` during
         training and are removed when the run finishes.
     real : path, RealDefects, array or None
-        Real defective images: a folder (see :func:`ispad_core.io.read_real_defects`; groups
-        from sub-folders), a :class:`~ispad_core.io.RealDefects`, or patches ``(M, H, W[, C])``.
-        None trains on the synthetic stream alone (the cold start).
+        Real defective images: a folder (see :func:`ispad_core.io.read_real_defects`), a
+        :class:`~ispad_core.io.RealDefects` or patches ``(M, H, W[, C])``; None: the cold start.
     val : path, LabelledSet, Dataset, (images, labels) or None
         The validation set for model selection and the threshold: an MVTec-layout folder, a
         folder of ``good/`` and defect sub-folders, or a stream file (see
@@ -433,9 +432,7 @@ def train_detector(
         If ``out`` exists without ``overwrite`` (or ``resume`` of the run that wrote it), or
         checkpoints of an unfinished run exist without ``resume`` or ``overwrite``.
     TypeError, ValueError, FileNotFoundError
-        For bad arguments and unreadable inputs; the message names the argument or file. With
-        ``mode="oversampling"`` over a stream that holds defects it says how to write a
-        fault-free stream.
+        For bad arguments and unreadable inputs; the message names the argument or file.
 
     Examples
     --------

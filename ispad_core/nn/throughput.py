@@ -83,6 +83,26 @@ class Throughput:
         )
 
 
+def _timed(step: Any, warmup: int, reps: int, device: torch.device) -> float:
+    """Seconds of ``reps`` calls of ``step`` after ``warmup`` untimed ones (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            step()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+    t0 = _clock()
+    for _ in range(reps):
+        out = step()
+    _ = out.sum().item()  # forces completion on any lazy backend
+    return _clock() - t0
+
+
 def measure_throughput(
     model: nn.Module,
     *,
@@ -176,28 +196,9 @@ def measure_throughput(
         model.to(memory_format=memory_format)
     model.eval()
     use_events = device.type == "cuda"
-    per_cycle = []
     try:
         with torch.inference_mode():
-            for _ in range(cycles):
-                for _ in range(warmup):
-                    step()
-                if use_events:
-                    torch.cuda.synchronize(device)
-                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    for _ in range(reps):
-                        step()
-                    end.record()
-                    end.synchronize()
-                    seconds = start.elapsed_time(end) / 1000.0
-                else:
-                    t0 = _clock()
-                    for _ in range(reps):
-                        out = step()
-                    _ = out.sum().item()  # forces completion on any lazy backend
-                    seconds = _clock() - t0
-                per_cycle.append(reps * batch_size / seconds)
+            per_cycle = [reps * batch_size / _timed(step, warmup, reps, device) for _ in range(cycles)]
     finally:
         model.train(was_training)
         if channels_last:

@@ -458,7 +458,19 @@ def proxy_benchmark(
             raise InputTypeError(f"out: expected a folder path, got {type(out).__name__}")
         root = Path(out)
         _check_out(root, overwrite)
+    settings = dict(
+        seed=seed, size=size, n_scans=n_scans, scan_side=scan_side, n_points=n_points, n_area=n_area,
+        n_val=n_val, n_test=n_test, good_per_defective=good_per_defective, contrast=contrast,
+    )
+    bench = _draw_benchmark(root, **settings)
+    if root is not None:
+        _write(bench, root, settings, overwrite)
+    return bench
 
+
+def _draw_benchmark(root, *, seed, size, n_scans, scan_side, n_points, n_area, n_val, n_test, good_per_defective,
+                    contrast) -> ProxyBenchmark:
+    """Every array of the benchmark, drawn in a fixed order from one generator seeded by ``seed``."""
     gen = np.random.default_rng(seed)
     train_scans = _scan_set(gen, n_scans, scan_side)
     val_scans = _scan_set(gen, n_scans, scan_side)
@@ -468,7 +480,7 @@ def proxy_benchmark(
     real_images, real_masks = _defective_set(train_scans, classes, real_seeds, size, contrast)
     val = _split(val_scans, n_val, good_per_defective, gen, size, contrast)
     test = _split(test_scans, n_test, good_per_defective, gen, size, contrast)
-    bench = ProxyBenchmark(
+    return ProxyBenchmark(
         root=root,
         seed=seed,
         size=size,
@@ -488,13 +500,6 @@ def proxy_benchmark(
         test_classes=test[3],
         test_masks=test[4],
     )
-    if root is not None:
-        settings = dict(
-            seed=seed, size=size, n_scans=n_scans, scan_side=scan_side, n_points=n_points, n_area=n_area,
-            n_val=n_val, n_test=n_test, good_per_defective=good_per_defective, contrast=contrast,
-        )
-        _write(bench, root, settings, overwrite)
-    return bench
 
 
 def _check_out(root: Path, overwrite: bool) -> None:

@@ -215,6 +215,38 @@ def _window_size(size: Any) -> tuple[int, int]:
     raise InputTypeError(f"size: expected an int or an (h, w) pair of ints, got {size!r}")
 
 
+def _stitch_geometry(tiles: np.ndarray, origins: np.ndarray, shape: Any, size: Any) -> tuple[int, int, int, int, int]:
+    """``(H, W, h, w, channels)`` of :func:`stitch`'s output and windows, checked against each other."""
+    if isinstance(shape, np.ndarray):
+        shape = tuple(shape.tolist())
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) not in (2, 3):
+        raise InputValueError(f"shape: expected (H, W) or (H, W, C), got {shape!r}")
+    H = check_int(shape[0], "shape[0]", minimum=1)
+    W = check_int(shape[1], "shape[1]", minimum=1)
+    if tiles.ndim == 1:
+        if size is None:
+            raise InputValueError("size: expected the window size for per-window scalar scores, got None")
+        h, w = _window_size(size)
+        channels = 1
+    else:
+        h, w = tiles.shape[1:3]
+        if size is not None and _window_size(size) != (h, w):
+            raise InputValueError(f"size: expected {(h, w)} like tiles, got {size!r}")
+        channels = tiles.shape[3] if tiles.ndim == 4 else 1
+        if tiles.ndim == 4 and len(shape) == 3 and shape[2] != channels:
+            raise InputValueError(f"shape: expected {channels} channels like tiles, got {tuple(shape)}")
+    if h > H or w > W:
+        raise InputValueError(f"tiles: window size {(h, w)} does not fit into shape {(H, W)}")
+    outside = (origins < 0).any(axis=1) | (origins[:, 0] > H - h) | (origins[:, 1] > W - w)
+    if outside.any():
+        bad = int(np.flatnonzero(outside)[0])
+        raise InputValueError(
+            f"origins: window {bad} at {tuple(int(v) for v in origins[bad])} of size {(h, w)} "
+            f"is not inside shape {(H, W)}"
+        )
+    return H, W, h, w, channels
+
+
 def stitch(
     tiles: Any,
     origins: Any,
@@ -289,33 +321,7 @@ def stitch(
     tiles = check_array(tiles, "tiles", ndim=(1, 3, 4), kinds="biuf")
     n = tiles.shape[0]
     origins = _check_origins(origins, n)
-    if isinstance(shape, np.ndarray):
-        shape = tuple(shape.tolist())
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) not in (2, 3):
-        raise InputValueError(f"shape: expected (H, W) or (H, W, C), got {shape!r}")
-    H = check_int(shape[0], "shape[0]", minimum=1)
-    W = check_int(shape[1], "shape[1]", minimum=1)
-    if tiles.ndim == 1:
-        if size is None:
-            raise InputValueError("size: expected the window size for per-window scalar scores, got None")
-        h, w = _window_size(size)
-        channels = 1
-    else:
-        h, w = tiles.shape[1:3]
-        if size is not None and _window_size(size) != (h, w):
-            raise InputValueError(f"size: expected {(h, w)} like tiles, got {size!r}")
-        channels = tiles.shape[3] if tiles.ndim == 4 else 1
-        if tiles.ndim == 4 and len(shape) == 3 and shape[2] != channels:
-            raise InputValueError(f"shape: expected {channels} channels like tiles, got {tuple(shape)}")
-    if h > H or w > W:
-        raise InputValueError(f"tiles: window size {(h, w)} does not fit into shape {(H, W)}")
-    outside = (origins < 0).any(axis=1) | (origins[:, 0] > H - h) | (origins[:, 1] > W - w)
-    if outside.any():
-        bad = int(np.flatnonzero(outside)[0])
-        raise InputValueError(
-            f"origins: window {bad} at {tuple(int(v) for v in origins[bad])} of size {(h, w)} "
-            f"is not inside shape {(H, W)}"
-        )
+    H, W, h, w, channels = _stitch_geometry(tiles, origins, shape, size)
 
     is_bool = tiles.dtype == np.bool_
     is_half = tiles.dtype == np.float16  # Numba has no float16: work in float32, cast back
