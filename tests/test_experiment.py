@@ -17,7 +17,7 @@ from ispad_core.experiment import (
     select_real,
 )
 from ispad_core.fractions import nested_fractions
-from ispad_core.proxy import proxy_benchmark
+from ispad_core.samples.proxy import proxy_benchmark
 
 TINY_BENCH = dict(size=32, n_scans=1, scan_side=96, n_points=6, n_area=10, n_val=4, n_test=6, good_per_defective=4)
 

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 import ispad_core.samples.proxy as proxy
 from ispad_core.io import read_image, read_mvtec
-from ispad_core.proxy import AREA_CLASSES, POINT_CLASSES, proxy_benchmark, proxy_defect
+from ispad_core.samples.proxy import AREA_CLASSES, POINT_CLASSES, proxy_benchmark, proxy_defect
 from ispad_core.samples import screen_print
 
 SMALL = dict(size=32, n_scans=1, scan_side=128, n_points=4, n_area=6, n_val=4, n_test=6, good_per_defective=5)

@@ -50,7 +50,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Write the benchmark; print what was written and where."""
-    from ispad_core.proxy import proxy_benchmark
+    from ispad_core.samples.proxy import proxy_benchmark
 
     bench = proxy_benchmark(
         args.out,

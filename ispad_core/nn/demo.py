@@ -6,7 +6,7 @@ with real data:
 
 1. one product of the built-in screen print (one design, sheets of several sizes): fault-free
    scans in ``scans/``, a pool of ten "real" defects in ``real/points/`` and ``real/area/`` (five
-   each, drawn by the generator of :mod:`ispad_core.proxy`, which shares no code with the
+   each, drawn by the generator of :mod:`ispad_core.samples.proxy`, which shares no code with the
    synthesizer), and a validation set in ``val/`` (``good/``, ``points/``, ``area/``; 20
    fault-free patches per defective one) from another sheet;
 2. ``stream.h5``: a balanced synthetic stream cut from the scans (``ispad synth``);
@@ -103,7 +103,7 @@ def _sheet(seed: int, side: int) -> np.ndarray:
 
 def _proxy_patches(sheet, kinds, *, seed, size, contrast):
     """"Real" defects of the given classes drawn into random patches of ``sheet``."""
-    from ispad_core.proxy import proxy_defect
+    from ispad_core.samples.proxy import proxy_defect
 
     gen = np.random.default_rng([seed, 7])
     out = []
@@ -118,7 +118,7 @@ def _proxy_patches(sheet, kinds, *, seed, size, contrast):
 def _product_data(root: Path, *, seed: int, size: int, contrast: float, overwrite: bool) -> dict:
     """Fault-free scans, a pool of ten "real" defects and a validation set, all of one product."""
     from ispad_core.io import write_png
-    from ispad_core.proxy import AREA_CLASSES, POINT_CLASSES
+    from ispad_core.samples.proxy import AREA_CLASSES, POINT_CLASSES
     from ispad_core.tiling import random_patches
 
     sheets = [_sheet(seed, side) for side in _SHEETS]

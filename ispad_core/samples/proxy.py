@@ -234,7 +234,7 @@ def proxy_defect(context: np.ndarray, kind: str, *, seed: int, contrast: float =
     Examples
     --------
     >>> from ispad_core._shared.screen_print import screen_print
-    >>> from ispad_core.proxy import proxy_defect
+    >>> from ispad_core.samples.proxy import proxy_defect
     >>> context = screen_print((80, 80), rng=0)
     >>> image, mask = proxy_defect(context, "streak", seed=1)
     >>> image.shape, bool(mask.any()), bool((image[~mask] == context[8:72, 8:72][~mask]).all())
@@ -434,7 +434,7 @@ def proxy_benchmark(
 
     Examples
     --------
-    >>> from ispad_core.proxy import proxy_benchmark
+    >>> from ispad_core.samples.proxy import proxy_benchmark
     >>> bench = proxy_benchmark(seed=0, size=32, n_scans=1, scan_side=96, n_points=2, n_area=3,
     ...                         n_val=2, n_test=4, good_per_defective=5)
     >>> bench.real_images.shape, bench.real_groups.count("area"), bench.test_labels.tolist().count(0)
