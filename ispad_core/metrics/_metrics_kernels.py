@@ -248,3 +248,104 @@ def pro_curve_points(neg_sorted, pos_sorted_desc, weights, n_regions, limit_coun
         if count > limit_count:
             break
     return m
+
+
+# --------------------------------------------------------------------------- per-level reduction
+# Shared by the in-memory functions and by PixelMetrics (batches), so that both give the same
+# bits: the per-level weights are exact fixed-point sums, and the area is reduced in one order.
+
+_TWO32 = 2.0**32
+_TWO64 = 2.0**64
+_UNIT = 2.0**96
+"""Region weights are summed as integers in units of 2**-96 (``1 / size`` of a region of up to
+2**43 pixels is a multiple of it), in two uint64 limbs: exact for fewer than 2**32 regions."""
+
+
+@njit(**NJIT)
+def weight_limbs(sizes):
+    """``(hi, lo)`` with ``hi[r] * 2**64 + lo[r] == (1.0 / sizes[r]) * 2**96`` exactly (uint64)."""
+    hi = np.empty(sizes.size, np.uint64)
+    lo = np.empty(sizes.size, np.uint64)
+    for r in range(sizes.size):
+        m = (1.0 / sizes[r]) * _UNIT  # an integer: a float64 of at most 53 bits, times 2**96
+        h = math.floor(m / _TWO64)
+        hi[r] = np.uint64(h)
+        lo[r] = np.uint64(m - h * _TWO64)  # exact: the low bits of m
+    return hi, lo
+
+
+@njit(**NJIT)
+def level_weights(level_of, region, w_hi, w_lo, n_levels):
+    """Exact per-level sums of the weights of the defective pixels' regions, as 128-bit limbs."""
+    s_hi = np.zeros(n_levels, np.uint64)
+    s_lo = np.zeros(n_levels, np.uint64)
+    for p in range(level_of.size):
+        j = level_of[p]
+        r = region[p]
+        add = w_lo[r]
+        lo = s_lo[j] + add
+        s_hi[j] += w_hi[r] + np.uint64(lo < add)
+        s_lo[j] = lo
+    return s_hi, s_lo
+
+
+@njit(**NJIT)
+def limbs_to_float(s_hi, s_lo):
+    """The float64 values of 128-bit fixed-point sums (units of 2**-96): a fixed rounding."""
+    out = np.empty(s_hi.size, np.float64)
+    for j in range(s_hi.size):
+        out[j] = np.float64(s_hi[j]) * (1.0 / _TWO32) + np.float64(s_lo[j]) * (1.0 / _UNIT)
+    return out
+
+
+@njit(**NJIT)
+def pro_area_levels(weights, greater, equal, limit_count):
+    """Area under the PRO curve up to the FPR limit, in units of anomaly-free pixels, per level.
+
+    Level ``j`` (a distinct defective score, ascending) carries ``weights[j]``, the sum of
+    ``1 / |r|`` over the defective pixels with that score, and has ``greater[j]`` anomaly-free
+    pixels scoring above it and ``equal[j]`` scoring the same. Each such pixel's share of the area
+    is the closed form of :func:`pro_area` (``L - g - e / 2``, ``(L - g)**2 / (2 e)`` or 0), so
+    the area is ``sum_j weights[j] * phi(g_j, e_j)``, summed in level order with compensation.
+    """
+    total = 0.0
+    comp = 0.0
+    for j in range(weights.size):
+        g = np.float64(greater[j])
+        e = np.float64(equal[j])
+        if g + e <= limit_count:
+            phi = limit_count - g - 0.5 * e
+        elif g < limit_count:
+            d = limit_count - g
+            phi = d * d / (2.0 * e)
+        else:
+            continue
+        total, comp = _neumaier_add(total, comp, weights[j] * phi)
+    return total + comp
+
+
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+@njit(**NJIT)
+def dot_u128(a, b):
+    """``sum(a[j] * b[j])`` of non-negative int64 arrays, exact, as the limbs ``(hi, lo)``."""
+    acc_hi = np.uint64(0)
+    acc_lo = np.uint64(0)
+    for j in range(a.size):
+        x = np.uint64(a[j])
+        y = np.uint64(b[j])
+        x0 = x & _M32
+        x1 = x >> _S32
+        y0 = y & _M32
+        y1 = y >> _S32
+        p00 = x0 * y0
+        p01 = x0 * y1
+        p10 = x1 * y0
+        mid = (p00 >> _S32) + (p01 & _M32) + (p10 & _M32)
+        lo = (p00 & _M32) | (mid << _S32)
+        hi = x1 * y1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
+        acc_lo += lo
+        acc_hi += hi + np.uint64(acc_lo < lo)
+    return acc_hi, acc_lo

@@ -455,14 +455,40 @@ def _au_pro(anomaly_maps, masks, *, fpr_limit, structure):
     _require_both_classes(scan)
     pos, ids, sizes = _regions(px, scan.pos_counts, structure)
     levels, level_of = np.unique(pos, return_inverse=True)
-    below, equal = _rank_among_levels(px, levels)
-    # anomaly-free pixels scoring above level j: everything counted in slots after j
-    above = np.cumsum((below + np.append(equal, 0))[::-1])[::-1]
-    greater = above[level_of + 1]
-    limit_count = fpr_limit * scan.n_neg
-    area = K.pro_area(greater, equal[level_of], ids, sizes, limit_count)
-    value = area / (sizes.size * limit_count)
+    under, equal = _under_and_equal(*_rank_among_levels(px, levels))
+    w_hi, w_lo = K.weight_limbs(sizes)
+    s_hi, s_lo = K.level_weights(level_of.reshape(-1), ids, w_hi, w_lo, levels.size)
+    greater = scan.n_neg - under - equal
+    return _au_pro_value(K.limbs_to_float(s_hi, s_lo), greater, equal, scan.n_neg, sizes.size, fpr_limit)
+
+
+def _under_and_equal(below: np.ndarray, equal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly-free pixels strictly below and equal to each level, from :func:`_rank_among_levels`."""
+    under = np.cumsum(below[:-1]) + np.cumsum(np.r_[0, equal[:-1]])
+    return under, equal
+
+
+def _au_pro_value(weights, greater, equal, n_neg: int, n_regions: int, fpr_limit: float) -> float:
+    """AU-PRO from the per-level region weights and anomaly-free counts (shared with batches).
+
+    ``weights[j]``: the sum of ``1 / |r|`` over the defective pixels scoring level ``j`` (levels
+    ascending); ``greater[j]``, ``equal[j]``: anomaly-free pixels scoring above and at it.
+    """
+    limit_count = fpr_limit * n_neg
+    area = K.pro_area_levels(weights, greater, equal, limit_count)
+    value = area / (n_regions * limit_count)
     return float(min(max(value, 0.0), 1.0))
+
+
+def _auroc_value(pos_per_level, under, equal, n_pos: int, n_neg: int) -> float:
+    """Pixel AUROC from the defective pixels per level and the anomaly-free counts below and at it.
+
+    2 U = sum over defective pixels of 2 #(anomaly-free below) + #(anomaly-free equal), summed as
+    an exact 128-bit integer, then one correctly rounded division of Python ints.
+    """
+    hi, lo = K.dot_u128(pos_per_level, 2 * under + equal)
+    twice_u = (int(hi) << 64) | int(lo)
+    return twice_u / (2 * n_pos * n_neg)
 
 
 def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
@@ -512,8 +538,5 @@ def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
     for vals, _, m, _, _, _ in px.chunks:
         end = K.gather_positives(vals, m, pos, end)
     levels, pos_per_level = np.unique(pos, return_counts=True)
-    below, equal = _rank_among_levels(px, levels)
-    # 2 U = sum over defective pixels of 2 #(anomaly-free below) + #(anomaly-free equal)
-    under = np.cumsum(below[:-1]) + np.cumsum(np.r_[0, equal[:-1]])
-    twice_u = int(np.dot(pos_per_level, 2 * under + equal))  # int64: exact below 4.6e18 pairs
-    return twice_u / (2 * n_pos * scan.n_neg)  # Python ints: one correctly rounded division
+    under, equal = _under_and_equal(*_rank_among_levels(px, levels))
+    return _auroc_value(pos_per_level, under, equal, n_pos, scan.n_neg)
