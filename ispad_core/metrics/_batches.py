@@ -20,13 +20,13 @@ from ispad_core._shared.errors import InputError, InputTypeError, InputValueErro
 from ispad_core._shared.validation import check_array, check_same_shape
 from ispad_core.metrics import _batches_kernels as B
 from ispad_core.metrics import _metrics_kernels as K
-from ispad_core.metrics._pro import (
+from ispad_core.metrics._pixel_common import (
     STRUCTURE_8,
-    _au_pro_value,
-    _auroc_value,
-    _check_limit,
-    _mask_view,
-    _score_dtype,
+    au_pro_value,
+    auroc_value,
+    check_limit,
+    mask_view,
+    score_dtype,
 )
 
 __all__ = ["PixelMetrics", "au_pro_batches", "pixel_roc_auc_batches"]
@@ -40,6 +40,10 @@ _FLOAT32_INT = 2**24
 _HASH_START = 1 << 10
 
 
+class _OverBudget(Exception):
+    """Counting would need more subpages than the budget allows (scores spread very thinly)."""
+
+
 def _in_batch(exc: InputError, index: int) -> InputError:
     """The same error, its message's leading argument name followed by the batch index."""
     name, sep, rest = str(exc).partition(": ")
@@ -49,7 +53,7 @@ def _in_batch(exc: InputError, index: int) -> InputError:
 
 def _as_float32(a: np.ndarray, name: str) -> np.ndarray:
     """The scores as float32, refusing any that float32 would change (it would change the metrics)."""
-    _score_dtype(a.dtype, name)  # TypeError for non-real dtypes
+    score_dtype(a.dtype, name)  # TypeError for non-real dtypes
     if a.dtype == np.float32:
         return a
     if a.dtype.kind == "f" and a.dtype.itemsize <= 4 or a.dtype.kind in "iu" and a.dtype.itemsize <= 2:
@@ -86,11 +90,11 @@ def _batch(anomaly_maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, list]
             )
         if anomaly_maps.dtype == object:
             raise InputTypeError("anomaly_maps: expected a numeric array, got dtype object")
-        _score_dtype(anomaly_maps.dtype, "anomaly_maps")
+        score_dtype(anomaly_maps.dtype, "anomaly_maps")
         check_same_shape(anomaly_maps, "anomaly_maps", masks, "masks")
         if masks.dtype == object:
             raise InputTypeError("masks: expected a boolean or integer dtype (non-zero = defective), got dtype object")
-        mviews = _mask_view(masks, "masks")
+        mviews = mask_view(masks, "masks")
         scores = np.ascontiguousarray(_as_float32(anomaly_maps, "anomaly_maps")).reshape(-1)
         size = anomaly_maps.shape[1] * anomaly_maps.shape[2]
         return scores, mviews.reshape(-1), [(i * size, mviews[i]) for i in range(len(mviews))]
@@ -107,7 +111,7 @@ def _batch(anomaly_maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, list]
         m = check_array(masks[i], f"masks[{i}]", ndim=2, allow_empty=True)
         check_same_shape(s, f"anomaly_maps[{i}]", m, f"masks[{i}]")
         s = _as_float32(s, f"anomaly_maps[{i}]")
-        m = _mask_view(m, f"masks[{i}]")
+        m = mask_view(m, f"masks[{i}]")
         scores.append(s.reshape(-1))
         mflat.append(m.reshape(-1) if m.dtype == np.uint8 else (m != 0).reshape(-1).view(np.uint8))
         per_map.append((start, m))
@@ -181,6 +185,8 @@ class PixelMetrics:
         self._n_neg = 0
         self._n_pos = 0
         self._n_regions = 0
+        self._structure = STRUCTURE_8  # (4-connectivity only to document the choice)
+        self._max_subpages = None  # a budget, for the in-memory functions (see _OverBudget)
 
     # ----------------------------------------------------------------------- state
 
@@ -254,22 +260,33 @@ class PixelMetrics:
             bits = scores.view(np.uint32)
             if bits.size > self._stage.size - self._fill:
                 self._flush()
-                if bits.size > self._stage.size:
-                    self._grow_stage(bits.size)
-            if bits.size <= self._stage.size:
+                self._grow_stage(bits.size)
+            if bits.size <= self._stage.size - self._fill:  # check and stage in one pass
                 n_bad, fill = B.stage(bits, mflat, self._stage, self._fill, self._top_counts)
                 self._raise_nonfinite(n_bad)
                 n_neg, self._fill = fill - self._fill, fill
             else:  # larger than the stage: check every score first, then stage piece by piece
                 self._raise_nonfinite(B.count_nonfinite(bits))
-                n_neg = self._stage_in_pieces(bits, mflat)
+                n_neg = self._stage_all(bits, mflat)[1]
         except InputError as exc:
             raise _in_batch(exc, index) from None
+        self._add_counted(bits.size, n_neg, bits, per_map)
+
+    def _add_counted(self, n_pixels: int, n_neg: int, bits: np.ndarray, per_map: list) -> None:
+        """Book a staged batch: its counts, and its defective pixels with their regions."""
         self._n_neg += n_neg
-        self._n_pos += scores.size - n_neg
+        self._n_pos += n_pixels - n_neg
         self._add_defective(bits, per_map)
         self._n_maps += len(per_map)
         self._n_batches += 1
+
+    def _add_unchecked(self, bits: np.ndarray, mflat: np.ndarray, per_map: list) -> int:
+        """Add maps without a separate check pass; return how many scores are NaN or inf (if
+        any are, the counts are wrong and the object must be dropped: for one-shot use)."""
+        n_bad, n_neg = self._stage_all(bits, mflat)
+        if n_bad == 0:
+            self._add_counted(bits.size, n_neg, bits, per_map)
+        return n_bad
 
     @staticmethod
     def _raise_nonfinite(n_bad: int) -> None:
@@ -283,17 +300,20 @@ class PixelMetrics:
             self._low = np.empty(size, np.uint16)
             self._log = np.empty(min(size, _LOG_KEYS), np.uint32)
 
-    def _stage_in_pieces(self, bits: np.ndarray, mflat: np.ndarray) -> int:
-        """Stage a batch larger than the stage (already checked); return its anomaly-free count."""
-        n_neg = 0
+    def _stage_all(self, bits: np.ndarray, mflat: np.ndarray) -> tuple[int, int]:
+        """Stage scores of any number, flushing as the stage fills; ``(n_nonfinite, n_anomaly_free)``
+        (pieces with NaN or inf are left out)."""
+        n_bad = n_neg = 0
+        self._grow_stage(bits.size)
         for start in range(0, bits.size, self._stage.size):
             stop = min(start + self._stage.size, bits.size)
             if stop - start > self._stage.size - self._fill:
                 self._flush()
-            _, fill = B.stage(bits[start:stop], mflat[start:stop], self._stage, self._fill, self._top_counts)
+            bad, fill = B.stage(bits[start:stop], mflat[start:stop], self._stage, self._fill, self._top_counts)
+            n_bad += bad
             n_neg += fill - self._fill
             self._fill = fill
-        return n_neg
+        return n_bad, n_neg
 
     def _flush(self) -> None:
         """Count the staged keys: partition them by group, make the subpages they need, count."""
@@ -306,6 +326,8 @@ class PixelMetrics:
             self._n_groups += new.size
             self._groups = _grown(self._groups, self._n_groups, -1)
         self._n_sub = B.assign_subpages(self._top_counts, self._directory, self._groups, self._need, self._n_sub)
+        if self._max_subpages is not None and self._n_sub > self._max_subpages:
+            raise _OverBudget
         self._subpages = _grown(self._subpages, self._n_sub, 0)
         p, j = 0, 0
         while p >= 0:
@@ -347,7 +369,7 @@ class PixelMetrics:
         for start, mask in per_map:
             if not mask.any():
                 continue
-            labels, n = ndimage.label(mask, structure=STRUCTURE_8)
+            labels, n = ndimage.label(mask, structure=self._structure)
             flat = labels.reshape(-1)
             sizes = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
             w_hi, w_lo = K.weight_limbs(sizes)
@@ -415,10 +437,10 @@ class PixelMetrics:
             If no map was added, no pixel is defective or none is anomaly-free, or ``fpr_limit``
             is outside (0, 1].
         """
-        fpr_limit = _check_limit(fpr_limit)
+        fpr_limit = check_limit(fpr_limit)
         _, weights, below, equal = self._levels()
         greater = self._n_neg - below - equal
-        return _au_pro_value(weights, greater, equal, self._n_neg, self._n_regions, fpr_limit)
+        return au_pro_value(weights, greater, equal, self._n_neg, self._n_regions, fpr_limit)
 
     def pixel_roc_auc(self) -> float:
         """Pixel AUROC of all maps added so far (see :func:`~ispad_core.metrics.pixel_roc_auc`).
@@ -435,7 +457,7 @@ class PixelMetrics:
             If no map was added, or no pixel is defective or none is anomaly-free.
         """
         counts, _, below, equal = self._levels()
-        return _auroc_value(counts, below, equal, self._n_pos, self._n_neg)
+        return auroc_value(counts, below, equal, self._n_pos, self._n_neg)
 
 
 def _grown(a: np.ndarray, rows: int, fill: int) -> np.ndarray:
@@ -506,7 +528,7 @@ def au_pro_batches(batches: Iterable, *, fpr_limit: float = 0.3) -> float:
     >>> au_pro_batches(batches) == au_pro(maps, masks)
     True
     """
-    fpr_limit = _check_limit(fpr_limit)
+    fpr_limit = check_limit(fpr_limit)
     return _fed(batches).au_pro(fpr_limit=fpr_limit)
 
 

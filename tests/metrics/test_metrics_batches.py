@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ispad_core.metrics import (
     PixelMetrics,
     _batches,
+    _pro,
     au_pro,
     au_pro_batches,
     pixel_roc_auc,
@@ -52,13 +53,15 @@ def _fed(maps, masks, bounds, as_list=False):
 
 
 def _check_equal(pm, maps, masks, limits=LIMITS):
-    """Batched == in memory (exactly), and both agree with the literal reference."""
+    """Batched == in memory (exactly), also by the in-memory level path, and == the reference."""
     for limit in limits:
         ours = pm.au_pro(fpr_limit=limit)
         assert ours == au_pro(maps, masks, fpr_limit=limit), limit
+        assert ours == _pro._au_pro(maps, masks, fpr_limit=limit, structure=_pro.STRUCTURE_8, method="levels")
         assert abs(ours - au_pro_ref(maps, masks, fpr_limit=limit)) <= 1e-9, limit
     auroc = pm.pixel_roc_auc()
     assert auroc == pixel_roc_auc(maps, masks)
+    assert auroc == _pro._pixel_roc_auc(maps, masks, method="levels")
     assert abs(auroc - pixel_roc_auc_ref(maps, masks)) <= 1e-12
 
 
@@ -240,7 +243,7 @@ def test_exact_auroc_beyond_int64_products():
     b = np.array([2**40 + 7, 5, 2**62 - 3], dtype=np.int64)
     hi, lo = K.dot_u128(a, b)
     assert (int(hi) << 64) | int(lo) == sum(int(x) * int(y) for x, y in zip(a, b))
-    from ispad_core.metrics._pro import _auroc_value
+    from ispad_core.metrics._pixel_common import auroc_value as _auroc_value
 
     # One defective level with n_pos pixels above n_neg / 3 and tied with n_neg / 3 fault-free
     # pixels: 2U = n_pos * n_neg (2**68, past int64), AUROC exactly 1/2.
@@ -347,3 +350,26 @@ def test_fpr_limit_is_checked_before_reading_the_batches(limit, exc):
     pm.update(*GOOD)
     with pytest.raises(exc, match="fpr_limit: expected"):
         pm.au_pro(fpr_limit=limit)
+
+
+# --------------------------------------------------------------------------- in-memory dispatch
+
+
+def test_in_memory_float32_is_counted_and_thin_scores_fall_back_to_levels(monkeypatch):
+    # float32 maps are counted per distinct score; scores spread so thinly that the counters would
+    # pass the budget are ranked among the defective levels instead, with the same values.
+    rng = np.random.default_rng(30)
+    maps = (10.0 ** rng.uniform(-30, 30, (4, 30, 30))).astype(np.float32)
+    masks = rng.random(maps.shape) < 0.1
+    px = _pro._prepare(maps, masks)
+    assert _pro._counted(px, _pro.STRUCTURE_8) is not None
+    expected = au_pro(maps, masks), pixel_roc_auc(maps, masks)
+    monkeypatch.setattr(_pro, "_COUNT_BUDGET", 0)
+    assert _pro._counted(px, _pro.STRUCTURE_8) is None
+    assert (au_pro(maps, masks), pixel_roc_auc(maps, masks)) == expected
+    assert abs(expected[0] - au_pro_ref(maps, masks)) <= 1e-9
+    bad = maps.copy()
+    bad[3, 29, 29] = np.nan
+    for func in (au_pro, pixel_roc_auc):
+        with pytest.raises(ValueError, match=r"anomaly_maps: expected finite values, got 1 NaN or inf"):
+            func(bad, masks)
