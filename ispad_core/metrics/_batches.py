@@ -1,11 +1,12 @@
 """Pixel AUROC and AU-PRO of maps that arrive batch by batch: one pass, exact, bounded memory.
 
 :class:`PixelMetrics` keeps, for the anomaly-free pixels, an exact count per distinct float32
-score (in pages of 2**16 consecutive scores, see ``_batches_kernels.py``), and for the defective
-pixels a count and an exact sum of region weights per distinct score. That is all that the pixel
-AUROC and AU-PRO depend on, so the results equal those of :func:`~ispad_core.metrics.au_pro` and
-:func:`~ispad_core.metrics.pixel_roc_auc` on all the maps at once, bit for bit, whatever the
-batches. See ``docs/metrics.md``.
+score (one-byte counters in blocks of 4096 consecutive scores, see ``_batches_kernels.py``), and
+for the defective pixels a count and an exact sum of region weights per distinct score. That is
+all that the pixel AUROC and AU-PRO depend on, so the results equal those of
+:func:`~ispad_core.metrics.au_pro` and :func:`~ispad_core.metrics.pixel_roc_auc` on all the maps
+at once, bit for bit, whatever the batches. The in-memory functions use the same counting for
+float32 maps. See ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -132,14 +133,13 @@ class PixelMetrics:
     exact sums of region weights (regions are labelled per map, 8-connected), reduced by the same
     code in the same order.
 
-    Memory does not grow with the number of maps. It holds, for the anomaly-free pixels, one
-    counter (4 bytes; 8 once more than 2**32 - 1 such pixels were seen) for each of 2**16
-    consecutive float32 values around every score that occurred, i.e. 256 KiB per such block,
-    at most 32 MiB per octave ``[2**k, 2**(k+1))`` that the scores reach; for the defective pixels,
-    about 60 bytes per distinct score; and a fixed 25 MiB working stage. So it grows with the
-    number of distinct scores until the octaves are full, never beyond that. Scores spread over
-    [1e-3, 2] need at most 352 MiB for the anomaly-free pixels, however many maps there are.
-    :attr:`nbytes` says what it holds now.
+    Memory does not grow with the number of maps. The anomaly-free pixels take a one-byte
+    counter per float32 value in each block of 4096 consecutive float32 values where a score
+    occurred (a count past 255 goes to an overflow table), so at most 8 MiB per octave
+    ``[2**k, 2**(k+1))`` that the scores reach: scores in [1e-3, 2] need at most 88 MiB however
+    many maps there are. Scores spread very thinly (a few per block, e.g. from 1e-30 to 1e30) cost
+    up to 4 KiB each until their octaves fill. The defective pixels take about 60 bytes per
+    distinct score, and a working stage at most 25 MiB. :attr:`nbytes` says what it holds now.
 
     Scores must be float32 values (float16, 8- and 16-bit integers and float64 or wider integers
     that float32 holds exactly are converted): a count per distinct float64 score would need
@@ -479,7 +479,9 @@ def _fed(batches: Iterable, name: str = "batches") -> PixelMetrics:
     pm = PixelMetrics()
     for i, pair in enumerate(batches):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            got = f"a {type(pair).__name__} of length {len(pair)}" if isinstance(pair, (tuple, list)) else type(pair).__name__
+            got = type(pair).__name__
+            if isinstance(pair, (tuple, list)):
+                got = f"a {got} of length {len(pair)}"
             raise InputTypeError(f"{name}[{i}]: expected a pair (anomaly_maps, masks), got {got}")
         pm.update(pair[0], pair[1])
     return pm
