@@ -1,6 +1,5 @@
 """The grid runner behind ``ispad experiment``."""
 
-import argparse
 import csv
 import json
 import os
@@ -218,9 +217,7 @@ def test_bad_config_is_refused_before_training(bench, tmp_path, edit, match):
     assert not (tmp_path / "runs").exists()
 
 
-def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
-    from ispad_core.cli.experiment import add_parser
-
+def test_toml_file_relative_paths_and_check(bench, tmp_path):
     (tmp_path / "sub").mkdir()
     toml = tmp_path / "sub" / "exp.toml"
     rel = os.path.relpath(bench, toml.parent)  # relative to the config file's folder, not the cwd
@@ -238,11 +235,10 @@ def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
         "mixed_mixed_area5-points5_resnet18_seed2",
     ]
     assert config.train["p_inj"] == 1 / 32
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["experiment", "--config", str(toml), "--out", str(tmp_path / "r"), "--check"])
-    assert args.func(args) == 0
-    assert "4 runs" in capsys.readouterr().out and not (tmp_path / "r").exists()
+    from tests.conftest import run_ispad
+
+    assert "4 runs" in run_ispad("experiment", "--config", toml, "--out", tmp_path / "r", "--check").stdout
+    assert not (tmp_path / "r").exists()
     toml.write_text("[grid\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(toml)
