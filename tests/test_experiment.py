@@ -57,6 +57,7 @@ def tiny_grid(bench, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_tiny_grid_writes_every_file(tiny_grid):
     out, result = tiny_grid
     assert result.ran == 4 and result.skipped == 0
@@ -81,6 +82,7 @@ def test_tiny_grid_writes_every_file(tiny_grid):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(tiny_grid, bench):
     out, first = tiny_grid
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")}
@@ -101,6 +103,7 @@ def test_rerun_skips_finished_runs(tiny_grid, bench):
         run_experiment(changed, out, verbose=False, trainer=must_not_train)
 
 
+@pytest.mark.slow
 def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
     out, result = tiny_grid
     by_strategy = {}
@@ -114,6 +117,7 @@ def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
     assert by_strategy["mixed"]["f1/2"] == [files[i] for i in order["1/2"]]
 
 
+@pytest.mark.slow
 def test_two_jobs_give_the_results_of_one(bench, tmp_path):
     # with the threads fixed, a run is the same computation in a worker process as in this one
     config = _config(bench, fractions=[1])

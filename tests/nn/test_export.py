@@ -69,6 +69,7 @@ def test_batch_axis_is_dynamic_and_metadata_travels(tmp_path, net):
     assert json.loads(props[METADATA_KEY])["backbone"] == "resnet18"
 
 
+@pytest.mark.slow
 def test_model_file_export_and_inspection_on_both_engines(tmp_path, net):
     model_path = save_model(tmp_path / "model.pt", net, metadata=_meta())
     result = export_model_file(model_path, tmp_path / "model.onnx")
