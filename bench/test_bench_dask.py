@@ -28,7 +28,6 @@ import pytest
 distributed = pytest.importorskip("distributed", reason='needs the [dask] extra: pip install "ispad-core[dask]"')
 
 from ispad_core.stream.dask import write_balanced_stream_distributed  # noqa: E402
-from ispad_core.samples import builtin_images  # noqa: E402
 from ispad_core.stream import write_balanced_stream  # noqa: E402
 
 FULL = {"n": 4096, "size": 256, "parts": 8}
@@ -37,13 +36,8 @@ WORKERS = 2
 
 
 @pytest.fixture(scope="module")
-def workload(request):
-    return SMALL if request.config.getoption("benchmark_disable") else FULL
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return builtin_images(0)[0]
+def workload(benchmarks_disabled):
+    return SMALL if benchmarks_disabled else FULL
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +55,6 @@ def client():
         distributed.Client(cluster) as client,
     ):
         yield client
-
-
-@pytest.fixture
-def say(capsys):
-    def _say(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[bench dask] {line}")
-
-    return _say
 
 
 def test_bench_dask_local_cluster(benchmark, workload, sample, client, tmp_path, say):

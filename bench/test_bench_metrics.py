@@ -41,17 +41,6 @@ def workload(request):
     return demo_maps(**(SMALL_WORKLOAD if small else FULL_WORKLOAD))
 
 
-@pytest.fixture
-def say(capsys):
-    """Print a result line even while pytest captures output."""
-
-    def _say(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[bench metrics] {line}")
-
-    return _say
-
-
 def _peak_bytes(func) -> int:
     """Peak of the memory allocated through Python/NumPy during one call (inputs excluded)."""
     tracemalloc.start()

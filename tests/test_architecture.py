@@ -262,6 +262,21 @@ def test_the_private_name_rule_sees_modules_and_names():
     assert _private_parts(Import("ispad_core.io.x", "ispad_core._shared.files", ("_umask",), 1, False)) == ["_umask"]
 
 
+def test_only_the_torch_layer_imports_torch():
+    """torch (and torchvision) are imported in ``nn/`` only, at module level or inside functions:
+    the rooms above it reach torch through ``nn`` (``nn.runtime`` for threads, devices and the
+    process group)."""
+    bad = []
+    for module, tree in TREES.items():
+        if room(module) == "nn":
+            continue
+        for node, _, _ in _walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            bad += [f"{module} (line {node.lineno}) imports {n}" for n in names if n.split(".")[0] in ("torch", "torchvision")]
+    assert not bad, "torch imported outside ispad_core.nn:\n  " + "\n  ".join(bad)
+
+
 def test_top_level_holds_at_most_15_rooms():
     entries = sorted(
         p.name for p in PACKAGE.iterdir() if p.name not in {"__init__.py", "__main__.py", "__pycache__"}

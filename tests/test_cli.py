@@ -1,15 +1,15 @@
-"""The installed ``ispad`` command, run in a subprocess as a user would."""
+"""The ``ispad`` command: run in this process (``ispad_core.cli.main``), and as the installed console
+script in a subprocess where the process itself is the point (a real Ctrl-C, a closed pipe, the
+entry point)."""
 
 import csv
 import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -22,26 +22,14 @@ from ispad_core.io import open_stream, part_path, write_mvtec
 from ispad_core.samples import screen_print
 from ispad_core.synth import PRESETS, DefectParams, params_from_dict
 
-ISPAD = shutil.which("ispad", path=os.path.dirname(sys.executable)) or shutil.which("ispad")
+from tests.conftest import ISPAD, run_ispad_process
+from tests.conftest import run_ispad as ispad
+
 SMALL = ["--size", "64", "--batch-size", "4", "--quiet"]
 
 
-def ispad(*args, cwd=None, expect=0, timeout=900):
-    assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
-    proc = subprocess.run([ISPAD, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
-    assert proc.returncode == expect, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc
-
-
-@pytest.fixture(scope="module")
-def image_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("scans")
-    iio.imwrite(d / "a.png", screen_print((100, 120), rng=0, kind="dots"))
-    iio.imwrite(d / "b.png", screen_print((90, 90), rng=1, kind="mesh"))
-    return d
-
-
 def test_help_and_version():
+    assert run_ispad_process("--version").stdout.strip() == f"ispad {__version__}"  # the console script itself
     assert ispad("--version").stdout.strip() == f"ispad {__version__}"
     top = ispad("--help").stdout
     for command in ("synth", "merge", "gallery", "evaluate", "info"):

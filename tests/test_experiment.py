@@ -1,6 +1,5 @@
 """The grid runner behind ``ispad experiment``."""
 
-import argparse
 import csv
 import json
 import os
@@ -58,6 +57,7 @@ def tiny_grid(bench, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_tiny_grid_writes_every_file(tiny_grid):
     out, result = tiny_grid
     assert result.ran == 4 and result.skipped == 0
@@ -82,6 +82,7 @@ def test_tiny_grid_writes_every_file(tiny_grid):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(tiny_grid, bench):
     out, first = tiny_grid
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")}
@@ -102,6 +103,7 @@ def test_rerun_skips_finished_runs(tiny_grid, bench):
         run_experiment(changed, out, verbose=False, trainer=must_not_train)
 
 
+@pytest.mark.slow
 def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
     out, result = tiny_grid
     by_strategy = {}
@@ -115,6 +117,7 @@ def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
     assert by_strategy["mixed"]["f1/2"] == [files[i] for i in order["1/2"]]
 
 
+@pytest.mark.slow
 def test_two_jobs_give_the_results_of_one(bench, tmp_path):
     # with the threads fixed, a run is the same computation in a worker process as in this one
     config = _config(bench, fractions=[1])
@@ -218,9 +221,7 @@ def test_bad_config_is_refused_before_training(bench, tmp_path, edit, match):
     assert not (tmp_path / "runs").exists()
 
 
-def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
-    from ispad_core.cli.experiment import add_parser
-
+def test_toml_file_relative_paths_and_check(bench, tmp_path):
     (tmp_path / "sub").mkdir()
     toml = tmp_path / "sub" / "exp.toml"
     rel = os.path.relpath(bench, toml.parent)  # relative to the config file's folder, not the cwd
@@ -238,11 +239,10 @@ def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
         "mixed_mixed_area5-points5_resnet18_seed2",
     ]
     assert config.train["p_inj"] == 1 / 32
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["experiment", "--config", str(toml), "--out", str(tmp_path / "r"), "--check"])
-    assert args.func(args) == 0
-    assert "4 runs" in capsys.readouterr().out and not (tmp_path / "r").exists()
+    from tests.conftest import run_ispad
+
+    assert "4 runs" in run_ispad("experiment", "--config", toml, "--out", tmp_path / "r", "--check").stdout
+    assert not (tmp_path / "r").exists()
     toml.write_text("[grid\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(toml)

@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core.stream import SyntheticStream, generation, plan, seed_of_unfinished
 from ispad_core.io import merge_streams, open_stream, part_path
 from ispad_core.samples import screen_print
 from ispad_core.stream import (
+    generation,
+    plan,
+    seed_of_unfinished,
     SyntheticStream,
     balanced_stream,
     reduce_to_8_bits,
@@ -22,11 +24,6 @@ from ispad_core.stream import (
 from ispad_core.synth import PRESETS, DefectParams, params_from_dict, synthesize_steps
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def images():
-    return [screen_print((150, 170), rng=1, kind="dots"), screen_print((130, 130), rng=2, kind="lines")]
 
 
 def collect(gen):

@@ -8,7 +8,6 @@ the model file is. Under ``torchrun --nproc-per-node N`` it joins the process gr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from fractions import Fraction
 from typing import Any
@@ -136,23 +135,6 @@ def _check_factory(args) -> None:
         raise CLIError(f"--allow-factory: names {args.allow_factory}, but --backbone is {args.backbone}")
 
 
-def _init_distributed() -> bool:
-    """Join the process group that torchrun describes in the environment; True if this call did."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
-    return True
-
-
 def _stream_source(args):
     """The stream file's path, or with ``--images`` a :class:`~ispad_core.stream.SyntheticStream`."""
     if args.stream is not None:
@@ -172,11 +154,10 @@ def _stream_source(args):
 def run(args) -> int:
     """Run ``ispad train``; returns the exit status (130 when Ctrl-C stopped the run)."""
     try:
-        import torch
+        from ispad_core.nn import runtime, train_detector
     except ImportError:
         raise CLIError('ispad train needs PyTorch: pip install "ispad-core[torch]"') from None
     _check_factory(args)
-    from ispad_core.nn import train_detector
 
     groups = None if args.groups is None else [g.strip() for g in args.groups.split(",") if g.strip()]
     if groups is not None and not groups:
@@ -187,14 +168,10 @@ def run(args) -> int:
         raise CLIError("--fraction needs --real")
     if args.p_inj is not None and args.real is None:
         raise CLIError("--p-inj needs --real (without it the run is synthetic only)")
-    device = args.device
-    started_group = _init_distributed()
+    started_group = runtime.join_torchrun_group()
     try:
-        import torch.distributed as dist
-
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        if device is None and started_group and torch.cuda.is_available():
-            device = f"cuda:{torch.cuda.current_device()}"
+        rank = runtime.rank()
+        device = args.device if args.device is not None else runtime.process_device(started_group)
         result = train_detector(
             _stream_source(args),
             out=args.out,
@@ -214,9 +191,7 @@ def run(args) -> int:
                       f"continue", file=sys.stderr)
     finally:
         if started_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            runtime.leave_process_group()
     return 130 if result.interrupted else 0
 
 

@@ -345,11 +345,10 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     if images is not None:
         stream: Any = (images[good], labels[good]) if run.strategy == "oversampling" else (images, labels)
     elif run.strategy == "oversampling":
-        from torch.utils.data import Subset
-
         from ispad_core.io import open_stream
+        from ispad_core.nn.runtime import subset
 
-        stream = Subset(open_stream(request.stream_path), good.tolist())
+        stream = subset(open_stream(request.stream_path), good.tolist())
     else:
         stream = request.stream_path
     size = request.val_images.shape[1]
@@ -534,9 +533,9 @@ def _worker(args) -> dict:
     threads = config.train["threads"] or threads
     if threads:
         try:
-            import torch
+            from ispad_core.nn.runtime import set_threads
 
-            torch.set_num_threads(threads)
+            set_threads(threads)
         except ImportError:  # pragma: no cover
             pass
     return _execute(config, run, out, stream_path, device, trainer)
@@ -681,12 +680,12 @@ def _devices(device: str | None, jobs: int) -> list[str | None]:
     if device != "cuda":
         return [device]
     try:
-        import torch
+        from ispad_core.nn.runtime import cuda_devices
 
-        count = torch.cuda.device_count()
+        devices = cuda_devices()
     except ImportError:  # pragma: no cover
-        count = 0
-    return [f"cuda:{k}" for k in range(count)] or ["cuda"]
+        devices = []
+    return devices or ["cuda"]
 
 
 def _say(verbose: bool, i: int, n: int, report: dict) -> None:

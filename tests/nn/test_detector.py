@@ -326,6 +326,7 @@ def _ddp_worker(rank, init_file, root, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_train_detector_under_ddp_rank0_writes(data, tmp_path):
     dist = pytest.importorskip("torch.distributed")
     if not (dist.is_available() and dist.is_gloo_available()):

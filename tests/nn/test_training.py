@@ -32,6 +32,7 @@ def _equal(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_train_learns_and_keeps_best_checkpoint(tmp_path, tiny_model):
     tr, va = bright_spot_data(256, seed=0), bright_spot_data(96, seed=1)
     records = []
@@ -85,6 +86,7 @@ def test_warm_restart_after_t0_iterations(tiny_model):
     assert lrs[2] == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_same_seed_repeats_a_cpu_run_and_leaves_global_rng(tiny_model):
     tr, va = bright_spot_data(128, seed=0), bright_spot_data(32, seed=1)
     state = torch.get_rng_state()
