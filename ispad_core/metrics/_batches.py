@@ -357,7 +357,7 @@ class PixelMetrics:
         self._sum_lo = np.zeros(capacity, np.uint64)
 
     def _hash_shift(self) -> np.uint64:
-        return np.uint64(64 - (self._keys.size.bit_length() - 1))
+        return np.uint64(32 - (self._keys.size.bit_length() - 1))
 
     def _grow_hash(self) -> None:
         old = (self._keys, self._counts, self._sum_hi, self._sum_lo)

@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from ispad_core._shared.config import NJIT
+from ispad_core.metrics._metrics_kernels import add_limbs
 
 TOP_BITS = 16
 N_TOP = 1 << TOP_BITS
@@ -39,7 +40,8 @@ _LOW = np.uint64(N_TOP - 1)
 _SHIFT = np.uint64(TOP_BITS)
 _SUB_SHIFT = np.uint32(SUB_BITS)
 _OFFSET = np.uint32(SUB_SIZE - 1)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_GOLDEN = np.uint64(2654435761)  # Knuth's multiplicative hash: a 32-bit key times it fits 64 bits
+_M32 = np.uint64(0xFFFFFFFF)
 
 
 @njit(**NJIT)
@@ -164,7 +166,7 @@ def count(low, top_counts, offsets, directory, groups, subpages, top_total, log,
 def _slot(keys, k, shift):
     """Slot of key ``k`` in the open-addressing table ``keys`` (0 marks a free slot)."""
     mask = keys.size - 1
-    s = np.int64((k * _GOLDEN) >> shift)
+    s = np.int64(((k * _GOLDEN) & _M32) >> shift)
     while keys[s] != 0 and keys[s] != k:
         s = (s + 1) & mask
     return s
@@ -174,9 +176,9 @@ def _slot(keys, k, shift):
 def add_positives(bits, labels, start, w_hi, w_lo, keys, counts, sum_hi, sum_lo, shift, used, max_used):
     """Count the pixels with ``labels[i] > 0`` per key and add their region's weight.
 
-    Region ``r`` (label ``r``) weighs ``w_hi[r - 1] * 2**64 + w_lo[r - 1]`` in units of 2**-96
+    Region ``r`` (label ``r``) weighs ``w_hi[r - 1] * 2**62 + w_lo[r - 1]`` in units of 2**-96
     (see :func:`ispad_core.metrics._metrics_kernels.weight_limbs`); the per-key sums are exact
-    128-bit integers ``(sum_hi, sum_lo)``, so their value does not depend on the order of the
+    integers ``(sum_hi, sum_lo)``, so their value does not depend on the order of the
     pixels. Starts at pixel ``start``. Returns ``(stop, used)``: ``stop`` is -1 when done, or the
     pixel at which the table reached ``max_used`` keys (grow it and call again from there).
     """
@@ -192,10 +194,7 @@ def add_positives(bits, labels, start, w_hi, w_lo, keys, counts, sum_hi, sum_lo,
             keys[s] = k
             used += 1
         counts[s] += 1
-        add = w_lo[r - 1]
-        lo = sum_lo[s] + add
-        sum_hi[s] += w_hi[r - 1] + np.uint64(lo < add)
-        sum_lo[s] = lo
+        add_limbs(sum_hi, sum_lo, s, w_hi[r - 1], w_lo[r - 1])
     return -1, used
 
 

@@ -254,47 +254,55 @@ def pro_curve_points(neg_sorted, pos_sorted_desc, weights, n_regions, limit_coun
 # Shared by the in-memory functions and by PixelMetrics (batches), so that both give the same
 # bits: the per-level weights are exact fixed-point sums, and the area is reduced in one order.
 
-_TWO32 = 2.0**32
-_TWO64 = 2.0**64
+_TWO62 = 2.0**62
 _UNIT = 2.0**96
+_BASE = np.uint64(1 << 62)
 """Region weights are summed as integers in units of 2**-96 (``1 / size`` of a region of up to
-2**43 pixels is a multiple of it), in two uint64 limbs: exact for fewer than 2**32 regions."""
+2**43 pixels is a multiple of it), held as ``hi * 2**62 + lo`` with ``lo < 2**62`` (so that no
+addition overflows a uint64): exact for fewer than 2**29 regions sharing one score."""
 
 
 @njit(**NJIT)
 def weight_limbs(sizes):
-    """``(hi, lo)`` with ``hi[r] * 2**64 + lo[r] == (1.0 / sizes[r]) * 2**96`` exactly (uint64)."""
+    """``(hi, lo)`` with ``hi[r] * 2**62 + lo[r] == (1.0 / sizes[r]) * 2**96`` exactly, ``lo < 2**62``."""
     hi = np.empty(sizes.size, np.uint64)
     lo = np.empty(sizes.size, np.uint64)
     for r in range(sizes.size):
         m = (1.0 / sizes[r]) * _UNIT  # an integer: a float64 of at most 53 bits, times 2**96
-        h = math.floor(m / _TWO64)
+        h = math.floor(m / _TWO62)
         hi[r] = np.uint64(h)
-        lo[r] = np.uint64(m - h * _TWO64)  # exact: the low bits of m
+        lo[r] = np.uint64(m - h * _TWO62)  # exact: the low bits of m
     return hi, lo
 
 
 @njit(**NJIT)
+def add_limbs(s_hi, s_lo, j, hi, lo):
+    """``(s_hi[j], s_lo[j]) += (hi, lo)``, keeping ``s_lo[j] < 2**62``."""
+    x = s_lo[j] + lo
+    if x >= _BASE:
+        x -= _BASE
+        s_hi[j] += np.uint64(1)
+    s_lo[j] = x
+    s_hi[j] += hi
+
+
+@njit(**NJIT)
 def level_weights(level_of, region, w_hi, w_lo, n_levels):
-    """Exact per-level sums of the weights of the defective pixels' regions, as 128-bit limbs."""
+    """Exact per-level sums of the weights of the defective pixels' regions, as limbs."""
     s_hi = np.zeros(n_levels, np.uint64)
     s_lo = np.zeros(n_levels, np.uint64)
     for p in range(level_of.size):
-        j = level_of[p]
         r = region[p]
-        add = w_lo[r]
-        lo = s_lo[j] + add
-        s_hi[j] += w_hi[r] + np.uint64(lo < add)
-        s_lo[j] = lo
+        add_limbs(s_hi, s_lo, level_of[p], w_hi[r], w_lo[r])
     return s_hi, s_lo
 
 
 @njit(**NJIT)
 def limbs_to_float(s_hi, s_lo):
-    """The float64 values of 128-bit fixed-point sums (units of 2**-96): a fixed rounding."""
+    """The float64 values of the fixed-point sums (units of 2**-96): one fixed rounding rule."""
     out = np.empty(s_hi.size, np.float64)
     for j in range(s_hi.size):
-        out[j] = np.float64(s_hi[j]) * (1.0 / _TWO32) + np.float64(s_lo[j]) * (1.0 / _UNIT)
+        out[j] = np.float64(s_hi[j]) * (_TWO62 / _UNIT) + np.float64(s_lo[j]) * (1.0 / _UNIT)
     return out
 
 
@@ -324,28 +332,25 @@ def pro_area_levels(weights, greater, equal, limit_count):
     return total + comp
 
 
-_M32 = np.uint64(0xFFFFFFFF)
-_S32 = np.uint64(32)
+_M31 = np.uint64((1 << 31) - 1)
+_S31 = np.uint64(31)
 
 
 @njit(**NJIT)
 def dot_u128(a, b):
-    """``sum(a[j] * b[j])`` of non-negative int64 arrays, exact, as the limbs ``(hi, lo)``."""
-    acc_hi = np.uint64(0)
-    acc_lo = np.uint64(0)
+    """``sum(a[j] * b[j])`` of non-negative int64 arrays below 2**62, exact, as ``(hi, lo)`` with
+    the sum ``hi * 2**62 + lo`` (no uint64 addition overflows on the way)."""
+    acc = np.zeros(1, np.uint64)  # the high limb
+    low = np.zeros(1, np.uint64)  # the low limb, < 2**62
     for j in range(a.size):
         x = np.uint64(a[j])
         y = np.uint64(b[j])
-        x0 = x & _M32
-        x1 = x >> _S32
-        y0 = y & _M32
-        y1 = y >> _S32
-        p00 = x0 * y0
-        p01 = x0 * y1
-        p10 = x1 * y0
-        mid = (p00 >> _S32) + (p01 & _M32) + (p10 & _M32)
-        lo = (p00 & _M32) | (mid << _S32)
-        hi = x1 * y1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
-        acc_lo += lo
-        acc_hi += hi + np.uint64(acc_lo < lo)
-    return acc_hi, acc_lo
+        x0 = x & _M31
+        x1 = x >> _S31
+        y0 = y & _M31
+        y1 = y >> _S31
+        cross = x1 * y0 + x0 * y1  # < 2**63: times 2**31
+        acc[0] += x1 * y1 + (cross >> _S31)
+        add_limbs(acc, low, 0, np.uint64(0), (cross & _M31) << _S31)
+        add_limbs(acc, low, 0, np.uint64(0), x0 * y0)
+    return acc[0], low[0]

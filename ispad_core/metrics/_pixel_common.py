@@ -59,5 +59,5 @@ def auroc_value(pos_per_level, under, equal, n_pos: int, n_neg: int) -> float:
     an exact 128-bit integer, then one correctly rounded division of Python ints.
     """
     hi, lo = K.dot_u128(pos_per_level, 2 * under + equal)
-    twice_u = (int(hi) << 64) | int(lo)
+    twice_u = (int(hi) << 62) + int(lo)
     return twice_u / (2 * n_pos * n_neg)
