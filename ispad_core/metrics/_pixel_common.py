@@ -56,7 +56,7 @@ def auroc_value(pos_per_level, under, equal, n_pos: int, n_neg: int) -> float:
     """Pixel AUROC from the defective pixels per level and the anomaly-free counts below and at it.
 
     2 U = sum over defective pixels of 2 #(anomaly-free below) + #(anomaly-free equal), summed as
-    an exact 128-bit integer, then one correctly rounded division of Python ints.
+    an exact integer in two 64-bit words, then one correctly rounded division of Python ints.
     """
     hi, lo = K.dot_u128(pos_per_level, 2 * under + equal)
     twice_u = (int(hi) << 62) + int(lo)
