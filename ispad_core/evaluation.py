@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,10 @@ class ScoreTable:
     ----------
     names : tuple of str
         Test-image names as in the MVTec layout (``area/001.png``), unique.
-    scores : numpy.ndarray of float64, shape (N,)
-        Finite scores, higher = more likely defective.
+    scores : numpy.ndarray of int64, uint64 or float64, shape (N,)
+        Finite scores, higher = more likely defective: int64 (uint64 beyond its range) when every
+        score in the file is written as an integer, so that integer scores stay exact (float64
+        holds integers exactly only up to 2**53), float64 otherwise.
     labels : numpy.ndarray of uint8, shape (N,)
         0 good, 1 defective.
     """
@@ -50,6 +53,8 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
     """Read a CSV of image scores with the columns ``name``, ``score`` and ``label``.
 
     Column names are matched without case and surrounding spaces; other columns are ignored.
+    When every score is written as an integer (``123``, ``-4``) the scores are read as 64-bit
+    integers, exactly, as :mod:`ispad_core.metrics` takes integer arrays; otherwise as float64.
 
     Parameters
     ----------
@@ -68,7 +73,9 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
         If ``path`` is not a file.
     ValueError
         If a column is missing, a score is not a finite number, a label is not 0 or 1, a name
-        appears twice or there are no rows; the message names the file and the line.
+        appears twice or there are no rows; if integer scores go beyond 64 bits, or an integer
+        score beyond 2**53 (which float64 cannot hold exactly) shares the column with fractional
+        scores; the message names the file and the line.
 
     Examples
     --------
@@ -88,15 +95,22 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
         missing = [c for c in ("name", "score", "label") if c not in fields]
         if missing:
             raise InputValueError(f"{name}: {p} needs the columns name, score, label; missing {', '.join(missing)}")
-        names, scores, labels = [], [], []
+        names, scores, labels, integers, fraction_line = [], [], [], [], None
         for row_no, row in enumerate(reader, start=2):
             item = (row[fields["name"]] or "").strip()
-            try:
-                score = float(row[fields["score"]])
-            except (TypeError, ValueError):
-                raise InputValueError(f"{name}: {p} line {row_no}: score {row[fields['score']]!r} is not a number") from None
-            if not math.isfinite(score):
-                raise InputValueError(f"{name}: {p} line {row_no}: score {score} is not finite")
+            text = (row[fields["score"]] or "").strip()
+            if _INTEGER.fullmatch(text):
+                score: int | float = int(text)
+                integers.append((row_no, score))
+            else:
+                try:
+                    score = float(text)
+                except ValueError:
+                    shown = row[fields["score"]]
+                    raise InputValueError(f"{name}: {p} line {row_no}: score {shown!r} is not a number") from None
+                if not math.isfinite(score):
+                    raise InputValueError(f"{name}: {p} line {row_no}: score {score} is not finite")
+                fraction_line = fraction_line or (row_no, text)
             label = (row[fields["label"]] or "").strip()
             if label not in ("0", "1"):
                 raise InputValueError(f"{name}: {p} line {row_no}: label {label!r} is not 0 or 1")
@@ -105,6 +119,7 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
             labels.append(int(label))
     if not names:
         raise InputValueError(f"{name}: {p} has no rows")
+    score_array = _score_array(scores, integers, fraction_line, where=f"{name}: {p}")
     if len(set(names)) != len(names):
         seen, dup = set(), []
         for item in names:
@@ -112,7 +127,32 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
                 dup.append(item)
             seen.add(item)
         raise InputValueError(f"{name}: {p} lists {', '.join(sorted(dup)[:3])} more than once")
-    return ScoreTable(tuple(names), np.array(scores, np.float64), np.array(labels, np.uint8))
+    return ScoreTable(tuple(names), score_array, np.array(labels, np.uint8))
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _score_array(
+    scores: list, integers: list[tuple[int, int]], fraction_line: tuple[int, str] | None, *, where: str
+) -> np.ndarray:
+    """The scores as int64 (uint64 past its range) when all are integers, float64 otherwise; never rounded silently."""
+    if fraction_line is None:  # all integers: exact, as the metrics take them
+        lo, hi = min(scores), max(scores)
+        if -(2**63) <= lo and hi < 2**63:
+            return np.array(scores, np.int64)
+        if lo >= 0 and hi < 2**64:
+            return np.array(scores, np.uint64)
+        row_no, value = next((r, v) for r, v in integers if not -(2**63) <= v < 2**64)
+        raise InputValueError(f"{where} line {row_no}: score {value} does not fit in 64 bits; rescale the scores")
+    for row_no, value in integers:
+        if abs(value) > 2**53:
+            raise InputValueError(
+                f"{where} line {row_no}: score {value} is an integer beyond 2**53, which float64 cannot hold exactly, "
+                f"and other scores are fractions (line {fraction_line[0]}: {fraction_line[1]}), so all would be "
+                "float64; write every score as an integer, or rescale them"
+            )
+    return np.array(scores, np.float64)
 
 
 def read_maps(
@@ -273,7 +313,13 @@ def evaluate_scores(
                 f"{label['scores']}: {len(unscored)} of the {len(data.test_names)} test images of {dataset} have no "
                 f"score, e.g. {', '.join(unscored[:3])}"
             )
-    report = metrics.classification_report(table.labels, table.scores, threshold=threshold)
+    try:
+        report = metrics.classification_report(table.labels, table.scores, threshold=threshold)
+    except ValueError as exc:
+        s = table.scores
+        big = s.dtype.kind in "iu" and (int(s.max()) > 2**53 or int(s.min()) < -(2**53))
+        hint = " (or pass a threshold)" if threshold is None and big else ""
+        raise InputValueError(f"{label['scores']}: {scores}: {exc}{hint}") from None
     result: dict[str, Any] = {
         "n": int(table.labels.size),
         "n_defective": int(table.labels.sum()),

@@ -59,6 +59,68 @@ def test_read_scores_bad_files(tmp_path, rows, header, exc, message):
         read_scores(tmp_path / "none.csv", name="--scores")
 
 
+BIG = 2**53  # float64 holds every integer up to here, not 2**53 + 1
+
+
+def _big_scores(tmp_path):
+    """Integer scores just past 2**53, whose order float64 loses: (csv, labels, scores as Python ints)."""
+    scores = [BIG, BIG + 2, BIG + 1, BIG + 1, BIG + 3, BIG]
+    labels = [0, 0, 1, 1, 1, 0]
+    names = [f"{i}.png" for i in range(len(scores))]
+    return _csv(tmp_path / "big.csv", zip(names, scores, labels)), np.array(labels), scores
+
+
+def test_integer_scores_are_read_exactly(tmp_path):
+    f, _, scores = _big_scores(tmp_path)
+    t = read_scores(f)
+    assert t.scores.dtype == np.int64 and t.scores.tolist() == scores
+    small = read_scores(_csv(tmp_path / "small.csv", [("a", "3", "0"), ("b", " -4 ", "1"), ("c", "+7", "1")]))
+    assert small.scores.dtype == np.int64 and small.scores.tolist() == [3, -4, 7]
+    top = read_scores(_csv(tmp_path / "u.csv", [("a", str(2**64 - 1), "1"), ("b", str(2**63), "0"), ("c", "0", "0")]))
+    assert top.scores.dtype == np.uint64 and top.scores.tolist() == [2**64 - 1, 2**63, 0]
+    mixed = read_scores(_csv(tmp_path / "m.csv", [("a", "3", "0"), ("b", "0.5", "1")]))
+    assert mixed.scores.dtype == np.float64 and mixed.scores.tolist() == [3.0, 0.5]
+
+
+def test_evaluate_keeps_integer_scores_beyond_2_53_exact(tmp_path):
+    f, labels, scores = _big_scores(tmp_path)
+    exact = metrics.classification_report(labels, np.array(scores, np.int64), threshold=float(BIG + 2))
+    rounded = metrics.roc_auc(labels, np.array(scores, np.float64))
+    assert exact.auroc != rounded  # float64 would change the answer: the test can see the difference
+    result = evaluate_scores(f, threshold=float(BIG + 2))
+    assert result["image"] == exact.to_dict()
+    assert result["image"]["auroc"] == metrics.roc_auc(labels, np.array(scores, np.int64)) == 7 / 9
+    assert (result["image"]["tp"], result["image"]["fp"]) == (1, 1)  # BIG + 2 and BIG + 3, not BIG + 1 rounded up
+
+
+def test_the_command_line_gives_the_exact_auroc(tmp_path, capsys):
+    import json
+
+    from ispad_core.cli import main
+
+    f, labels, scores = _big_scores(tmp_path)
+    assert main(["evaluate", "--scores", str(f), "--threshold", str(float(BIG)), "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["image"]["auroc"] == metrics.roc_auc(labels, np.array(scores, np.int64)) == 7 / 9
+
+
+def test_integer_scores_that_cannot_stay_exact_are_refused_by_line(tmp_path):
+    f, _, _ = _big_scores(tmp_path)
+    with pytest.raises(ValueError, match=r"--scores: .*big\.csv: y_score: integer scores beyond 2\*\*53 .*"
+                                         r"\(or pass a threshold\)"):
+        evaluate_scores(f, names={"scores": "--scores"})  # no exact float64 F1-optimal threshold
+    mixed = _csv(tmp_path / "m.csv", [("a", "0.5", "0"), ("b", str(BIG + 1), "1")])
+    with pytest.raises(ValueError, match=r"m\.csv line 3: score 9007199254740993 is an integer beyond 2\*\*53, which "
+                                         r"float64 cannot hold exactly, and other scores are fractions \(line 2: 0\.5\)"):
+        read_scores(mixed)
+    huge = _csv(tmp_path / "h.csv", [("a", "1", "0"), ("b", str(2**64), "1")])
+    with pytest.raises(ValueError, match=r"h\.csv line 3: score 18446744073709551616 does not fit in 64 bits"):
+        read_scores(huge)
+    low = _csv(tmp_path / "l.csv", [("a", str(-(2**63) - 1), "0"), ("b", str(2**63), "1")])
+    with pytest.raises(ValueError, match=r"l\.csv line 2: score -9223372036854775809 does not fit in 64 bits"):
+        read_scores(low)
+
+
 def test_read_maps_finds_each_format_and_checks_shapes(tmp_path):
     from ispad_core.io import write_png
 

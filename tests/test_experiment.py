@@ -18,6 +18,13 @@ from ispad_core.experiment import (
 from ispad_core.fractions import nested_fractions
 from ispad_core.samples.proxy import proxy_benchmark
 
+_TORCH = 'the real trainer needs the [torch] extra: pip install "ispad-core[torch]"'
+
+
+def _needs_torch():
+    pytest.importorskip("torch", reason=_TORCH)
+
+
 TINY_BENCH = dict(size=32, n_scans=1, scan_side=96, n_points=6, n_area=10, n_val=4, n_test=6, good_per_defective=4)
 
 
@@ -52,6 +59,7 @@ def fake_trainer(request, test_images):
 
 @pytest.fixture(scope="module")
 def tiny_grid(bench, tmp_path_factory):
+    _needs_torch()
     out = tmp_path_factory.mktemp("runs") / "runs"
     result = run_experiment(_config(bench), out, verbose=False)
     return out, result
@@ -120,6 +128,7 @@ def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
 @pytest.mark.slow
 def test_two_jobs_give_the_results_of_one(bench, tmp_path):
     # with the threads fixed, a run is the same computation in a worker process as in this one
+    _needs_torch()
     config = _config(bench, fractions=[1])
     config["train"].update(steps=2, threads=1)
     one = run_experiment(config, tmp_path / "one", verbose=False)
@@ -311,6 +320,7 @@ def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
 def test_oversampling_from_the_stream_file_trains(bench, tmp_path, monkeypatch):
     import ispad_core.experiment.runner as ex
 
+    _needs_torch()
     monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(ex, "_CACHE", {})
     config = _config(bench, strategies=["oversampling"], fractions=[1])

@@ -382,9 +382,8 @@ def test_synthetic_stream_in_a_dataloader_gives_the_file_items(tmp_path, images,
     out = tmp_path / "s.h5"
     write_balanced_stream(out, images, 16, size=SIZE, seed=8, batch_size=5)
     stream = SyntheticStream(images, n=16, seed=8, size=SIZE)
-    # forkserver: this test process has run Numba's kernels already (see the next test)
-    context = "forkserver" if workers else None
-    loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=workers, multiprocessing_context=context)
+    # forked workers after this process ran Numba's parallel kernels: they run the serial twins
+    loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=workers)
     got = [torch.cat(parts).numpy() for parts in zip(*loader)]
     with open_stream(out) as f:
         for a, b in zip(got, f[:]):
@@ -394,39 +393,6 @@ def test_synthetic_stream_in_a_dataloader_gives_the_file_items(tmp_path, images,
     for a, b in zip(epoch1, stream[:]):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(epoch1[0], got[0])
-
-
-_FORKED_AFTER_OPENMP = """
-import numba, torch
-from ispad_core.samples import screen_print
-from ispad_core.stream.dataset import SyntheticStream, _gnu_openmp_in_use
-stream = SyntheticStream([screen_print((100, 100), rng=0)], n=4, seed=0, size=48)
-stream[0]
-if not _gnu_openmp_in_use():
-    print("no GNU OpenMP")
-    raise SystemExit
-loader = torch.utils.data.DataLoader(stream, batch_size=2, num_workers=1, multiprocessing_context="fork")
-try:
-    next(iter(loader))
-except RuntimeError as exc:
-    print("refused" if "multiprocessing_context='forkserver'" in str(exc) else exc)
-"""
-
-
-@pytest.mark.torch
-def test_a_forked_worker_after_gnu_openmp_says_what_to_do():
-    # the user chose Numba's OpenMP layer: a forked worker cannot run it, and says what to do
-    pytest.importorskip("torch")
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp"}
-    done = subprocess.run([sys.executable, "-c", _FORKED_AFTER_OPENMP], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    if done.stdout.strip() == "no GNU OpenMP":
-        pytest.skip("Numba's OpenMP layer here is not GNU's")
-    assert done.stdout.strip() == "refused"
 
 
 _FRESH_PROCESS = """

@@ -23,6 +23,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core._shared.config import run_serial
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core.augment import _kernels as K
 from ispad_core.modality import MODALITIES
@@ -218,7 +219,8 @@ def _run(patches: np.ndarray, params: AugmentParams, seeds: np.ndarray, masks: n
         out_masks = mask_u8
     if n and images.size:
         maxval = int(np.iinfo(images.dtype).max)
-        K.augment_batch(images, mask_u8, masks is not None, seeds, params._packed(), maxval, out, out_masks)
+        kernel = K.augment_serial if n == 1 or run_serial() else K.augment_batch
+        kernel(images, mask_u8, masks is not None, seeds, params._packed(), maxval, out, out_masks)
     out = out.reshape(patches.shape)
     return out, (None if masks is None else out_masks.view(masks.dtype))
 
@@ -515,11 +517,12 @@ def warp_affine(patch: Any, matrix: Any, *, order: int = 1, channel_axis: int | 
         work = np.ascontiguousarray(work)[None]
         out = np.empty_like(work)
         identity = np.arange(np.iinfo(work.dtype).max + 1).astype(work.dtype)
-        K.warp_batch_bilinear(work, m, identity, out)
+        K.warp_serial_bilinear(work, m, identity, out)  # one item: a parallel launch costs more
         return out[0].reshape(patch.shape)
     planes = np.ascontiguousarray(np.moveaxis(work, -1, 0))  # (C, H, W)
     out = np.empty_like(planes)
-    K.warp_batch_nearest(planes, m, out)
+    kernel = K.warp_serial_nearest if planes.shape[0] == 1 or run_serial() else K.warp_batch_nearest
+    kernel(planes, m, out)
     return np.moveaxis(out, 0, -1).reshape(patch.shape).view(patch.dtype)
 
 

@@ -321,28 +321,42 @@ def affine_matrix(h, w, angle, scale, shear, vflip, hflip):  # pragma: no cover 
     return m
 
 
-@njit(**NJIT_PARALLEL)
-def augment_batch(images, masks, has_masks, seeds, p, maxval, out, out_masks):  # pragma: no cover
-    """Augment every item of ``images`` (N, H, W, C) into ``out``; ``masks`` (N, H, W) into
-    ``out_masks`` with the same geometry when ``has_masks``. Item ``i`` depends only on its input
-    and ``seeds[i]``. Parallel over items; item ``i`` writes only ``out[i]`` and ``out_masks[i]``.
+@njit(**NJIT)
+def augment_item(images, masks, has_masks, seeds, p, maxval, out, out_masks, i):  # pragma: no cover
+    """Augment item ``i`` of ``images`` (N, H, W, C) into ``out[i]``, and ``masks[i]`` into
+    ``out_masks[i]`` with the same geometry when ``has_masks``; it depends only on its input and
+    ``seeds[i]``, and writes only ``out[i]`` and ``out_masks[i]``.
 
     The illumination change is a look-up table built from the input patch's mean and applied as
     each output pixel is written, so it costs no extra pass over the output."""
-    n, h, w, nch = images.shape
-    for i in prange(n):
-        apply, angle, scale, shear, vflip, hflip, brightness, contrast = draw_params(seeds[i], p)
-        lut = np.empty(maxval + 1, dtype=images.dtype)
-        illumination_lut(images[i], brightness, contrast, lut)
-        if apply:
-            m = affine_matrix(h, w, angle, scale, shear, vflip, hflip)
-            warp_bilinear(images[i], out[i], m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2], lut)
-            if has_masks:
-                warp_nearest(masks[i], out_masks[i], m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2])
-        else:
-            copy_lut(images[i], out[i], lut)
-            if has_masks:
-                copy_flat(masks[i], out_masks[i])
+    h, w = images.shape[1], images.shape[2]
+    apply, angle, scale, shear, vflip, hflip, brightness, contrast = draw_params(seeds[i], p)
+    lut = np.empty(maxval + 1, dtype=images.dtype)
+    illumination_lut(images[i], brightness, contrast, lut)
+    if apply:
+        m = affine_matrix(h, w, angle, scale, shear, vflip, hflip)
+        warp_bilinear(images[i], out[i], m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2], lut)
+        if has_masks:
+            warp_nearest(masks[i], out_masks[i], m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2])
+    else:
+        copy_lut(images[i], out[i], lut)
+        if has_masks:
+            copy_flat(masks[i], out_masks[i])
+
+
+@njit(**NJIT_PARALLEL)
+def augment_batch(images, masks, has_masks, seeds, p, maxval, out, out_masks):  # pragma: no cover
+    """:func:`augment_item` for every item, in parallel over items."""
+    for i in prange(images.shape[0]):
+        augment_item(images, masks, has_masks, seeds, p, maxval, out, out_masks, i)
+
+
+@njit(**NJIT)
+def augment_serial(images, masks, has_masks, seeds, p, maxval, out, out_masks):  # pragma: no cover
+    """:func:`augment_batch` without threads (the same bytes): for one item, where a parallel
+    launch costs more than the item, and in a data-loading worker (``_config.run_serial``)."""
+    for i in range(images.shape[0]):
+        augment_item(images, masks, has_masks, seeds, p, maxval, out, out_masks, i)
 
 
 @njit(**NJIT_PARALLEL)
@@ -359,5 +373,21 @@ def warp_batch_nearest(images, matrix, out):  # pragma: no cover - compiled
     """Nearest-neighbour warp of every plane of ``images`` (N, H, W) with one 2 x 3 ``matrix``.
     Parallel over planes."""
     for i in prange(images.shape[0]):
+        warp_nearest(images[i], out[i], matrix[0, 0], matrix[0, 1], matrix[0, 2],
+                     matrix[1, 0], matrix[1, 1], matrix[1, 2])
+
+
+@njit(**NJIT)
+def warp_serial_bilinear(images, matrix, lut, out):  # pragma: no cover - compiled
+    """:func:`warp_batch_bilinear` without threads (``_config.run_serial``)."""
+    for i in range(images.shape[0]):
+        warp_bilinear(images[i], out[i], matrix[0, 0], matrix[0, 1], matrix[0, 2],
+                      matrix[1, 0], matrix[1, 1], matrix[1, 2], lut)
+
+
+@njit(**NJIT)
+def warp_serial_nearest(images, matrix, out):  # pragma: no cover - compiled
+    """:func:`warp_batch_nearest` without threads (``_config.run_serial``)."""
+    for i in range(images.shape[0]):
         warp_nearest(images[i], out[i], matrix[0, 0], matrix[0, 1], matrix[0, 2],
                      matrix[1, 0], matrix[1, 1], matrix[1, 2])

@@ -24,7 +24,11 @@ What counts as a user error (one line, exit 1) is decided by the exception's typ
 :class:`ispad_core.InputError` family (bad arguments, files, settings; :class:`CLIError` is one),
 any ValueError, and OSError (files: missing, existing, unreadable, busy). Anything else, a
 TypeError or RuntimeError raised inside NumPy, Numba, h5py, Python or by a mistake in the
-library's own code included, is a bug and shows its traceback.
+library's own code included, is a bug and shows its traceback. A full disk is one line naming
+the file and the free space (:class:`ispad_core._shared.files.OutOfSpaceError`, an OSError).
+
+Environment: ``ISPAD_MAX_IMAGE_PIXELS`` sets the largest image, in pixels, that is read (default:
+Pillow's guard against decompression bombs, ``PIL.Image.MAX_IMAGE_PIXELS``; ``none`` for no limit).
 """
 
 from __future__ import annotations

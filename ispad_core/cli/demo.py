@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ispad_core._shared.config import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch loads its OpenMP runtime
     from ispad_core.nn.demo import run_demo
 
     res = run_demo(args.out, seed=args.seed, size=args.size, n=args.n, steps=args.steps, contrast=args.contrast,
@@ -50,6 +53,8 @@ def run(args) -> int:
               f"{'found' if hit else 'missed'}")
     print(f"look at: {outcome.overlay} (heat map and flagged windows), {outcome.json} (report), "
           f"{res.results / 'summary.csv'}")
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in res.stage_seconds.items())
+    print(f"time per stage: {stages}")
     print(f"done in {res.seconds:.0f} s. The same steps with the ispad command (replace the built-in data with yours):")
     for cmd in res.commands:
         print(f"  {cmd}")

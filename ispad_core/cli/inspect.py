@@ -38,7 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--roi", metavar="DIR", help="regions of interest: one mask per scan with the same file name (nonzero = inside)")
     p.add_argument("--min-roi-fraction", type=fraction, metavar="F",
                    help="inspect only windows with at least this fraction inside the ROI (default: any ROI pixel)")
-    p.add_argument("--stride", type=positive, help="step between windows in pixels (default 5/8 of the patch size)")
+    p.add_argument("--stride", type=positive, help="step between windows in pixels, at most the model's patch size (default 5/8 of it)")
     p.add_argument("--threshold", type=float, metavar="P", help="decision threshold on P(defective) (default: the model's)")
     p.add_argument("--batch-size", type=positive, default=128, help="windows per forward pass (default 128)")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ispad",
         description="Synthetic defects, balanced training streams and ISP-AD metrics.",
-        epilog="Run 'ispad COMMAND --help' for the options of a command.",
+        epilog="Run 'ispad COMMAND --help' for the options of a command.\n\n"
+        "environment:\n"
+        "  ISPAD_MAX_IMAGE_PIXELS  the largest image read, in pixels (default: Pillow's guard against\n"
+        "                          decompression bombs, 89 478 485; 'none' for no limit)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ispad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -153,6 +153,9 @@ def _stream_source(args):
 
 def run(args) -> int:
     """Run ``ispad train``; returns the exit status (130 when Ctrl-C stopped the run)."""
+    from ispad_core._shared.config import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch loads its OpenMP runtime
     try:
         from ispad_core.nn import runtime, train_detector
     except ImportError:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import struct
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,6 +128,79 @@ def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image")
     return depth
 
 
+MAX_PIXELS_VARIABLE = "ISPAD_MAX_IMAGE_PIXELS"
+"""The environment variable that sets the largest image (in pixels) the library decodes."""
+
+
+def max_image_pixels() -> int | None:
+    """The largest image, in pixels, that :func:`read_image` decodes (None: no limit).
+
+    It is Pillow's guard against decompression bombs, ``PIL.Image.MAX_IMAGE_PIXELS`` (89 478 485
+    by default, about 9 459 x 9 459). The environment variable ``ISPAD_MAX_IMAGE_PIXELS`` (a number
+    of pixels, or ``none``) raises or lowers it for the whole process, the ``ispad`` command
+    included; in Python, setting ``PIL.Image.MAX_IMAGE_PIXELS`` does the same.
+
+    Raises
+    ------
+    ValueError
+        If the environment variable holds neither a whole number >= 1 nor ``none``.
+    """
+    from PIL import Image
+
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if text:
+        if text.lower() == "none":
+            value = None
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise InputValueError(
+                    f"{MAX_PIXELS_VARIABLE}: expected a number of pixels (a whole number >= 1) or 'none', got {text!r}"
+                )
+        Image.MAX_IMAGE_PIXELS = value  # the decoder must agree with the limit asked for
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _declared_size(data: bytes) -> tuple[int | None, int | None, int] | None:
+    """``(height, width, pixels)`` from the image's header without decoding it (height and width
+    None where only the count is known), or None where the header cannot be read here."""
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width, height * width
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                return height, width, height * width
+        except Image.DecompressionBombError as exc:  # over twice Pillow's limit: it says only how many pixels
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            return (None, None, int(found.group(1))) if found else None
+        except Exception:  # not an image Pillow knows: the decoder reports it
+            return None
+
+
+def _check_pixels(data: bytes, path: Path, name: str) -> None:
+    limit = max_image_pixels()
+    if limit is None:
+        return
+    size = _declared_size(data)
+    if size is None or size[2] <= limit:
+        return
+    height, width, pixels = size
+    what = f"{height} x {width} pixels ({pixels:,} pixels)" if height is not None else f"{pixels:,} pixels"
+    raise InputValueError(
+        f"{name}: {path} is {what}, more than the limit of {limit:,} pixels that guards against "
+        f"decompression bombs; if the image is genuine, raise the limit: set the environment variable "
+        f"{MAX_PIXELS_VARIABLE}={pixels} (or 'none'), or PIL.Image.MAX_IMAGE_PIXELS in Python"
+    )
+
+
 def _decode(data: bytes, path: Path) -> np.ndarray:
     """Decode the bytes of an image file with Pillow (TIFF: any reader imageio has).
 
@@ -175,13 +250,15 @@ def read_image(path: str | os.PathLike, *, name: str = "image", depth: int | tup
     ValueError
         If it cannot be decoded, is a PNG whose data holds fewer rows than its header declares
         (decoders would fill them with zeros), has another bit depth than ``depth`` allows, or
-        has an unsupported channel layout. Every message names the file.
+        has an unsupported channel layout; or if it has more pixels than :func:`max_image_pixels`
+        (the message gives the size, the limit and how to raise it). Every message names the file.
     """
     allowed = _check_depth(depth)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: {path} does not exist")
     data = path.read_bytes()
+    _check_pixels(data, path, name)  # before the decoder (or check_png_data) touches the pixels
     png_depth = check_png_data(data, path, name=name)
     try:
         image = _decode(data, path)
@@ -236,6 +313,8 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     TypeError, ValueError
         If ``image`` is not uint8 or not of one of the shapes above; ValueError also if ``path``
         is a symbolic link or not a regular file.
+    ispad_core._shared.files.OutOfSpaceError
+        If the disk fills up (one line naming the file and the free space; an old file is kept).
 
     Examples
     --------
@@ -248,8 +327,9 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     image = check_array(image, "image", ndim=(2, 3), dtypes=(np.uint8,))
     if image.ndim == 3 and image.shape[2] not in (3, 4):
         raise InputValueError(f"image: expected (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+    data = iio.imwrite("<bytes>", image, extension=".png")  # in memory: a failing write is ours to report
     with atomic_output(path, name="path", overwrite=overwrite) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
+        tmp.write_bytes(data)
     return Path(path)
 
 

@@ -34,7 +34,11 @@ touching the first one's part; the part is created under a unique name and renam
 ``FILE.part`` (never opened through a link there), and the commit renames only the file this
 writer wrote (same inode) and only over a regular file.
 
-Reading. :class:`StreamReader` checks dtypes, channels and labels on open and reads batches by
+Reading. :class:`StreamReader` checks on open (:func:`check_stream_objects`) that each object the
+format names is a dataset stored in the file itself: reached by hard links only (no soft or
+external link, no group where a dataset belongs), with no HDF5 external storage (raw bytes of some
+other file), and virtual only as a merge writes it (whole datasets of the same name in other stream
+files, each checked the same way). It then checks dtypes, channels and labels and reads batches by
 slicing the memory-mapped file at the offsets of HDF5's chunk index, decoding each chunk itself
 (ISA-L or zlib for deflate, zstandard for Zstd) and checking its checksum and size. A file is
 replaced by a rename, never rewritten in place, so the mapping stays valid; a file truncated in
@@ -78,6 +82,122 @@ FIELDS: dict[str, tuple[type, tuple[int, ...]]] = {
 (8-bit grey levels squared), the contrast-to-noise ratio, and the mean absolute change of the
 mask's pixels in 8-bit grey levels. Files written before they existed lack them and stay readable.
 """
+
+_MAX_VIRTUAL_DEPTH = 8
+"""How deep merged streams may nest (a merge of merges); deeper, or a cycle, is refused."""
+
+
+def _object_error(path: Path, name: str, what: str) -> ValueError:
+    return ValueError(
+        f"path: {path}: {name} {what}; a stream file holds its datasets itself "
+        "(write it with ispad synth or merge it with ispad merge)"
+    )
+
+
+def _linked_dataset(f: h5py.File, name: str, path: Path) -> h5py.Dataset | None:
+    """The dataset at ``name``, reached through hard links only; None when the name is missing.
+
+    Every component of ``name`` is looked up with ``getlink=True`` before it is opened, so a soft
+    or external link anywhere on the way (``syn_stream`` itself included) is refused by name
+    instead of being followed.
+    """
+    node: h5py.Group = f
+    parts = name.split("/")
+    for k, part in enumerate(parts):
+        where = "/".join(parts[: k + 1])
+        link = node.get(part, getlink=True)
+        if link is None:
+            return None
+        last = k == len(parts) - 1
+        noun = "a dataset" if last else "a group"
+        if isinstance(link, h5py.SoftLink):
+            raise _object_error(path, where, f"is a soft link (to {link.path}), not {noun}")
+        if isinstance(link, h5py.ExternalLink):
+            raise _object_error(path, where, f"is an external link (to {link.path} in {link.filename}), not {noun}")
+        if not isinstance(link, h5py.HardLink):
+            raise _object_error(path, where, f"is a {type(link).__name__}, not {noun}")
+        obj = node.get(part)
+        if last and not isinstance(obj, h5py.Dataset):
+            kind = "a group" if isinstance(obj, h5py.Group) else f"a {type(obj).__name__}"
+            raise _object_error(path, where, f"is {kind}, not a dataset")
+        if not last and not isinstance(obj, h5py.Group):
+            raise _object_error(path, where, f"is a {type(obj).__name__}, not a group")
+        node = obj
+    return node
+
+
+def check_stream_objects(
+    f: h5py.File, path: Path, names: tuple[str, ...], *, _seen: tuple[Path, ...] = ()
+) -> dict[str, h5py.Dataset]:
+    """Check that each of ``names`` in a stream file is a dataset the file itself holds.
+
+    Refused, with a ValueError that names the file and the object: a soft or external link where
+    a dataset (or the group ``syn_stream``) belongs, a group or named datatype instead of a
+    dataset, a dataset with HDF5 external storage (its bytes in some other, arbitrary file), and a
+    virtual dataset that is not what a merge writes: whole datasets of the same name in other
+    files, each of which passes this check too (merges of merges up to a depth of 8, no cycles).
+    A part of a merge that is missing raises FileNotFoundError naming it.
+
+    Returns the datasets found, by name (a missing name is left out; the caller says what it needs).
+    """
+    found: dict[str, h5py.Dataset] = {}
+    for name in names:
+        dset = _linked_dataset(f, name, path)
+        if dset is None:
+            continue
+        if dset.external:
+            files = ", ".join(sorted({str(entry[0]) for entry in dset.external}))
+            raise _object_error(path, name, f"stores its data outside the file (HDF5 external storage in {files})")
+        if dset.is_virtual:
+            _check_virtual(dset, name, path, _seen + (path.resolve(),))
+        found[name] = dset
+    return found
+
+
+def _check_virtual(dset: h5py.Dataset, name: str, path: Path, seen: tuple[Path, ...]) -> None:
+    if len(seen) > _MAX_VIRTUAL_DEPTH:
+        raise _object_error(path, name, f"is virtual and nests merged streams deeper than {_MAX_VIRTUAL_DEPTH} levels")
+    for source in dset.virtual_sources():
+        if source.file_name == ".":
+            raise _object_error(path, name, f"is virtual and maps {source.dset_name} of the same file")
+        if source.dset_name.lstrip("/") != name:
+            raise _object_error(
+                path, name, f"is virtual and maps {source.dset_name} of {source.file_name} (a merge maps {name})"
+            )
+        if source.src_space.get_select_type() != h5py.h5s.SEL_ALL:
+            raise _object_error(
+                path, name, f"is virtual and maps a selection of {source.file_name} (a merge maps whole parts)"
+            )
+        src = Path(source.file_name)
+        if not src.is_absolute():
+            src = path.parent / src
+        if not src.exists():
+            raise FileNotFoundError(
+                f"path: {path} is a merged stream whose part {source.file_name} is "
+                f"missing (expected at {src}); keep the parts beside it or merge with --copy"
+            )
+        if src.resolve() in seen:
+            raise _object_error(path, name, f"is virtual and maps {source.file_name}, which maps it back (a cycle)")
+        try:
+            part = h5py.File(src, "r")
+        except OSError as exc:
+            raise InputValueError(f"path: {path}: its part {source.file_name} cannot be read ({exc})") from None
+        with part:
+            try:
+                found = check_stream_objects(part, src, (name,), _seen=seen)
+            except ValueError as exc:
+                inner = str(exc).removeprefix("path: ")
+                raise InputValueError(
+                    f"path: {path}: {name} maps the part {source.file_name}, which is refused: {inner}"
+                ) from None
+            if name not in found:
+                raise _object_error(path, name, f"is virtual and maps {name} of {source.file_name}, which has none")
+            if found[name].shape[1:] != dset.shape[1:]:
+                raise _object_error(
+                    path, name, f"is virtual and maps {name} of {source.file_name} of shape {found[name].shape} "
+                    f"into items of shape {dset.shape[1:]}"
+                )
+
 
 _WRITER_ATTRS = (
     "format",

@@ -25,7 +25,15 @@ from ispad_core.io._codec import (
     inflate,
     unzstd,
 )
-from ispad_core.io._streamformat import FIELDS, IMAGES, LABELS, MASKS, _decode_attrs, _part_fingerprint
+from ispad_core.io._streamformat import (
+    FIELDS,
+    IMAGES,
+    LABELS,
+    MASKS,
+    _decode_attrs,
+    _part_fingerprint,
+    check_stream_objects,
+)
 
 # --------------------------------------------------------------------------- reader
 
@@ -101,6 +109,18 @@ def _check_stream_types(f: h5py.File, path: Path) -> None:
         raise InputValueError(f"path: {path}: {MASKS} must be uint8 (0/255), got {masks.dtype}")
     if labels.dtype.kind not in "biu":
         raise InputValueError(f"path: {path}: {LABELS} must hold integers 0/1, got dtype {labels.dtype}")
+    n = images.shape[0]
+    for field, (dtype, item_shape) in FIELDS.items():
+        name = f"syn_stream/{field}"
+        if name not in f:
+            continue
+        dset = f[name]
+        if dset.dtype != np.dtype(dtype):
+            raise InputValueError(f"path: {path}: {name} must be {np.dtype(dtype)}, got {dset.dtype}")
+        if dset.shape != (n, *item_shape):
+            raise InputValueError(
+                f"path: {path}: {name} must have shape {(n, *item_shape)} (one per item), got {dset.shape}"
+            )
 
 
 class StreamReader:
@@ -115,8 +135,11 @@ class StreamReader:
     reopen the file by path), so a torch ``DataLoader`` with worker processes can use one.
 
     Opening checks the file: labels other than 0/1, images that are not uint8 ``(N, H, W)`` or
-    ``(N, H, W, 1 or 3)``, masks that are not uint8 and (for a virtual merge) parts that changed
-    since the merge raise ValueError naming the file.
+    ``(N, H, W, 1 or 3)``, masks that are not uint8, per-item fields of another dtype or shape,
+    (for a virtual merge) parts that changed since the merge, and any object of the format that
+    the file does not hold itself (a soft or external link, a group where a dataset belongs, HDF5
+    external storage, a virtual dataset other than a merge's) raise ValueError naming the file
+    and the object.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -155,8 +178,10 @@ class StreamReader:
         return self._file
 
     def _validate(self, f: h5py.File) -> None:
+        names = (IMAGES, LABELS, MASKS) + tuple(f"syn_stream/{field}" for field in FIELDS)
+        found = check_stream_objects(f, self.path, names)
         for name in (IMAGES, LABELS, MASKS):
-            if name not in f:
+            if name not in found:
                 raise InputValueError(f"path: {self.path} is not a stream file: it has no dataset {name!r}")
         n = f[IMAGES].shape[0]
         if f[LABELS].shape != (n,) or f[MASKS].shape != f[IMAGES].shape[:3]:
@@ -174,18 +199,6 @@ class StreamReader:
                 f"path: {self.path} is an unfinished stream ({done} of {n} items); rerun the write "
                 f"with the same settings to complete it"
             )
-        for name in (IMAGES, MASKS, LABELS):
-            dset = f[name]
-            if dset.is_virtual:
-                for source in dset.virtual_sources():
-                    src = Path(source.file_name)
-                    if not src.is_absolute():
-                        src = self.path.parent / src
-                    if not src.exists():
-                        raise FileNotFoundError(
-                            f"path: {self.path} is a merged stream whose part {source.file_name} is "
-                            f"missing (expected at {src}); keep the parts beside it or merge with --copy"
-                        )
         if "part_fingerprints" in f.attrs:
             self._check_parts(json.loads(f.attrs["part_fingerprints"]))
         self._n = n
@@ -204,7 +217,8 @@ class StreamReader:
             src = self.path.parent / rel
             try:
                 with h5py.File(src, "r") as part:
-                    now = _part_fingerprint(part)
+                    found = check_stream_objects(part, src, (IMAGES, LABELS, MASKS, "syn_stream/seeds"))
+                    now = _part_fingerprint(part) if IMAGES in found and MASKS in found else None
             except OSError as exc:
                 raise InputValueError(f"path: {self.path}: its part {rel} cannot be read ({exc})") from None
             if now != fingerprint:

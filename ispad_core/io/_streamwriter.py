@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import tempfile
 import time
@@ -17,7 +18,7 @@ import h5py
 import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
-from ispad_core._shared.files import current_umask, check_output_path, exclusive_lock, fsync_dir
+from ispad_core._shared.files import current_umask, check_output_path, exclusive_lock, fsync_dir, remove_stale_temporaries
 from ispad_core._shared.validation import check_array, check_choice, check_int, warn_renamed
 from ispad_core._shared.version import __version__
 from ispad_core.io._codec import (
@@ -88,6 +89,41 @@ def _check_part_path(path: Path, name: str) -> None:
         raise InputValueError(f"{name}: {path} exists and is not a regular file; refusing to use or replace it")
 
 
+def _part_job(candidate: Path, output: Path) -> tuple[str, int]:
+    """The job and the finished item count of an unfinished file this library wrote.
+
+    Raises
+    ------
+    FileExistsError
+        If ``candidate`` is not recognisably such a file (not HDF5, or no stream job attribute):
+        it is the user's, and is neither deleted nor resumed.
+    """
+    try:
+        with h5py.File(candidate, "r") as f:
+            job = f.attrs.get("job")
+            done = f.attrs.get("n_done")
+    except Exception as exc:
+        why = f"not readable as HDF5: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+    else:
+        if isinstance(job, bytes):
+            job = job.decode("utf-8", "replace")
+        try:
+            parsed = json.loads(job) if isinstance(job, str) else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("format") == FORMAT and np.ndim(done) == 0:
+            try:
+                return job, int(done)
+            except (TypeError, ValueError):
+                pass
+        why = "it holds no stream job of this library"
+    raise FileExistsError(
+        f"{candidate}: not an unfinished stream file of this library ({why}), yet it has the name the "
+        f"writer of {output.name} uses; it is neither deleted nor resumed: remove or rename it "
+        "(an unfinished file that a crash damaged is not recognisable either)"
+    )
+
+
 def _identity(path: Path) -> tuple[int, int]:
     st = os.lstat(path)
     return st.st_dev, st.st_ino
@@ -139,8 +175,10 @@ class StreamWriter:
     Raises
     ------
     FileExistsError
-        If ``path`` exists and ``overwrite`` is False, or if an unfinished part of a different job
-        is in the way (with ``resume`` True or False).
+        If ``path`` exists and ``overwrite`` is False, if an unfinished part of a different job
+        is in the way (with ``resume`` True or False), or if a file this library did not write
+        (no stream job attribute) is at ``path + ".part"`` (with ``overwrite`` too: only the
+        library's own unfinished files are ever deleted or resumed).
     """
 
     def __init__(
@@ -206,6 +244,8 @@ class StreamWriter:
         """Items taken over from an unfinished part (0 for a fresh write)."""
         self.timings = {"compress": 0.0, "write": 0.0}
         """Seconds spent compressing chunks and handing them to HDF5 (including flushes)."""
+        # what a writer killed between creating its new part and renaming it left (exact names only)
+        remove_stale_temporaries(self.path.parent, names=re.escape(self.path.name), suffix=".new")
         sources = self._find_resumable(resume)
         self._create()
         if sources:
@@ -223,24 +263,18 @@ class StreamWriter:
         """The unfinished files of this job (the part, and copies a resume was replacing), most items first.
 
         Each is moved off ``FILE.part`` so that the new part can take that name; the others (of
-        another job with ``overwrite``, unreadable ones, or all with ``resume=False``) are removed.
+        another job with ``overwrite``, or all with ``resume=False``) are removed. A file at one of
+        these names that this library did not write (no stream job attribute, or not readable
+        as HDF5) is refused by name, before anything is removed.
         """
         names = (self.part, _old_part_path(self.path), _older_part_path(self.path))
-        found: list[tuple[int, Path]] = []
-        for candidate in names:
+        jobs = {}
+        for candidate in names:  # all checked first: nothing is removed when one is the user's
             _check_part_path(candidate, "path")
-            if not candidate.exists():
-                continue
-            try:
-                with h5py.File(candidate, "r") as f:
-                    job = f.attrs["job"]
-                    done = int(f.attrs["n_done"])
-            except Exception as exc:  # a part damaged by a crash: ours to discard
-                warnings.warn(f"discarding unreadable unfinished file {candidate} ({exc})", RuntimeWarning, stacklevel=4)
-                candidate.unlink()
-                continue
-            if isinstance(job, bytes):
-                job = job.decode()
+            if candidate.exists():
+                jobs[candidate] = _part_job(candidate, self.path)
+        found: list[tuple[int, Path]] = []
+        for candidate, (job, done) in jobs.items():
             if job != self.job:
                 if not self.overwrite:
                     raise FileExistsError(
@@ -279,24 +313,27 @@ class StreamWriter:
         except BaseException:
             os.unlink(tmp_name)
             raise
-        self._identity = _identity(Path(tmp_name))
         try:
+            # layout and job first, then the rename: a file at FILE.part always carries its job,
+            # which is how a later writer knows it is ours to resume or discard
+            n, shape = self.n, self.image_shape
+            filt = dataset_filter(self.compression)
+            f.create_dataset(IMAGES, shape=(n, *shape), dtype=np.uint8, chunks=(1, *shape), **filt)
+            f.create_dataset(LABELS, shape=(n,), dtype=np.uint8)
+            for name in self.fields:
+                dtype, item_shape = FIELDS[name]
+                f.create_dataset(f"syn_stream/{name}", shape=(n, *item_shape), dtype=dtype)
+            f.create_dataset(MASKS, shape=(n, *shape[:2]), dtype=np.uint8, chunks=(1, *shape[:2]), **filt)
+            _write_root_attrs(f, self, n_done=0, complete=False)
+            f.flush()
+            self._identity = _identity(Path(tmp_name))
             os.replace(tmp_name, self.part)
         except BaseException:
             f.close()
-            os.unlink(tmp_name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
             raise
         self._file = f
-        n, shape = self.n, self.image_shape
-        filt = dataset_filter(self.compression)
-        f.create_dataset(IMAGES, shape=(n, *shape), dtype=np.uint8, chunks=(1, *shape), **filt)
-        f.create_dataset(LABELS, shape=(n,), dtype=np.uint8)
-        for name in self.fields:
-            dtype, item_shape = FIELDS[name]
-            f.create_dataset(f"syn_stream/{name}", shape=(n, *item_shape), dtype=dtype)
-        f.create_dataset(MASKS, shape=(n, *shape[:2]), dtype=np.uint8, chunks=(1, *shape[:2]), **filt)
-        _write_root_attrs(f, self, n_done=0, complete=False)
-        f.flush()
 
     def _replay(self, sources: list[Path]) -> None:
         """Copy the checkpointed items of the unfinished files batch by batch, as the original

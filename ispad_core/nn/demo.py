@@ -30,7 +30,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ class DemoResult:
         The ``ispad`` commands that repeat each step from the files on disk.
     seconds : float
         Wall time.
+    stage_seconds : dict of str to float
+        Wall time of each stage: ``"data"`` (scans, real defects, validation set), ``"stream"``,
+        ``"training"`` (with the validations and the model file) and ``"inspection"``.
     """
 
     out: Path
@@ -77,11 +80,48 @@ class DemoResult:
     found: tuple
     commands: tuple
     seconds: float
+    stage_seconds: dict = field(default_factory=dict)
 
 
 def _say(verbose: bool, text: str) -> None:
     if verbose:
         print(text, file=sys.stderr, flush=True)
+
+
+def _checked(seed, size, n, steps, batch_size, n_defects, contrast) -> tuple:
+    """The demo's numeric arguments, checked (in this order, as the errors name them)."""
+    seed = check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
+    size = check_int(size, "size", minimum=32, maximum=512)
+    n = check_int(n, "n", minimum=2 * batch_size)
+    steps = check_int(steps, "steps", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=32)
+    n_defects = check_int(n_defects, "n_defects", minimum=0, maximum=8)
+    contrast = check_float(contrast, "contrast", minimum=0.1, maximum=10.0)
+    return seed, size, n, steps, batch_size, n_defects, contrast
+
+
+def _out_folder(out: Any, overwrite: bool) -> Path:
+    """The demo's output folder, made; an existing one only with ``overwrite``."""
+    root = Path(os.fspath(out))
+    if root.exists() and not overwrite:
+        raise FileExistsError(f"out: {root} exists; ask for overwrite (--overwrite) to write into it")
+    if root.exists() and not root.is_dir():
+        raise InputValueError(f"out: {root} exists and is not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+class _Stages:
+    """The wall time of each stage of the demo, said as each one ends."""
+
+    def __init__(self, verbose: bool, started: float) -> None:
+        self.verbose, self.mark, self.seconds = verbose, started, {}
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self.mark
+        self.mark = now
+        _say(self.verbose, f"      {stage}: {self.seconds[stage]:.1f} s")
 
 
 def _overlaps(window: tuple[int, int, int], box: np.ndarray) -> bool:
@@ -203,25 +243,17 @@ def run_demo(
     from ispad_core.stream import write_balanced_stream
     from ispad_core.synth import PRESETS
 
-    seed = check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
-    size = check_int(size, "size", minimum=32, maximum=512)
-    n = check_int(n, "n", minimum=2 * batch_size)
-    steps = check_int(steps, "steps", minimum=1)
-    batch_size = check_int(batch_size, "batch_size", minimum=32)
-    n_defects = check_int(n_defects, "n_defects", minimum=0, maximum=8)
-    contrast = check_float(contrast, "contrast", minimum=0.1, maximum=10.0)
-    root = Path(os.fspath(out))
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"out: {root} exists; ask for overwrite (--overwrite) to write into it")
-    if root.exists() and not root.is_dir():
-        raise InputValueError(f"out: {root} exists and is not a folder")
-    root.mkdir(parents=True, exist_ok=True)
+    seed, size, n, steps, batch_size, n_defects, contrast = _checked(seed, size, n, steps, batch_size, n_defects, contrast)
+    root = _out_folder(out, overwrite)
     started = time.perf_counter()
     q = shlex.quote
+    stages = _Stages(verbose, started)
+    done = stages.done
 
     _say(verbose, f"[1/4] one product of the built-in sample: fault-free scans -> {root / 'scans'}, "
                   f"10 'real' defects (5 points, 5 area) -> {root / 'real'}, a validation set -> {root / 'val'}")
     data = _product_data(root, seed=seed, size=size, contrast=contrast, overwrite=overwrite)
+    done("data")
 
     _say(verbose, f"[2/4] a balanced synthetic stream of {n} patches of {size} x {size} -> {root / 'stream.h5'} "
                   "(the first run compiles the synthesizer's kernels, about 30 s)")
@@ -233,6 +265,7 @@ def run_demo(
     augment = "lsm1" if contrast == 1.0 else None
     write_balanced_stream(stream, data["scans"], n, preset=params, augment=augment, size=size, seed=seed,
                           overwrite=overwrite, verbose=verbose)
+    done("stream")
 
     _say(verbose, f"[3/4] training a ResNet-18 for {steps} steps with the 10 real defects injected (p_inj = 1/32) "
                   f"-> {root / 'model.pt'}")
@@ -240,12 +273,14 @@ def run_demo(
     trained = train_detector(stream, out=model, real=root / "real", val=root / "val", p_inj=1 / 32,
                              max_steps=steps, val_every=max(steps // 4, 1), batch_size=batch_size, seed=seed,
                              overwrite=overwrite, verbose=verbose)
+    done("training")
 
     _say(verbose, f"[4/4] inspecting a new {1536} x {1536} scan with {n_defects} planted defects -> {root / 'results'}")
     scan_file, results = root / "new_scans" / "scan.png", root / "results"
     report, planted, found = _inspect_new_sheet(
         root, model, seed=seed, size=size, n_defects=n_defects, contrast=contrast, overwrite=overwrite, verbose=verbose
     )
+    done("inspection")
 
     commands = (
         f"ispad synth --out {q(str(stream))} --images {q(str(root / 'scans'))} --n {n} --size {size} --seed {seed} "
@@ -264,6 +299,7 @@ def run_demo(
         found=found,
         commands=commands,
         seconds=time.perf_counter() - started,
+        stage_seconds=stages.seconds,
     )
 
 

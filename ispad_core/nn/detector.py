@@ -22,7 +22,9 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -37,7 +39,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from ispad_core._shared.errors import InputTypeError, InputValueError
-from ispad_core._shared.files import atomic_output, check_output_path, exclusive_lock
+from ispad_core._shared.files import atomic_output, check_output_path, exclusive_lock, remove_stale_temporaries
 from ispad_core._shared.validation import check_choice, check_float, check_int
 from ispad_core.metrics import classification_report
 from ispad_core.nn.backbones import classifier
@@ -365,6 +367,21 @@ def _ckpt_dir(out: Path) -> Path:
     return out.with_name(out.name + _CKPT_SUFFIX)
 
 
+def _check_ckpt_dir(ckpt: Path) -> None:
+    """Refuse a link or a non-folder where the checkpoints go (nothing is written through a link)."""
+    try:
+        st = os.lstat(ckpt)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise InputValueError(
+            f"out: the checkpoint folder {ckpt} is a symbolic link; refusing to write through it (remove the link first)"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputValueError(f"out: {ckpt} is where the checkpoints of {ckpt.name[: -len(_CKPT_SUFFIX)]} go, but it is "
+                         "not a folder; refusing to replace it")
+
+
 # --------------------------------------------------------------------------- the entry point
 
 
@@ -472,10 +489,7 @@ def train_detector(
         model = _new_model(cfg, data.channels)
         _say_plan(say, run, data)
         if rank == 0:
-            ckpt.mkdir(exist_ok=True)
-            if not (resume and unfinished):  # a fresh run (re)writes what a resume must match
-                with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
-                    tmp.write_text(json.dumps(recorded, indent=1))
+            _prepare_checkpoints(out, ckpt, recorded, fresh=not (resume and unfinished))
         result, pred = _fit(model, data, run, ckpt, resume)
         report, threshold, group_recall = _validation(pred, data.val_set)
         metadata = _metadata(run, data, recorded, result, report, group_recall, len(pred.labels), t_start)
@@ -517,6 +531,7 @@ def _check_call(out: Any, real: Any, fraction: Any, groups: Any, cfg: TrainSetti
 def _check_outputs(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
     """The checkpoint folder and whether it holds an unfinished run; refuse what would be overwritten."""
     ckpt = _ckpt_dir(out)
+    _check_ckpt_dir(ckpt)
     unfinished = (ckpt / "last.pt").exists()
     if unfinished and not (resume or overwrite):
         raise FileExistsError(
@@ -525,6 +540,18 @@ def _check_outputs(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, b
         )
     check_output_path(out, "out", overwrite=overwrite or (resume and unfinished))
     return ckpt, unfinished
+
+
+def _prepare_checkpoints(out: Path, ckpt: Path, recorded: dict, *, fresh: bool) -> None:
+    """Clean what a killed run left (the temporaries of the model file and of the checkpoints), make
+    the checkpoint folder, and (for a fresh run) write the settings a resume must match."""
+    remove_stale_temporaries(out.parent, names=re.escape(out.name))
+    ckpt.mkdir(exist_ok=True)
+    _check_ckpt_dir(ckpt)  # again: nothing may have put a link there meanwhile
+    remove_stale_temporaries(ckpt, names=rf"last\.pt|best\.pt|{re.escape(_SETTINGS)}")
+    if fresh:  # a fresh run (re)writes what a resume must match
+        with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
+            tmp.write_text(json.dumps(recorded, indent=1))
 
 
 @dataclass

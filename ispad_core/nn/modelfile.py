@@ -3,15 +3,24 @@
 A model file is written by :func:`save_model` with ``torch.save`` (atomically, through
 :func:`ispad_core._shared.files.atomic_output`) and holds one plain dict::
 
-    {"format": "ispad_core.model", "format_version": 1,
+    {"format": "ispad_core.model", "format_version": 2,
      "state_dict": {name: tensor, ...},        # on the CPU
-     "sha256": "<hex digest of the names, dtypes, shapes and bytes of the tensors>",
+     "sha256": "<hex digest of the tensors and of the canonical JSON of the metadata>",
      "metadata": {...}}                         # JSON values only
 
 so that ``torch.load(path, weights_only=True)`` reads it: no Python object is pickled, and a file
 that holds one is refused before any of its code runs. :func:`load_model` checks the file, rebuilds
 the network from the metadata with :func:`ispad_core.nn.classifier`, loads the weights and returns
 the model in eval mode together with the metadata.
+
+The SHA-256 covers the names, dtypes, shapes and bytes of the tensors, in order, and then the
+canonical JSON of the whole metadata (sorted keys, no spaces, UTF-8; the digest itself is not part
+of the metadata): a file whose threshold, patch size or any other metadata was edited after
+:func:`save_model` wrote it is refused like one whose weights were damaged. The digest detects
+edits and damage; it is not a signature (anyone can compute a SHA-256), so it does not make an
+untrusted file trustworthy. Files of format version 1 (whose digest covered the tensors only) are
+still read, with a :class:`ModelFileWarning` saying that their metadata cannot be checked; saving
+the loaded model again writes the current version.
 
 The metadata (see :data:`REQUIRED_KEYS` and :data:`OPTIONAL_KEYS`):
 
@@ -47,6 +56,7 @@ import math
 import numbers
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -68,6 +78,7 @@ __all__ = [
     "OPTIONAL_KEYS",
     "REQUIRED_KEYS",
     "ModelFileError",
+    "ModelFileWarning",
     "load_model",
     "read_model_file",
     "save_model",
@@ -76,8 +87,12 @@ __all__ = [
 FORMAT = "ispad_core.model"
 """The format tag of a model file."""
 
-FORMAT_VERSION = 1
-"""The format version this library writes; it reads this version and older ones."""
+FORMAT_VERSION = 2
+"""The format version this library writes; it reads this version and older ones.
+
+Version 2: the SHA-256 covers the canonical JSON of the metadata as well as the tensors.
+Version 1: the SHA-256 covered the tensors only (still read, with a :class:`ModelFileWarning`).
+"""
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "backbone",
@@ -98,7 +113,11 @@ _ADDED_KEYS = ("library_version", "created", "format", "format_version")
 
 
 class ModelFileError(InputValueError):
-    """A file (a ValueError) is not a usable model file (not one, truncated, corrupt, newer, incomplete)."""
+    """A file (a ValueError) is not a usable model file (not one, truncated, corrupt, edited, newer, incomplete)."""
+
+
+class ModelFileWarning(UserWarning):
+    """A model file is usable but cannot be fully checked (an older format version)."""
 
 
 # --------------------------------------------------------------------------- metadata checks
@@ -180,14 +199,29 @@ def _check_metadata(meta: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _digest(state: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 of the names, dtypes, shapes and bytes of the tensors, in order."""
+def _canonical_json(meta: Any) -> bytes:
+    """The canonical JSON of the metadata: sorted keys, no spaces, UTF-8, no NaN or inf.
+
+    Raises TypeError or ValueError for values that are not JSON (json.dumps's own errors).
+    """
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _digest(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any] | None = None) -> str:
+    """SHA-256 of the names, dtypes, shapes and bytes of the tensors, in order, then of the metadata.
+
+    With ``meta`` None this is the digest of format version 1 (the tensors only); format version 2
+    appends a separator and the canonical JSON of ``meta`` (:func:`_canonical_json`).
+    """
     h = hashlib.sha256()
     for key, t in state.items():
         t = t.detach().to("cpu").contiguous()
         h.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
         if t.numel():
             h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    if meta is not None:
+        h.update(b"\x00metadata\x00")
+        h.update(_canonical_json(meta))
     return h.hexdigest()
 
 
@@ -296,7 +330,7 @@ def save_model(
     >>> path = save_model(os.path.join(tempfile.mkdtemp(), "model.pt"), model, metadata=meta)
     >>> loaded, meta2 = load_model(path)
     >>> meta2["patch_size"], meta2["format_version"], loaded.training
-    (64, 1, False)
+    (64, 2, False)
     """
     if not isinstance(model, nn.Module):
         hint = " (a state dict? pass the module itself)" if isinstance(model, Mapping) else ""
@@ -326,7 +360,7 @@ def save_model(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "state_dict": state,
-        "sha256": _digest(state),
+        "sha256": _digest(state, meta),
         "metadata": meta,
     }
     with atomic_output(path, name="path", overwrite=overwrite) as tmp:
@@ -348,9 +382,16 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     FileNotFoundError
         If ``path`` does not exist.
     ModelFileError
-        (a ValueError) naming the file, if it is not a model file, is truncated or corrupt
-        (checksum included), holds pickled Python objects (refused unread), comes from a newer
-        format version, or lacks metadata keys.
+        (a ValueError) naming the file, if it is not a model file, is truncated or corrupt, was
+        edited after it was written (the SHA-256 covers the weights and the metadata), holds
+        pickled Python objects (refused unread), comes from a newer format version, or lacks
+        metadata keys.
+
+    Warns
+    -----
+    ModelFileWarning
+        For a file of format version 1, whose SHA-256 covers the weights only (read as before;
+        an edit of its metadata cannot be detected).
     IsADirectoryError
         If ``path`` is a folder.
 
@@ -414,11 +455,33 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise ModelFileError(f"{p}: the model file's state_dict is missing or not a dict of str -> Tensor")
+    raw_meta = obj.get("metadata")
     digest = obj.get("sha256")
-    if not isinstance(digest, str) or digest != _digest(state):
-        raise ModelFileError(f"{p}: the model file is corrupt: the weights do not match their SHA-256 checksum; write it again")
+    if version == 1:
+        if not isinstance(digest, str) or digest != _digest(state):
+            raise ModelFileError(
+                f"{p}: refused: the model file was edited or is corrupt: its weights do not match its SHA-256 checksum"
+            )
+        warnings.warn(
+            f"{p}: model file of format version 1, whose SHA-256 covers the weights only: an edit of its "
+            "metadata (threshold, patch_size, ...) cannot be detected. Save it again to write format version "
+            f"{FORMAT_VERSION}: model, meta = load_model(path); save_model(new_path, model, metadata=meta)",
+            ModelFileWarning,
+            stacklevel=3,
+        )
+    else:
+        try:
+            expected = _digest(state, raw_meta)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{p}: the model file's metadata is not JSON ({exc}); write it again") from None
+        if not isinstance(digest, str) or digest != expected:
+            raise ModelFileError(
+                f"{p}: refused: the model file was edited or is corrupt: its weights or metadata do not match its "
+                "SHA-256 checksum (its threshold, patch_size and other metadata can be changed only by saving the "
+                "model again with save_model)"
+            )
     try:
-        meta = _check_metadata(obj.get("metadata"), f"{p}: metadata")
+        meta = _check_metadata(raw_meta, f"{p}: metadata")
     except (TypeError, ValueError) as exc:
         raise ModelFileError(str(exc)) from None
     return state, meta
@@ -448,7 +511,7 @@ def load_model(
 
     The file is read with ``torch.load(weights_only=True)`` (a file holding pickled Python
     objects is refused and nothing in it runs), checked (format tag and version, SHA-256 of the
-    weights, metadata keys and types), the network is rebuilt from the metadata with
+    weights and the metadata, metadata keys and types), the network is rebuilt from the metadata with
     :func:`ispad_core.nn.classifier`, the weights are loaded strictly, and the model is moved to
     ``device`` and put in eval mode.
 
@@ -480,9 +543,10 @@ def load_model(
     FileNotFoundError
         If ``path`` does not exist.
     ModelFileError
-        (a ValueError) naming the file: not a model file, truncated or corrupt, pickled objects
-        refused, newer format version, missing or invalid metadata, weights that do not fit the
-        backbone, or a factory backbone that ``allow_factory`` does not name (the message says
+        (a ValueError) naming the file: not a model file, truncated or corrupt, edited after it
+        was written (weights or metadata, e.g. its threshold), pickled objects refused, newer
+        format version, missing or invalid metadata, weights that do not fit the backbone, or a
+        factory backbone that ``allow_factory`` does not name (the message says
         what to pass).
     TypeError, ValueError
         For a bad ``device`` or ``allow_factory``, or when an allowed factory cannot be imported.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing
+
 import os
 import signal
 import sys
@@ -119,37 +119,6 @@ def _generator(seed: int, *words: int) -> torch.Generator:
     return g
 
 
-#: Modules a forkserver imports once, so that its DataLoader workers start quickly.
-_FORKSERVER_PRELOAD = ["ispad_core.nn.training", "ispad_core.nn.injection", "ispad_core.io", "ispad_core.augment"]
-
-
-def _numba_openmp_started() -> bool:
-    """Whether this process has started Numba's OpenMP threads (any parallel kernel call does)."""
-    try:
-        import numba
-        from numba.np.ufunc import parallel
-    except ImportError:  # pragma: no cover - numba is a dependency of the core
-        return False
-    if not getattr(parallel, "_is_initialized", False):
-        return False
-    try:
-        return numba.threading_layer() == "omp"
-    except ValueError:
-        return False
-
-
-def _worker_context(num_workers: int) -> Any:
-    """How DataLoader workers start: forked (fast), unless this process has started GNU OpenMP
-    threads (Numba's parallel kernels: synthesis, augmentation), after which a forked child that
-    runs such a kernel aborts ("fork() called from a process already using GNU OpenMP"); then
-    from a fork server, whose workers start clean (the dataset is pickled to them)."""
-    if num_workers == 0 or not _numba_openmp_started():
-        return None
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_FORKSERVER_PRELOAD)
-    return ctx
-
-
 def _distributed() -> tuple[bool, int, int]:
     if dist.is_available() and dist.is_initialized():
         return True, dist.get_rank(), dist.get_world_size()
@@ -234,7 +203,6 @@ def _forward_scores(
         num_workers=num_workers,
         collate_fn=_collate,
         generator=_generator(0, 0),  # keeps the global RNG untouched
-        multiprocessing_context=_worker_context(num_workers),
     )
     scores, labels, loss_sum = [], [], 0.0
     with torch.inference_mode():
@@ -443,7 +411,7 @@ class EpochRecord:
     val_mcc : float
         MCC on the validation data at its F1-optimal threshold (NaN if it holds one class).
     lr : float
-        Learning rate after the last step.
+        Learning rate of the last optimizer step before this validation (the rate that step used).
     patches_per_s : float
         Training rate over all processes.
     seconds : float
@@ -525,7 +493,10 @@ class TrainResult:
 
 def _atomic_save(obj: Any, path: str) -> None:
     with atomic_output(path, name="checkpoint_dir", overwrite=True) as tmp:
-        torch.save(obj, tmp)
+        # through a Python file object: a full disk then raises OSError(ENOSPC), which
+        # atomic_output reports in one line, where torch's own file writer raises a bare RuntimeError
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
 
 
 def _cpu_state(model: nn.Module) -> dict:
@@ -756,6 +727,7 @@ class _Trainer:
         self.sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             self.opt, T_0=cfg.t_0, T_mult=cfg.t_mult, eta_min=cfg.lr_min)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
+        self.step_lr = float(cfg.lr)
         ckpt = cfg.checkpoint_dir
         self.last_path = None if ckpt is None else os.path.join(ckpt, "last.pt")
         self.best_path = None if ckpt is None else os.path.join(ckpt, "best.pt")
@@ -851,8 +823,7 @@ class _Trainer:
         workers = self.cfg.workers
         loader = DataLoader(self.train_set, batch_size=bs, sampler=order[skip * bs:], num_workers=workers,
                             collate_fn=_collate, drop_last=drop_last, generator=gen,
-                            worker_init_fn=_ignore_sigint if workers and self.cfg.interruptible else None,
-                            multiprocessing_context=_worker_context(workers))
+                            worker_init_fn=_ignore_sigint if workers and self.cfg.interruptible else None)
         return loader, n_batches
 
     # -- steps and validation ----------------------------------------------------------------
@@ -878,6 +849,7 @@ class _Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        self.step_lr = float(self.opt.param_groups[0]["lr"])  # this step's rate, before the schedule moves on
         self.sched.step()
         loss = loss.detach()
         self.loss_sum += loss.double() * y.shape[0]
@@ -923,7 +895,7 @@ class _Trainer:
             train_loss=float(loss_sum) / max(total_seen, 1.0),
             val_loss=pred.loss,
             val_mcc=_val_mcc(pred.labels, pred.scores),
-            lr=float(self.sched.get_last_lr()[0]),
+            lr=self.step_lr,
             patches_per_s=total_seen / max(self.train_seconds, 1e-9),
             seconds=time.perf_counter() - self.t_interval,
             improved=improved,

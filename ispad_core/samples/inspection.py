@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ispad_core._shared.errors import InputValueError, InvisibleDefectError
-from ispad_core._shared.screen_print import KINDS, check_shape, screen_print
+from ispad_core._shared.screen_print import check_shape, screen_print
 from ispad_core._shared.validation import RNGLike, as_generator, check_choice, check_float, check_int
 from ispad_core.synth import PRESETS, DefectMixture, synthesize
 

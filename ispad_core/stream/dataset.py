@@ -25,9 +25,11 @@ __all__ = ["SyntheticStream"]
 def _prefer_fork_safe_numba() -> None:
     """Let Numba pick a fork-safe threading layer, unless it has picked one or the user chose.
 
-    A torch ``DataLoader`` forks its workers on Linux, and Numba's GNU OpenMP layer aborts a forked
-    child that launches a parallel kernel; ``"forksafe"`` picks TBB if installed, else Numba's
-    own workqueue (the same speed for our kernels, which ``prange`` over whole items).
+    Numba's GNU OpenMP layer aborts a forked child that launches a parallel kernel, and its
+    threads spin while they wait; ``"forksafe"`` picks TBB if installed, else Numba's own
+    workqueue (the same speed for our kernels, which ``prange`` over whole items). The library's
+    own worker processes never launch one (they call the serial twins, ``_shared.config.run_serial``);
+    this keeps the choice safe for a user's forked processes that run Numba code of their own.
     """
     import numba
 
@@ -41,19 +43,6 @@ def _prefer_fork_safe_numba() -> None:
 
 
 _prefer_fork_safe_numba()  # at import, before any kernel of the library can have run
-
-
-def _gnu_openmp_in_use() -> bool:
-    import numba
-
-    try:
-        if numba.threading_layer() != "omp":
-            return False
-        from numba.np.ufunc import omppool
-
-        return getattr(omppool, "openmp_vendor", "GNU") == "GNU"
-    except (ValueError, ImportError):
-        return False
 
 
 class SyntheticStream:
@@ -71,13 +60,12 @@ class SyntheticStream:
     epoch 0 is the file's stream. ``stream[indices]`` and :meth:`__getitems__` (which a torch
     ``DataLoader`` calls with a whole batch of indices) make a batch with one call of each kernel.
 
-    The object pickles (with its images), so ``DataLoader`` worker processes can use it; in any
-    process other than the one that made it (a worker), it first sets Numba to
-    ``worker_threads`` threads (default 1), so that ``k`` workers use ``k`` cores. Workers forked
-    on Linux need a fork-safe Numba threading layer: unless Numba has run a parallel kernel
-    already or ``NUMBA_THREADING_LAYER`` is set, making a stream selects ``"forksafe"`` (TBB if
-    installed, else Numba's workqueue); after GNU OpenMP has started, a forked worker raises a
-    RuntimeError that says to use ``multiprocessing_context="forkserver"``.
+    The object pickles (with its images), so ``DataLoader`` worker processes can use it, started
+    in any way (fork, forkserver, spawn), whatever Numba threading layer and torch threads the
+    parent runs: a worker (a torch ``DataLoader`` worker, or any process forked from one that
+    imported the library) makes its items with the serial twins of the kernels, the same bytes
+    without a thread pool, so that ``k`` workers use ``k`` cores. In any other process than the
+    one that made it, the stream also sets Numba to ``worker_threads`` threads (default 1).
 
     Parameters
     ----------
@@ -93,7 +81,8 @@ class SyntheticStream:
     epoch : int
         The starting epoch (default 0).
     worker_threads : int or None
-        Numba threads in a worker process; None leaves Numba's setting alone.
+        Numba threads in another process than the one that made the stream (one that is not a
+        worker, e.g. started by spawn outside a ``DataLoader``); None leaves Numba's setting alone.
     names : sequence of str, optional
         The images' file names, for error messages.
     spec : StreamSpec, optional
@@ -191,16 +180,9 @@ class SyntheticStream:
     def _in_this_process(self) -> None:
         pid = os.getpid()
         if self._pid != pid:
-            import numba
-
-            if self._pid is not None and _gnu_openmp_in_use():  # forked, not unpickled
-                raise RuntimeError(
-                    "SyntheticStream: this process was forked from one that already runs Numba's GNU "
-                    "OpenMP threading layer, which cannot run in a forked child; give the DataLoader "
-                    "multiprocessing_context='forkserver' (or 'spawn'), or set "
-                    "NUMBA_THREADING_LAYER=workqueue before the first kernel runs"
-                )
             if self.worker_threads is not None:
+                import numba
+
                 numba.set_num_threads(min(self.worker_threads, numba.config.NUMBA_NUM_THREADS))
             self._pid = pid
 

@@ -8,6 +8,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core._shared.config import run_serial
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import (
     RNGLike,
@@ -251,7 +252,7 @@ def _run(arr: np.ndarray, params, seeds: np.ndarray, defective: np.ndarray, debu
         pts = np.zeros((1, 1, 2))
         starts = np.zeros((1, 1), dtype=np.int64)
     if n:
-        kernel = K.synth_serial if n == 1 else K.synth_batch
+        kernel = K.synth_serial if n == 1 or run_serial() else K.synth_batch  # run_serial: in a loader worker
         kernel(
             images.reshape(n, -1), masks.reshape(n, -1), h, w, nch, seeds, defective, table, cum,
             maxval, scale, vis, accepted, attempts, info, debug, tex, pts, starts,

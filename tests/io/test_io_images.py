@@ -195,3 +195,93 @@ def test_a_16_bit_colour_png_is_not_cut_to_8_bits(tmp_path):
     for depth in (8, 16, (8, 16)):
         with pytest.raises(ValueError, match="rgb16.png is a 16-bit colour PNG, which the decoder would cut to 8 bits"):
             read_image(tmp_path / "rgb16.png", depth=depth)
+
+
+# --------------------------------------------------------------------------- the decoder's pixel limit
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    """Pillow's decompression-bomb limit lowered to 1 000 pixels (instead of a 20 000 x 20 000 scan)."""
+    from PIL import Image
+
+    monkeypatch.delenv("ISPAD_MAX_IMAGE_PIXELS", raising=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    return Image
+
+
+def _save(path, image):
+    from PIL import Image
+
+    if path.suffix == ".png":
+        write_png(path, image)
+    else:
+        Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp", ".jpg"])
+@pytest.mark.parametrize("shape", [(30, 40), (100, 120)])  # above the limit; above twice the limit
+def test_an_image_over_the_pixel_limit_is_refused_with_its_size_and_how_to_raise_it(tmp_path, small_limit, suffix,
+                                                                                   shape):
+    path = _save(tmp_path / f"scan{suffix}", np.zeros(shape, np.uint8))
+    with pytest.raises(ValueError) as info:
+        read_image(path, name="--images")
+    message = str(info.value)
+    pixels = shape[0] * shape[1]
+    assert message.startswith(f"--images: {path} ") and "\n" not in message
+    assert f"{pixels:,} pixels" in message and "limit of 1,000 pixels" in message
+    assert f"ISPAD_MAX_IMAGE_PIXELS={pixels}" in message and "PIL.Image.MAX_IMAGE_PIXELS" in message
+    if suffix == ".png" or shape == (30, 40):
+        assert f"is {shape[0]} x {shape[1]} pixels" in message
+
+
+@pytest.mark.parametrize("value", ["12000", "12_000", "none"])
+def test_the_pixel_limit_is_raised_through_the_environment(tmp_path, small_limit, monkeypatch, value):
+    image = np.arange(100 * 120, dtype=np.uint32).reshape(100, 120).astype(np.uint8)
+    path = _save(tmp_path / "scan.png", image)
+    monkeypatch.setenv("ISPAD_MAX_IMAGE_PIXELS", value)
+    np.testing.assert_array_equal(read_image(path), image)
+    monkeypatch.setenv("ISPAD_MAX_IMAGE_PIXELS", "11999")
+    with pytest.raises(ValueError, match="limit of 11,999 pixels"):
+        read_image(path)
+
+
+def test_a_bad_pixel_limit_in_the_environment_is_named(tmp_path, small_limit, monkeypatch):
+    path = _save(tmp_path / "scan.png", np.zeros((10, 10), np.uint8))
+    monkeypatch.setenv("ISPAD_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match=r"ISPAD_MAX_IMAGE_PIXELS: expected a number of pixels .*, got 'lots'"):
+        read_image(path)
+
+
+def test_cli_a_scan_over_the_pixel_limit_is_one_line(tmp_path, small_limit, capsys):
+    from ispad_core.cli import main
+
+    (tmp_path / "scans").mkdir()
+    _save(tmp_path / "scans" / "big.png", np.zeros((64, 64), np.uint8))
+    rc = main(["synth", "--images", str(tmp_path / "scans"), "--out", str(tmp_path / "s.h5"), "--n", "8",
+               "--size", "32", "--seed", "0"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ispad synth: error: ")]
+    assert rc == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert "64 x 64 pixels" in errors[0] and "ISPAD_MAX_IMAGE_PIXELS=4096" in errors[0]
+
+
+def test_write_png_on_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import os
+    import pathlib
+
+    from ispad_core._shared.files import OutOfSpaceError
+
+    path = write_png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
+    before = path.read_bytes()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(OutOfSpaceError, match=r"path: the disk is full while writing .*a.png \(.* free .*the old a.png is kept"):
+        write_png(path, np.full((8, 8), 255, np.uint8), overwrite=True)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["a.png"]

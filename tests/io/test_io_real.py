@@ -24,7 +24,9 @@ def test_groups_come_from_sub_folders_in_name_order(tmp_path):
     import imageio.v3 as iio
 
     root = _tree(tmp_path / "real", ["points/b.png", "points/a.png", "area/z.png", "scratch/1.png"])
-    iio.imwrite(root / "area" / "y.tif", np.full((48, 50), 7, np.uint8))
+    # Pillow writes the TIFF (and the library reads it with Pillow): no tifffile needed, which the
+    # test extra does not install (imageio would fall back to its deprecated vendored copy and warn)
+    iio.imwrite(root / "area" / "y.tif", np.full((48, 50), 7, np.uint8), plugin="pillow")
     iio.imwrite(root / "area" / "x.bmp", np.full((50, 48), 9, np.uint8))
     (root / "area" / "notes.txt").write_text("ignored")
     (root / ".hidden").mkdir()
@@ -34,6 +36,7 @@ def test_groups_come_from_sub_folders_in_name_order(tmp_path):
     assert real.groups == ("area",) * 3 + ("points",) * 2 + ("scratch",)
     assert real.group_names == ("area", "points", "scratch") and real.counts() == {"area": 3, "points": 2, "scratch": 1}
     assert real[0].shape == (50, 48) and int(real[0][0, 0]) == 9 and int(real[3][0, 0]) == 10  # points/a.png
+    assert real[1].shape == (48, 50) and int(real[1][0, 0]) == 7  # the TIFF
     again = read_real_defects(root, size=32)
     assert again.files == real.files and all(np.array_equal(a, b) for a, b in zip(again.images, real.images))
 

@@ -250,13 +250,74 @@ def test_damaged_part_is_regenerated_from_the_damage(tmp_path):
     assert path.read_bytes() == whole.read_bytes()
 
 
-def test_unreadable_part_is_discarded_with_a_warning(tmp_path):
+def _users_h5(path, **attrs):
+    with h5py.File(path, "w") as f:
+        f["data"] = np.arange(5)
+        for k, v in attrs.items():
+            f.attrs[k] = v
+
+
+@pytest.mark.parametrize("suffix", [".part", ".part.old", ".part.older"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: p.write_bytes(b"my notes, not hdf5"),
+        lambda p: _users_h5(p),                                        # an HDF5 file without a job
+        lambda p: _users_h5(p, job="nightly", n_done=3),                # someone else's "job"
+        lambda p: _users_h5(p, job='{"format": "other"}', n_done=3),    # JSON, but not a stream job
+    ],
+    ids=["bytes", "h5", "h5-job-text", "h5-job-json"],
+)
+@pytest.mark.parametrize("kw", [{}, {"overwrite": True}, {"resume": False}, {"resume": False, "overwrite": True}])
+def test_a_file_the_library_did_not_write_is_never_deleted_or_resumed(tmp_path, make, suffix, kw):
+    # only an unfinished file with this library's job attribute is ours to delete or resume;
+    # anything else at FILE.part is the user's, with or without overwrite
     images, masks, labels = make_items(n=5)
     path = tmp_path / "s.h5"
-    part_path(path).write_bytes(b"not hdf5")
-    with pytest.warns(RuntimeWarning, match="discarding unreadable unfinished file"):
-        assert resume(path, images, masks, labels) == 0
-    assert len(open_stream(path)) == 5
+    theirs = path.with_name(path.name + suffix)
+    make(theirs)
+    before = theirs.read_bytes()
+    with pytest.raises(FileExistsError, match=f"{theirs}: not an unfinished stream file of this library") as info:
+        resume(path, images, masks, labels, **kw)
+    assert "remove or rename it" in str(info.value)
+    assert theirs.read_bytes() == before and not path.exists() and not (tmp_path / "s.h5.lock").exists()
+    assert sorted(os.listdir(tmp_path)) == [theirs.name]
+
+
+def test_a_crashed_part_of_this_library_without_items_is_still_ours(tmp_path):
+    # a part renamed into place already carries its job: one interrupted before any batch is
+    # recognised and discarded by a fresh write
+    images, masks, labels = make_items(n=6)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=0)
+    with h5py.File(part_path(path), "r") as f:
+        assert int(f.attrs["n_done"]) == 0 and "job" in f.attrs
+    assert resume(path, images, masks, labels) == 0 and len(open_stream(path)) == 6
+
+
+def test_a_new_writer_removes_what_a_killed_one_left_before_its_rename(tmp_path):
+    images, masks, labels = make_items(n=5)
+    path = tmp_path / "s.h5"
+    left = tmp_path / ".s.h5.a1b2_c3d.new"  # killed between creating its new part and renaming it
+    left.write_bytes(b"\x89HDF half written")
+    users = [tmp_path / ".s.h5.new", tmp_path / ".t.h5.a1b2_c3d.new"]
+    for p in users:
+        p.write_text("mine")
+    write_stream(path, images, masks, labels)
+    assert not left.exists() and all(p.read_text() == "mine" for p in users)
+
+
+def test_cli_synth_refuses_a_users_file_at_the_part_name_in_one_line(tmp_path, capsys):
+    from ispad_core.cli import main
+
+    out = tmp_path / "s.h5"
+    theirs = part_path(out)
+    theirs.write_text("three weeks of notes")
+    rc = main(["synth", "--out", str(out), "--n", "8", "--size", "32", "--seed", "0"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ispad synth: error: ")]
+    assert rc == 1 and len(errors) == 1 and str(theirs) in errors[0] and "Traceback" not in err, err
+    assert theirs.read_text() == "three weeks of notes" and not out.exists()
 
 
 def test_part_of_another_job_is_refused_unless_overwrite(tmp_path):
@@ -476,12 +537,12 @@ def _damage_chunk(path, item, dataset="syn_stream/images"):
 
 @pytest.mark.parametrize("compression", ["isal", "zlib", "zstd", "none"])
 def test_batch_reads_equal_hdf5s_own_reads_in_any_order(tmp_path, compression):
+    if compression == "zstd":  # before the write, which needs zstandard too
+        pytest.importorskip("zstandard")
+        pytest.importorskip("hdf5plugin")  # for h5py's own reads below
     images, masks, labels = make_items(n=12, shape=(9, 7, 3))
     path = write_stream(tmp_path / "s.h5", images, masks, labels, compression=compression, batch_size=5)
     idx = np.array([11, 0, 5, 5, -1, 3])
-    if compression == "zstd":
-        pytest.importorskip("zstandard")
-        pytest.importorskip("hdf5plugin")  # for h5py's own reads below
     with open_stream(path) as s, h5py.File(path, "r") as f:
         got = s.read_batch(idx)
         np.testing.assert_array_equal(got[0], f["syn_stream/images"][()][idx])

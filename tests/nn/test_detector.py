@@ -1,6 +1,7 @@
 """train_detector and ispad train on tiny data: model file, nested selection, resume, modes, errors."""
 
 import argparse
+import os
 import signal
 
 import numpy as np
@@ -297,14 +298,10 @@ def test_a_short_run_learns_the_defects(data, tmp_path):
 
 
 def test_loader_workers_after_parallel_kernels_ran_in_this_process(data, tmp_path):
-    # a forked worker that runs the augmentation kernel after this process started Numba's OpenMP
-    # threads would abort; the loader then starts its workers from a fork server
-    from ispad_core.augment import augment
-    from ispad_core.nn.training import _numba_openmp_started, _worker_context
+    # forked workers run the serial twin of the augmentation kernel (tests/nn/test_training_workers.py)
+    from ispad_core.augment import augment_batch
 
-    augment(np.zeros((24, 24), np.uint8), "lsm1", rng=0)
-    if _numba_openmp_started():
-        assert _worker_context(1).get_start_method() == "forkserver"
+    augment_batch(np.zeros((4, 24, 24), np.uint8), "lsm1", rng=0)
     res = _run(data, tmp_path / "m.pt", max_steps=3, workers=1, p_inj=1 / 4)
     assert res.train.steps == 3
 
@@ -388,3 +385,136 @@ def test_cli_images_builds_the_on_the_fly_stream(tmp_path):
     assert int(sum(over[i][2] for i in range(8))) == 0
     with pytest.raises(SystemExit):
         parser.parse_args(common + ["--stream", "x.h5"])
+
+
+# --------------------------------------------------------------------------- hostile outputs
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_link_or_a_file_at_the_checkpoint_folder_is_refused(data, tmp_path, kind):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "m.pt"
+    ckpt = tmp_path / "m.pt.ckpt"
+    if kind == "link":
+        ckpt.symlink_to(elsewhere, target_is_directory=True)
+        match = r"out: the checkpoint folder .*m.pt.ckpt is a symbolic link"
+    else:
+        ckpt.write_text("mine")
+        match = r"out: .*m.pt.ckpt is where the checkpoints of m.pt go, but it is not a folder"
+    for kw in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(ValueError, match=match):
+            _run(data, out, **kw)
+    assert list(elsewhere.iterdir()) == [] and not out.exists()
+    assert ckpt.is_symlink() if kind == "link" else ckpt.read_text() == "mine"
+
+
+def _disk_full_at_the_second_checkpoint(monkeypatch):
+    """torch.save as on a disk that fills up after the first checkpoint: the real failure of each
+    kind of target (a path: torch's RuntimeError; a file object: OSError ENOSPC), from /dev/full."""
+    real_save = torch.save
+    saves = []
+
+    def save(obj, f, *args, **kwargs):
+        name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else getattr(f, "name", "")
+        saves.append(os.path.basename(name))
+        if sum(".last.pt." in s for s in saves) < 2:
+            return real_save(obj, f, *args, **kwargs)
+        if isinstance(f, (str, os.PathLike)):
+            return real_save(obj, "/dev/full", *args, **kwargs)
+        with open("/dev/full", "wb") as full:
+            return real_save(obj, full, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
+    from ispad_core._shared.files import OutOfSpaceError
+
+    out = tmp_path / "m.pt"
+    _disk_full_at_the_second_checkpoint(monkeypatch)
+    with pytest.raises(OutOfSpaceError) as info:
+        _run(data, out, max_steps=4, val_every=2)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "m.pt.ckpt" / "last.pt") in message and " free " in message
+    assert "the old last.pt is kept" in message
+    monkeypatch.undo()
+    ckpt = tmp_path / "m.pt.ckpt"
+    assert sorted(os.listdir(ckpt)) == ["best.pt", "last.pt", "settings.json"]  # no temporary left
+    assert torch.load(ckpt / "last.pt", weights_only=True)["steps"] == 2  # the checkpoint before the full disk
+    assert not out.exists() and not (tmp_path / "m.pt.lock").exists()
+    resumed = _run(data, out, max_steps=4, val_every=2, resume=True)  # room again: the run goes on
+    assert resumed.train.steps == 4 and out.is_file()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_cli_train_full_disk_is_one_line_exit_1(data, tmp_path, monkeypatch, capsys):
+    from ispad_core.cli import main
+
+    _disk_full_at_the_second_checkpoint(monkeypatch)
+    rc = main(["train", "--stream", str(data / "stream.h5"), "--real", str(data / "real"), "--val", str(data / "val"),
+               "--out", str(tmp_path / "m.pt"), "--p-inj", "1/16", "--backbone", TINY, "--allow-factory",
+               "--max-steps", "4", "--val-every", "2", "--batch-size", "16", "--workers", "0", "--threads", "1",
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("ispad train: error: ") and "last.pt" in errors[0]
+    assert "free on its file system" in errors[0]
+
+
+def test_a_rerun_removes_what_a_killed_run_left(data, tmp_path):
+    out = tmp_path / "m.pt"
+    ckpt = tmp_path / "m.pt.ckpt"
+    ckpt.mkdir()
+    left = [tmp_path / ".m.pt.abcd_123.part", ckpt / ".last.pt.x1y2z3w4.part", ckpt / ".best.pt.q1w2e3r4.part"]
+    users = [tmp_path / ".m.pt.part", tmp_path / ".n.pt.abcd_123.part", tmp_path / "notes.txt"]
+    for p in left + users:
+        p.write_bytes(b"x")
+    _run(data, out)
+    assert not any(p.exists() for p in left) and all(p.exists() for p in users)
+
+
+class _LockHolders(torch.utils.data.Dataset):
+    """Item i: whether the process that reads it has a descriptor open on ``lock``."""
+
+    def __init__(self, lock):
+        self.lock = str(lock)
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        fds = os.listdir("/proc/self/fd")
+        held = []
+        for fd in fds:
+            try:
+                held.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return torch.tensor(int(self.lock in held))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_forked_loader_worker_holds_no_descriptor_of_the_writer_lock(tmp_path):
+    # a worker that outlives a killed trainer must not keep its output locked
+    from ispad_core._shared.files import exclusive_lock
+
+    with exclusive_lock(tmp_path / "m.pt", name="out") as lock:
+        assert _LockHolders(lock)[0] == 1  # this process holds it
+        loader = torch.utils.data.DataLoader(_LockHolders(lock), batch_size=1, num_workers=1,
+                                             multiprocessing_context="fork")
+        assert [int(b) for b in loader] == [0, 0]
+
+
+def test_cli_train_a_link_at_the_checkpoint_folder_is_one_line(data, tmp_path, capsys):
+    from ispad_core.cli import main
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "m.pt.ckpt").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    rc = main(["train", "--stream", str(data / "stream.h5"), "--val", str(data / "val"), "--out", str(tmp_path / "m.pt"),
+               "--backbone", TINY, "--allow-factory", "--max-steps", "2", "--workers", "0", "--quiet", "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "m.pt.ckpt is a symbolic link" in err, err
+    assert list((tmp_path / "elsewhere").iterdir()) == []

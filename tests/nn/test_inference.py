@@ -211,7 +211,7 @@ def test_rgb_scan_with_grey_model_uses_luma(model):
     rgb = np.random.default_rng(5).integers(0, 256, (80, 90, 3), dtype=np.uint8)
     a = inspect(model, rgb, threshold=0.5, size=32, **FP32)
     b = inspect(model, rgb_to_grey(rgb), threshold=0.5, size=32, **FP32)
-    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-6)
     assert a.colour == LUMA_RULE and b.colour is None
     assert any("BT.601" in n for n in a.notes)
 
@@ -222,7 +222,7 @@ def test_grey_scan_with_rgb_model_repeats_channels():
     grey = _scan((64, 80), seed=6)
     a = inspect(model, grey, threshold=0.5, size=32, **FP32)
     b = inspect(model, np.repeat(grey[..., None], 3, axis=2), threshold=0.5, size=32, **FP32)
-    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=1e-6)
     assert a.colour == GREY_TO_RGB_RULE
 
 

@@ -83,8 +83,8 @@ def test_round_trip_weights_bit_equal_and_metadata(resnet, saved):
     assert meta["format"] == FORMAT and meta["format_version"] == FORMAT_VERSION
     assert isinstance(meta["library_version"], str) and meta["created"].endswith("+00:00")
     x = torch.rand(2, 1, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), resnet.eval()(x))
+    with torch.no_grad():  # bit-equal weights; outputs within float32 rounding (kernels may differ per call)
+        torch.testing.assert_close(model(x), resnet.eval()(x), rtol=1e-5, atol=1e-6)
     resnet.train()
 
 
@@ -102,7 +102,7 @@ def _plain(value):
 def test_file_is_a_plain_dict_readable_with_weights_only(saved):
     obj = torch.load(saved, map_location="cpu", weights_only=True)
     assert set(obj) == {"format", "format_version", "state_dict", "sha256", "metadata"}
-    assert obj["format"] == "ispad_core.model" and obj["format_version"] == 1
+    assert obj["format"] == "ispad_core.model" and obj["format_version"] == 2
     assert _plain(obj)
     assert all(t.device.type == "cpu" for t in obj["state_dict"].values())
 
@@ -262,8 +262,9 @@ def test_files_of_other_kinds(tmp_path):
 
 
 def _payload(state, meta, **over):
+    """A model file's dict with a valid digest of ``state`` and ``meta`` (unless ``over`` replaces it)."""
     obj = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state,
-           "sha256": modelfile._digest(state), "metadata": meta}
+           "sha256": modelfile._digest(state, meta), "metadata": meta}
     obj.update(over)
     return obj
 
@@ -283,8 +284,90 @@ def test_bad_checksum(saved, tmp_path):
     state, meta = read_model_file(saved)
     path = tmp_path / "sum.pt"
     torch.save(_payload(state, meta, sha256="0" * 64), path)
-    with pytest.raises(ModelFileError, match="do not match their SHA-256 checksum"):
+    with pytest.raises(ModelFileError, match=r"sum\.pt: refused: the model file was edited or is corrupt"):
         load_model(path)
+
+
+def _edit_in_place(path, edit):
+    """Change a saved model file as a user with torch.load/torch.save would: the digest is kept as it was."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    edit(obj)
+    torch.save(obj, path)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda o: o["metadata"].update(threshold=0.05), id="threshold"),
+        pytest.param(lambda o: o["metadata"].update(patch_size=128), id="patch_size"),
+        pytest.param(lambda o: o["metadata"]["validation"].update(mcc=0.99), id="nested-validation"),
+        pytest.param(lambda o: o["metadata"].update(note="added later"), id="added-key"),
+        pytest.param(lambda o: o["metadata"].pop("provenance"), id="removed-key"),
+        pytest.param(lambda o: o["metadata"].update(threshold=0.05, format_version=1) or o.update(format_version=1),
+                     id="threshold-and-downgraded-to-version-1"),
+        pytest.param(lambda o: o["state_dict"]["fc.bias"].add_(1e-3), id="weights"),
+    ],
+)
+@pytest.mark.parametrize("reader", [read_model_file, load_model])
+def test_edited_file_is_refused_by_name(saved, tmp_path, edit, reader):
+    path = tmp_path / "edited.pt"
+    path.write_bytes(saved.read_bytes())
+    reader(path)  # the copy itself is fine
+    _edit_in_place(path, edit)
+    with pytest.raises(ModelFileError, match=r"edited\.pt: refused: the model file was edited or is "
+                                             r"corrupt: its weights (or metadata )?do not match its SHA-256 checksum") as info:
+        reader(path)
+    _assert_names_file(info, path)
+
+
+def test_digest_covers_canonical_metadata_not_its_order(saved, tmp_path):
+    state, meta = read_model_file(saved)
+    obj = torch.load(saved, map_location="cpu", weights_only=True)
+    reordered = {key: obj["metadata"][key] for key in reversed(list(obj["metadata"]))}
+    assert list(reordered) != list(obj["metadata"])
+    obj["metadata"] = reordered
+    path = tmp_path / "reordered.pt"
+    torch.save(obj, path)
+    state2, meta2 = read_model_file(path)
+    assert meta2 == meta
+    assert modelfile._digest(state, meta) == modelfile._digest(state, reordered)
+    assert modelfile._digest(state, meta) != modelfile._digest(state, {**meta, "threshold": 0.38})
+    assert modelfile._digest(state, meta) != modelfile._digest(state)  # the version-1 digest: tensors only
+
+
+def test_metadata_that_is_not_json_is_refused(saved, tmp_path):
+    state, meta = read_model_file(saved)
+    meta["training"]["lr"] = torch.ones(1)  # weights_only loads a tensor anywhere, JSON has none
+    path = tmp_path / "tensor.pt"
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state, "sha256": "0" * 64,
+                "metadata": meta}, path)
+    with pytest.raises(ModelFileError, match=r"tensor\.pt: the model file's metadata is not JSON"):
+        read_model_file(path)
+
+
+def test_format_version_1_is_read_with_a_warning_and_saved_as_the_current_one(saved, tmp_path):
+    state, meta = read_model_file(saved)
+    meta["format_version"] = 1
+    path = tmp_path / "old.pt"
+    torch.save(_payload(state, meta, format_version=1, sha256=modelfile._digest(state)), path)
+    with pytest.warns(modelfile.ModelFileWarning, match=r"old\.pt: model file of format version 1, whose SHA-256 "
+                                                        r"covers the weights only.*Save it again"):
+        model, got = load_model(path)
+    assert got["threshold"] == meta["threshold"] and got["format_version"] == 1
+    # its weights are still checked
+    bad = tmp_path / "old_bad.pt"
+    state_bad = {k: v.clone() for k, v in state.items()}
+    state_bad["fc.bias"].add_(1.0)
+    torch.save(_payload(state_bad, meta, format_version=1, sha256=modelfile._digest(state)), bad)
+    with pytest.raises(ModelFileError, match=r"old_bad\.pt: refused: the model file was edited or is corrupt: its weights do"):
+        read_model_file(bad)
+    # saving the loaded model again writes the current version, which covers the metadata
+    new = save_model(tmp_path / "new.pt", model, metadata=got)
+    _, got2 = read_model_file(new)
+    assert got2["format_version"] == FORMAT_VERSION == 2
+    _edit_in_place(new, lambda o: o["metadata"].update(threshold=0.9))
+    with pytest.raises(ModelFileError, match=r"new\.pt: refused"):
+        read_model_file(new)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@
 - :mod:`~ispad_core.nn.inference.files` -- scan files in, reports and overlays out (:func:`inspect_files`).
 """
 
-from ispad_core.nn.inference.files import SUMMARY_COLUMNS, InspectionReport, ScanOutcome, inspect_files
+from ispad_core.nn.inference.files import INSPECT_LOCK, SUMMARY_COLUMNS, InspectionReport, ScanOutcome, inspect_files
 from ispad_core.nn.inference.overlay import overlay
 from ispad_core.nn.inference.scoring import (
     GREY_TO_RGB_RULE,
@@ -25,6 +25,7 @@ from ispad_core.nn.inference.scoring import (
 
 __all__ = [
     "GREY_TO_RGB_RULE",
+    "INSPECT_LOCK",
     "JSON_FORMAT",
     "JSON_FORMAT_VERSION",
     "LUMA_RULE",

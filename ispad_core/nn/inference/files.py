@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError
-from ispad_core._shared.files import atomic_output, check_output_path
+from ispad_core._shared.files import (
+    OutOfSpaceError,
+    atomic_output,
+    check_output_path,
+    exclusive_lock,
+    remove_stale_temporaries,
+)
 from ispad_core._shared.validation import check_float, check_int
 from ispad_core._shared.version import __version__
 from ispad_core.nn.inference.overlay import overlay
@@ -26,13 +32,19 @@ from ispad_core.nn.inference.scoring import (
     JSON_FORMAT_VERSION,
     InferenceSettings,
     check_model,
+    check_stride,
     default_stride,
     inspect,
     is_onnx,
 )
 from ispad_core.nn.preprocessing import Preprocess, resolve_preprocess
 
-__all__ = ["SUMMARY_COLUMNS", "InspectionReport", "ScanOutcome", "inspect_files"]
+__all__ = ["INSPECT_LOCK", "SUMMARY_COLUMNS", "InspectionReport", "ScanOutcome", "inspect_files"]
+
+INSPECT_LOCK = ".ispad-inspect.lock"
+"""The writer lock that :func:`inspect_files` holds inside its output folder while it runs."""
+
+_OUTPUT_NAMES = r".+\.json|.+_overlay\.png|summary\.csv"  # what inspect_files writes into its folder
 
 
 @dataclass(frozen=True)
@@ -219,8 +231,9 @@ def _write_json(path: Path, payload: dict, overwrite: bool) -> None:
 def _write_png(path: Path, image: np.ndarray, overwrite: bool) -> None:
     import imageio.v3 as iio
 
+    data = iio.imwrite("<bytes>", image, extension=".png")  # encoded in memory: a failing write is ours to report
     with atomic_output(path, name="out", overwrite=overwrite) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
+        tmp.write_bytes(data)
 
 
 def inspect_files(
@@ -245,7 +258,10 @@ def inspect_files(
     (``<name>`` is the file's stem); at the end ``out/summary.csv`` has one row per scan
     (:data:`SUMMARY_COLUMNS`). A scan that cannot be read, is smaller than a window, or whose ROI
     is missing or of another size is reported (``ScanOutcome.error`` names the file and the sizes)
-    and the others are still inspected. Every file is written atomically.
+    and the others are still inspected. Every file is written atomically. One run at a time fills a
+    folder: the run holds the lock ``out/.ispad-inspect.lock`` (:data:`INSPECT_LOCK`) and first
+    removes the temporary files that a killed run of this library left there (only names it
+    creates itself; nothing else in the folder is touched).
 
     JSON schema (``format`` "ispad-inspection", ``format_version`` 1)::
 
@@ -307,8 +323,14 @@ def inspect_files(
     ------
     ValueError
         Before any scan is inspected: two scans with the same name, an explicit ``size`` other
-        than the model's patch size, no threshold; FileExistsError when an output exists and
-        ``overwrite`` is False. Per-scan problems are reported in the result instead.
+        than the model's patch size, a ``stride`` larger than it, no threshold; FileExistsError
+        when an output exists and ``overwrite`` is False. Per-scan problems are reported in the
+        result instead.
+    ispad_core._shared.files.OutputBusyError
+        At once, when another run is writing into ``out``.
+    ispad_core._shared.files.OutOfSpaceError
+        When the disk fills up: the run stops there (the files written so far and the older
+        ones are whole; the message names the file and the free space).
     """
     on_scan = options.pop("on_scan", None)
     overlay_max_side = options.pop("overlay_max_side", 4096)
@@ -318,6 +340,14 @@ def inspect_files(
     job = dataclasses.replace(job, rois=rois, min_roi_fraction=min_roi_fraction, overlay_max_side=overlay_max_side)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # one run per folder: a second one is refused at once, before it writes or checks anything
+    with exclusive_lock(out, name="out", lock=out / INSPECT_LOCK):
+        remove_stale_temporaries(out, names=_OUTPUT_NAMES)  # what a killed run of ours left
+        return _inspect_into(out, files, names, job, overwrite=overwrite, on_scan=on_scan)
+
+
+def _inspect_into(out: Path, files: list, names: list, job: _Job, *, overwrite: bool, on_scan: Any) -> InspectionReport:
+    """The work of :func:`inspect_files` once its arguments are checked and its folder is locked."""
     summary_path = out / "summary.csv"
     for n in names:  # refuse before any work rather than after an hour of inspection
         check_output_path(out / f"{n}.json", "out", overwrite=overwrite)
@@ -397,7 +427,7 @@ def _job(model: Any, run: InferenceSettings, *, size: Any, stride: Any, threshol
     threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
     pre = meta.get("preprocess")
     params = Preprocess(**pre) if isinstance(pre, Mapping) else resolve_preprocess(pre if pre is not None else "lsm2")
-    stride = default_stride(size) if stride is None else check_int(stride, "stride", minimum=1)
+    stride = default_stride(size) if stride is None else check_stride(stride, size, "the model's patch size")
     model_info = _model_info(net, meta, model_path, engine)
     model_info["threshold_used"] = threshold
     return _Job(net, model_info, size, stride, threshold, params, run)
@@ -440,6 +470,8 @@ def _inspect_one(f: Path, name: str, job: _Job, out: Path, overwrite: bool) -> t
             flagged=int(result.flagged.size), windows=int(result.scores.size), json=json_path, overlay=png_path,
             seconds=time.perf_counter() - t0, colour=result.colour,
         ), hottest
+    except OutOfSpaceError:
+        raise  # not this scan's fault: the run stops, the files written so far stay whole
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         msg = str(exc)
         if str(f) not in msg:

@@ -174,6 +174,14 @@ def check_model(model: Any) -> None:
         )
 
 
+def check_stride(stride: Any, size: int, window: str) -> int:
+    """A stride of at most the window ``size`` (named ``window`` in the message), so that windows leave no gaps."""
+    stride = check_int(stride, "stride", minimum=1)
+    if stride > size:
+        raise InputValueError(f"stride: expected an int <= {window} ({size}) so that windows leave no gaps, got {stride}")
+    return stride
+
+
 def _window_roi_counts(roi: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarray, size: int) -> np.ndarray:
     """ROI pixels inside each window of the grid, ``(rows, cols)`` int64, in O(rows * size * W).
 
@@ -326,7 +334,7 @@ def _score_windows(
     check_model(model)
     image = _check_scan(image)
     size = check_int(size, "size", minimum=1)
-    stride = default_stride(size) if stride is None else check_int(stride, "stride", minimum=1)
+    stride = default_stride(size) if stride is None else check_stride(stride, size, "the window size")
     params = resolve_preprocess(preprocess)
     H, W = image.shape[:2]
     if H < size or W < size:
