@@ -2,7 +2,7 @@
 
 import importlib.util
 
-from ispad_core._config import prefer_passive_openmp
+from ispad_core._shared.config import prefer_passive_openmp
 
 # As the training commands do, before torch loads: with spinning OpenMP waits, the tests that train
 # with a loader worker beside torch's threads ran many times slower on 2 cores.
@@ -17,4 +17,4 @@ if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxrun
     collect_ignore_glob.append("ispad_core/nn/export.py")
 if importlib.util.find_spec("distributed") is None:
     # the Dask path is the optional [dask] extra
-    collect_ignore_glob.append("ispad_core/_dask.py")
+    collect_ignore_glob.append("ispad_core/stream/dask.py")

@@ -4,7 +4,7 @@ Workload: the ``ispad synth`` defaults on the built-in sample (four 640 x 640 sc
 ``n = 4096`` patches of 256 x 256, preset ``mixed``, augmentation ``lsm1``, seed 0. Baseline: one
 process with one Numba thread (:func:`ispad_core.stream.write_balanced_stream`). Contender: a
 ``LocalCluster`` of two worker processes with one thread and one Numba thread each, the stream in
-8 parts, merged (:func:`ispad_core._dask.write_balanced_stream_distributed`); the wall time
+8 parts, merged (:func:`ispad_core.stream.dask.write_balanced_stream_distributed`); the wall time
 includes sending the images, the merge and removing the parts. On ``w`` free cores the ideal
 ratio is ``w``; it is printed beside the number of CPUs the machine has, since other load on a
 shared machine lowers it.
@@ -27,8 +27,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason='needs the [dask] extra: pip install "ispad-core[dask]"')
 
-from ispad_core._dask import write_balanced_stream_distributed  # noqa: E402
-from ispad_core.cli import builtin_images  # noqa: E402
+from ispad_core.stream.dask import write_balanced_stream_distributed  # noqa: E402
 from ispad_core.stream import write_balanced_stream  # noqa: E402
 
 FULL = {"n": 4096, "size": 256, "parts": 8}
@@ -37,13 +36,8 @@ WORKERS = 2
 
 
 @pytest.fixture(scope="module")
-def workload(request):
-    return SMALL if request.config.getoption("benchmark_disable") else FULL
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return builtin_images(0)[0]
+def workload(benchmarks_disabled):
+    return SMALL if benchmarks_disabled else FULL
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +55,6 @@ def client():
         distributed.Client(cluster) as client,
     ):
         yield client
-
-
-@pytest.fixture
-def say(capsys):
-    def _say(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[bench dask] {line}")
-
-    return _say
 
 
 def test_bench_dask_local_cluster(benchmark, workload, sample, client, tmp_path, say):

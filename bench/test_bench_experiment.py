@@ -30,7 +30,7 @@ import pytest
 pytest.importorskip("torch")
 
 from ispad_core.experiment import run_experiment  # noqa: E402
-from ispad_core.proxy import proxy_benchmark  # noqa: E402
+from ispad_core.samples.proxy import proxy_benchmark  # noqa: E402
 
 TINY = dict(size=32, n_scans=1, scan_side=96, n_points=6, n_area=10, n_val=4, n_test=6, good_per_defective=4)
 

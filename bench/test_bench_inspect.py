@@ -141,7 +141,7 @@ def test_inspect_vs_bare_forward(benchmark, model, batch_size):
 
     def pipeline():
         return inspect(model, strip, threshold=0.5, size=size, stride=stride, preprocess="lsm2",
-                       batch_size=batch_size, precision="auto", channels_last="auto", show_progress=False)
+                       batch_size=batch_size, precision="auto", channels_last="auto", verbose=False)
 
     rounds = 1 if disabled else 3
     piped, bare, results = [], [], []

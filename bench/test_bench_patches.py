@@ -115,12 +115,12 @@ def test_augment_batch_lsm1_one_thread(benchmark, one_thread):
     n = 2 if benchmark.disabled else 256
     patches = _patches(n)
     seeds = np.arange(n, dtype=np.uint32)
-    images = benchmark(augment_batch, patches, "lsm1", rng=seeds)
+    images = benchmark(augment_batch, patches, "lsm1", seeds=seeds)
     assert images.shape == patches.shape and images.dtype == np.uint8
     repeats = 1 if benchmark.disabled else 8
     n_ref = 2 if benchmark.disabled else 32
     fns = {
-        "ours": lambda: augment_batch(patches, "lsm1", rng=seeds),
+        "ours": lambda: augment_batch(patches, "lsm1", seeds=seeds),
         "scipy": lambda: _scipy_lsm1(patches[:n_ref], np.random.default_rng(0)),
     }
     if HAVE_ALBUMENTATIONS:

@@ -33,11 +33,9 @@ import time
 import zlib
 
 import h5py
-import numba
 import numpy as np
 import pytest
 
-from ispad_core.cli import builtin_images
 from ispad_core.io import _codec, open_stream
 from ispad_core.stream import SyntheticStream, balanced_stream, write_balanced_stream
 
@@ -46,22 +44,12 @@ SMALL = {"n": 24, "size": 32, "batch": 8}
 GOAL = 0.8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_core():
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 @pytest.fixture(scope="module")
-def workload(request):
-    return SMALL if request.config.getoption("benchmark_disable") else FULL
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return builtin_images(0)[0]
+def workload(benchmarks_disabled):
+    return SMALL if benchmarks_disabled else FULL
 
 
 CODECS = ("isal", "zlib", "none") + (("zstd",) if _codec._zstandard is not None else ())
@@ -83,15 +71,6 @@ def files(tmp_path_factory, workload, sample):
     return out
 
 
-@pytest.fixture
-def say(capsys):
-    def _say(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[bench reads] {line}")
-
-    return _say
-
-
 def _best(fn, rounds=3) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -108,7 +87,7 @@ def _raw_chunks(path, order):
 
 
 @contextlib.contextmanager
-def _torch_threads(torch, k):
+def torch_threads(torch, k):
     """One torch thread, as in a worker: collating with torch's thread pool on a busy machine
     (torch.stack of 128 patches) was measured 40 times slower than on one thread."""
     before = torch.get_num_threads()
@@ -125,7 +104,7 @@ def _batches(order, size):
 
 def _loader_rate(path, workers, batch, n) -> float:
     torch = pytest.importorskip("torch")
-    with open_stream(path) as reader, _torch_threads(torch, 1):
+    with open_stream(path) as reader, torch_threads(torch, 1):
         loader = torch.utils.data.DataLoader(
             reader, batch_size=batch, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(0)
         )

@@ -21,11 +21,9 @@ from __future__ import annotations
 import time
 
 import h5py
-import numba
 import numpy as np
 import pytest
 
-from ispad_core.cli import builtin_images
 from ispad_core.io import open_stream, write_stream
 from ispad_core.stream import balanced_stream, write_balanced_stream
 
@@ -34,31 +32,12 @@ FULL = {"n": 4096, "size": 256}
 SMALL = {"n": 24, "size": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_core():
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 @pytest.fixture(scope="module")
-def workload(request):
-    return SMALL if request.config.getoption("benchmark_disable") else FULL
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return builtin_images(0)[0]
-
-
-@pytest.fixture
-def say(capsys):
-    def _say(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n[bench stream] {line}")
-
-    return _say
+def workload(benchmarks_disabled):
+    return SMALL if benchmarks_disabled else FULL
 
 
 def test_bench_write_stream(benchmark, workload, sample, tmp_path, say):

@@ -37,7 +37,7 @@ import time
 import numpy as np
 import pytest
 
-from ispad_core._config import prefer_passive_openmp
+from ispad_core._shared.config import prefer_passive_openmp
 
 PASSIVE = prefer_passive_openmp()  # before torch loads, as the training commands do
 torch = pytest.importorskip("torch")
@@ -45,7 +45,8 @@ torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
 
 from ispad_core.io import write_stream  # noqa: E402
-from ispad_core.io._real import RealDefects, RealTransform  # noqa: E402
+from ispad_core.io import RealDefects  # noqa: E402
+from ispad_core.nn import RealTransform  # noqa: E402
 from ispad_core.nn import InjectionDataset, classifier  # noqa: E402
 from ispad_core.nn.detector import default_workers  # noqa: E402
 from ispad_core.nn.preprocessing import preprocess_batch, resolve_preprocess  # noqa: E402

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ispad_core.proxy import AREA_CLASSES, POINT_CLASSES, proxy_defect
+from ispad_core.samples.proxy import AREA_CLASSES, POINT_CLASSES, proxy_defect
 from ispad_core.samples import screen_print
 
 OUT = Path(__file__).resolve().parent / "figures"

@@ -109,7 +109,7 @@ def main() -> None:
         tmp = Path(tmp)
         iio.imwrite(tmp / "scan.png", scan.image)
         result = inspect_files([tmp / "scan.png"], model=(model, meta), out=tmp / "results", overlay_max_side=768,
-                               show_progress=False)
+                               verbose=False)
         outcome = result.scans[0]
         print(outcome)
         payload = json.loads(outcome.json.read_text())

@@ -116,15 +116,15 @@ def augment_figure(image: np.ndarray) -> Image.Image:
     lsm1, lsm1_masks = augment_batch_with_masks(batch, masks, "lsm1", seeds=seeds)
     rows.append(("LSM-1", [patch] + list(lsm1), None))
     rows.append(("LSM-1 + mask", [patch] + list(lsm1), [mask] + list(lsm1_masks)))
-    rows.append(("LSM-2", [patch] + list(augment_batch(batch, "lsm2", rng=seeds)), None))
-    rows.append(("ASM", [patch] + list(augment_batch(batch, "asm", rng=seeds)), None))
+    rows.append(("LSM-2", [patch] + list(augment_batch(batch, "lsm2", seeds=seeds)), None))
+    rows.append(("ASM", [patch] + list(augment_batch(batch, "asm", seeds=seeds)), None))
     thumb = 128
     pad = 4
     label_w = 90
     sheet = Image.new("RGB", (label_w + (n + 1) * (thumb + pad), len(rows) * (thumb + pad) + 16), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((label_w, 2), "original", fill=(0, 0, 0))
-    draw.text((label_w + thumb + pad, 2), "augment_batch(..., rng=seeds)  (same seeds in every row)", fill=(0, 0, 0))
+    draw.text((label_w + thumb + pad, 2), "augment_batch(..., seeds=seeds)  (same seeds in every row)", fill=(0, 0, 0))
     for i, (name, images, row_masks) in enumerate(rows):
         y = 16 + i * (thumb + pad)
         draw.text((4, y + thumb // 2 - 6), name, fill=(0, 0, 0))

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ispad_core.experiment import _plot_mcc  # noqa: E402
+from ispad_core.experiment.report import plot_mcc  # noqa: E402
 from ispad_core.io import read_mvtec  # noqa: E402
 from ispad_core.metrics import classification_report, f1_optimal_threshold  # noqa: E402
 
@@ -61,7 +61,7 @@ def main(runs: Path) -> None:
         print(f"| {strategy} | {group} | {selection} | {n_real} | {len(rs)} | {_spread([r['mcc'] for r in rs])} | "
               f"{_spread([r['own'] for r in rs])} | {_spread([r['auroc'] for r in rs])} | "
               f"{np.mean([r['fpr'] for r in rs]):.1f} |")
-    _plot_mcc(runs / "mcc_vs_real_test_f1.png", plot_rows,
+    plot_mcc(runs / "mcc_vs_real_test_f1.png", plot_rows,
               title="MCC at the test set's own F1-optimal threshold (mean over seeds, band: min to max)")
     print(f"figure: {runs / 'mcc_vs_real_test_f1.png'}")
 

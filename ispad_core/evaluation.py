@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import check_float
+from ispad_core._shared.errors import InputValueError
+from ispad_core._shared.validation import check_float
 
 __all__ = ["MAP_EXTENSIONS", "ScoreTable", "evaluate_scores", "format_row", "read_maps", "read_scores"]
 
@@ -93,7 +94,7 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
         fields = {key.strip().lower(): key for key in (reader.fieldnames or [])}
         missing = [c for c in ("name", "score", "label") if c not in fields]
         if missing:
-            raise ValueError(f"{name}: {p} needs the columns name, score, label; missing {', '.join(missing)}")
+            raise InputValueError(f"{name}: {p} needs the columns name, score, label; missing {', '.join(missing)}")
         names, scores, labels, integers, fraction_line = [], [], [], [], None
         for row_no, row in enumerate(reader, start=2):
             item = (row[fields["name"]] or "").strip()
@@ -106,18 +107,18 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
                     score = float(text)
                 except ValueError:
                     shown = row[fields["score"]]
-                    raise ValueError(f"{name}: {p} line {row_no}: score {shown!r} is not a number") from None
+                    raise InputValueError(f"{name}: {p} line {row_no}: score {shown!r} is not a number") from None
                 if not math.isfinite(score):
-                    raise ValueError(f"{name}: {p} line {row_no}: score {score} is not finite")
+                    raise InputValueError(f"{name}: {p} line {row_no}: score {score} is not finite")
                 fraction_line = fraction_line or (row_no, text)
             label = (row[fields["label"]] or "").strip()
             if label not in ("0", "1"):
-                raise ValueError(f"{name}: {p} line {row_no}: label {label!r} is not 0 or 1")
+                raise InputValueError(f"{name}: {p} line {row_no}: label {label!r} is not 0 or 1")
             names.append(item)
             scores.append(score)
             labels.append(int(label))
     if not names:
-        raise ValueError(f"{name}: {p} has no rows")
+        raise InputValueError(f"{name}: {p} has no rows")
     score_array = _score_array(scores, integers, fraction_line, where=f"{name}: {p}")
     if len(set(names)) != len(names):
         seen, dup = set(), []
@@ -125,7 +126,7 @@ def read_scores(path: str | os.PathLike, *, name: str = "scores") -> ScoreTable:
             if item in seen and item not in dup:
                 dup.append(item)
             seen.add(item)
-        raise ValueError(f"{name}: {p} lists {', '.join(sorted(dup)[:3])} more than once")
+        raise InputValueError(f"{name}: {p} lists {', '.join(sorted(dup)[:3])} more than once")
     return ScoreTable(tuple(names), score_array, np.array(labels, np.uint8))
 
 
@@ -143,10 +144,10 @@ def _score_array(
         if lo >= 0 and hi < 2**64:
             return np.array(scores, np.uint64)
         row_no, value = next((r, v) for r, v in integers if not -(2**63) <= v < 2**64)
-        raise ValueError(f"{where} line {row_no}: score {value} does not fit in 64 bits; rescale the scores")
+        raise InputValueError(f"{where} line {row_no}: score {value} does not fit in 64 bits; rescale the scores")
     for row_no, value in integers:
         if abs(value) > 2**53:
-            raise ValueError(
+            raise InputValueError(
                 f"{where} line {row_no}: score {value} is an integer beyond 2**53, which float64 cannot hold exactly, "
                 f"and other scores are fractions (line {fraction_line[0]}: {fraction_line[1]}), so all would be "
                 "float64; write every score as an integer, or rescale them"
@@ -201,7 +202,7 @@ def read_maps(
     if (root / "test").is_dir():
         root = root / "test"
     if len(names) != len(shapes):
-        raise ValueError(f"shapes: expected {len(names)} shapes like names, got {len(shapes)}")
+        raise InputValueError(f"shapes: expected {len(names)} shapes like names, got {len(shapes)}")
     maps = []
     for item, shape in zip(names, shapes):
         stem = Path(item).with_suffix("")
@@ -215,7 +216,7 @@ def read_maps(
             try:
                 amap = np.load(f, allow_pickle=False)
             except ValueError as exc:
-                raise ValueError(f"{name}: {f} is not a plain .npy array ({exc})") from None
+                raise InputValueError(f"{name}: {f} is not a plain .npy array ({exc})") from None
         elif f.suffix == ".png":
             amap = read_image(f, name=name, depth=(8, 16))
         else:
@@ -224,7 +225,7 @@ def read_maps(
             amap = np.asarray(iio.imread(f))
         amap = np.squeeze(amap)
         if amap.shape != tuple(shape):
-            raise ValueError(f"{name}: {f} is {amap.shape} but the ground truth of {item} is {tuple(shape)}")
+            raise InputValueError(f"{name}: {f} is {amap.shape} but the ground truth of {item} is {tuple(shape)}")
         maps.append(amap)
     return maps
 
@@ -288,7 +289,7 @@ def evaluate_scores(
     if threshold is not None:
         threshold = check_float(threshold, "threshold")
     if maps is not None and dataset is None:
-        raise ValueError(f"{label['maps']} needs {label['dataset']} (the MVTec folder with ground_truth/)")
+        raise InputValueError(f"{label['maps']} needs {label['dataset']} (the MVTec folder with ground_truth/)")
     table = read_scores(scores, name=label["scores"])
     data = None
     if dataset is not None:
@@ -298,17 +299,17 @@ def evaluate_scores(
         known = dict(zip(data.test_names, data.test_labels.tolist()))
         unknown = [n for n in table.names if n not in known]
         if unknown:
-            raise ValueError(
+            raise InputValueError(
                 f"{label['scores']}: {', '.join(unknown[:3])} are not test images of {dataset} "
                 f"(names look like {data.test_names[0]})"
             )
         wrong = [n for n, lab in zip(table.names, table.labels.tolist()) if known[n] != lab]
         if wrong:
-            raise ValueError(f"{label['scores']}: the labels of {', '.join(wrong[:3])} disagree with {dataset}")
+            raise InputValueError(f"{label['scores']}: the labels of {', '.join(wrong[:3])} disagree with {dataset}")
         scored = set(table.names)
         unscored = [n for n in data.test_names if n not in scored]
         if unscored:
-            raise ValueError(
+            raise InputValueError(
                 f"{label['scores']}: {len(unscored)} of the {len(data.test_names)} test images of {dataset} have no "
                 f"score, e.g. {', '.join(unscored[:3])}"
             )
@@ -318,7 +319,7 @@ def evaluate_scores(
         s = table.scores
         big = s.dtype.kind in "iu" and (int(s.max()) > 2**53 or int(s.min()) < -(2**53))
         hint = " (or pass a threshold)" if threshold is None and big else ""
-        raise ValueError(f"{label['scores']}: {scores}: {exc}{hint}") from None
+        raise InputValueError(f"{label['scores']}: {scores}: {exc}{hint}") from None
     result: dict[str, Any] = {
         "n": int(table.labels.size),
         "n_defective": int(table.labels.sum()),

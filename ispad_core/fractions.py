@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import RNGLike, as_generator, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import RNGLike, as_generator, check_int
 
 __all__ = ["PAPER_FRACTIONS", "FractionDict", "nested_fractions", "parse_fraction", "select_defects"]
 
@@ -75,13 +76,13 @@ def parse_fraction(value: Any, name: str = "fraction") -> float:
         try:
             f = float(Fraction(value.strip()))
         except (ValueError, ZeroDivisionError):
-            raise ValueError(f"{name}: expected a number or a ratio such as '1/8', got {value!r}") from None
+            raise InputValueError(f"{name}: expected a number or a ratio such as '1/8', got {value!r}") from None
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         f = float(value)
     else:
-        raise TypeError(f"{name}: expected a real number or a str such as '1/8', got {type(value).__name__}")
+        raise InputTypeError(f"{name}: expected a real number or a str such as '1/8', got {type(value).__name__}")
     if not (0.0 < f <= 1.0):  # also rejects NaN
-        raise ValueError(f"{name}: expected a value in (0, 1], got {value if isinstance(value, str) else format(f, 'g')}")
+        raise InputValueError(f"{name}: expected a value in (0, 1], got {value if isinstance(value, str) else format(f, 'g')}")
     return f
 
 
@@ -127,13 +128,13 @@ class FractionDict(dict):
 
 def _check_fractions(fractions: Any) -> tuple[float, ...]:
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Iterable):
-        raise TypeError(f"fractions: expected a sequence of numbers in (0, 1], got {type(fractions).__name__}")
+        raise InputTypeError(f"fractions: expected a sequence of numbers in (0, 1], got {type(fractions).__name__}")
     values = tuple(fractions)
     if not values:
-        raise ValueError("fractions: expected at least one fraction, got an empty sequence")
+        raise InputValueError("fractions: expected at least one fraction, got an empty sequence")
     out = [parse_fraction(f, f"fractions[{k}]") for k, f in enumerate(values)]
     if len(set(out)) != len(out):
-        raise ValueError(f"fractions: expected distinct values, got {tuple(out)}")
+        raise InputValueError(f"fractions: expected distinct values, got {tuple(out)}")
     return tuple(out)
 
 
@@ -226,11 +227,11 @@ def _per_group_count(spec: Any, available: int, name: str) -> int:
     if isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
         count = check_int(spec, name, minimum=0)
         if count > available:
-            raise ValueError(f"{name}: expected at most {available} (the items available), got {count}")
+            raise InputValueError(f"{name}: expected at most {available} (the items available), got {count}")
         return count
     if isinstance(spec, (str, numbers.Real)) and not isinstance(spec, bool):
         return _count(parse_fraction(spec, name), available)
-    raise TypeError(f"{name}: expected an int count, 'all' or a fraction such as '1/8', got {type(spec).__name__}")
+    raise InputTypeError(f"{name}: expected an int count, 'all' or a fraction such as '1/8', got {type(spec).__name__}")
 
 
 def select_defects(groups: Any, counts: Any, *, rng: RNGLike = None) -> np.ndarray:
@@ -275,7 +276,7 @@ def select_defects(groups: Any, counts: Any, *, rng: RNGLike = None) -> np.ndarr
     (10, 25, True)
     """
     if isinstance(groups, (str, bytes)) or not hasattr(groups, "__len__"):
-        raise TypeError(f"groups: expected a sequence of labels, got {type(groups).__name__}")
+        raise InputTypeError(f"groups: expected a sequence of labels, got {type(groups).__name__}")
     n = len(groups)
     labels = _check_groups(groups, n)
     gen = as_generator(rng)
@@ -288,7 +289,7 @@ def select_defects(groups: Any, counts: Any, *, rng: RNGLike = None) -> np.ndarr
     for g, spec in counts.items():
         if g not in present:
             shown = ", ".join(repr(x) for x in sorted(present, key=str)) or "none"
-            raise ValueError(f"counts: group {g!r} is not among the groups ({shown})")
+            raise InputValueError(f"counts: group {g!r} is not among the groups ({shown})")
         members = np.flatnonzero(ordered_labels == g)  # positions in the shuffled order
         keep[members[: _per_group_count(spec, members.size, f"counts[{g!r}]")]] = True
     return order[keep].copy()
@@ -296,12 +297,12 @@ def select_defects(groups: Any, counts: Any, *, rng: RNGLike = None) -> np.ndarr
 
 def _check_groups(groups: Any, n: int) -> np.ndarray:
     if isinstance(groups, (str, bytes)):
-        raise TypeError(f"groups: expected a sequence of {n} labels, got {type(groups).__name__}")
+        raise InputTypeError(f"groups: expected a sequence of {n} labels, got {type(groups).__name__}")
     arr = np.asarray(groups)
     if arr.dtype == object:
-        raise TypeError("groups: expected labels of one type (str or int), got dtype object")
+        raise InputTypeError("groups: expected labels of one type (str or int), got dtype object")
     if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"groups: expected {n} labels (one per item), got shape {arr.shape}")
+        raise InputValueError(f"groups: expected {n} labels (one per item), got shape {arr.shape}")
     if arr.dtype.kind not in "biuUS" and arr.size:
-        raise TypeError(f"groups: expected str, int or bool labels, got dtype {arr.dtype}")
+        raise InputTypeError(f"groups: expected str, int or bool labels, got dtype {arr.dtype}")
     return arr

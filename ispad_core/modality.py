@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ispad_core._validation import check_choice
+from ispad_core._shared.validation import check_choice
 
 __all__ = ["MODALITIES", "Modality", "get_modality"]
 

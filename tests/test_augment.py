@@ -10,7 +10,7 @@ import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core import _augment_kernels as K
+from ispad_core.augment import _kernels as K
 from ispad_core.augment import (
     AUGMENT_PRESETS,
     AugmentParams,
@@ -134,7 +134,7 @@ def test_augment_batch_matches_reference_pipeline(preset, channels):
     shape = (n, 48, 40) if channels is None else (n, 48, 40, channels)
     patches = np.stack([_textured(shape[1:], seed=s) for s in range(n)])
     seeds = np.arange(1000, 1000 + n, dtype=np.uint32)
-    out = augment_batch(patches, preset, rng=seeds)
+    out = augment_batch(patches, preset, seeds=seeds)
     params = AUGMENT_PRESETS[preset] if isinstance(preset, str) else preset
     applied = 0
     for i in range(n):
@@ -211,7 +211,9 @@ def test_deterministic_per_item_seed_thread_count_and_batch_order():
     shuffled = augment_batch(patches[perm], "lsm2", seeds=seeds[perm])
     np.testing.assert_array_equal(shuffled, one[perm])
     np.testing.assert_array_equal(augment_batch(patches[5:6], "lsm2", seeds=seeds[5:6])[0], one[5])
-    np.testing.assert_array_equal(augment_batch(patches[5:6], "lsm2", rng=seeds[5:6])[0], one[5])  # deprecated form
+    with pytest.warns(FutureWarning, match="rng: an array of per-item seeds given as rng is deprecated"):
+        old = augment_batch(patches[5:6], "lsm2", rng=seeds[5:6])  # the deprecated form: same meaning
+    np.testing.assert_array_equal(old[0], one[5])
     np.testing.assert_array_equal(augment(patches[5], "lsm2", seed=int(seeds[5])), one[5])
     # an int seed reproduces the whole batch; different seeds give different patches
     np.testing.assert_array_equal(augment_batch(patches, "lsm2", rng=3), augment_batch(patches, "lsm2", rng=3))
@@ -328,8 +330,8 @@ _P = np.zeros((2, 16, 16), np.uint8)
         (_P, "lsm1", {"seeds": np.array([1, 2]), "rng": 0}, ValueError, "seeds: pass either rng or seeds, not both"),
         (_P, "lsm1", {"channel_axis": -1}, ValueError, r"patches: expected \(N, H, W, C\) with channel_axis=-1"),
         (_P, "lsm1", {"channel_axis": 2}, ValueError, "channel_axis: expected one of None, -1, got 2"),
-        (_P, "lsm1", {"rng": np.array([1, 2, 3])}, ValueError, r"rng: expected 2 per-item seeds, got an array of shape \(3,\)"),
-        (_P, "lsm1", {"rng": np.array([1.0, 2.0])}, TypeError, "rng: per-item seeds must be integers"),
+        (_P, "lsm1", {"seeds": np.array([1, 2, 3])}, ValueError, r"seeds: expected 2 per-item seeds, got an array of shape \(3,\)"),
+        (_P, "lsm1", {"seeds": np.array([1.0, 2.0])}, TypeError, "seeds: per-item seeds must be integers"),
         (_P, "lsm1", {"rng": -1}, ValueError, "rng: expected a non-negative seed, got -1"),
     ],
 )

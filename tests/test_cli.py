@@ -1,15 +1,15 @@
-"""The installed ``ispad`` command, run in a subprocess as a user would."""
+"""The ``ispad`` command: run in this process (``ispad_core.cli.main``), and as the installed console
+script in a subprocess where the process itself is the point (a real Ctrl-C, a closed pipe, the
+entry point)."""
 
 import csv
 import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -22,26 +22,14 @@ from ispad_core.io import open_stream, part_path, write_mvtec
 from ispad_core.samples import screen_print
 from ispad_core.synth import PRESETS, DefectParams, params_from_dict
 
-ISPAD = shutil.which("ispad", path=os.path.dirname(sys.executable)) or shutil.which("ispad")
+from tests.conftest import ISPAD, run_ispad_process
+from tests.conftest import run_ispad as ispad
+
 SMALL = ["--size", "64", "--batch-size", "4", "--quiet"]
 
 
-def ispad(*args, cwd=None, expect=0, timeout=900):
-    assert ISPAD is not None, "the ispad console script is not installed: python -m pip install -e ."
-    proc = subprocess.run([ISPAD, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
-    assert proc.returncode == expect, f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc
-
-
-@pytest.fixture(scope="module")
-def image_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("scans")
-    iio.imwrite(d / "a.png", screen_print((100, 120), rng=0, kind="dots"))
-    iio.imwrite(d / "b.png", screen_print((90, 90), rng=1, kind="mesh"))
-    return d
-
-
 def test_help_and_version():
+    assert run_ispad_process("--version").stdout.strip() == f"ispad {__version__}"  # the console script itself
     assert ispad("--version").stdout.strip() == f"ispad {__version__}"
     top = ispad("--help").stdout
     for command in ("synth", "merge", "gallery", "evaluate", "info"):
@@ -315,7 +303,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 def test_a_second_synth_or_merge_to_a_busy_output_fails_at_once(tmp_path):
     # another process holds the writer lock of the output (as a running ispad synth does)
-    from ispad_core._files import exclusive_lock
+    from ispad_core._shared.files import exclusive_lock
 
     out = tmp_path / "s.h5"
     common = ["--n", 4, "--seed", 1, *SMALL]
@@ -413,17 +401,18 @@ def _main(argv, capsys):
 
 
 def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatch, capsys):
-    from ispad_core import cli
+    from ispad_core.cli import argtypes, info
+    from ispad_core.samples import builtin_images
 
     code, out = _main(["info", tmp_path / "none.h5"], capsys)  # OSError: a file
     assert code == 1 and out.err.startswith("ispad info: error:") and len(out.err.strip().splitlines()) == 1
 
     def validation(args):  # the library's own TypeError about an argument: one line
-        from ispad_core._validation import check_int
+        from ispad_core._shared.validation import check_int
 
         check_int("seven", "n")
 
-    monkeypatch.setattr(cli, "cmd_info", validation)
+    monkeypatch.setattr(info, "run", validation)
     code, out = _main(["info", "x.h5"], capsys)
     assert code == 1 and out.err.startswith("ispad info: error: n: expected")
 
@@ -433,46 +422,72 @@ def test_user_errors_are_one_line_and_bugs_show_a_traceback(tmp_path, monkeypatc
         list(balanced_stream(screen_print((40, 40), rng=0), 2, size=32, rng=0, max_redraws=0,
                              preset=DefectParams(threshold=1e9, max_attempts=1, margin=2)))
 
-    monkeypatch.setattr(cli, "cmd_info", invisible)
+    monkeypatch.setattr(info, "run", invisible)
     code, out = _main(["info", "x.h5"], capsys)
     assert code == 1 and "no visible defect after 1 patches" in out.err
 
     def bug(args):  # a TypeError inside the library's code without its message convention: a bug
-        return cli._fraction(None)
+        return argtypes.fraction(None)
 
-    monkeypatch.setattr(cli, "cmd_info", bug)
+    monkeypatch.setattr(info, "run", bug)
     with pytest.raises(TypeError, match="float\\(\\) argument"):
         _main(["info", "x.h5"], capsys)
 
     def wrong_call(args):
-        return cli.builtin_images(0, 1, 2)
+        return builtin_images(0, 1, 2)
 
-    monkeypatch.setattr(cli, "cmd_info", wrong_call)
+    monkeypatch.setattr(info, "run", wrong_call)
     with pytest.raises(TypeError, match="positional argument"):
         _main(["info", "x.h5"], capsys)
 
     def numpy_bug(args):
         return np.zeros(3) + "x"
 
-    monkeypatch.setattr(cli, "cmd_info", numpy_bug)
+    monkeypatch.setattr(info, "run", numpy_bug)
     with pytest.raises(Exception):  # numpy's own error type, whatever it is: never a one-line "error"
         _main(["info", "x.h5"], capsys)
 
     def runtime_elsewhere(args):
         raise RuntimeError("raised outside the library")
 
-    monkeypatch.setattr(cli, "cmd_info", runtime_elsewhere)
+    monkeypatch.setattr(info, "run", runtime_elsewhere)
     with pytest.raises(RuntimeError, match="outside the library"):
         _main(["info", "x.h5"], capsys)
 
 
-def test_first_run_says_it_compiles_the_kernels(tmp_path, monkeypatch, capsys):
-    from ispad_core import _jit_cache
+def test_the_command_tells_user_errors_by_type_not_by_message(monkeypatch, capsys):
+    from ispad_core import InputTypeError, SetupError
+    from ispad_core.cli import info
 
-    monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: ["synth_batch"])
+    def input_error(args):  # the type decides, whatever the message says
+        raise InputTypeError("no convention in this message")
+
+    monkeypatch.setattr(info, "run", input_error)
+    code, out = _main(["info", "x.h5"], capsys)
+    assert code == 1 and out.err.strip() == "ispad info: error: no convention in this message"
+
+    def setup_error(args):
+        raise SetupError("client: worker tcp://w:1 runs other versions")
+
+    monkeypatch.setattr(info, "run", setup_error)
+    code, out = _main(["info", "x.h5"], capsys)
+    assert code == 1 and "runs other versions" in out.err
+
+    def plain_type_error(args):  # a message that looks like the library's, but a plain TypeError: a bug
+        raise TypeError("n: expected an int, got str")
+
+    monkeypatch.setattr(info, "run", plain_type_error)
+    with pytest.raises(TypeError, match="n: expected"):
+        _main(["info", "x.h5"], capsys)
+
+
+def test_first_run_says_it_compiles_the_kernels(tmp_path, monkeypatch, capsys):
+    from ispad_core.stream import generation
+
+    monkeypatch.setattr(generation, "stream_kernels_uncached", lambda: ["synth_batch"])
     code, out = _main(["synth", "--out", tmp_path / "a.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)
     assert code == 0 and out.err.startswith("compiling kernels (first run only, about 30 s)\n")
-    monkeypatch.setattr(_jit_cache, "stream_kernels_uncached", lambda: [])
+    monkeypatch.setattr(generation, "stream_kernels_uncached", lambda: [])
     code, out = _main(["synth", "--out", tmp_path / "b.h5", "--n", 4, "--seed", 0, "--size", 64], capsys)
     assert code == 0 and "compiling" not in out.err
 

@@ -1,11 +1,10 @@
-"""Real-defect patches cut around listed positions (ispad_core.crops)."""
+"""Real-defect patches cut around listed positions (ispad_core.tiling.crops)."""
 
-import argparse
 
 import numpy as np
 import pytest
 
-from ispad_core.crops import crop_at, read_positions, write_crops
+from ispad_core.tiling.crops import crop_at, read_positions, write_crops
 from ispad_core.io import read_image, write_png
 
 
@@ -114,14 +113,11 @@ def test_scan_outside_folder_and_missing_scan(tmp_path):
         write_crops(table, scans=scans, out=tmp_path / "real", size=8)
 
 
-def test_cli_wiring(tmp_path, capsys):
-    from ispad_core._cli_crops import add_parser
+def test_cli_wiring(tmp_path):
+    from tests.conftest import run_ispad
 
     scans, _ = _scans(tmp_path)
     table = tmp_path / "t.csv"
     table.write_text("scan,row,col,group\na.png,30,30,points\nb.png,30,30,points\n")
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["crops", "--scans", str(scans), "--at", str(table), "--out", str(tmp_path / "r"), "--size", "8"])
-    assert args.func(args) == 0
-    assert "wrote 2 patches of 8 x 8" in capsys.readouterr().out
+    ran = run_ispad("crops", "--scans", scans, "--at", table, "--out", tmp_path / "r", "--size", 8)
+    assert "wrote 2 patches of 8 x 8" in ran.stdout

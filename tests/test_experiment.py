@@ -1,6 +1,5 @@
 """The grid runner behind ``ispad experiment``."""
 
-import argparse
 import csv
 import json
 import os
@@ -17,7 +16,7 @@ from ispad_core.experiment import (
     select_real,
 )
 from ispad_core.fractions import nested_fractions
-from ispad_core.proxy import proxy_benchmark
+from ispad_core.samples.proxy import proxy_benchmark
 
 _TORCH = 'the real trainer needs the [torch] extra: pip install "ispad-core[torch]"'
 
@@ -66,6 +65,7 @@ def tiny_grid(bench, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_tiny_grid_writes_every_file(tiny_grid):
     out, result = tiny_grid
     assert result.ran == 4 and result.skipped == 0
@@ -90,6 +90,7 @@ def test_tiny_grid_writes_every_file(tiny_grid):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(tiny_grid, bench):
     out, first = tiny_grid
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")}
@@ -110,6 +111,7 @@ def test_rerun_skips_finished_runs(tiny_grid, bench):
         run_experiment(changed, out, verbose=False, trainer=must_not_train)
 
 
+@pytest.mark.slow
 def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
     out, result = tiny_grid
     by_strategy = {}
@@ -123,6 +125,7 @@ def test_selected_defects_are_nested_prefixes(tiny_grid, bench):
     assert by_strategy["mixed"]["f1/2"] == [files[i] for i in order["1/2"]]
 
 
+@pytest.mark.slow
 def test_two_jobs_give_the_results_of_one(bench, tmp_path):
     # with the threads fixed, a run is the same computation in a worker process as in this one
     _needs_torch()
@@ -227,9 +230,7 @@ def test_bad_config_is_refused_before_training(bench, tmp_path, edit, match):
     assert not (tmp_path / "runs").exists()
 
 
-def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
-    from ispad_core._cli_experiment import add_parser
-
+def test_toml_file_relative_paths_and_check(bench, tmp_path):
     (tmp_path / "sub").mkdir()
     toml = tmp_path / "sub" / "exp.toml"
     rel = os.path.relpath(bench, toml.parent)  # relative to the config file's folder, not the cwd
@@ -247,11 +248,10 @@ def test_toml_file_relative_paths_and_check(bench, tmp_path, capsys):
         "mixed_mixed_area5-points5_resnet18_seed2",
     ]
     assert config.train["p_inj"] == 1 / 32
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["experiment", "--config", str(toml), "--out", str(tmp_path / "r"), "--check"])
-    assert args.func(args) == 0
-    assert "4 runs" in capsys.readouterr().out and not (tmp_path / "r").exists()
+    from tests.conftest import run_ispad
+
+    assert "4 runs" in run_ispad("experiment", "--config", toml, "--out", tmp_path / "r", "--check").stdout
+    assert not (tmp_path / "r").exists()
     toml.write_text("[grid\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(toml)
@@ -302,7 +302,7 @@ def test_scoring_uses_the_validation_threshold():
 
 
 def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
-    import ispad_core.experiment as ex
+    import ispad_core.experiment.runner as ex
 
     config = _config(bench, strategies=["synthetic", "oversampling"], fractions=[1])
     seen = []
@@ -318,7 +318,7 @@ def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
 
 
 def test_oversampling_from_the_stream_file_trains(bench, tmp_path, monkeypatch):
-    import ispad_core.experiment as ex
+    import ispad_core.experiment.runner as ex
 
     _needs_torch()
     monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)

@@ -1,4 +1,4 @@
-"""The one atomic-write helper and the writer lock (ispad_core._files)."""
+"""The one atomic-write helper and the writer lock (ispad_core._shared.files)."""
 
 import os
 import stat
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ispad_core._files import OutputBusyError, atomic_output, check_output_path, exclusive_lock
+from ispad_core._shared.files import OutputBusyError, atomic_output, check_output_path, exclusive_lock
 
 
 def test_atomic_output_writes_and_leaves_nothing_else(tmp_path):
@@ -18,10 +18,10 @@ def test_atomic_output_writes_and_leaves_nothing_else(tmp_path):
         assert not target.exists()
     assert target.read_bytes() == b"abc"
     assert os.listdir(tmp_path) == ["out.bin"]
-    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~_umask()
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~current_umask()
 
 
-def _umask():
+def current_umask():
     m = os.umask(0)
     os.umask(m)
     return m
@@ -75,7 +75,7 @@ def test_missing_folder_is_named(tmp_path):
 def test_lock_refuses_second_writer_in_another_process(tmp_path):
     target = tmp_path / "s.h5"
     code = (
-        "import sys\nfrom ispad_core._files import exclusive_lock, OutputBusyError\n"
+        "import sys\nfrom ispad_core._shared.files import exclusive_lock, OutputBusyError\n"
         f"try:\n    with exclusive_lock({str(target)!r}, name='out'):\n        pass\n"
         "except OutputBusyError as e:\n    print(e); sys.exit(3)\n"
     )
@@ -106,7 +106,7 @@ def test_lock_refuses_symlinked_lock_file(tmp_path):
 
 HOLDER_THAT_FORKS = """
 import os, signal, sys, time
-from ispad_core._files import exclusive_lock
+from ispad_core._shared.files import exclusive_lock
 with exclusive_lock({target!r}, name="out"):
     pid = os.fork()
     if pid == 0:  # a forked child, like a DataLoader worker: outlives its parent
@@ -138,14 +138,14 @@ def test_a_forked_child_does_not_keep_the_lock_of_its_dead_parent(tmp_path):
 
 CHILD_LEAVES_THE_BLOCK = """
 import os, sys
-from ispad_core._files import exclusive_lock
+from ispad_core._shared.files import exclusive_lock
 with exclusive_lock({target!r}, name="out") as lock:
     pid = os.fork()
     if pid != 0:
         os.waitpid(pid, 0)
         print(lock.exists(), flush=True)
         import subprocess
-        code = "from ispad_core._files import exclusive_lock, OutputBusyError\\n" \\
+        code = "from ispad_core._shared.files import exclusive_lock, OutputBusyError\\n" \\
                "try:\\n    with exclusive_lock({target!r}): print('got it')\\n" \\
                "except OutputBusyError: print('busy')"
         print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip(), flush=True)
@@ -168,7 +168,7 @@ def test_a_forked_child_leaving_the_block_leaves_the_parents_lock_alone(tmp_path
 def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path, monkeypatch):
     import errno
 
-    from ispad_core._files import OutOfSpaceError
+    from ispad_core._shared.files import OutOfSpaceError
 
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")
@@ -191,7 +191,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_free_space(tmp_path, mo
 
 
 def test_stale_temporaries_of_a_killed_writer_are_recognised_and_nothing_else(tmp_path):
-    from ispad_core._files import remove_stale_temporaries
+    from ispad_core._shared.files import remove_stale_temporaries
 
     target = tmp_path / "a.json"
     ours = [tmp_path / ".a.json.k3_x9abz.part", tmp_path / ".summary.csv.abcdefgh.part"]
@@ -219,7 +219,7 @@ def test_a_writer_that_hides_the_errno_on_a_full_disk_is_reported_as_one(tmp_pat
     # torch.save to a path raises a RuntimeError from its C++ writer on a full disk
     import shutil
 
-    from ispad_core import _files
+    from ispad_core._shared import files as _files
 
     target = tmp_path / "model.pt"
     usage = shutil.disk_usage(tmp_path)

@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-from ispad_core._jit_cache import stream_kernels_uncached
+from ispad_core.stream.generation import stream_kernels_uncached
 
 SOURCE = textwrap.dedent(
     """
     import sys
     from numba import njit
-    from ispad_core._jit_cache import uncached
+    from ispad_core._shared.jit_cache import uncached
 
     @njit(cache=True)
     def twice(x):

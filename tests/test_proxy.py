@@ -1,6 +1,5 @@
 """The built-in benchmark with "real" defects the synthesizer cannot draw."""
 
-import argparse
 import ast
 import json
 from pathlib import Path
@@ -9,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import ispad_core.proxy as proxy
+import ispad_core.samples.proxy as proxy
 from ispad_core.io import read_image, read_mvtec
-from ispad_core.proxy import AREA_CLASSES, POINT_CLASSES, proxy_benchmark, proxy_defect
+from ispad_core.samples.proxy import AREA_CLASSES, POINT_CLASSES, proxy_benchmark, proxy_defect
 from ispad_core.samples import screen_print
 
 SMALL = dict(size=32, n_scans=1, scan_side=128, n_points=4, n_area=6, n_val=4, n_test=6, good_per_defective=5)
@@ -176,23 +175,18 @@ def test_defect_bad_inputs(args, exc, match):
         proxy_defect(*args, seed=0)
 
 
-def test_cli_writes_the_benchmark(tmp_path, capsys):
-    from ispad_core._cli_benchmark import add_parser
+def test_cli_writes_the_benchmark(tmp_path):
+    from tests.conftest import run_ispad
 
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
     out = tmp_path / "b"
-    args = parser.parse_args(
-        ["benchmark", "--out", str(out), "--size", "32", "--scans", "1", "--scan-side", "96", "--n-points", "2",
-         "--n-area", "3", "--n-val", "2", "--n-test", "2", "--good-per-defective", "3", "--seed", "4"]
-    )
-    assert args.func(args) == 0
-    text = capsys.readouterr().out
+    text = run_ispad(
+        "benchmark", "--out", out, "--size", 32, "--scans", 1, "--scan-side", 96, "--n-points", 2,
+        "--n-area", 3, "--n-val", 2, "--n-test", 2, "--good-per-defective", 3, "--seed", 4,
+    ).stdout
     assert f"wrote {out}/" in text and "2 points, 3 area" in text
     np.testing.assert_array_equal(
         read_mvtec(out / "test", split="test").test_images,
         proxy_benchmark(seed=4, size=32, n_scans=1, scan_side=96, n_points=2, n_area=3, n_val=2, n_test=2,
                         good_per_defective=3).test_images,
     )
-    with pytest.raises(SystemExit):
-        parser.parse_args(["benchmark", "--out", "x", "--size", "8"])
+    assert "--size" in run_ispad("benchmark", "--out", "x", "--size", 8, expect=2).stderr

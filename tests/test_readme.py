@@ -32,6 +32,7 @@ def test_readme_core_tour_runs(tmp_path, monkeypatch):
     assert ns["labels"].shape == (100,)
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the [torch] extra")
 def test_readme_torch_tour_runs(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ispad_core import _shared_kernels as K
-from ispad_core._validation import mix64
+from ispad_core._shared import kernels as K
+from ispad_core._shared.validation import mix64
 
 
 def test_mix64_is_the_vectorised_mix64():

@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core import stream as stream_mod
 from ispad_core.io import merge_streams, open_stream, part_path
 from ispad_core.samples import screen_print
 from ispad_core.stream import (
+    generation,
+    plan,
+    seed_of_unfinished,
     SyntheticStream,
     balanced_stream,
     reduce_to_8_bits,
@@ -22,11 +24,6 @@ from ispad_core.stream import (
 from ispad_core.synth import PRESETS, DefectParams, params_from_dict, synthesize_steps
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def images():
-    return [screen_print((150, 170), rng=1, kind="dots"), screen_print((130, 130), rng=2, kind="lines")]
 
 
 def collect(gen):
@@ -131,7 +128,7 @@ def test_shards_are_contiguous_and_cover(n, parts):
 
 def test_derived_seeds_are_distinct_per_key():
     seeds = np.arange(10_000, dtype=np.uint32)
-    a, b = stream_mod._derive32(seeds, 0), stream_mod._derive32(seeds, 1)
+    a, b = plan._derive32(seeds, 0), plan._derive32(seeds, 1)
     assert np.unique(a).size > 9_980 and np.mean(a == b) < 0.01
 
 
@@ -183,7 +180,7 @@ def test_shards_merged_equal_the_whole(tmp_path, images):
 def test_interrupted_write_resumes_to_the_same_bytes(tmp_path, images, monkeypatch):
     whole = write_balanced_stream(tmp_path / "whole.h5", images, 13, size=SIZE, seed=2, batch_size=3).path
     out = tmp_path / "s.h5"
-    real_make = stream_mod._Generator.make
+    real_make = generation._Generator.make
     calls = []
 
     def failing_make(self, a, b):
@@ -192,11 +189,11 @@ def test_interrupted_write_resumes_to_the_same_bytes(tmp_path, images, monkeypat
             raise KeyboardInterrupt  # as Ctrl-C would, after two complete batches
         return real_make(self, a, b)
 
-    monkeypatch.setattr(stream_mod._Generator, "make", failing_make)
+    monkeypatch.setattr(generation._Generator, "make", failing_make)
     with pytest.raises(KeyboardInterrupt):
         write_balanced_stream(out, images, 13, size=SIZE, seed=2, batch_size=3)
     assert not out.exists() and part_path(out).exists()
-    monkeypatch.setattr(stream_mod._Generator, "make", real_make)
+    monkeypatch.setattr(generation._Generator, "make", real_make)
     summary = write_balanced_stream(out, images, 13, size=SIZE, batch_size=3)  # seed taken from the part
     assert summary.n_resumed == 6 and summary.seed == 2
     assert out.read_bytes() == whole.read_bytes()
@@ -302,7 +299,7 @@ def test_synthetic_stream_item_i_is_file_item_i(tmp_path, images, colour, augmen
     kwargs = dict(rois=rois, size=SIZE, augment=augment, preset="mixed", min_roi_fraction=0.9)
     out = tmp_path / "s.h5"
     write_balanced_stream(out, imgs, 14, seed=11, batch_size=5, **kwargs)
-    stream = stream_mod.SyntheticStream(imgs, n=14, seed=11, **kwargs)
+    stream = SyntheticStream(imgs, n=14, seed=11, **kwargs)
     with open_stream(out) as f:
         file_items = f[:]
         order = np.random.default_rng(0).permutation(14)
@@ -323,7 +320,7 @@ def test_synthetic_stream_item_i_is_file_item_i(tmp_path, images, colour, augmen
 
 
 def test_synthetic_stream_epochs_are_fresh_and_repeat_by_seed(images):
-    stream = stream_mod.SyntheticStream(images, n=12, seed=4, size=SIZE)
+    stream = SyntheticStream(images, n=12, seed=4, size=SIZE)
     epoch0 = stream[:]
     stream.set_epoch(1)
     epoch1 = stream[:]
@@ -333,13 +330,13 @@ def test_synthetic_stream_epochs_are_fresh_and_repeat_by_seed(images):
     stream.set_epoch(2)
     epoch2 = stream[:]
     assert all(not np.array_equal(a, b) for a, b in zip(epoch1[0], epoch2[0]))
-    again = stream_mod.SyntheticStream(images, n=12, seed=4, size=SIZE, epoch=1)
+    again = SyntheticStream(images, n=12, seed=4, size=SIZE, epoch=1)
     for a, b in zip(again[:], epoch1):
         np.testing.assert_array_equal(a, b)
     stream.set_epoch(0)
     for a, b in zip(stream[:], epoch0):
         np.testing.assert_array_equal(a, b)
-    other = stream_mod.SyntheticStream(images, n=12, seed=5, size=SIZE, epoch=1)
+    other = SyntheticStream(images, n=12, seed=5, size=SIZE, epoch=1)
     assert not np.array_equal(other[:][0], epoch1[0])
 
 
@@ -348,7 +345,7 @@ def test_synthetic_stream_pickles_and_sets_one_numba_thread_in_another_process(i
 
     import numba
 
-    stream = stream_mod.SyntheticStream(images, n=6, seed=2, size=SIZE, epoch=3)
+    stream = SyntheticStream(images, n=6, seed=2, size=SIZE, epoch=3)
     clone = pickle.loads(pickle.dumps(stream))
     before = numba.get_num_threads()
     try:
@@ -363,7 +360,7 @@ def test_synthetic_stream_pickles_and_sets_one_numba_thread_in_another_process(i
 
 
 def test_synthetic_stream_bad_input(images):
-    stream = stream_mod.SyntheticStream(images, n=4, seed=0, size=SIZE)
+    stream = SyntheticStream(images, n=4, seed=0, size=SIZE)
     with pytest.raises(IndexError, match="index 4 is out of range for a stream of 4 items"):
         stream[4]
     with pytest.raises(IndexError, match="indices out of range"):
@@ -373,7 +370,7 @@ def test_synthetic_stream_bad_input(images):
     with pytest.raises(ValueError, match="epoch: expected an int >= 0"):
         stream.set_epoch(-1)
     with pytest.raises(ValueError, match="n: expected an int >= 1"):
-        stream_mod.SyntheticStream(images, n=0, seed=0, size=SIZE)
+        SyntheticStream(images, n=0, seed=0, size=SIZE)
     assert stream[[]][0].shape == (0, SIZE, SIZE)
     assert "SyntheticStream(4 items" in repr(stream)
 
@@ -384,7 +381,7 @@ def test_synthetic_stream_in_a_dataloader_gives_the_file_items(tmp_path, images,
     torch = pytest.importorskip("torch")
     out = tmp_path / "s.h5"
     write_balanced_stream(out, images, 16, size=SIZE, seed=8, batch_size=5)
-    stream = stream_mod.SyntheticStream(images, n=16, seed=8, size=SIZE)
+    stream = SyntheticStream(images, n=16, seed=8, size=SIZE)
     # forked workers after this process ran Numba's parallel kernels: they run the serial twins
     loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=workers)
     got = [torch.cat(parts).numpy() for parts in zip(*loader)]
@@ -430,7 +427,7 @@ def test_a_link_at_the_part_path_is_neither_read_nor_written_through(tmp_path, i
     before = target.read_bytes()
     out = tmp_path / "s.h5"
     part_path(out).symlink_to(target)
-    assert stream_mod._seed_of_unfinished(out) is None  # its seed would be the linked file's
+    assert seed_of_unfinished(out) is None  # its seed would be the linked file's
     with pytest.raises(ValueError, match="s.h5.part is a symbolic link"):
         write_balanced_stream(out, images, 4, size=SIZE)
     assert target.read_bytes() == before and not out.exists()
@@ -441,7 +438,7 @@ def test_errors_about_an_image_name_its_file(tmp_path, images):
     with pytest.raises(ValueError, match="images\\[1\\] \\(b.png\\): image of 40 x 40 pixels is smaller"):
         write_balanced_stream(tmp_path / "s.h5", [images[0], small], 4, size=SIZE, seed=0, names=["a.png", "b.png"])
     with pytest.raises(ValueError, match="images\\[1\\] \\(scan7.tif\\): has shape \\(80, 80, 3\\), but images\\[0\\] \\(a.png\\)"):
-        stream_mod.SyntheticStream([images[0], np.zeros((80, 80, 3), np.uint8)], n=4, size=SIZE, seed=0,
+        SyntheticStream([images[0], np.zeros((80, 80, 3), np.uint8)], n=4, size=SIZE, seed=0,
                                    names=["a.png", "scan7.tif"])
 
 
@@ -470,7 +467,7 @@ def test_visibility_figures_are_stored_and_are_the_synthesizers(tmp_path, images
         np.testing.assert_allclose(fig["ssr"][i], (diff**2).sum(), rtol=1e-12)
         np.testing.assert_allclose(fig["contrast"][i], np.abs(diff[m]).mean(), rtol=1e-12)
         assert fig["cnr"][i] <= fig["contrast"][i] + 1e-9  # the noise is floored at one grey level
-        steps = synthesize_steps(before, PRESETS["mixed"], seed=int(stream_mod._derive32(seeds[i : i + 1], 2)[0]))
+        steps = synthesize_steps(before, PRESETS["mixed"], seed=int(plan._derive32(seeds[i : i + 1], 2)[0]))
         if np.array_equal(steps.image, patches[i]):  # drawn on its first patch: the same defect
             assert fig["cnr"][i] == steps.cnr and fig["ssr"][i] == steps.ssr
             checked += 1
@@ -535,7 +532,7 @@ def test_mask_contrast_kernel_against_its_definition(shape):
     masks[2] = 0
     after = np.where(masks.reshape(*masks.shape, *([1] * (len(shape) - 2))) == 1, 255 - before, before).astype(np.uint8)
     rows = np.array([0, 2, 5])
-    got = stream_mod._mask_contrast(before, after, masks, rows)
+    got = generation._mask_contrast(before, after, masks, rows)
     change = np.abs(after.astype(np.float64) - before)
     if change.ndim == 4:
         change = change.mean(axis=3)
@@ -543,3 +540,45 @@ def test_mask_contrast_kernel_against_its_definition(shape):
     for i in (0, 5):
         expected[i] = change[i][masks[i] == 1].mean()
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- one spec for every stream function
+
+
+def test_a_spec_and_the_keywords_make_the_same_stream(tmp_path, images):
+    from ispad_core.stream import StreamSpec
+
+    spec = StreamSpec(size=SIZE, preset="scratch", augment="lsm2", defect_fraction=0.25, batch_size=4)
+    by_spec = list(balanced_stream(images, 8, rng=3, spec=spec))
+    by_keywords = list(balanced_stream(images, 8, rng=3, size=SIZE, preset="scratch", augment="lsm2",
+                                       defect_fraction=0.25, batch_size=4))
+    assert len(by_spec) == len(by_keywords) == 2
+    for a, b in zip(by_spec, by_keywords):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    # keywords override the spec's fields; the file records the spec it was written with
+    out = write_balanced_stream(tmp_path / "s.h5", images, 8, seed=3, spec=spec.replace(size=32), size=SIZE).path
+    with open_stream(out) as s:
+        assert s.attrs["patch_size"] == SIZE and s.attrs["preset_name"] == "scratch" and s.attrs["defect_fraction"] == 0.25
+        stream = SyntheticStream(images, n=8, seed=3, spec=spec)
+        np.testing.assert_array_equal(stream[0:8][0], s[0:8][0])
+
+
+def test_a_spec_is_checked_when_made_and_unknown_keywords_are_refused(images):
+    from ispad_core.stream import StreamSpec
+
+    with pytest.raises(ValueError, match="size: expected height and width of at least"):
+        StreamSpec(size=8)
+    with pytest.raises(ValueError, match="compression: expected one of"):
+        StreamSpec(compression="fast")
+    with pytest.raises(TypeError, match="balanced_stream\\(\\) got an unexpected keyword argument 'sise'"):
+        balanced_stream(images, 4, sise=SIZE)
+    with pytest.raises(TypeError, match="write_balanced_stream\\(\\) got an unexpected keyword argument 'colour'"):
+        write_balanced_stream("never.h5", images, 4, colour=True)
+    with pytest.raises(TypeError, match="spec: expected a StreamSpec, got dict"):
+        SyntheticStream(images, n=4, spec={"size": SIZE})
+
+
+def test_show_progress_still_works_and_warns(tmp_path, images):
+    with pytest.warns(DeprecationWarning, match="write_balanced_stream: show_progress= is now called verbose="):
+        write_balanced_stream(tmp_path / "s.h5", images, 4, seed=0, size=SIZE, show_progress=False)

@@ -15,9 +15,9 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason='needs the [dask] extra: pip install "ispad-core[dask]"')
 
-from ispad_core import _dask  # noqa: E402
-from ispad_core._dask import write_balanced_stream_distributed  # noqa: E402
-from ispad_core._files import exclusive_lock  # noqa: E402
+from ispad_core.stream import dask as _dask  # noqa: E402
+from ispad_core.stream.dask import write_balanced_stream_distributed  # noqa: E402
+from ispad_core._shared.files import exclusive_lock  # noqa: E402
 from ispad_core.io import open_stream, part_path  # noqa: E402
 from ispad_core.samples import screen_print  # noqa: E402
 from ispad_core.stream import shard_range, write_balanced_stream  # noqa: E402
@@ -334,15 +334,18 @@ def _shard_file(tmp_path, images, k, parts):
     return write_balanced_stream(out, images, N, size=SIZE, seed=7, batch_size=BATCH, shard=(k, parts)).path
 
 
-def _task(folder, images, k, parts, **extra):
+def _task(folder, images, k, parts, seed=7, callback=None):
+    from ispad_core.stream import StreamInputs, StreamSpec
+
     return _dask._write_part(
-        _dask._Inputs(images, None),
+        StreamInputs(images),
         folder=str(folder),
         k=k,
         parts=parts,
         n=N,
-        seed=7,
-        kwargs={"size": SIZE, "batch_size": BATCH, **extra},
+        seed=seed,
+        spec=StreamSpec(size=SIZE, batch_size=BATCH),
+        callback=callback,
     )
 
 
@@ -411,9 +414,9 @@ def test_a_worker_that_cannot_see_the_folder_says_so(tmp_path, images):
 def test_argument_errors_of_a_part_come_back_as_values_not_raised(tmp_path, images):
     folder = tmp_path / "parts"
     folder.mkdir()
-    result = _task(folder, images, 0, 2, compression="nope")
+    result = _task(folder, images, 0, 2, seed=-1)  # checked before the cluster sees it, but not by the part's caller here
     assert isinstance(result, _dask._PartFailure) and isinstance(result.error, ValueError)
-    assert "compression" in str(result.error)
+    assert "seed" in str(result.error)
     assert list(folder.iterdir()) == []
 
 

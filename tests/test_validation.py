@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ispad_core import _validation as v
+from ispad_core._shared import validation as v
 
 
 def test_as_generator_accepts_none_int_generator():
@@ -42,14 +42,14 @@ def test_item_seeds_unique_deterministic_uint32(seed, n):
 
 def test_item_seeds_explicit_array_round_trips():
     seeds = np.array([0, 7, 2**32 - 1], dtype=np.int64)
-    out = v.item_seeds(seeds, 3)
+    out = v.item_seeds(None, 3, seeds=seeds)
     np.testing.assert_array_equal(out, seeds.astype(np.uint32))
 
 
 @pytest.mark.parametrize(
     "seeds, exc, match",
     [
-        (np.arange(4), ValueError, "rng: expected 3 per-item seeds, got an array of shape \\(4,\\)"),
+        (np.arange(4), ValueError, "seeds: expected 3 per-item seeds, got an array of shape \\(4,\\)"),
         (np.array([0.5, 1, 2]), TypeError, "per-item seeds must be integers"),
         (np.array([-1, 1, 2]), ValueError, "must lie in \\[0, 2\\*\\*32\\)"),
         (np.array([0, 1, 2**32]), ValueError, "must lie in \\[0, 2\\*\\*32\\)"),
@@ -57,7 +57,7 @@ def test_item_seeds_explicit_array_round_trips():
 )
 def test_item_seeds_rejects_bad_arrays(seeds, exc, match):
     with pytest.raises(exc, match=match):
-        v.item_seeds(seeds, 3)
+        v.item_seeds(None, 3, seeds=seeds)
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ fault-free scans with their ROIs, matched by file name: :func:`read_scans`.
 from ispad_core.io._codec import COMPRESSIONS
 from ispad_core.io._images import IMAGE_EXTENSIONS, list_images, read_image, read_images, write_png
 from ispad_core.io._mvtec import MVTecDataset, read_mvtec, write_mvtec
-from ispad_core.io._real import LabelledSet, RealDefects, RealTransform, read_labelled_set, read_real_defects
+from ispad_core.io._real import LabelledSet, RealDefects, read_labelled_set, read_real_defects
 from ispad_core.io._scans import Scans, read_scans
 from ispad_core.io._streamformat import FIELDS, part_path
 from ispad_core.io._streammerge import merge_streams
@@ -39,7 +39,6 @@ __all__ = [
     "LabelledSet",
     "MVTecDataset",
     "RealDefects",
-    "RealTransform",
     "Scans",
     "StreamReader",
     "StreamWriter",
@@ -57,3 +56,20 @@ __all__ = [
     "write_png",
     "write_stream",
 ]
+
+
+def __getattr__(name: str):
+    """``ispad_core.io.RealTransform``, the old home of :class:`ispad_core.nn.RealTransform` (a
+    training transform, which moved to the torch layer); it warns and gives the class."""
+    if name == "RealTransform":
+        import warnings
+
+        warnings.warn(
+            "ispad_core.io.RealTransform moved to ispad_core.nn.RealTransform; the old name will go",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from ispad_core.nn.transform import RealTransform
+
+        return RealTransform
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

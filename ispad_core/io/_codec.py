@@ -22,6 +22,8 @@ import zlib
 
 import numpy as np
 
+from ispad_core._shared.errors import InputValueError
+
 try:  # python-isal: Intel's ISA-L deflate, the same zlib streams several times faster than zlib
     from isal import isal_zlib as _isal_zlib
 except ImportError:  # pragma: no cover - isal is a dependency; files stay readable without it
@@ -76,7 +78,7 @@ def compress_rows(rows: np.ndarray, compression: str, *, mask: bool) -> list:
     of zeros serves all all-zero rows; only rows with a defect are converted and encoded.
     """
     if compression not in COMPRESSIONS:
-        raise ValueError(f"compression: expected one of {', '.join(map(repr, COMPRESSIONS))}, got {compression!r}")
+        raise InputValueError(f"compression: expected one of {', '.join(map(repr, COMPRESSIONS))}, got {compression!r}")
     n_rows, n = rows.shape
     if mask:
         todo = np.flatnonzero(rows.any(axis=1))

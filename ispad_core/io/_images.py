@@ -15,8 +15,9 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from ispad_core._files import atomic_output
-from ispad_core._validation import check_array, check_int
+from ispad_core._shared.errors import InputValueError
+from ispad_core._shared.files import atomic_output
+from ispad_core._shared.validation import check_array, check_int
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 """Extensions :func:`list_images` picks up (compared case-insensitively)."""
@@ -82,11 +83,11 @@ def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image")
             length, kind = struct.unpack(">I4s", data[pos : pos + 8])
             body = data[pos + 8 : pos + 8 + length]
             if len(body) < length:
-                raise ValueError(f"chunk {kind.decode('latin-1')!r} is cut off after {len(body)} of {length} bytes")
+                raise InputValueError(f"chunk {kind.decode('latin-1')!r} is cut off after {len(body)} of {length} bytes")
             pos += 12 + length
             if kind == b"IHDR":
                 if length != 13:
-                    raise ValueError(f"IHDR chunk of {length} bytes, expected 13")
+                    raise InputValueError(f"IHDR chunk of {length} bytes, expected 13")
                 header = struct.unpack(">IIBBBBB", body)
             elif kind == b"IDAT":
                 seen_idat = True
@@ -97,30 +98,30 @@ def check_png_data(data: bytes, path: str | os.PathLike, *, name: str = "image")
             elif kind == b"IEND":
                 break
     except zlib.error as exc:
-        raise ValueError(f"{name}: {path} has corrupt PNG image data ({exc})") from None
+        raise InputValueError(f"{name}: {path} has corrupt PNG image data ({exc})") from None
     except ValueError as exc:
-        raise ValueError(f"{name}: {path} is a damaged PNG ({exc})") from None
+        raise InputValueError(f"{name}: {path} is a damaged PNG ({exc})") from None
     if header is None or not seen_idat:
-        raise ValueError(f"{name}: {path} is a damaged PNG (no {'IHDR' if header is None else 'IDAT'} chunk)")
+        raise InputValueError(f"{name}: {path} is a damaged PNG (no {'IHDR' if header is None else 'IDAT'} chunk)")
     width, height, depth, colour, _, _, interlace = header
     if colour not in _PNG_CHANNELS:
-        raise ValueError(f"{name}: {path} is a damaged PNG (colour type {colour})")
+        raise InputValueError(f"{name}: {path} is a damaged PNG (colour type {colour})")
     expected = _png_expected_bytes(width, height, depth, colour, interlace)
     if not inflater.eof:
         got += len(inflater.flush())
-        raise ValueError(
+        raise InputValueError(
             f"{name}: {path} is truncated: its image data ends after {got} of {expected} bytes "
             f"({width} x {height} declared)"
         )
     if got < expected:
         row = 1 + math.ceil(width * _PNG_CHANNELS[colour] * depth / 8)
         held = f"data for only {got // row} of the {height} rows" if not interlace else f"only {got} of the {expected} bytes"
-        raise ValueError(
+        raise InputValueError(
             f"{name}: {path} is truncated: it holds {held} its header declares ({width} x {height}); "
             "a decoder would fill the rest with zeros"
         )
     if got > expected:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: {path} is a damaged PNG: it holds {got} bytes of image data where its header "
             f"({width} x {height}) declares {expected}"
         )
@@ -156,7 +157,7 @@ def max_image_pixels() -> int | None:
             except ValueError:
                 value = 0
             if value < 1:
-                raise ValueError(
+                raise InputValueError(
                     f"{MAX_PIXELS_VARIABLE}: expected a number of pixels (a whole number >= 1) or 'none', got {text!r}"
                 )
         Image.MAX_IMAGE_PIXELS = value  # the decoder must agree with the limit asked for
@@ -193,7 +194,7 @@ def _check_pixels(data: bytes, path: Path, name: str) -> None:
         return
     height, width, pixels = size
     what = f"{height} x {width} pixels ({pixels:,} pixels)" if height is not None else f"{pixels:,} pixels"
-    raise ValueError(
+    raise InputValueError(
         f"{name}: {path} is {what}, more than the limit of {limit:,} pixels that guards against "
         f"decompression bombs; if the image is genuine, raise the limit: set the environment variable "
         f"{MAX_PIXELS_VARIABLE}={pixels} (or 'none'), or PIL.Image.MAX_IMAGE_PIXELS in Python"
@@ -220,7 +221,7 @@ _DEPTHS = {8: (np.dtype(np.uint8),), 16: (np.dtype(np.uint16),), (8, 16): (np.dt
 def _check_depth(depth) -> tuple:
     key = tuple(depth) if isinstance(depth, (tuple, list)) else depth
     if key not in _DEPTHS:
-        raise ValueError(f"depth: expected 8, 16 or (8, 16), got {depth!r}")
+        raise InputValueError(f"depth: expected 8, 16 or (8, 16), got {depth!r}")
     return _DEPTHS[key]
 
 
@@ -262,27 +263,27 @@ def read_image(path: str | os.PathLike, *, name: str = "image", depth: int | tup
     try:
         image = _decode(data, path)
     except Exception as exc:
-        raise ValueError(f"{name}: cannot read {path} as an image ({type(exc).__name__}: {exc})") from None
+        raise InputValueError(f"{name}: cannot read {path} as an image ({type(exc).__name__}: {exc})") from None
     image = np.asarray(image)
     if png_depth == 16 and image.dtype == np.uint8:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: {path} is a 16-bit colour PNG, which the decoder would cut to 8 bits; "
             "save it as 16-bit TIFF or as grey"
         )
     if image.dtype not in allowed:
         want = " or ".join(f"{8 * d.itemsize}-bit" for d in allowed)
         article = "an" if want.startswith("8") else "a"
-        raise ValueError(f"{name}: expected {article} {want} image, got {image.dtype} from {path}")
+        raise InputValueError(f"{name}: expected {article} {want} image, got {image.dtype} from {path}")
     if image.ndim == 3 and image.shape[2] in (2, 4):
         if not (image[..., -1] == np.iinfo(image.dtype).max).all():
-            raise ValueError(f"{name}: {path} has a transparent alpha channel; expected a grey or RGB image")
+            raise InputValueError(f"{name}: {path} has a transparent alpha channel; expected a grey or RGB image")
         image = image[..., :-1]
         if image.shape[2] == 1:
             image = image[..., 0]
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise ValueError(f"{name}: expected a grey (H, W) or RGB (H, W, 3) image, got shape {image.shape} from {path}")
+        raise InputValueError(f"{name}: expected a grey (H, W) or RGB (H, W, 3) image, got shape {image.shape} from {path}")
     return np.ascontiguousarray(image)
 
 
@@ -293,7 +294,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     ----------
     path : str or os.PathLike
         Output file; written to a fresh temporary file beside it and renamed when complete
-        (:func:`ispad_core._files.atomic_output`: never through a link, never over anything but
+        (:func:`ispad_core._shared.files.atomic_output`: never through a link, never over anything but
         a regular file).
     image : numpy.ndarray of uint8, shape (H, W), (H, W, 3) or (H, W, 4)
         Grey, RGB or RGBA.
@@ -312,7 +313,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     TypeError, ValueError
         If ``image`` is not uint8 or not of one of the shapes above; ValueError also if ``path``
         is a symbolic link or not a regular file.
-    ispad_core._files.OutOfSpaceError
+    ispad_core._shared.files.OutOfSpaceError
         If the disk fills up (one line naming the file and the free space; an old file is kept).
 
     Examples
@@ -325,7 +326,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = F
     """
     image = check_array(image, "image", ndim=(2, 3), dtypes=(np.uint8,))
     if image.ndim == 3 and image.shape[2] not in (3, 4):
-        raise ValueError(f"image: expected (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+        raise InputValueError(f"image: expected (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
     data = iio.imwrite("<bytes>", image, extension=".png")  # in memory: a failing write is ours to report
     with atomic_output(path, name="path", overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
@@ -364,7 +365,7 @@ def list_images(path: str | os.PathLike, *, name: str = "images") -> list[Path]:
         others = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         held = f"it holds {shown}" if others else "it is empty"
-        raise ValueError(
+        raise InputValueError(
             f"{name}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in {path}; {held}"
         )
     return files
@@ -417,7 +418,7 @@ def read_images(
     ((48, 64), 'scan.png')
     >>> read_images(folder, name="--images", min_size=50)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ValueError: --images: .../scan.png is 48 x 64 pixels, smaller than the minimum 50 x 50
+    ispad_core.InputValueError: --images: .../scan.png is 48 x 64 pixels, smaller than the minimum 50 x 50
     """
     if min_size is not None:
         min_size = check_int(min_size, "min_size", minimum=1)
@@ -430,7 +431,7 @@ def read_images(
     for f in files:
         image = read_image(f, name=name, depth=depth)
         if min_size is not None and min(image.shape[:2]) < min_size:
-            raise ValueError(
+            raise InputValueError(
                 f"{name}: {f} is {image.shape[0]} x {image.shape[1]} pixels, smaller than the minimum "
                 f"{min_size} x {min_size}"
             )
@@ -439,7 +440,7 @@ def read_images(
     if len(dtypes) > 1:
         eight = [f.name for f, im in zip(files, images) if im.dtype == np.uint8][:3]
         sixteen = [f.name for f, im in zip(files, images) if im.dtype == np.uint16][:3]
-        raise ValueError(
+        raise InputValueError(
             f"{name}: mixes 8-bit images ({', '.join(eight)}) and 16-bit images ({', '.join(sixteen)}); "
             "expected one depth"
         )
@@ -447,5 +448,5 @@ def read_images(
     if len(channels) > 1:
         grey = [f.name for f, im in zip(files, images) if im.ndim == 2][:3]
         rgb = [f.name for f, im in zip(files, images) if im.ndim == 3][:3]
-        raise ValueError(f"{name}: mixes grey images ({', '.join(grey)}) and RGB images ({', '.join(rgb)}); expected one kind")
+        raise InputValueError(f"{name}: mixes grey images ({', '.join(grey)}) and RGB images ({', '.join(rgb)}); expected one kind")
     return images, files

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ispad_core._validation import check_array, check_choice
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_array, check_choice
 from ispad_core.io._images import read_image, write_png
 
 _GOOD = "good"
@@ -86,7 +87,7 @@ def _png_files(folder: Path, what: str) -> list[Path]:
             stray.append(p.name + ("/" if p.is_dir() else ""))
     if stray:
         shown = ", ".join(stray[:5]) + (", ..." if len(stray) > 5 else "")
-        raise ValueError(f"root: {folder} should hold only .png {what}, found {shown}")
+        raise InputValueError(f"root: {folder} should hold only .png {what}, found {shown}")
     return files
 
 
@@ -96,8 +97,52 @@ def _stack(images: list[np.ndarray], files: list[Path], what: str) -> np.ndarray
     shape = images[0].shape
     for im, f in zip(images, files):
         if im.shape != shape:
-            raise ValueError(f"root: {what} differ in size: {files[0]} is {shape}, {f} is {im.shape}")
+            raise InputValueError(f"root: {what} differ in size: {files[0]} is {shape}, {f} is {im.shape}")
     return np.stack(images)
+
+
+def _read_test_group(gdir: Path, gt: Path, into: tuple[list, list, list, list, list]) -> None:
+    """Append the images, files, names, groups and masks of one folder of ``test/`` to ``into``."""
+    test_images, test_files, names, groups, masks = into
+    files = _png_files(gdir, "images")
+    mask_files: dict[str, Path] = {}
+    if gdir.name != _GOOD:
+        mdir = gt / gdir.name
+        if not mdir.is_dir():
+            raise FileNotFoundError(f"root: {mdir} is missing: the masks of {gdir} belong there")
+        for m in _png_files(mdir, "masks"):
+            if not m.stem.endswith("_mask"):
+                raise InputValueError(f"root: {m} is not named <image>_mask.png")
+            mask_files[m.stem[: -len("_mask")]] = m
+        stems = {f.stem for f in files}
+        orphans = sorted(s for s in mask_files if s not in stems)
+        if orphans:
+            raise InputValueError(
+                f"root: masks without an image in {gdir}: "
+                + ", ".join(f"{s}_mask.png" for s in orphans[:5])
+            )
+    for f in files:
+        image = read_image(f, name="root")
+        if gdir.name == _GOOD:
+            mask = np.zeros(image.shape[:2], bool)
+        else:
+            if f.stem not in mask_files:
+                raise FileNotFoundError(f"root: {f} has no mask {gt / gdir.name / (f.stem + '_mask.png')}")
+            raw = read_image(mask_files[f.stem], name="root")
+            if raw.ndim == 3:
+                if not (raw == raw[..., :1]).all():
+                    raise InputValueError(f"root: mask {mask_files[f.stem]} is in colour; expected a grey mask")
+                raw = raw[..., 0]
+            if raw.shape != image.shape[:2]:
+                raise InputValueError(
+                    f"root: mask {mask_files[f.stem]} is {raw.shape} but its image {f} is {image.shape[:2]}"
+                )
+            mask = raw > 0
+        test_images.append(image)
+        test_files.append(f)
+        names.append(f"{gdir.name}/{f.name}")
+        groups.append(gdir.name)
+        masks.append(mask)
 
 
 def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
@@ -137,7 +182,7 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
     """
     check_choice(split, "split", ("all", "train", "test"))
     if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root: expected a path, got {type(root).__name__}")
+        raise InputTypeError(f"root: expected a path, got {type(root).__name__}")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"root: {root} is not a directory")
@@ -150,7 +195,7 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
             raise FileNotFoundError(f"root: {train / _GOOD} is missing (MVTec layout: train/good/*.png)")
         extra = [p.name for p in _entries(train) if p.name != _GOOD]
         if extra:
-            raise ValueError(f"root: {train} should hold only the folder 'good', found {', '.join(extra)}")
+            raise InputValueError(f"root: {train} should hold only the folder 'good', found {', '.join(extra)}")
         train_files = _png_files(train / _GOOD, "images")
         train_images = [read_image(f, name="root") for f in train_files]
 
@@ -165,59 +210,21 @@ def read_mvtec(root: str | os.PathLike, *, split: str = "all") -> MVTecDataset:
             raise FileNotFoundError(f"root: {test} is missing (MVTec layout: test/good, test/<group>)")
         stray = [p.name for p in _entries(test) if not p.is_dir()]
         if stray:
-            raise ValueError(f"root: {test} should hold only group folders, found files {', '.join(stray[:5])}")
+            raise InputValueError(f"root: {test} should hold only group folders, found files {', '.join(stray[:5])}")
         group_dirs = sorted(_entries(test), key=lambda p: (p.name != _GOOD, p.name))
         gt = root / "ground_truth"
         defect_groups = [p.name for p in group_dirs if p.name != _GOOD]
         if gt.is_dir():
             stray = [p.name for p in _entries(gt) if not p.is_dir() or p.name not in defect_groups]
             if stray:
-                raise ValueError(
+                raise InputValueError(
                     f"root: {gt} holds {', '.join(stray[:5])}, which match no defect group in {test} "
                     f"(groups: {', '.join(defect_groups) or 'none'})"
                 )
         elif defect_groups:
             raise FileNotFoundError(f"root: {gt} is missing but {test} has defect groups {', '.join(defect_groups)}")
         for gdir in group_dirs:
-            files = _png_files(gdir, "images")
-            mask_files: dict[str, Path] = {}
-            if gdir.name != _GOOD:
-                mdir = gt / gdir.name
-                if not mdir.is_dir():
-                    raise FileNotFoundError(f"root: {mdir} is missing: the masks of {gdir} belong there")
-                for m in _png_files(mdir, "masks"):
-                    if not m.stem.endswith("_mask"):
-                        raise ValueError(f"root: {m} is not named <image>_mask.png")
-                    mask_files[m.stem[: -len("_mask")]] = m
-                stems = {f.stem for f in files}
-                orphans = sorted(s for s in mask_files if s not in stems)
-                if orphans:
-                    raise ValueError(
-                        f"root: masks without an image in {gdir}: "
-                        + ", ".join(f"{s}_mask.png" for s in orphans[:5])
-                    )
-            for f in files:
-                image = read_image(f, name="root")
-                if gdir.name == _GOOD:
-                    mask = np.zeros(image.shape[:2], bool)
-                else:
-                    if f.stem not in mask_files:
-                        raise FileNotFoundError(f"root: {f} has no mask {gt / gdir.name / (f.stem + '_mask.png')}")
-                    raw = read_image(mask_files[f.stem], name="root")
-                    if raw.ndim == 3:
-                        if not (raw == raw[..., :1]).all():
-                            raise ValueError(f"root: mask {mask_files[f.stem]} is in colour; expected a grey mask")
-                        raw = raw[..., 0]
-                    if raw.shape != image.shape[:2]:
-                        raise ValueError(
-                            f"root: mask {mask_files[f.stem]} is {raw.shape} but its image {f} is {image.shape[:2]}"
-                        )
-                    mask = raw > 0
-                test_images.append(image)
-                test_files.append(f)
-                names.append(f"{gdir.name}/{f.name}")
-                groups.append(gdir.name)
-                masks.append(mask)
+            _read_test_group(gdir, gt, (test_images, test_files, names, groups, masks))
 
     all_files = train_files + test_files
     stacked = _stack(train_images + test_images, all_files, "images")
@@ -240,11 +247,44 @@ def _check_names(names: Sequence[str] | None, n: int, arg: str, default: list[st
         return default
     names = list(names)
     if len(names) != n:
-        raise ValueError(f"{arg}: expected {n} names, got {len(names)}")
+        raise InputValueError(f"{arg}: expected {n} names, got {len(names)}")
     for name in names:
         if not isinstance(name, str) or not name.endswith(".png") or "/" in name or "\\" in name or name.startswith("."):
-            raise ValueError(f"{arg}: expected plain file names ending in .png, got {name!r}")
+            raise InputValueError(f"{arg}: expected plain file names ending in .png, got {name!r}")
     return names
+
+
+def _write_tree(root: Path, train: tuple, test: tuple) -> None:
+    """Write the MVTec tree into a hidden folder beside ``root``, then put it in place (atomically)."""
+    train_images, tr_names = train
+    test_images, masks, groups, te_names = test
+    # A fresh hidden folder beside root holds the new tree (and, while replacing, the old one):
+    # fixed names such as root.part or root.old could be a user's folders.
+    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
+    tmp = work / "new"
+    try:
+        (tmp / "train" / _GOOD).mkdir(parents=True)
+        for image, name in zip(train_images, tr_names):
+            write_png(tmp / "train" / _GOOD / name, image)
+        (tmp / "test" / _GOOD).mkdir(parents=True)
+        for image, mask, g, name in zip(test_images, masks, groups, te_names):
+            (tmp / "test" / g).mkdir(exist_ok=True)
+            write_png(tmp / "test" / g / name, image)
+            if g != _GOOD:
+                (tmp / "ground_truth" / g).mkdir(parents=True, exist_ok=True)
+                write_png(
+                    tmp / "ground_truth" / g / (name[: -len(".png")] + "_mask.png"),
+                    np.where(mask != 0, np.uint8(255), np.uint8(0)),
+                )
+        if root.exists():
+            os.replace(root, work / "old")
+        os.replace(tmp, root)
+    except BaseException:
+        if (work / "old").exists() and not root.exists():
+            os.replace(work / "old", root)  # put the old tree back
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def write_mvtec(
@@ -295,33 +335,33 @@ def write_mvtec(
         non-empty mask.
     """
     if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root: expected a path, got {type(root).__name__}")
+        raise InputTypeError(f"root: expected a path, got {type(root).__name__}")
     root = Path(root)
     train_images = check_array(train_images, "train_images", ndim=(3, 4), dtypes=(np.uint8,), allow_empty=True)
     test_images = check_array(test_images, "test_images", ndim=(3, 4), dtypes=(np.uint8,), allow_empty=True)
     for arg, arr in (("train_images", train_images), ("test_images", test_images)):
         if arr.ndim == 4 and arr.shape[3] != 3:
-            raise ValueError(f"{arg}: expected grey (N, H, W) or RGB (N, H, W, 3) images, got shape {arr.shape}")
+            raise InputValueError(f"{arg}: expected grey (N, H, W) or RGB (N, H, W, 3) images, got shape {arr.shape}")
     m = test_images.shape[0]
     if isinstance(test_groups, str):
-        raise TypeError("test_groups: expected a sequence of group names, got a str")
+        raise InputTypeError("test_groups: expected a sequence of group names, got a str")
     groups = list(test_groups)
     if len(groups) != m:
-        raise ValueError(f"test_groups: expected {m} group names like test_images, got {len(groups)}")
+        raise InputValueError(f"test_groups: expected {m} group names like test_images, got {len(groups)}")
     for g in groups:
         if not isinstance(g, str) or not _GROUP_RE.match(g):
-            raise ValueError(f"test_groups: expected folder names (letters, digits, _ . -), got {g!r}")
+            raise InputValueError(f"test_groups: expected folder names (letters, digits, _ . -), got {g!r}")
     if test_masks is None:
         if any(g != _GOOD for g in groups):
-            raise ValueError("test_masks: required when test_groups has defect groups")
+            raise InputValueError("test_masks: required when test_groups has defect groups")
         masks = np.zeros(test_images.shape[:3], np.uint8)
     else:
         masks = check_array(test_masks, "test_masks", ndim=3, kinds="biuf", allow_empty=True)
         if masks.shape != test_images.shape[:3]:
-            raise ValueError(f"test_masks: expected shape {test_images.shape[:3]} like test_images, got {masks.shape}")
+            raise InputValueError(f"test_masks: expected shape {test_images.shape[:3]} like test_images, got {masks.shape}")
     for i, g in enumerate(groups):
         if g == _GOOD and masks[i].any():
-            raise ValueError(f"test_masks: test image {i} is in group 'good' but its mask is not empty")
+            raise InputValueError(f"test_masks: test image {i} is in group 'good' but its mask is not empty")
     counters: dict[str, int] = {}
     default_test = []
     for g in groups:
@@ -330,9 +370,9 @@ def write_mvtec(
     tr_names = _check_names(train_names, train_images.shape[0], "train_names", [f"{i:03d}.png" for i in range(train_images.shape[0])])
     te_names = _check_names(test_names, m, "test_names", default_test)
     if len(set(tr_names)) != len(tr_names):
-        raise ValueError("train_names: names must be unique")
+        raise InputValueError("train_names: names must be unique")
     if len(set(zip(groups, te_names))) != m:
-        raise ValueError("test_names: names must be unique within each group")
+        raise InputValueError("test_names: names must be unique within each group")
 
     if root.exists():
         if not overwrite:
@@ -346,31 +386,5 @@ def write_mvtec(
             )
     if not root.parent.is_dir():
         raise FileNotFoundError(f"root: the parent folder {root.parent} does not exist")
-    # A fresh hidden folder beside root holds the new tree (and, while replacing, the old one):
-    # fixed names such as root.part or root.old could be a user's folders.
-    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".part", dir=root.parent))
-    tmp = work / "new"
-    try:
-        (tmp / "train" / _GOOD).mkdir(parents=True)
-        for image, name in zip(train_images, tr_names):
-            write_png(tmp / "train" / _GOOD / name, image)
-        (tmp / "test" / _GOOD).mkdir(parents=True)
-        for image, mask, g, name in zip(test_images, masks, groups, te_names):
-            (tmp / "test" / g).mkdir(exist_ok=True)
-            write_png(tmp / "test" / g / name, image)
-            if g != _GOOD:
-                (tmp / "ground_truth" / g).mkdir(parents=True, exist_ok=True)
-                write_png(
-                    tmp / "ground_truth" / g / (name[: -len(".png")] + "_mask.png"),
-                    np.where(mask != 0, np.uint8(255), np.uint8(0)),
-                )
-        if root.exists():
-            os.replace(root, work / "old")
-        os.replace(tmp, root)
-    except BaseException:
-        if (work / "old").exists() and not root.exists():
-            os.replace(work / "old", root)  # put the old tree back
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    shutil.rmtree(work, ignore_errors=True)
+    _write_tree(root, (train_images, tr_names), (test_images, masks, groups, te_names))
     return root

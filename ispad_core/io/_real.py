@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import check_int
+from ispad_core._shared.errors import InputValueError
+from ispad_core._shared.validation import check_int
 from ispad_core.io._images import IMAGE_EXTENSIONS, read_image
 
-__all__ = ["LabelledSet", "RealDefects", "RealTransform", "read_labelled_set", "read_real_defects"]
+__all__ = ["LabelledSet", "RealDefects", "read_labelled_set", "read_real_defects"]
 
 _GOOD = "good"
 _STREAM_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -61,12 +62,12 @@ def _group_images(folder: Path, name: str) -> list[Path]:
     entries = _visible(folder)
     nested = [p.name + "/" for p in entries if p.is_dir()]
     if nested:
-        raise ValueError(f"{name}: {folder} holds sub-folders ({_shown(nested)}); a group folder holds images only")
+        raise InputValueError(f"{name}: {folder} holds sub-folders ({_shown(nested)}); a group folder holds images only")
     files = [p for p in entries if _is_image(p)]
     if not files:
         others = [p.name for p in entries]
         held = f"it holds {_shown(others)}" if others else "it is empty"
-        raise ValueError(f"{name}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}; {held}")
+        raise InputValueError(f"{name}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}; {held}")
     return files
 
 
@@ -79,7 +80,7 @@ def _check_kind(images: Sequence[np.ndarray], files: Sequence[Path], name: str) 
     if len(kinds) > 1:
         grey = [str(f) for f, im in zip(files, images) if im.ndim == 2][:2]
         rgb = [str(f) for f, im in zip(files, images) if im.ndim == 3][:2]
-        raise ValueError(f"{name}: mixes grey images ({', '.join(grey)}) and RGB images ({', '.join(rgb)}); expected one kind")
+        raise InputValueError(f"{name}: mixes grey images ({', '.join(grey)}) and RGB images ({', '.join(rgb)}); expected one kind")
 
 
 def _check_size(size: Any, name: str = "size") -> int | None:
@@ -194,19 +195,19 @@ def read_real_defects(path: str | os.PathLike, *, size: int | None = None, name:
     if not root.exists():
         raise FileNotFoundError(f"{name}: {root} does not exist")
     if not root.is_dir():
-        raise ValueError(f"{name}: {root} is not a folder (expected a folder of defect images or of group sub-folders)")
+        raise InputValueError(f"{name}: {root} is not a folder (expected a folder of defect images or of group sub-folders)")
     entries = _visible(root)
     folders = [p for p in entries if p.is_dir()]
     loose = [p for p in entries if _is_image(p)]
     if folders and loose:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: {root} holds both images ({_shown([p.name for p in loose])}) and group sub-folders "
             f"({_shown([p.name + '/' for p in folders])}); move the loose images into a group folder"
         )
     if folders:
         good = [p for p in folders if p.name == _GOOD]
         if good:
-            raise ValueError(f"{name}: {good[0]} is a folder of fault-free images ('good'); {root} must hold real defects only")
+            raise InputValueError(f"{name}: {good[0]} is a folder of fault-free images ('good'); {root} must hold real defects only")
         grouped = [(p.name, _group_images(p, name)) for p in folders]
     else:
         grouped = [(root.resolve().name or "real", _group_images(root, name))]
@@ -215,7 +216,7 @@ def read_real_defects(path: str | os.PathLike, *, size: int | None = None, name:
         for f in group_files:
             image = read_image(f, name=name)
             if size is not None and (image.shape[0] < size or image.shape[1] < size):
-                raise ValueError(
+                raise InputValueError(
                     f"{name}: {f} is {image.shape[0]} x {image.shape[1]}, smaller than the patch size {size} x {size}"
                 )
             images.append(image)
@@ -224,59 +225,6 @@ def read_real_defects(path: str | os.PathLike, *, size: int | None = None, name:
             paths.append(f)
     _check_kind(images, paths, name)
     return RealDefects(images=tuple(images), groups=tuple(groups), files=tuple(files), root=str(root))
-
-
-@dataclass(frozen=True)
-class RealTransform:
-    """Augment a real defect (table 8), then crop its centre to the patch size: one draw.
-
-    The ``real_transform`` of :class:`ispad_core.nn.InjectionDataset`: called as
-    ``transform(image, rng)`` with a generator seeded per ``(seed, epoch, item)``, so every
-    injection of a defect draws its own augmentation, reproducibly. Augmenting the whole (larger)
-    image before the crop keeps the rotation's reflected borders out of the patch, as the paper's
-    512 -> 256 crop does.
-
-    Parameters
-    ----------
-    size : int
-        Patch side.
-    augment : AugmentParams, preset name or None, default "lsm1"
-        The augmentation (``ispad_core.augment.AUGMENT_PRESETS``); None crops only.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ispad_core.io._real import RealTransform
-    >>> image = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
-    >>> patch = RealTransform(64)(image, np.random.default_rng(1))
-    >>> patch.shape, patch.dtype
-    ((64, 64), dtype('uint8'))
-    >>> bool((RealTransform(64, augment=None)(image, None) == image[16:80, 16:80]).all())
-    True
-    """
-
-    size: int
-    augment: Any = "lsm1"
-
-    def __post_init__(self) -> None:
-        check_int(self.size, "size", minimum=1)
-        if self.augment is not None:
-            from ispad_core.augment import _resolve
-
-            _resolve(self.augment)  # a bad preset name fails here, not in a DataLoader worker
-
-    def __call__(self, image: np.ndarray, rng: Any) -> np.ndarray:
-        from ispad_core.tiling import center_crop
-
-        if image.shape[0] < self.size or image.shape[1] < self.size:
-            raise ValueError(
-                f"real: a defect image of {image.shape[0]} x {image.shape[1]} is smaller than the patch size {self.size}"
-            )
-        if self.augment is not None:
-            from ispad_core.augment import augment
-
-            image = augment(image, self.augment, rng=rng, channel_axis=-1 if image.ndim == 3 else None)
-        return np.ascontiguousarray(center_crop(image, self.size))
 
 
 # --------------------------------------------------------------------------- labelled sets
@@ -342,7 +290,7 @@ def _crop_to(image: np.ndarray, size: int | None, f: Path, name: str) -> np.ndar
         return image
     h, w = image.shape[:2]
     if h < size or w < size:
-        raise ValueError(f"{name}: {f} is {h} x {w}, smaller than the patch size {size} x {size}")
+        raise InputValueError(f"{name}: {f} is {h} x {w}, smaller than the patch size {size} x {size}")
     top, left = (h - size) // 2, (w - size) // 2
     return image[top:top + size, left:left + size]
 
@@ -351,10 +299,10 @@ def _read_group_folders(folder: Path, kind: str, size: int | None, name: str, so
     entries = _visible(folder)
     folders = [p for p in entries if p.is_dir()]
     if not any(p.name == _GOOD for p in folders):
-        raise ValueError(f"{name}: {folder} has no good/ folder of fault-free images")
+        raise InputValueError(f"{name}: {folder} has no good/ folder of fault-free images")
     defect_folders = [p for p in folders if p.name != _GOOD]
     if not defect_folders:
-        raise ValueError(f"{name}: {folder} has good/ but no folder of defective images (e.g. {folder}/defect/)")
+        raise InputValueError(f"{name}: {folder} has good/ but no folder of defective images (e.g. {folder}/defect/)")
     ordered = [folder / _GOOD] + defect_folders
     images, labels, groups, names, paths = [], [], [], [], []
     for sub in ordered:
@@ -370,7 +318,7 @@ def _read_group_folders(folder: Path, kind: str, size: int | None, name: str, so
     if len(shapes) > 1:
         a = paths[0]
         b = next(p for p, im in zip(paths, images) if im.shape != images[0].shape)
-        raise ValueError(
+        raise InputValueError(
             f"{name}: images differ in size ({a} is {images[0].shape[:2]}, {b} is "
             f"{images[paths.index(b)].shape[:2]}); give the patch size to centre-crop them"
         )
@@ -434,7 +382,7 @@ def read_labelled_set(path: str | os.PathLike, *, size: int | None = None, name:
     if (p / _GOOD).is_dir():
         return _read_group_folders(p, "folders", size, name, p)
     held = [q.name + ("/" if q.is_dir() else "") for q in _visible(p)]
-    raise ValueError(
+    raise InputValueError(
         f"{name}: {p} is neither an MVTec-layout folder (test/good, test/<group>) nor a folder with good/ and "
         f"defect sub-folders, nor a stream file; it holds {_shown(held) if held else 'nothing'}"
     )
@@ -444,11 +392,11 @@ def _read_stream_set(p: Path, size: int | None, name: str) -> LabelledSet:
     from ispad_core.io._streamreader import open_stream
 
     if p.suffix.lower() not in _STREAM_SUFFIXES:
-        raise ValueError(f"{name}: {p} is a file but not an HDF5 stream (.h5); expected a stream file or a folder")
+        raise InputValueError(f"{name}: {p} is a file but not an HDF5 stream (.h5); expected a stream file or a folder")
     reader = open_stream(p)
     shape = tuple(reader.image_shape)
     if size is not None and shape[:2] != (size, size):
-        raise ValueError(f"{name}: {p} holds {shape[0]} x {shape[1]} patches, expected the patch size {size} x {size}")
+        raise InputValueError(f"{name}: {p} holds {shape[0]} x {shape[1]} patches, expected the patch size {size} x {size}")
     labels = reader.labels
     groups = tuple("synthetic" if y else _GOOD for y in labels.tolist())
     return LabelledSet(

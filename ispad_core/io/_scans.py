@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ispad_core._shared.errors import InputValueError
 from ispad_core.io._images import list_images, read_image, read_images
 
 
@@ -96,19 +97,19 @@ def read_scans(
     stems = [Path(n).stem for n in names]
     stray = sorted(set(by_stem) - set(stems))
     if stray:
-        raise ValueError(
+        raise InputValueError(
             f"{rois_name}: {', '.join(stray[:5])} in {rois} match no image of {name} (ROIs are matched by file name)"
         )
     masks, roi_names = [], []
     for stem, image in zip(stems, images_list):
         f = by_stem.get(stem)
         if f is None:
-            raise ValueError(f"{rois_name}: no ROI for image {stem} in {rois} (expected a file named {stem}.png)")
+            raise InputValueError(f"{rois_name}: no ROI for image {stem} in {rois} (expected a file named {stem}.png)")
         roi = read_image(f, name=rois_name)
         if roi.ndim == 3:
             roi = roi.max(axis=2)
         if roi.shape != image.shape[:2]:
-            raise ValueError(
+            raise InputValueError(
                 f"{rois_name}: {f} is {roi.shape[0]} x {roi.shape[1]} but its image is {image.shape[0]} x {image.shape[1]}"
             )
         masks.append(np.asarray(roi != 0))

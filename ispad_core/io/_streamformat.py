@@ -28,7 +28,7 @@ HDF5 allocates the same addresses. The copy gives the old file's disk blocks bac
 more than the part, and a resume interrupted while copying takes each batch from the new part or,
 beyond it, from the old one.
 
-One writer per file. A writer holds an OS lock on ``FILE.lock`` (:func:`ispad_core._files.exclusive_lock`)
+One writer per file. A writer holds an OS lock on ``FILE.lock`` (:func:`ispad_core._shared.files.exclusive_lock`)
 from its start to its commit, so a second writer of the same file fails at once instead of
 touching the first one's part; the part is created under a unique name and renamed to
 ``FILE.part`` (never opened through a link there), and the commit renames only the file this
@@ -56,6 +56,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from ispad_core._shared.errors import InputTypeError, InputValueError
 
 
 FORMAT = "ispad-stream"
@@ -179,13 +181,13 @@ def _check_virtual(dset: h5py.Dataset, name: str, path: Path, seen: tuple[Path, 
         try:
             part = h5py.File(src, "r")
         except OSError as exc:
-            raise ValueError(f"path: {path}: its part {source.file_name} cannot be read ({exc})") from None
+            raise InputValueError(f"path: {path}: its part {source.file_name} cannot be read ({exc})") from None
         with part:
             try:
                 found = check_stream_objects(part, src, (name,), _seen=seen)
             except ValueError as exc:
                 inner = str(exc).removeprefix("path: ")
-                raise ValueError(
+                raise InputValueError(
                     f"path: {path}: {name} maps the part {source.file_name}, which is refused: {inner}"
                 ) from None
             if name not in found:
@@ -267,14 +269,14 @@ def _punch(fd: int, offset: int, size: int) -> bool:
 def _encode_attrs(attrs: Mapping[str, Any], name: str) -> tuple[dict[str, Any], list[str]]:
     """HDF5-storable values: str, int, float and bool as they are, anything else as JSON."""
     if not isinstance(attrs, Mapping):
-        raise TypeError(f"{name}: expected a mapping of attribute names to values, got {type(attrs).__name__}")
+        raise InputTypeError(f"{name}: expected a mapping of attribute names to values, got {type(attrs).__name__}")
     encoded: dict[str, Any] = {}
     as_json: list[str] = []
     for key, value in attrs.items():
         if not isinstance(key, str) or not key:
-            raise TypeError(f"{name}: attribute names must be non-empty strings, got {key!r}")
+            raise InputTypeError(f"{name}: attribute names must be non-empty strings, got {key!r}")
         if key in _WRITER_ATTRS:
-            raise ValueError(f"{name}: attribute name {key!r} is reserved for the writer")
+            raise InputValueError(f"{name}: attribute name {key!r} is reserved for the writer")
         if isinstance(value, np.generic):
             value = value.item()
         if isinstance(value, (bool, str)) or (isinstance(value, numbers.Integral) and abs(int(value)) < 2**63):
@@ -285,7 +287,7 @@ def _encode_attrs(attrs: Mapping[str, Any], name: str) -> tuple[dict[str, Any], 
             try:
                 encoded[key] = json.dumps(value, sort_keys=True, allow_nan=False)
             except (TypeError, ValueError) as exc:
-                raise TypeError(
+                raise InputTypeError(
                     f"{name}[{key!r}]: expected a str, number, bool or JSON-serialisable value, got "
                     f"{type(value).__name__} ({exc})"
                 ) from None

@@ -11,7 +11,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ispad_core._files import _umask, check_output_path, exclusive_lock, fsync_dir
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.files import current_umask, check_output_path, exclusive_lock, fsync_dir
 from ispad_core.io._codec import (
     COMPRESSIONS,
     check_chunk,
@@ -81,7 +82,7 @@ def merge_streams(
     or replaced, instead of serving another stream's items under the old attributes.
     """
     if isinstance(parts, (str, os.PathLike)) or not isinstance(parts, Sequence) or not parts:
-        raise TypeError("parts: expected a non-empty sequence of paths")
+        raise InputTypeError("parts: expected a non-empty sequence of paths")
     out = _check_out_path(out, "out")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (ispad: --overwrite) to replace it")
@@ -98,9 +99,9 @@ def _merge_locked(parts, out: Path, *, copy: bool, overwrite: bool, partial: boo
             readers.append(open_stream(p))
         resolved = {r.path.resolve() for r in readers}
         if len(resolved) != len(readers):
-            raise ValueError("parts: the same file is given more than once")
+            raise InputValueError("parts: the same file is given more than once")
         if out.resolve() in resolved:
-            raise ValueError(f"out: {out} is one of the parts")
+            raise InputValueError(f"out: {out} is one of the parts")
         spec_attrs, readers = _merge_plan(readers, partial=partial)
         first = readers[0]
         f0 = first._h5()
@@ -111,9 +112,9 @@ def _merge_locked(parts, out: Path, *, copy: bool, overwrite: bool, partial: boo
             f = r._h5()
             other = tuple(name for name in FIELDS if f"syn_stream/{name}" in f)
             if r.image_shape != first.image_shape:
-                raise ValueError(f"parts: {r.path} holds images of shape {r.image_shape}, {first.path} of {first.image_shape}")
+                raise InputValueError(f"parts: {r.path} holds images of shape {r.image_shape}, {first.path} of {first.image_shape}")
             if other != fields:
-                raise ValueError(f"parts: {r.path} has per-item fields {list(other)}, {first.path} has {list(fields)}")
+                raise InputValueError(f"parts: {r.path} has per-item fields {list(other)}, {first.path} has {list(fields)}")
         total = sum(len(r) for r in readers)
         user_attrs = {k: v for k, v in spec_attrs.items() if k not in _WRITER_ATTRS}
         if copy:
@@ -130,7 +131,7 @@ def _merge_plan(readers: list[StreamReader], *, partial: bool = False) -> tuple[
     """Order the parts and compute the merged attributes."""
     ranged = ["item_start" in r._attrs and "item_stop" in r._attrs for r in readers]
     if any(ranged) and not all(ranged):
-        raise ValueError("parts: some parts carry item ranges (ispad synth --shard) and some do not")
+        raise InputValueError("parts: some parts carry item ranges (ispad synth --shard) and some do not")
 
     def comparable(r: StreamReader) -> dict:
         return {k: v for k, v in r._attrs.items() if k not in _RANGE_ATTRS}
@@ -140,7 +141,7 @@ def _merge_plan(readers: list[StreamReader], *, partial: bool = False) -> tuple[
         other = comparable(r)
         keys = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
         if keys:
-            raise ValueError(
+            raise InputValueError(
                 f"parts: {r.path} and {readers[0].path} come from different streams (they differ in "
                 f"{', '.join(keys)})"
             )
@@ -151,18 +152,18 @@ def _merge_plan(readers: list[StreamReader], *, partial: bool = False) -> tuple[
     for r in readers:
         a, b = int(r._attrs["item_start"]), int(r._attrs["item_stop"])
         if b - a != len(r):
-            raise ValueError(f"parts: {r.path} claims items [{a}, {b}) but holds {len(r)}")
+            raise InputValueError(f"parts: {r.path} claims items [{a}, {b}) but holds {len(r)}")
     for left, right in zip(readers, readers[1:]):
         b, a = int(left._attrs["item_stop"]), int(right._attrs["item_start"])
         if a < b:
-            raise ValueError(f"parts: {left.path} and {right.path} overlap (items [{a}, {b}))")
+            raise InputValueError(f"parts: {left.path} and {right.path} overlap (items [{a}, {b}))")
         if a > b:
-            raise ValueError(f"parts: items [{b}, {a}) are missing between {left.path} and {right.path}")
+            raise InputValueError(f"parts: items [{b}, {a}) are missing between {left.path} and {right.path}")
     start, stop = int(readers[0]._attrs["item_start"]), int(readers[-1]._attrs["item_stop"])
     n_total = attrs.get("n_total")
     if isinstance(n_total, int) and (start, stop) != (0, n_total) and not partial:
         missing = [f"[{a}, {b})" for a, b in ((0, start), (stop, n_total)) if b > a]
-        raise ValueError(
+        raise InputValueError(
             f"parts: they hold items [{start}, {stop}) of a {n_total}-item stream; items "
             f"{' and '.join(missing)} are missing (the first or last part?); pass partial=True "
             f"(ispad merge --partial) to merge only these"
@@ -214,7 +215,7 @@ def _merge_copy(readers, out, total, attrs, fields, compression, batch_size, ove
                         chunk, mchunk = ids.read_direct_chunk((i, *zeros))[1], mids.read_direct_chunk((i, 0, 0))[1]
                         for what, data, nbytes in (("image", chunk, image_bytes), ("mask", mchunk, mask_bytes)):
                             if not check_chunk(data, nbytes, compression):
-                                raise ValueError(
+                                raise InputValueError(
                                     f"parts: {r.path}: item {i}: the {what} chunk is damaged (its checksum or size "
                                     f"is wrong); regenerate this part"
                                 )
@@ -262,7 +263,7 @@ def _merge_virtual(readers, out, total, attrs, fields, compression, batch_size, 
             f.attrs["part_fingerprints"] = json.dumps(
                 [[os.path.relpath(r.path.resolve(), out.resolve().parent), _part_fingerprint(r._h5())] for r in readers]
             )
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} appeared during the merge")
         check_output_path(out, "out", overwrite=True)

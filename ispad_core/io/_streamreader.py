@@ -15,7 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ispad_core._validation import check_choice, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_choice, check_int
 from ispad_core.io._codec import (
     INFLATE_ERRORS,
     UNZSTD_ERRORS,
@@ -101,13 +102,13 @@ def _check_stream_types(f: h5py.File, path: Path) -> None:
     """Dtypes and channels a stream file may hold (images uint8 (N, H, W[, 1 or 3]), masks uint8)."""
     images, masks, labels = f[IMAGES], f[MASKS], f[LABELS]
     if images.dtype != np.uint8:
-        raise ValueError(f"path: {path}: {IMAGES} must be uint8, got {images.dtype}")
+        raise InputValueError(f"path: {path}: {IMAGES} must be uint8, got {images.dtype}")
     if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
-        raise ValueError(f"path: {path}: {IMAGES} must be (N, H, W) or (N, H, W, 1 or 3), got shape {images.shape}")
+        raise InputValueError(f"path: {path}: {IMAGES} must be (N, H, W) or (N, H, W, 1 or 3), got shape {images.shape}")
     if masks.dtype != np.uint8:
-        raise ValueError(f"path: {path}: {MASKS} must be uint8 (0/255), got {masks.dtype}")
+        raise InputValueError(f"path: {path}: {MASKS} must be uint8 (0/255), got {masks.dtype}")
     if labels.dtype.kind not in "biu":
-        raise ValueError(f"path: {path}: {LABELS} must hold integers 0/1, got dtype {labels.dtype}")
+        raise InputValueError(f"path: {path}: {LABELS} must hold integers 0/1, got dtype {labels.dtype}")
     n = images.shape[0]
     for field, (dtype, item_shape) in FIELDS.items():
         name = f"syn_stream/{field}"
@@ -115,9 +116,9 @@ def _check_stream_types(f: h5py.File, path: Path) -> None:
             continue
         dset = f[name]
         if dset.dtype != np.dtype(dtype):
-            raise ValueError(f"path: {path}: {name} must be {np.dtype(dtype)}, got {dset.dtype}")
+            raise InputValueError(f"path: {path}: {name} must be {np.dtype(dtype)}, got {dset.dtype}")
         if dset.shape != (n, *item_shape):
-            raise ValueError(
+            raise InputValueError(
                 f"path: {path}: {name} must have shape {(n, *item_shape)} (one per item), got {dset.shape}"
             )
 
@@ -143,7 +144,7 @@ class StreamReader:
 
     def __init__(self, path: str | os.PathLike) -> None:
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path: expected a path, got {type(path).__name__}")
+            raise InputTypeError(f"path: expected a path, got {type(path).__name__}")
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -161,14 +162,14 @@ class StreamReader:
 
     def _h5(self) -> h5py.File:
         if self._closed:
-            raise ValueError(f"{self.path}: the stream is closed")
+            raise InputValueError(f"{self.path}: the stream is closed")
         if self._file is None or self._pid != os.getpid():
             if not self.path.exists():
                 raise FileNotFoundError(f"path: {self.path} does not exist")
             try:
                 self._file = h5py.File(self.path, "r")
             except OSError as exc:
-                raise ValueError(f"path: {self.path} is not a readable HDF5 file ({exc})") from None
+                raise InputValueError(f"path: {self.path} is not a readable HDF5 file ({exc})") from None
             self._pid = os.getpid()
             self._segments = {}  # dataset ids do not survive a fork
             self._part_files = []
@@ -181,10 +182,10 @@ class StreamReader:
         found = check_stream_objects(f, self.path, names)
         for name in (IMAGES, LABELS, MASKS):
             if name not in found:
-                raise ValueError(f"path: {self.path} is not a stream file: it has no dataset {name!r}")
+                raise InputValueError(f"path: {self.path} is not a stream file: it has no dataset {name!r}")
         n = f[IMAGES].shape[0]
         if f[LABELS].shape != (n,) or f[MASKS].shape != f[IMAGES].shape[:3]:
-            raise ValueError(
+            raise InputValueError(
                 f"path: {self.path}: inconsistent shapes images {f[IMAGES].shape}, labels "
                 f"{f[LABELS].shape}, ground_truth {f[MASKS].shape}"
             )
@@ -194,7 +195,7 @@ class StreamReader:
                 import hdf5plugin  # noqa: F401
         if "complete" in f.attrs and not bool(f.attrs["complete"]):
             done = int(f.attrs.get("n_done", 0))
-            raise ValueError(
+            raise InputValueError(
                 f"path: {self.path} is an unfinished stream ({done} of {n} items); rerun the write "
                 f"with the same settings to complete it"
             )
@@ -205,7 +206,7 @@ class StreamReader:
         labels = f[LABELS][()]
         bad = np.flatnonzero((labels != 0) & (labels != 1))
         if bad.size:
-            raise ValueError(
+            raise InputValueError(
                 f"path: {self.path}: labels must be 0 (good) or 1 (defective); item {int(bad[0])} has "
                 f"{labels[bad[0]].item()!r} ({bad.size} bad labels in all)"
             )
@@ -219,9 +220,9 @@ class StreamReader:
                     found = check_stream_objects(part, src, (IMAGES, LABELS, MASKS, "syn_stream/seeds"))
                     now = _part_fingerprint(part) if IMAGES in found and MASKS in found else None
             except OSError as exc:
-                raise ValueError(f"path: {self.path}: its part {rel} cannot be read ({exc})") from None
+                raise InputValueError(f"path: {self.path}: its part {rel} cannot be read ({exc})") from None
             if now != fingerprint:
-                raise ValueError(
+                raise InputValueError(
                     f"path: {self.path} is a merged stream whose part {rel} has changed since the merge "
                     f"(regenerated or replaced: its fingerprint differs); merge the parts again"
                 )
@@ -279,7 +280,7 @@ class StreamReader:
         idx = np.asarray(key)
         if idx.ndim == 1 and (idx.dtype.kind in "iu" or idx.size == 0):
             return self.read_batch(idx)
-        raise TypeError(f"index: expected an int, a slice or a 1-D integer array, got {type(key).__name__}")
+        raise InputTypeError(f"index: expected an int, a slice or a 1-D integer array, got {type(key).__name__}")
 
     def read_batch(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Items ``indices`` (any order, repeats allowed) as arrays ``(images, masks, labels)``.
@@ -310,7 +311,7 @@ class StreamReader:
         """
         idx = np.asarray(indices)
         if idx.ndim != 1 or not (idx.dtype.kind in "iu" or idx.size == 0):
-            raise TypeError(f"indices: expected a 1-D integer array, got {type(indices).__name__} of shape {idx.shape}")
+            raise InputTypeError(f"indices: expected a 1-D integer array, got {type(indices).__name__} of shape {idx.shape}")
         idx = idx.astype(np.int64)
         if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
             raise IndexError(f"indices out of range for a stream of {self._n} items")
@@ -359,7 +360,7 @@ class StreamReader:
                     continue
                 mapped = self._mapped(segments.paths[seg])
                 if offset + size > len(mapped):
-                    raise ValueError(f"{self._where(segments, seg, i)}: the {what} chunk lies beyond the end of the file (truncated?)")
+                    raise InputValueError(f"{self._where(segments, seg, i)}: the {what} chunk lies beyond the end of the file (truncated?)")
                 data = mapped[offset : offset + size]
             else:
                 try:
@@ -372,9 +373,9 @@ class StreamReader:
                 try:
                     data = inflate(data) if codec == "gzip" else unzstd(data, nbytes)
                 except INFLATE_ERRORS + UNZSTD_ERRORS as exc:
-                    raise ValueError(f"{self._where(segments, seg, i)}: the {what} chunk is damaged ({exc})") from None
+                    raise InputValueError(f"{self._where(segments, seg, i)}: the {what} chunk is damaged ({exc})") from None
             if len(data) != nbytes:
-                raise ValueError(
+                raise InputValueError(
                     f"{self._where(segments, seg, i)}: the {what} chunk holds {len(data)} bytes, expected {nbytes}"
                 )
             flat[k] = np.frombuffer(data, np.uint8)
@@ -500,7 +501,7 @@ class StreamReader:
 
     def __getstate__(self) -> dict:
         if self._closed:
-            raise ValueError(f"{self.path}: cannot pickle a closed stream")
+            raise InputValueError(f"{self.path}: cannot pickle a closed stream")
         return {"path": str(self.path)}
 
     def __setstate__(self, state: dict) -> None:

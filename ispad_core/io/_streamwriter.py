@@ -17,9 +17,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ispad_core._files import _umask, check_output_path, exclusive_lock, fsync_dir, remove_stale_temporaries
-from ispad_core._validation import check_array, check_choice, check_int
-from ispad_core._version import __version__
+from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
+from ispad_core._shared.files import current_umask, check_output_path, exclusive_lock, fsync_dir, remove_stale_temporaries
+from ispad_core._shared.validation import check_array, check_choice, check_int, warn_renamed
+from ispad_core._shared.version import __version__
 from ispad_core.io._codec import (
     COMPRESSIONS,
     LEGACY_COMPRESSIONS,
@@ -66,7 +67,7 @@ def _job(
 
 def _check_out_path(path: Any, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a path, got {type(path).__name__}")
+        raise InputTypeError(f"{name}: expected a path, got {type(path).__name__}")
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
         raise IsADirectoryError(f"{name}: {path} is a directory; expected a file name such as stream.h5")
@@ -83,9 +84,9 @@ def _check_part_path(path: Path, name: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
-        raise ValueError(f"{name}: {path} is a symbolic link; refusing to write or read through it (remove the link first)")
+        raise InputValueError(f"{name}: {path} is a symbolic link; refusing to write or read through it (remove the link first)")
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{name}: {path} exists and is not a regular file; refusing to use or replace it")
+        raise InputValueError(f"{name}: {path} exists and is not a regular file; refusing to use or replace it")
 
 
 def _part_job(candidate: Path, output: Path) -> tuple[str, int]:
@@ -134,7 +135,7 @@ class StreamWriter:
     Items are appended in batches of exactly ``batch_size`` (the last may be shorter) to
     ``path + ".part"``; :meth:`commit` renames the part to ``path`` once all ``n`` items are in.
     The writer holds the lock of ``path`` from construction to commit or close: a second writer
-    raises :class:`ispad_core._files.OutputBusyError` at once.
+    raises :class:`ispad_core._shared.files.OutputBusyError` at once.
     Used as a context manager it commits on a clean exit when complete and otherwise keeps the part
     file, so that a new writer with the same settings resumes it (see :attr:`n_done`).
 
@@ -166,9 +167,10 @@ class StreamWriter:
     resume : bool
         Continue an unfinished part of the same job (default); False discards it (a part of a
         different job still needs ``overwrite``).
-    show_progress : bool
+    verbose : bool
         Show a progress bar on stderr while a resume checks and copies the finished items (a
-        large part takes a while); default False.
+        large part takes a while); default False. (``show_progress``, its old name, still works
+        and warns.)
 
     Raises
     ------
@@ -191,14 +193,18 @@ class StreamWriter:
         batch_size: int = 256,
         overwrite: bool = False,
         resume: bool = True,
-        show_progress: bool = False,
+        verbose: bool = False,
+        show_progress: bool | None = None,
     ) -> None:
-        self._show_progress = bool(show_progress)
+        if show_progress is not None:
+            warn_renamed("StreamWriter", "show_progress", "verbose")
+            verbose = show_progress
+        self._verbose = bool(verbose)
         self.path = _check_out_path(path, "path")
         self.n = check_int(n, "n", minimum=1)
         shape = tuple(check_int(s, "image_shape", minimum=1) for s in image_shape)
         if len(shape) not in (2, 3):
-            raise ValueError(f"image_shape: expected (H, W) or (H, W, C), got {shape}")
+            raise InputValueError(f"image_shape: expected (H, W) or (H, W, C), got {shape}")
         self.image_shape = shape
         self.compression = check_choice(compression, "compression", COMPRESSIONS + LEGACY_COMPRESSIONS)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
@@ -300,7 +306,7 @@ class StreamWriter:
         # A fresh file of our own (O_CREAT | O_EXCL under a unique name), renamed to FILE.part: a
         # rename replaces a link at that name instead of writing through it.
         fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename: a normal file's mode
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would outlive the rename: a normal file's mode
         os.close(fd)
         try:
             f = h5py.File(tmp_name, "w")
@@ -349,11 +355,11 @@ class StreamWriter:
                 stack.callback(os.close, fd)
                 fds.append(fd)
             dones = [int(f.attrs["n_done"]) for f in files]
-            from ispad_core._progress import progress
+            from ispad_core._shared.progress import progress
 
             bar = stack.enter_context(progress(
                 total=max(dones), desc=f"resuming {self.path.name}: checking and copying", unit="patch",
-                disable=not getattr(self, "_show_progress", False),
+                disable=not getattr(self, "_verbose", False),
             ))
             for start in range(0, max(dones), self.batch_size):
                 stop = min(start + self.batch_size, max(dones))
@@ -436,9 +442,9 @@ class StreamWriter:
             wrong. TypeError for a wrong dtype.
         """
         if self._file is None:
-            raise ValueError(f"{self.part}: the writer is closed")
+            raise InputValueError(f"{self.part}: the writer is closed")
         if self.compression not in COMPRESSIONS:
-            raise ValueError(
+            raise InputValueError(
                 f"compression: {self.compression!r} chunks can be copied but no longer written; expected one of "
                 f"{', '.join(map(repr, COMPRESSIONS))}"
             )
@@ -447,33 +453,33 @@ class StreamWriter:
         remaining = self.n - self._n_done
         expected = min(self.batch_size, remaining)
         if b != expected:
-            raise ValueError(f"images: expected a batch of {expected} items (batch_size {self.batch_size}, {remaining} to go), got {b}")
+            raise InputValueError(f"images: expected a batch of {expected} items (batch_size {self.batch_size}, {remaining} to go), got {b}")
         if images.shape[1:] != self.image_shape:
-            raise ValueError(f"images: expected items of shape {self.image_shape}, got {images.shape[1:]}")
+            raise InputValueError(f"images: expected items of shape {self.image_shape}, got {images.shape[1:]}")
         masks = check_array(masks, "masks", ndim=3, kinds="biu")
         if masks.shape != (b, *self.image_shape[:2]):
-            raise ValueError(f"masks: expected shape {(b, *self.image_shape[:2])}, got {masks.shape}")
+            raise InputValueError(f"masks: expected shape {(b, *self.image_shape[:2])}, got {masks.shape}")
         labels = check_array(labels, "labels", ndim=1, kinds="biu")
         if labels.shape != (b,):
-            raise ValueError(f"labels: expected shape ({b},), got {labels.shape}")
+            raise InputValueError(f"labels: expected shape ({b},), got {labels.shape}")
         if labels.size and (labels.min() < 0 or labels.max() > 1):
-            raise ValueError(f"labels: expected 0/1 values, got values in [{labels.min()}, {labels.max()}]")
+            raise InputValueError(f"labels: expected 0/1 values, got values in [{labels.min()}, {labels.max()}]")
         if set(fields) != set(self.fields):
-            raise ValueError(f"fields: expected {sorted(self.fields)}, got {sorted(fields)}")
+            raise InputValueError(f"fields: expected {sorted(self.fields)}, got {sorted(fields)}")
         extra = {}
         for name in self.fields:
             dtype, item_shape = FIELDS[name]
             floating = np.dtype(dtype).kind == "f"
             arr = check_array(fields[name], name, kinds="iuf" if floating else "iu")
             if arr.shape != (b, *item_shape):
-                raise ValueError(f"{name}: expected shape {(b, *item_shape)}, got {arr.shape}")
+                raise InputValueError(f"{name}: expected shape {(b, *item_shape)}, got {arr.shape}")
             if floating:
                 if arr.size and not np.isfinite(arr).all():
-                    raise ValueError(f"{name}: expected finite values, got {arr[~np.isfinite(arr)][0]}")
+                    raise InputValueError(f"{name}: expected finite values, got {arr[~np.isfinite(arr)][0]}")
             else:
                 info = np.iinfo(dtype)
                 if arr.size and (arr.min() < info.min or arr.max() > info.max):
-                    raise ValueError(f"{name}: values must fit {np.dtype(dtype)}, got [{arr.min()}, {arr.max()}]")
+                    raise InputValueError(f"{name}: values must fit {np.dtype(dtype)}, got [{arr.min()}, {arr.max()}]")
             extra[name] = arr.astype(dtype)
         flat = np.ascontiguousarray(images).reshape(b, -1)
         mask_flat = np.ascontiguousarray(masks).reshape(b, -1)
@@ -513,20 +519,20 @@ class StreamWriter:
             If fewer than ``n`` items were written.
         """
         if self._file is None:
-            raise ValueError(f"{self.part}: the writer is closed")
+            raise InputValueError(f"{self.part}: the writer is closed")
         if self._n_done != self.n:
-            raise ValueError(f"{self.path}: only {self._n_done} of {self.n} items written; cannot commit")
+            raise InputValueError(f"{self.path}: only {self._n_done} of {self.n} items written; cannot commit")
         self._file.attrs.modify("complete", True)
         self._file.close()
         self._file = None
         try:
             fd = os.open(self.part, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
-            raise RuntimeError(f"{self.part}: the file this writer wrote is gone ({exc}); not committing") from None
+            raise SetupError(f"{self.part}: the file this writer wrote is gone ({exc}); not committing") from None
         try:
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) != self._identity:
-                raise RuntimeError(
+                raise SetupError(
                     f"{self.part} is no longer the file this writer wrote (another process replaced it); "
                     f"not committing it to {self.path}"
                 )
@@ -537,7 +543,7 @@ class StreamWriter:
             raise FileExistsError(f"{self.path} appeared during the write; the stream is kept in {self.part}")
         check_output_path(self.path, "path", overwrite=True)
         if _identity(self.part) != self._identity:  # checked again right before the rename
-            raise RuntimeError(f"{self.part} was replaced by another process; not committing it to {self.path}")
+            raise SetupError(f"{self.part} was replaced by another process; not committing it to {self.path}")
         os.replace(self.part, self.path)
         fsync_dir(self.path.parent)
         self._lock.close()
@@ -674,10 +680,10 @@ def write_stream(
     n = images.shape[0]
     masks = check_array(masks, "masks", ndim=3, kinds="biuf")
     if masks.shape != images.shape[:3]:
-        raise ValueError(f"masks: expected shape {images.shape[:3]} like images, got {masks.shape}")
+        raise InputValueError(f"masks: expected shape {images.shape[:3]} like images, got {masks.shape}")
     labels = check_array(labels, "labels", ndim=1, kinds="biu")
     if labels.shape != (n,):
-        raise ValueError(f"labels: expected shape ({n},) like images, got {labels.shape}")
+        raise InputValueError(f"labels: expected shape ({n},) like images, got {labels.shape}")
     fields = dict(fields or {})
     with StreamWriter(
         path,

@@ -5,7 +5,10 @@ Image level: :func:`confusion_counts`, :func:`mcc`, :func:`mcc_from_counts`, :fu
 :func:`classification_report` (one row of the paper's tables 3 to 7).
 
 Pixel level: :func:`pro_curve`, :func:`au_pro` (MVTec AD definition, 8-connected regions) and
-:func:`pixel_roc_auc`. Inputs are an ``(N, H, W)`` array or a list of ``(H, W)`` maps.
+:func:`pixel_roc_auc`. Inputs are an ``(N, H, W)`` array or a list of ``(H, W)`` maps. Maps that
+do not fit in memory together: :class:`PixelMetrics` (``update`` batch by batch, then ``au_pro``
+and ``pixel_roc_auc``), :func:`au_pro_batches` and :func:`pixel_roc_auc_batches`, one pass and
+the same values.
 
 The definitions, the choices that move the numbers and the speed figures are in
 ``docs/metrics.md``.
@@ -27,12 +30,15 @@ from ispad_core.metrics._classification import (
     recall,
     roc_auc,
 )
+from ispad_core.metrics._batches import PixelMetrics, au_pro_batches, pixel_roc_auc_batches
 from ispad_core.metrics._pro import au_pro, pixel_roc_auc, pro_curve
 
 __all__ = [
     "ClassificationReport",
     "ConfusionCounts",
+    "PixelMetrics",
     "au_pro",
+    "au_pro_batches",
     "classification_report",
     "confusion_counts",
     "f1",
@@ -41,6 +47,7 @@ __all__ = [
     "mcc",
     "mcc_from_counts",
     "pixel_roc_auc",
+    "pixel_roc_auc_batches",
     "precision",
     "pro_curve",
     "recall",

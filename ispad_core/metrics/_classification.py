@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import (
+from ispad_core._shared.errors import InputValueError
+from ispad_core._shared.validation import (
     check_array,
     check_binary_labels,
     check_finite,
@@ -274,7 +275,7 @@ def _require_both(t: np.ndarray) -> tuple[int, int]:
     n_neg = int(t.size) - n_pos
     if n_pos == 0 or n_neg == 0:
         present = "1 (defective)" if n_pos else "0 (fault-free)"
-        raise ValueError(f"y_true: expected both classes 0 and 1, got only {present}")
+        raise InputValueError(f"y_true: expected both classes 0 and 1, got only {present}")
     return n_pos, n_neg
 
 
@@ -341,7 +342,7 @@ def _refuse_inexact_thresholds(s: np.ndarray) -> None:
     """64-bit integer scores beyond 2**53 have no exact float64 threshold: refuse them."""
     if s.dtype.kind in "iu" and s.dtype.itemsize == 8 and s.size:
         if int(s.max()) > 2**53 or int(s.min()) < -(2**53):
-            raise ValueError(
+            raise InputValueError(
                 "y_score: integer scores beyond 2**53 are not exact in float64, so the threshold "
                 "would be rounded; rescale the scores (or convert them to float64 yourself)"
             )
@@ -404,7 +405,7 @@ def f1_optimal_threshold(y_true: Any, y_score: Any) -> float:
     _refuse_inexact_thresholds(s)
     n_pos = int(np.count_nonzero(t))
     if n_pos == 0:
-        raise ValueError("y_true: expected at least one defective (1) sample, got none; F1 is undefined")
+        raise InputValueError("y_true: expected at least one defective (1) sample, got none; F1 is undefined")
     thresholds, tp, fp = _threshold_counts(t, s)
     # F1 = 2 tp / (tp + fp + n_pos); screen in float, then decide among near-ties exactly.
     approx = tp / (tp + fp + n_pos)

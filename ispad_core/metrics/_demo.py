@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ispad_core._validation import RNGLike, as_generator, check_int, check_range
+from ispad_core._shared.validation import RNGLike, as_generator, check_int, check_range
 
 
 @dataclass(frozen=True)

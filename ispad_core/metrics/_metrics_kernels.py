@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ispad_core._config import NJIT
+from ispad_core._shared.config import NJIT
 
 DIGIT_BITS = 16
 N_BUCKETS = 1 << DIGIT_BITS
@@ -248,3 +248,109 @@ def pro_curve_points(neg_sorted, pos_sorted_desc, weights, n_regions, limit_coun
         if count > limit_count:
             break
     return m
+
+
+# --------------------------------------------------------------------------- per-level reduction
+# Shared by the in-memory functions and by PixelMetrics (batches), so that both give the same
+# bits: the per-level weights are exact fixed-point sums, and the area is reduced in one order.
+
+_TWO62 = 2.0**62
+_UNIT = 2.0**96
+_BASE = np.uint64(1 << 62)
+"""Region weights are summed as integers in units of 2**-96 (``1 / size`` of a region of up to
+2**43 pixels is a multiple of it), held as ``hi * 2**62 + lo`` with ``lo < 2**62`` (so that no
+addition overflows a uint64): exact for fewer than 2**29 regions sharing one score."""
+
+
+@njit(**NJIT)
+def weight_limbs(sizes):
+    """``(hi, lo)`` with ``hi[r] * 2**62 + lo[r] == (1.0 / sizes[r]) * 2**96`` exactly, ``lo < 2**62``."""
+    hi = np.empty(sizes.size, np.uint64)
+    lo = np.empty(sizes.size, np.uint64)
+    for r in range(sizes.size):
+        m = (1.0 / sizes[r]) * _UNIT  # an integer: a float64 of at most 53 bits, times 2**96
+        h = math.floor(m / _TWO62)
+        hi[r] = np.uint64(h)
+        lo[r] = np.uint64(m - h * _TWO62)  # exact: the low bits of m
+    return hi, lo
+
+
+@njit(**NJIT)
+def add_limbs(s_hi, s_lo, j, hi, lo):
+    """``(s_hi[j], s_lo[j]) += (hi, lo)``, keeping ``s_lo[j] < 2**62``."""
+    x = s_lo[j] + lo
+    if x >= _BASE:
+        x -= _BASE
+        s_hi[j] += np.uint64(1)
+    s_lo[j] = x
+    s_hi[j] += hi
+
+
+@njit(**NJIT)
+def level_weights(level_of, region, w_hi, w_lo, n_levels):
+    """Exact per-level sums of the weights of the defective pixels' regions, as limbs."""
+    s_hi = np.zeros(n_levels, np.uint64)
+    s_lo = np.zeros(n_levels, np.uint64)
+    for p in range(level_of.size):
+        r = region[p]
+        add_limbs(s_hi, s_lo, level_of[p], w_hi[r], w_lo[r])
+    return s_hi, s_lo
+
+
+@njit(**NJIT)
+def limbs_to_float(s_hi, s_lo):
+    """The float64 values of the fixed-point sums (units of 2**-96): one fixed rounding rule."""
+    out = np.empty(s_hi.size, np.float64)
+    for j in range(s_hi.size):
+        out[j] = np.float64(s_hi[j]) * (_TWO62 / _UNIT) + np.float64(s_lo[j]) * (1.0 / _UNIT)
+    return out
+
+
+@njit(**NJIT)
+def pro_area_levels(weights, greater, equal, limit_count):
+    """Area under the PRO curve up to the FPR limit, in units of anomaly-free pixels, per level.
+
+    Level ``j`` (a distinct defective score, ascending) carries ``weights[j]``, the sum of
+    ``1 / |r|`` over the defective pixels with that score, and has ``greater[j]`` anomaly-free
+    pixels scoring above it and ``equal[j]`` scoring the same. Each such pixel's share of the area
+    is the closed form of :func:`pro_area` (``L - g - e / 2``, ``(L - g)**2 / (2 e)`` or 0), so
+    the area is ``sum_j weights[j] * phi(g_j, e_j)``, summed in level order with compensation.
+    """
+    total = 0.0
+    comp = 0.0
+    for j in range(weights.size):
+        g = np.float64(greater[j])
+        e = np.float64(equal[j])
+        if g + e <= limit_count:
+            phi = limit_count - g - 0.5 * e
+        elif g < limit_count:
+            d = limit_count - g
+            phi = d * d / (2.0 * e)
+        else:
+            continue
+        total, comp = _neumaier_add(total, comp, weights[j] * phi)
+    return total + comp
+
+
+_M31 = np.uint64((1 << 31) - 1)
+_S31 = np.uint64(31)
+
+
+@njit(**NJIT)
+def dot_u128(a, b):
+    """``sum(a[j] * b[j])`` of non-negative int64 arrays below 2**62, exact, as ``(hi, lo)`` with
+    the sum ``hi * 2**62 + lo`` (no uint64 addition overflows on the way)."""
+    acc = np.zeros(1, np.uint64)  # the high limb
+    low = np.zeros(1, np.uint64)  # the low limb, < 2**62
+    for j in range(a.size):
+        x = np.uint64(a[j])
+        y = np.uint64(b[j])
+        x0 = x & _M31
+        x1 = x >> _S31
+        y0 = y & _M31
+        y1 = y >> _S31
+        cross = x1 * y0 + x0 * y1  # < 2**63: times 2**31
+        acc[0] += x1 * y1 + (cross >> _S31)
+        add_limbs(acc, low, 0, np.uint64(0), (cross & _M31) << _S31)
+        add_limbs(acc, low, 0, np.uint64(0), x0 * y0)
+    return acc[0], low[0]

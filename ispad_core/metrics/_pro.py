@@ -14,20 +14,27 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ispad_core._validation import check_array, check_float, check_same_shape
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_array, check_same_shape
+from ispad_core.metrics import _batches_kernels as BK
 from ispad_core.metrics import _metrics_kernels as K
+from ispad_core.metrics._batches import PixelMetrics, _OverBudget
+from ispad_core.metrics._pixel_common import (
+    MASK_VIEW,
+    STRUCTURE_4,
+    STRUCTURE_8,
+    au_pro_value,
+    auroc_value,
+    check_limit,
+    mask_view,
+    score_dtype,
+)
 
 __all__ = ["au_pro", "pixel_roc_auc", "pro_curve"]
-
-STRUCTURE_8 = np.ones((3, 3), dtype=bool)
-"""8-connectivity: pixels touching by an edge or a corner belong to the same region."""
-STRUCTURE_4 = ndimage.generate_binary_structure(2, 1)
-"""4-connectivity (edges only); used only to document how much the choice moves AU-PRO."""
 
 _REFINE_MIN = 1 << 20
 """A radix bucket with more anomaly-free pixels than this (and more than k/8) is split further."""
 
-_MASK_VIEW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 # --------------------------------------------------------------------------- input handling
@@ -54,15 +61,6 @@ class _Pixels:
         return sign, ones, nbits - K.DIGIT_BITS
 
 
-def _score_dtype(dtype: np.dtype, name: str) -> np.dtype:
-    """float32 for scores that float32 holds exactly, float64 otherwise."""
-    if dtype.kind not in "iuf":
-        raise TypeError(f"{name}: expected real-valued scores (a float or integer dtype), got dtype {dtype}")
-    if dtype.kind == "f":
-        return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
-    return np.dtype(np.float32) if dtype.itemsize <= 2 else np.dtype(np.float64)
-
-
 _EXACT_INT = 2**53
 """Integers of magnitude up to this are exact in float64; beyond it distinct scores can merge."""
 
@@ -84,7 +82,7 @@ def _as_ranks(arrays: list, name: str, exact: bool) -> list | None:
     if not any(_beyond_float64(a) for a in arrays):
         return None
     if exact:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: integer scores beyond 2**53 are not exact in float64, and the thresholds this "
             "function returns would be rounded; rescale the scores (or convert them to float64 "
             "yourself)"
@@ -102,16 +100,9 @@ def _as_ranks(arrays: list, name: str, exact: bool) -> list | None:
     return out
 
 
-def _mask_view(m: np.ndarray, name: str) -> np.ndarray:
-    """A C-contiguous unsigned view with the same non-zero pattern (bool -> uint8, int16 -> uint16...)."""
-    if m.dtype.kind not in "bui":
-        raise TypeError(f"{name}: expected a boolean or integer dtype (non-zero = defective), got dtype {m.dtype}")
-    return np.ascontiguousarray(m).view(_MASK_VIEW[m.dtype.itemsize])
-
-
 def _check_map_container(x: Any, name: str) -> None:
     if x is None:
-        raise TypeError(f"{name}: expected an (N, H, W) array or a list of (H, W) arrays, got None")
+        raise InputTypeError(f"{name}: expected an (N, H, W) array or a list of (H, W) arrays, got None")
 
 
 def _prepare(anomaly_maps: Any, masks: Any, *, exact_thresholds: bool = False) -> _Pixels:
@@ -124,29 +115,29 @@ def _prepare(anomaly_maps: Any, masks: Any, *, exact_thresholds: bool = False) -
     if isinstance(anomaly_maps, np.ndarray) and isinstance(masks, np.ndarray):
         return _prepare_arrays(anomaly_maps, masks, exact_thresholds)
     if not isinstance(anomaly_maps, (Sequence, np.ndarray)) or isinstance(anomaly_maps, (str, bytes)):
-        raise TypeError(
+        raise InputTypeError(
             f"anomaly_maps: expected an (N, H, W) array or a list of (H, W) arrays, got {type(anomaly_maps).__name__}"
         )
     if not isinstance(masks, (Sequence, np.ndarray)) or isinstance(masks, (str, bytes)):
-        raise TypeError(f"masks: expected an (N, H, W) array or a list of (H, W) arrays, got {type(masks).__name__}")
+        raise InputTypeError(f"masks: expected an (N, H, W) array or a list of (H, W) arrays, got {type(masks).__name__}")
     if len(anomaly_maps) == 0:
-        raise ValueError("anomaly_maps: expected at least one map, got an empty sequence")
+        raise InputValueError("anomaly_maps: expected at least one map, got an empty sequence")
     if len(masks) != len(anomaly_maps):
-        raise ValueError(f"masks: expected {len(anomaly_maps)} masks like anomaly_maps, got {len(masks)}")
+        raise InputValueError(f"masks: expected {len(anomaly_maps)} masks like anomaly_maps, got {len(masks)}")
     raw_scores, raw_masks, dtypes = [], [], []
     for i in range(len(anomaly_maps)):
         s = check_array(anomaly_maps[i], f"anomaly_maps[{i}]", ndim=2, allow_empty=True)
         m = check_array(masks[i], f"masks[{i}]", ndim=2, allow_empty=True)
         check_same_shape(s, f"anomaly_maps[{i}]", m, f"masks[{i}]")
-        dtypes.append(_score_dtype(s.dtype, f"anomaly_maps[{i}]"))
+        dtypes.append(score_dtype(s.dtype, f"anomaly_maps[{i}]"))
         raw_scores.append(s)
-        raw_masks.append(_mask_view(m, f"masks[{i}]"))
+        raw_masks.append(mask_view(m, f"masks[{i}]"))
     ranks = _as_ranks(raw_scores, "anomaly_maps", exact_thresholds)
     if ranks is not None:
         raw_scores, dtypes = ranks, [np.dtype(np.float64)]
     dtype = np.dtype(np.float64) if any(d == np.float64 for d in dtypes) else np.dtype(np.float32)
     scores = [np.ascontiguousarray(s, dtype=dtype) for s in raw_scores]
-    bits_dtype = _MASK_VIEW[dtype.itemsize]
+    bits_dtype = MASK_VIEW[dtype.itemsize]
     chunks = [
         (s.reshape(-1), s.reshape(-1).view(bits_dtype), m.reshape(-1), 1, s.size, i)
         for i, (s, m) in enumerate(zip(scores, raw_masks))
@@ -156,26 +147,26 @@ def _prepare(anomaly_maps: Any, masks: Any, *, exact_thresholds: bool = False) -
 
 def _prepare_arrays(anomaly_maps: np.ndarray, masks: np.ndarray, exact_thresholds: bool = False) -> _Pixels:
     if anomaly_maps.ndim != 3:
-        raise ValueError(
+        raise InputValueError(
             "anomaly_maps: expected an (N, H, W) array or a list of (H, W) arrays, "
             f"got an array of shape {anomaly_maps.shape}"
         )
     if anomaly_maps.dtype == object:
-        raise TypeError("anomaly_maps: expected a numeric array, got dtype object")
-    dtype = _score_dtype(anomaly_maps.dtype, "anomaly_maps")
+        raise InputTypeError("anomaly_maps: expected a numeric array, got dtype object")
+    dtype = score_dtype(anomaly_maps.dtype, "anomaly_maps")
     check_same_shape(anomaly_maps, "anomaly_maps", masks, "masks")
     if anomaly_maps.shape[0] == 0:
-        raise ValueError(f"anomaly_maps: expected at least one map, got shape {anomaly_maps.shape}")
+        raise InputValueError(f"anomaly_maps: expected at least one map, got shape {anomaly_maps.shape}")
     if masks.dtype == object:
-        raise TypeError("masks: expected a boolean or integer dtype (non-zero = defective), got dtype object")
+        raise InputTypeError("masks: expected a boolean or integer dtype (non-zero = defective), got dtype object")
     ranks = _as_ranks([anomaly_maps], "anomaly_maps", exact_thresholds)
     if ranks is not None:
         anomaly_maps, dtype = ranks[0], np.dtype(np.float64)
     scores = np.ascontiguousarray(anomaly_maps, dtype=dtype)
-    mviews = _mask_view(masks, "masks")
+    mviews = mask_view(masks, "masks")
     n, h, w = scores.shape
     vals = scores.reshape(-1)
-    chunks = [(vals, vals.view(_MASK_VIEW[dtype.itemsize]), mviews.reshape(-1), n, h * w, 0)]
+    chunks = [(vals, vals.view(MASK_VIEW[dtype.itemsize]), mviews.reshape(-1), n, h * w, 0)]
     return _Pixels(list(scores), list(mviews), chunks, dtype)
 
 
@@ -202,15 +193,15 @@ def _scan(px: _Pixels, *, with_hist: bool = False) -> _Scan:
         n_bad += bad
         n_neg += neg
     if n_bad:
-        raise ValueError(f"anomaly_maps: expected finite values, got {n_bad} NaN or inf")
+        raise InputValueError(f"anomaly_maps: expected finite values, got {n_bad} NaN or inf")
     return _Scan(hist if with_hist else None, n_neg, pos_counts)
 
 
 def _require_both_classes(scan: _Scan) -> None:
     if scan.pos_counts.sum() == 0:
-        raise ValueError("masks: expected at least one defective (non-zero) pixel, got none")
+        raise InputValueError("masks: expected at least one defective (non-zero) pixel, got none")
     if scan.n_neg == 0:
-        raise ValueError("masks: expected at least one anomaly-free (zero) pixel, got none")
+        raise InputValueError("masks: expected at least one anomaly-free (zero) pixel, got none")
 
 
 def _cut(px: _Pixels, scan: _Scan, k: int) -> tuple[int, int]:
@@ -302,10 +293,6 @@ def _regions(px: _Pixels, pos_counts: np.ndarray, structure: np.ndarray):
     return np.concatenate(scores), np.concatenate(ids), np.concatenate(sizes).astype(np.int64)
 
 
-def _check_limit(fpr_limit: Any) -> float:
-    return check_float(fpr_limit, "fpr_limit", minimum=0.0, maximum=1.0, min_inclusive=False)
-
-
 # --------------------------------------------------------------------------- public API
 
 
@@ -363,7 +350,7 @@ def pro_curve(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 1.0) -> tuple
     >>> thr.tolist()
     [inf, 0.9, 0.4, 0.2, 0.1]
     """
-    fpr_limit = _check_limit(fpr_limit)
+    fpr_limit = check_limit(fpr_limit)
     return _pro_curve(anomaly_maps, masks, fpr_limit=fpr_limit, structure=STRUCTURE_8)
 
 
@@ -444,24 +431,60 @@ def au_pro(anomaly_maps: Any, masks: Any, *, fpr_limit: float = 0.3) -> float:
     >>> round(au_pro(maps, masks, fpr_limit=1.0), 4)
     0.8438
     """
-    fpr_limit = _check_limit(fpr_limit)
+    fpr_limit = check_limit(fpr_limit)
     return _au_pro(anomaly_maps, masks, fpr_limit=fpr_limit, structure=STRUCTURE_8)
 
 
-def _au_pro(anomaly_maps, masks, *, fpr_limit, structure):
+_COUNT_BUDGET = 1 << 28
+"""The in-memory functions count float32 scores per distinct value while the counters take at
+most this many bytes or one byte per pixel, whichever is more; scores spread so thinly that they
+would need more (a few per 4096 consecutive float32 values) are ranked among the defective levels
+instead."""
+
+
+def _counted(px: _Pixels, structure: np.ndarray) -> PixelMetrics | None:
+    """Float32 maps counted per distinct score by :class:`PixelMetrics` (one pass, no sort), or
+    None when the counters would exceed the budget."""
+    pm = PixelMetrics()
+    pm._structure = structure
+    n_pixels = sum(c[1].size for c in px.chunks)
+    pm._max_subpages = max(_COUNT_BUDGET, n_pixels) // BK.SUB_SIZE
+    n_bad = 0
+    try:
+        for _, bits, m, n_img, size, first in px.chunks:
+            n_bad += pm._add_unchecked(bits, m, [(j * size, px.masks[first + j]) for j in range(n_img)])
+        if n_bad == 0:
+            pm._flush()
+    except _OverBudget:
+        n_bad = sum(BK.count_nonfinite(c[1]) for c in px.chunks)
+        if n_bad == 0:
+            return None
+    if n_bad:
+        raise InputValueError(f"anomaly_maps: expected finite values, got {n_bad} NaN or inf")
+    return pm
+
+
+def _au_pro(anomaly_maps, masks, *, fpr_limit, structure, method=None):
+    """AU-PRO; ``method`` "levels" forces the level path on float32 maps too (for the tests)."""
     px = _prepare(anomaly_maps, masks)
+    counted = _counted(px, structure) if px.dtype == np.float32 and method != "levels" else None
+    if counted is not None:
+        return counted.au_pro(fpr_limit=fpr_limit)
     scan = _scan(px)
     _require_both_classes(scan)
     pos, ids, sizes = _regions(px, scan.pos_counts, structure)
     levels, level_of = np.unique(pos, return_inverse=True)
-    below, equal = _rank_among_levels(px, levels)
-    # anomaly-free pixels scoring above level j: everything counted in slots after j
-    above = np.cumsum((below + np.append(equal, 0))[::-1])[::-1]
-    greater = above[level_of + 1]
-    limit_count = fpr_limit * scan.n_neg
-    area = K.pro_area(greater, equal[level_of], ids, sizes, limit_count)
-    value = area / (sizes.size * limit_count)
-    return float(min(max(value, 0.0), 1.0))
+    under, equal = _under_and_equal(*_rank_among_levels(px, levels))
+    w_hi, w_lo = K.weight_limbs(sizes)
+    s_hi, s_lo = K.level_weights(level_of.reshape(-1), ids, w_hi, w_lo, levels.size)
+    greater = scan.n_neg - under - equal
+    return au_pro_value(K.limbs_to_float(s_hi, s_lo), greater, equal, scan.n_neg, sizes.size, fpr_limit)
+
+
+def _under_and_equal(below: np.ndarray, equal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly-free pixels strictly below and equal to each level, from :func:`_rank_among_levels`."""
+    under = np.cumsum(below[:-1]) + np.cumsum(np.r_[0, equal[:-1]])
+    return under, equal
 
 
 def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
@@ -502,7 +525,15 @@ def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
     >>> pixel_roc_auc(maps, masks)
     0.875
     """
+    return _pixel_roc_auc(anomaly_maps, masks)
+
+
+def _pixel_roc_auc(anomaly_maps, masks, method=None):
+    """Pixel AUROC; ``method`` "levels" forces the level path on float32 maps too (for the tests)."""
     px = _prepare(anomaly_maps, masks)
+    counted = _counted(px, STRUCTURE_8) if px.dtype == np.float32 and method != "levels" else None
+    if counted is not None:
+        return counted.pixel_roc_auc()
     scan = _scan(px)
     _require_both_classes(scan)
     n_pos = int(scan.pos_counts.sum())
@@ -511,8 +542,5 @@ def pixel_roc_auc(anomaly_maps: Any, masks: Any) -> float:
     for vals, _, m, _, _, _ in px.chunks:
         end = K.gather_positives(vals, m, pos, end)
     levels, pos_per_level = np.unique(pos, return_counts=True)
-    below, equal = _rank_among_levels(px, levels)
-    # 2 U = sum over defective pixels of 2 #(anomaly-free below) + #(anomaly-free equal)
-    under = np.cumsum(below[:-1]) + np.cumsum(np.r_[0, equal[:-1]])
-    twice_u = int(np.dot(pos_per_level, 2 * under + equal))  # int64: exact below 4.6e18 pairs
-    return twice_u / (2 * n_pos * scan.n_neg)  # Python ints: one correctly rounded division
+    under, equal = _under_and_equal(*_rank_among_levels(px, levels))
+    return auroc_value(pos_per_level, under, equal, n_pos, scan.n_neg)

@@ -9,6 +9,7 @@ never imports torch.
   EfficientNet-B0/B4, ConvNeXt-Tiny) with torchvision's names, or any importable factory.
 - :func:`save_model`, :func:`load_model` -- the model file: weights plus what is needed to use
   them (patch size, preprocessing, threshold, validation report, provenance).
+- :class:`RealTransform` -- the training transform of a real defect (augment, then centre crop).
 - :class:`InjectionDataset` -- real defects injected into a balanced synthetic stream with
   probability ``p_inj`` in ``[1/B, 0.25]`` (equation 1), reproducible per ``(seed, epoch, i)``.
 - :func:`train`, :func:`evaluate`, :func:`predict` -- the paper's recipe (SGD, cosine warm
@@ -31,13 +32,15 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from ispad_core.nn.backbones import BACKBONES, classifier
 from ispad_core.nn.detector import DetectorResult, Recipe, train_detector
 from ispad_core.nn.export import export_onnx
-from ispad_core.nn.inference import Inspection, InspectionReport, inspect, inspect_files, predict_windows
+from ispad_core.nn.inference import InferenceSettings, Inspection, InspectionReport, inspect, inspect_files, predict_windows
 from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
 from ispad_core.nn.modelfile import load_model, save_model
 from ispad_core.nn.preprocessing import PREPROCESS_PRESETS, Preprocess, preprocess_batch
 from ispad_core.nn.throughput import Throughput, measure_throughput
+from ispad_core.nn.settings import TrainSettings
 from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluate, predict, train
+from ispad_core.nn.transform import RealTransform
 
 __all__ = [
     "BACKBONES",
@@ -45,15 +48,18 @@ __all__ = [
     "PREPROCESS_PRESETS",
     "EpochRecord",
     "InjectionDataset",
+    "InferenceSettings",
     "InjectionPlan",
     "Inspection",
     "InspectionReport",
     "Prediction",
     "Preprocess",
+    "RealTransform",
     "Recipe",
     "ResNet18",
     "Throughput",
     "TrainResult",
+    "TrainSettings",
     "classifier",
     "evaluate",
     "export_onnx",

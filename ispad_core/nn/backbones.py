@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -30,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ispad_core._validation import check_float, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_float, check_int
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict
 
 __all__ = [
@@ -257,7 +259,7 @@ class EfficientNet(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in _EFFICIENTNET:
-            raise ValueError(f"arch: expected one of {', '.join(_EFFICIENTNET)}, got {arch!r}")
+            raise InputValueError(f"arch: expected one of {', '.join(_EFFICIENTNET)}, got {arch!r}")
         width, depth = _EFFICIENTNET[arch]
         self.arch = arch
         self.in_channels = in_channels
@@ -471,20 +473,20 @@ def import_factory(spec: str, *, name: str = "backbone") -> Callable[..., Any]:
     4.0
     """
     if not isinstance(spec, str):
-        raise TypeError(f"{name}: expected a str, got {type(spec).__name__}")
+        raise InputTypeError(f"{name}: expected a str, got {type(spec).__name__}")
     if not _FACTORY_RE.match(spec):
-        raise ValueError(f"{name}: expected a factory name 'package.module:function', got {spec!r}")
+        raise InputValueError(f"{name}: expected a factory name 'package.module:function', got {spec!r}")
     module_name, attr = spec.split(":")
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"{name}: cannot import the module {module_name!r} of the factory {spec!r}: {exc}") from exc
+        raise InputValueError(f"{name}: cannot import the module {module_name!r} of the factory {spec!r}: {exc}") from exc
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{name}: the module {module_name!r} has no attribute {attr!r} (factory {spec!r})")
+            raise InputValueError(f"{name}: the module {module_name!r} has no attribute {attr!r} (factory {spec!r})")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise TypeError(f"{name}: the factory {spec!r} is not callable, got {type(obj).__name__}")
+        raise InputTypeError(f"{name}: the factory {spec!r} is not callable, got {type(obj).__name__}")
     return obj
 
 
@@ -564,7 +566,7 @@ def classifier(
     28589128
     """
     if not isinstance(backbone, str):
-        raise TypeError(f"backbone: expected a str (a built-in name or 'package.module:function'), got {type(backbone).__name__}")
+        raise InputTypeError(f"backbone: expected a str (a built-in name or 'package.module:function'), got {type(backbone).__name__}")
     in_channels = check_int(in_channels, "in_channels", minimum=1)
     num_classes = check_int(num_classes, "num_classes", minimum=1)
     dropout = check_float(dropout, "dropout", minimum=0.0, maximum=1.0, max_inclusive=False)
@@ -573,7 +575,7 @@ def classifier(
         for key in kwargs:
             if key not in accepted:
                 allowed = ", ".join(accepted) if accepted else "none"
-                raise TypeError(
+                raise InputTypeError(
                     f"classifier: unexpected keyword argument {key!r} for backbone {backbone!r} (accepted: {allowed})"
                 )
         if "stochastic_depth_prob" in kwargs:
@@ -587,17 +589,28 @@ def classifier(
             load_torchvision_state_dict(model, weights)
         return model
     if not is_factory(backbone):
-        raise ValueError(
+        raise InputValueError(
             f"backbone: expected one of {', '.join(BACKBONES)} or a factory 'package.module:function', got {backbone!r}"
         )
     if weights is not None:
-        raise ValueError(
+        raise InputValueError(
             f"weights: only the built-in backbones load torchvision-layout weights; the factory {backbone!r} "
             "loads its own (pass their path as one of its keyword arguments)"
         )
     factory = import_factory(backbone)
     model = factory(in_channels=in_channels, num_classes=num_classes, dropout=dropout, **kwargs)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"backbone: the factory {backbone!r} returned {type(model).__name__}, expected a torch.nn.Module")
+        raise InputTypeError(f"backbone: the factory {backbone!r} returned {type(model).__name__}, expected a torch.nn.Module")
     return model
 
+
+def in_channels(model: Any) -> int:
+    """The input channels of a model: its ``in_channels`` attribute, else its first Conv2d's."""
+    value = getattr(model, "in_channels", None)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(model, nn.Module):
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                return m.in_channels
+    raise InputValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")

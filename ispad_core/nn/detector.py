@@ -4,7 +4,7 @@
 balanced synthetic stream, selects the real defects with :func:`ispad_core.fractions.nested_fractions`
 (a fixed shuffle seed, recorded, so a 1/16 run uses defects that every larger fraction uses),
 injects them with :class:`ispad_core.nn.InjectionDataset` (each draw augmented and centre-cropped
-by :class:`ispad_core.io.RealTransform`), trains with :func:`ispad_core.nn.train`, picks the
+by :class:`ispad_core.nn.RealTransform`), trains with :func:`ispad_core.nn.train`, picks the
 F1-optimal threshold on the validation set, and writes the model file with
 :func:`ispad_core.nn.save_model`.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import numbers
 import os
 import re
 import shutil
@@ -39,19 +38,26 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ispad_core._files import atomic_output, check_output_path, exclusive_lock, remove_stale_temporaries
-from ispad_core._validation import check_choice, check_float, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.files import atomic_output, check_output_path, exclusive_lock, remove_stale_temporaries
+from ispad_core._shared.validation import check_choice, check_float, check_int
+from ispad_core.metrics import classification_report
+from ispad_core.nn.backbones import classifier
+from ispad_core.nn.modelfile import save_model
+from ispad_core.nn.preprocessing import resolve_preprocess
+from ispad_core.nn.settings import TrainSettings
 from ispad_core.nn.training import (
     TrainResult,
+    _amp_dtype,
     _as_dataset,
     _distributed,
     _predict_impl,
     _resolve_device,
-    _amp_dtype,
+    torch_threads,
     train,
 )
 
-__all__ = ["DetectorResult", "Recipe", "default_workers", "recipe", "select_real", "train_detector"]
+__all__ = ["DetectorResult", "Recipe", "default_workers", "recipe", "select_real", "torch_threads", "train_detector"]
 
 _CKPT_SUFFIX = ".ckpt"
 _SETTINGS = "settings.json"
@@ -210,9 +216,9 @@ def select_real(groups: Sequence[str], *, fraction: float | None = None, group: 
         known = sorted(set(labels.tolist()))
         unknown = [g for g in wanted if g not in known]
         if unknown or not wanted:
-            raise ValueError(f"groups: expected some of the real defects' groups {known}, got {wanted}")
+            raise InputValueError(f"groups: expected some of the real defects' groups {known}, got {wanted}")
     if n == 0:
-        raise ValueError("real: no real defects to select from")
+        raise InputValueError("real: no real defects to select from")
     if wanted is None:
         idx = nested_fractions(n, (f,), rng=seed)[f]
     elif len(wanted) == 1:
@@ -223,7 +229,7 @@ def select_real(groups: Sequence[str], *, fraction: float | None = None, group: 
         idx = members[: min(len(members), math.floor(f * n + 1e-9))]
     if idx.size == 0:
         which = "" if wanted is None else f" of groups {wanted}"
-        raise ValueError(
+        raise InputValueError(
             f"fraction: {_as_fraction_text(f)} of {n} real defects{which} selects none; use a larger fraction or more defects"
         )
     return np.asarray(idx, dtype=np.int64)
@@ -283,19 +289,6 @@ class DetectorResult:
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _open_stream(stream: Any) -> tuple[Any, dict]:
     if isinstance(stream, (str, os.PathLike)):
         from ispad_core.io import open_stream
@@ -324,12 +317,12 @@ def _patch_shape(stream: Any) -> tuple[int, int]:
     first = stream[0]
     image = np.asarray(first[0] if isinstance(first, (tuple, list)) else first)
     if image.ndim not in (2, 3) or image.shape[0] != image.shape[1]:
-        raise ValueError(f"stream: expected square patches (H, H[, C]), got an item of shape {image.shape}")
+        raise InputValueError(f"stream: expected square patches (H, H[, C]), got an item of shape {image.shape}")
     return image.shape[0], (image.shape[2] if image.ndim == 3 else 1)
 
 
 def _read_real(real: Any, size: int):
-    from ispad_core.io._real import RealDefects, read_real_defects
+    from ispad_core.io import RealDefects, read_real_defects
 
     if isinstance(real, RealDefects):
         return real
@@ -337,18 +330,18 @@ def _read_real(real: Any, size: int):
         return read_real_defects(real, size=size, name="real")
     if isinstance(real, np.ndarray):
         if real.ndim not in (3, 4) or real.dtype != np.uint8:
-            raise TypeError(f"real: expected uint8 patches (M, H, W[, C]), got {real.dtype} of shape {real.shape}")
+            raise InputTypeError(f"real: expected uint8 patches (M, H, W[, C]), got {real.dtype} of shape {real.shape}")
         images = tuple(real)
     elif isinstance(real, Sequence):
         images = tuple(np.asarray(im) for im in real)
     else:
-        raise TypeError(f"real: expected a folder, a RealDefects, an array of patches or None, got {type(real).__name__}")
+        raise InputTypeError(f"real: expected a folder, a RealDefects, an array of patches or None, got {type(real).__name__}")
     return RealDefects(images=images, groups=("real",) * len(images),
                        files=tuple(f"#{i}" for i in range(len(images))), root="<memory>")
 
 
 def _read_val(val: Any, size: int):
-    from ispad_core.io._real import LabelledSet, read_labelled_set
+    from ispad_core.io import LabelledSet, read_labelled_set
 
     if isinstance(val, LabelledSet):
         return val, {"source": val.source, "kind": val.kind, "counts": val.counts()}
@@ -381,11 +374,11 @@ def _check_ckpt_dir(ckpt: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
-        raise ValueError(
+        raise InputValueError(
             f"out: the checkpoint folder {ckpt} is a symbolic link; refusing to write through it (remove the link first)"
         )
     if not stat.S_ISDIR(st.st_mode):
-        raise ValueError(f"out: {ckpt} is where the checkpoints of {ckpt.name[: -len(_CKPT_SUFFIX)]} go, but it is "
+        raise InputValueError(f"out: {ckpt} is where the checkpoints of {ckpt.name[: -len(_CKPT_SUFFIX)]} go, but it is "
                          "not a folder; refusing to replace it")
 
 
@@ -398,32 +391,13 @@ def train_detector(
     out: str | os.PathLike,
     real: Any = None,
     val: Any = None,
-    p_inj: float | None = None,
-    backbone: str = "resnet18",
-    backbone_kwargs: dict | None = None,
     fraction: float | None = None,
     groups: str | Sequence[str] | None = None,
     selection_seed: int = 0,
-    mode: str = "mixed",
-    weights: str | os.PathLike | None = None,
-    augment: Any = "auto",
-    preprocess: Any = "lsm2",
-    device: Any = None,
-    max_steps: int | None = None,
-    max_epochs: int | None = None,
-    seed: int = 0,
-    batch_size: int = 128,
-    lr: float | None = None,
-    optimizer: str | None = None,
-    val_every: int | None = None,
-    patience: int = 20,
-    workers: int | None = None,
-    threads: int | None = None,
-    amp: bool | None = None,
+    settings: TrainSettings | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    verbose: bool = True,
-    log_every: int | None = None,
+    **options: Any,
 ) -> DetectorResult:
     """Train a defect detector from a synthetic stream and real defects; write its model file.
 
@@ -437,66 +411,33 @@ def train_detector(
         The model file to write (``model.pt``). Checkpoints go to ``out + ".ckpt/"`` during
         training and are removed when the run finishes.
     real : path, RealDefects, array or None
-        Real defective images: a folder (see :func:`ispad_core.io.read_real_defects`; groups
-        from sub-folders), a :class:`~ispad_core.io.RealDefects`, or patches ``(M, H, W[, C])``.
-        None trains on the synthetic stream alone (the cold start).
+        Real defective images: a folder (see :func:`ispad_core.io.read_real_defects`), a
+        :class:`~ispad_core.io.RealDefects` or patches ``(M, H, W[, C])``; None: the cold start.
     val : path, LabelledSet, Dataset, (images, labels) or None
         The validation set for model selection and the threshold: an MVTec-layout folder, a
         folder of ``good/`` and defect sub-folders, or a stream file (see
         :func:`ispad_core.io.read_labelled_set`; larger images are centre-cropped), or data in
         memory. None holds out the last tenth of the stream (at most 2 000 items), which then
         is not trained on.
-    p_inj : float, optional
-        Injection probability, in ``[1/batch_size, 0.25]`` (equation 1); default 1/32, and 0.5
-        for ``mode="oversampling"``. Only with ``real``.
-    backbone : str, default "resnet18"
-        A built-in backbone (``ispad_core.nn.BACKBONES``) or a factory ``"package.module:function"``.
-    backbone_kwargs : dict, optional
-        Extra keyword arguments of :func:`ispad_core.nn.classifier` (JSON-safe).
     fraction : float in (0, 1], optional
         Use this fraction of the real defects (see :func:`select_real`).
     groups : str or sequence of str, optional
         Use only real defects of these groups (sub-folder names).
     selection_seed : int, default 0
         The fixed seed of the one shuffle behind ``fraction``; recorded in the model file.
-    mode : {"mixed", "oversampling"}
-        Mixed injection into a balanced stream, or oversampling (a fault-free stream, p_inj 0.5).
-    weights : path, optional
-        Pretrained weights in torchvision's layout (local file); switches to the fine-tuning recipe.
-    augment : "auto", preset name, AugmentParams or None
-        Augmentation of every draw of a real defect before its centre crop; "auto" takes the
-        stream's augmentation preset when it has one (else "lsm1"); None crops only.
-    preprocess : Preprocess, preset name or None, default "lsm2"
-        Batch preprocessing (see :func:`ispad_core.nn.train`); stored in the model file.
-    device : str or torch.device, optional
-        Default: CUDA if available, else the CPU.
-    max_steps, max_epochs : int, optional
-        Limits of the run (without either it stops early after ``patience`` validations).
-    seed : int, default 0
-        Initialisation, data order, injections and dropout.
-    batch_size : int, default 128
-        Per process under torch.distributed.
-    lr, optimizer : optional
-        Override the recipe (see :func:`recipe`).
-    val_every : int, optional
-        Validate every this many steps instead of every epoch.
-    patience : int, default 20
-        Validations without a lower validation loss before stopping.
-    workers : int, optional
-        DataLoader worker processes; default :func:`default_workers`.
-    threads : int, optional
-        torch CPU threads during the call (restored afterwards).
-    amp : bool, optional
-        Mixed precision as in :func:`ispad_core.nn.train`.
+    settings : TrainSettings, optional
+        How to train (see :class:`~ispad_core.nn.TrainSettings` for each field): the injection
+        (``p_inj``, ``mode``, ``augment`` of the real defects: "auto" takes the stream's preset),
+        the model (``backbone``, ``backbone_kwargs``, ``weights``: pretrained weights switch to
+        the fine-tuning :func:`recipe`, which ``lr`` and ``optimizer`` override), the run's
+        length and where it runs; ``preprocess`` is stored in the model file.
     resume : bool, default False
         Continue the unfinished run whose checkpoints are in ``out + ".ckpt/"`` (the settings
         must be the same); ends with the weights of an uninterrupted run.
     overwrite : bool, default False
         Replace an existing ``out`` (and discard the checkpoints of an unfinished run).
-    verbose : bool, default True
-        Print the recipe, the data and progress on stderr (rank 0).
-    log_every : int, optional
-        Steps between progress lines when stderr is not a terminal (default about every 30 s).
+    **options
+        Fields of :class:`~ispad_core.nn.TrainSettings` as keywords, over ``settings``.
 
     Returns
     -------
@@ -508,9 +449,7 @@ def train_detector(
         If ``out`` exists without ``overwrite`` (or ``resume`` of the run that wrote it), or
         checkpoints of an unfinished run exist without ``resume`` or ``overwrite``.
     TypeError, ValueError, FileNotFoundError
-        For bad arguments and unreadable inputs; the message names the argument or file. With
-        ``mode="oversampling"`` over a stream that holds defects it says how to write a
-        fault-free stream.
+        For bad arguments and unreadable inputs; the message names the argument or file.
 
     Examples
     --------
@@ -528,219 +467,32 @@ def train_detector(
     >>> res.train.steps, res.metadata["patch_size"], 0.0 <= res.threshold <= 1.0
     (4, 32, True)
     """
-    from ispad_core.metrics import classification_report
-    from ispad_core.nn import classifier, save_model
-    from ispad_core.nn.injection import InjectionDataset
-    from ispad_core.nn.preprocessing import resolve_preprocess
-
     t_start = time.perf_counter()
-    # ---- arguments
-    if not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out: expected a file path, got {type(out).__name__}")
-    out = Path(os.fspath(out))
-    mode = check_choice(mode, "mode", ("mixed", "oversampling"))
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    for value, name in ((max_steps, "max_steps"), (max_epochs, "max_epochs"), (val_every, "val_every")):
-        if value is not None:
-            check_int(value, name, minimum=1)
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-    workers = default_workers() if workers is None else check_int(workers, "workers", minimum=0)
-    threads = None if threads is None else check_int(threads, "threads", minimum=1)
-    if backbone_kwargs is not None and not isinstance(backbone_kwargs, dict):
-        raise TypeError(f"backbone_kwargs: expected a dict or None, got {type(backbone_kwargs).__name__}")
-    backbone_kwargs = dict(backbone_kwargs or {})
-    if not isinstance(backbone, str):
-        raise TypeError(f"backbone: expected a built-in name or 'package.module:function', got {type(backbone).__name__}")
-    if real is None:
-        if mode == "oversampling":
-            raise ValueError("real: mode='oversampling' trains on real defects over a fault-free stream; got real=None")
-        if p_inj is not None:
-            raise ValueError("p_inj: injection needs real defects (real=...); got real=None (the synthetic-only run)")
-        if fraction is not None or groups is not None:
-            raise ValueError("fraction, groups: select real defects, but real=None (the synthetic-only run)")
-    else:
-        from ispad_core.nn.injection import _check_p_inj
-
-        p_inj = _check_p_inj(p_inj if p_inj is not None else (0.5 if mode == "oversampling" else 1 / 32), batch_size, mode)
-    params = resolve_preprocess(preprocess)
-    rec = recipe(pretrained=weights is not None, max_steps=max_steps, lr=lr, optimizer=optimizer)
+    cfg = TrainSettings.build(settings, options, "train_detector")
+    out, p_inj = _check_call(out, real, fraction, groups, cfg)
     _, rank, world = _distributed()
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if (verbose and rank == 0) else (lambda *a: None)
-
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"out: the folder {parent} of {out} does not exist")
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if (cfg.verbose and rank == 0) else (lambda *a: None)
     # one trainer per model file: rank 0 holds the writer lock (out + ".lock") for the whole run
     with (exclusive_lock(out, name="out") if rank == 0 else contextlib.nullcontext()):
-        # ---- the output and the checkpoints (before any work)
-        ckpt = _ckpt_dir(out)
-        _check_ckpt_dir(ckpt)
-        unfinished = (ckpt / "last.pt").exists()
-        if unfinished and not (resume or overwrite):
-            raise FileExistsError(
-                f"out: {ckpt} holds the checkpoints of an unfinished run; pass resume=True (--resume) to continue it "
-                f"or overwrite=True (--overwrite) to start over"
-            )
-        check_output_path(out, "out", overwrite=overwrite or (resume and unfinished))
-
-        # ---- data
-        train_stream, stream_prov = _open_stream(stream)
-        size, channels = _patch_shape(train_stream)
-        labels = _stream_labels(train_stream)
-        if mode == "oversampling" and labels is not None and labels.any():
-            src = stream_prov.get("path") or "the stream"
-            raise ValueError(
-                f"stream: mode='oversampling' trains on a pure fault-free stream with real defects at p_inj = 0.5, but "
-                f"{src} holds {int(labels.sum())} defective of {len(labels)} items (a balanced stream); write a "
-                f"fault-free one with 'ispad synth --defect-fraction 0 --out fault_free.h5 ...' and train on it"
-            )
-        n_stream = len(train_stream)
-        if val is None:
-            if mode == "oversampling":
-                raise ValueError("val: mode='oversampling' needs a validation set with defects (the stream has none)")
-            n_val = min(2000, n_stream // 10)
-            if n_val < 2:
-                raise ValueError(f"val: a stream of {n_stream} items is too short to hold out a validation tenth; pass val=")
-            val_set = Subset(train_stream, range(n_stream - n_val, n_stream))
-            val_set.groups = ["good" if y == 0 else "synthetic" for y in (
-                labels[n_stream - n_val:] if labels is not None else [int(val_set[i][-1]) for i in range(n_val)])]
-            train_stream = Subset(train_stream, range(n_stream - n_val))
-            val_prov = {"source": f"the last {n_val} items of the stream (held out)", "kind": "stream-tail", "counts": None}
-        else:
-            val_set, val_prov = _read_val(val, size)
-        val_first = val_set[0]
-        val_image = np.asarray(val_first[0] if isinstance(val_first, (tuple, list)) else val_first)
-        if val_image.shape[:2] != (size, size) or _channels_of(val_image) != channels:
-            raise ValueError(f"val: expected patches like the stream's ({size} x {size}, {channels} channel(s)), got shape {val_image.shape}")
-
-        real_prov: dict = {"path": None, "selected": 0}
+        ckpt, unfinished = _check_outputs(out, resume=resume, overwrite=overwrite)
+        data = _training_data(stream, val, cfg)
         if real is not None:
-            from ispad_core.io._real import RealTransform
-
-            all_real = _read_real(real, size)
-            if len(all_real) == 0:
-                raise ValueError("real: no real defects (an empty array or folder)")
-            bad = [f for f, im in zip(all_real.files, all_real.images)
-                   if _channels_of(np.asarray(im)) != channels or min(np.asarray(im).shape[:2]) < size]
-            if bad:
-                im = np.asarray(all_real.images[all_real.files.index(bad[0])])
-                raise ValueError(f"real: {bad[0]} has shape {im.shape}; expected at least {size} x {size} with "
-                                 f"{channels} channel(s) like the stream's patches")
-            picked = select_real(all_real.groups, fraction=fraction, group=groups, seed=selection_seed)
-            chosen = all_real.select(picked)
-            if augment == "auto":
-                aug_name = stream_prov.get("augment")
-                from ispad_core.augment import AUGMENT_PRESETS
-
-                augment = aug_name if aug_name in AUGMENT_PRESETS else ("lsm1" if aug_name != "none" else None)
-            transform = RealTransform(size, augment)
-            train_set = InjectionDataset(train_stream, chosen, p_inj=p_inj, batch_size=batch_size, seed=seed,
-                                         real_transform=transform, mode=mode)
-            real_prov = {
-                "path": None if all_real.root == "<memory>" else str(Path(all_real.root).resolve()),
-                "available": all_real.counts(),
-                "selected": len(chosen),
-                "selected_counts": chosen.counts(),
-                "fraction": fraction,
-                "fraction_text": None if fraction is None else _as_fraction_text(float(fraction)),
-                "groups": None if groups is None else ([groups] if isinstance(groups, str) else list(groups)),
-                "selection_seed": selection_seed,
-                "files": list(chosen.files),
-                "augment": None if augment is None else (augment if isinstance(augment, str) else "custom"),
-            }
-        else:
-            train_set = train_stream
-
-        # ---- model, settings, resume check
-        torch_device = _resolve_device(device)
-        settings = {
-            "backbone": backbone, "backbone_kwargs": backbone_kwargs, "weights": None if weights is None else str(weights),
-            "mode": mode, "p_inj": p_inj, "batch_size": batch_size, "seed": int(seed), "max_steps": max_steps,
-            "max_epochs": max_epochs, "val_every": val_every, "patience": patience, "recipe": rec.to_dict(),
-            "preprocess": params.to_dict(), "real": real_prov.get("files"), "stream": stream_prov,
-            "val": val_prov["source"], "world_size": world,
-        }
-        settings = _plain(settings)
+            data = _with_real(data, real, cfg, p_inj, selection=(fraction, groups, selection_seed))
+        run = _Run(cfg, recipe(pretrained=cfg.weights is not None, max_steps=cfg.max_steps, lr=cfg.lr,
+                               optimizer=cfg.optimizer), resolve_preprocess(cfg.preprocess), p_inj, world,
+                   default_workers() if cfg.workers is None else cfg.workers, _resolve_device(cfg.device))
+        recorded = _run_settings(run, data)
         if resume and unfinished:
-            before = json.loads((ckpt / _SETTINGS).read_text()) if (ckpt / _SETTINGS).exists() else None
-            if before is not None and before != settings:
-                diff = [k for k in settings if before.get(k) != settings[k]]
-                raise ValueError(f"resume: the run in {ckpt} was started with other settings ({', '.join(diff)}); "
-                                 f"resume with the same ones or pass overwrite=True to start over")
+            _check_same_settings(ckpt, recorded)
         elif unfinished and overwrite and rank == 0:
             shutil.rmtree(ckpt)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = classifier(backbone, in_channels=channels, num_classes=2, dropout=0.1, weights=weights, **backbone_kwargs)
-
-        say(f"recipe: {rec}" + ("" if weights is None else f" (weights {weights})"))
-        say(f"stream: {stream_prov.get('path') or stream_prov.get('type')}: {len(train_stream)} patches of {size} x {size}"
-            + ("" if labels is None else f", {100 * float(np.mean(labels)):.0f} % defective"))
-        if real is None:
-            say("real defects: none (synthetic only: the cold start)")
-        else:
-            sel = ", ".join(f"{g} {n}" for g, n in real_prov["selected_counts"].items())
-            frac = "" if fraction is None else f" (fraction {real_prov['fraction_text']}, selection seed {selection_seed})"
-            say(f"real defects: {real_prov['selected']} of {len(all_real)} [{sel}]{frac}, mode {mode}, "
-                f"p_inj {_as_fraction_text(p_inj)}, augment {real_prov['augment']}")
-        say(f"validation: {val_prov['source']} ({len(val_set)} patches)")
-        say(f"device {torch_device}, {workers} loader worker(s), {torch.get_num_threads() if threads is None else threads} "
-            f"thread(s), batch {batch_size}" + ("" if world == 1 else f" x {world} processes"))
-
+        model = _new_model(cfg, data.channels)
+        _say_plan(say, run, data)
         if rank == 0:
-            # what a killed run left: the temporaries of the model file and of the checkpoints
-            remove_stale_temporaries(parent, names=re.escape(out.name))
-            ckpt.mkdir(exist_ok=True)
-            _check_ckpt_dir(ckpt)  # again: nothing may have put a link there meanwhile
-            remove_stale_temporaries(ckpt, names=rf"last\.pt|best\.pt|{re.escape(_SETTINGS)}")
-            if not (resume and unfinished):  # a fresh run (re)writes what a resume must match
-                with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
-                    tmp.write_text(json.dumps(settings, indent=1))
-
-        # ---- train
-        with _torch_threads(threads):
-            result = train(
-                model, train_set, val_set, batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps,
-                val_every=val_every, optimizer=rec.optimizer, lr=rec.lr, lr_min=rec.lr_min, momentum=rec.momentum,
-                weight_decay=rec.weight_decay, t_0=rec.t_0, t_mult=rec.t_mult, patience=patience, preprocess=params,
-                amp=amp, device=torch_device, num_workers=workers, seed=int(seed), checkpoint_dir=ckpt, resume=resume,
-                verbose=verbose, log_every=log_every,
-            )
-            pred = _predict_impl(
-                model, val_set, distributed_shard=True, batch_size=batch_size, preprocess=params, device=torch_device,
-                amp_dtype=_amp_dtype(amp, torch_device), num_workers=workers, channels_last=False,
-            )
-        report = classification_report(pred.labels, pred.scores)
-        threshold = float(report.threshold)
-        val_groups = _val_groups(val_set, pred.labels)
-        group_recall = {}
-        for g in sorted({g for g, y in zip(val_groups, pred.labels.tolist()) if y == 1}):
-            sel = np.array([vg == g for vg in val_groups]) & (pred.labels == 1)
-            group_recall[g] = float(100.0 * np.mean(pred.scores[sel] >= threshold))
-
-        metadata = {
-            "backbone": backbone,
-            "backbone_kwargs": backbone_kwargs,
-            "in_channels": channels,
-            "num_classes": 2,
-            "dropout": 0.1,
-            "patch_size": size,
-            "preprocess": params.to_dict(),
-            "threshold": threshold,
-            "validation": {**report.to_dict(), "group_recall": group_recall, "n": int(len(pred.labels))},
-            "training": {
-                "recipe": rec.to_dict(), "recipe_text": str(rec), "weights": settings["weights"], "mode": mode,
-                "p_inj": p_inj, "batch_size": batch_size, "world_size": world, "seed": int(seed),
-                "max_steps": max_steps, "max_epochs": max_epochs, "val_every": val_every, "patience": patience,
-                "steps": result.steps, "best_step": result.best_step, "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
-                "interrupted": result.interrupted, "history": result.to_dict()["history"],
-                "device": str(torch_device), "amp": amp, "seconds": time.perf_counter() - t_start,
-            },
-            "provenance": {"stream": stream_prov, "real": real_prov, "validation": val_prov},
-        }
-        metadata = _plain(metadata)
+            _prepare_checkpoints(out, ckpt, recorded, fresh=not (resume and unfinished))
+        result, pred = _fit(model, data, run, ckpt, resume)
+        report, threshold, group_recall = _validation(pred, data.val_set)
+        metadata = _metadata(run, data, recorded, result, report, group_recall, len(pred.labels), t_start)
         if rank == 0:
             save_model(out, model, metadata=metadata, overwrite=True if (overwrite or resume) else False)
             if not result.interrupted:
@@ -749,7 +501,267 @@ def train_detector(
             torch.distributed.barrier()
         model.eval()
         return DetectorResult(path=out, model=model, metadata=metadata, report=report, threshold=threshold,
-                              group_recall=group_recall, train=result, recipe=rec, interrupted=result.interrupted)
+                              group_recall=group_recall, train=result, recipe=run.recipe, interrupted=result.interrupted)
+
+
+def _check_call(out: Any, real: Any, fraction: Any, groups: Any, cfg: TrainSettings) -> tuple[Path, float | None]:
+    """The output path and the injection probability, checked before any work."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise InputTypeError(f"out: expected a file path, got {type(out).__name__}")
+    out = Path(os.fspath(out))
+    p_inj = cfg.p_inj
+    if real is None:
+        if cfg.mode == "oversampling":
+            raise InputValueError("real: mode='oversampling' trains on real defects over a fault-free stream; got real=None")
+        if p_inj is not None:
+            raise InputValueError("p_inj: injection needs real defects (real=...); got real=None (the synthetic-only run)")
+        if fraction is not None or groups is not None:
+            raise InputValueError("fraction, groups: select real defects, but real=None (the synthetic-only run)")
+    else:
+        from ispad_core.nn.injection import _check_p_inj
+
+        default = 0.5 if cfg.mode == "oversampling" else 1 / 32
+        p_inj = _check_p_inj(p_inj if p_inj is not None else default, cfg.batch_size, cfg.mode)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"out: the folder {parent} of {out} does not exist")
+    return out, p_inj
+
+
+def _check_outputs(out: Path, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
+    """The checkpoint folder and whether it holds an unfinished run; refuse what would be overwritten."""
+    ckpt = _ckpt_dir(out)
+    _check_ckpt_dir(ckpt)
+    unfinished = (ckpt / "last.pt").exists()
+    if unfinished and not (resume or overwrite):
+        raise FileExistsError(
+            f"out: {ckpt} holds the checkpoints of an unfinished run; pass resume=True (--resume) to continue it "
+            f"or overwrite=True (--overwrite) to start over"
+        )
+    check_output_path(out, "out", overwrite=overwrite or (resume and unfinished))
+    return ckpt, unfinished
+
+
+def _prepare_checkpoints(out: Path, ckpt: Path, recorded: dict, *, fresh: bool) -> None:
+    """Clean what a killed run left (the temporaries of the model file and of the checkpoints), make
+    the checkpoint folder, and (for a fresh run) write the settings a resume must match."""
+    remove_stale_temporaries(out.parent, names=re.escape(out.name))
+    ckpt.mkdir(exist_ok=True)
+    _check_ckpt_dir(ckpt)  # again: nothing may have put a link there meanwhile
+    remove_stale_temporaries(ckpt, names=rf"last\.pt|best\.pt|{re.escape(_SETTINGS)}")
+    if fresh:  # a fresh run (re)writes what a resume must match
+        with atomic_output(ckpt / _SETTINGS, name="out", overwrite=True) as tmp:
+            tmp.write_text(json.dumps(recorded, indent=1))
+
+
+@dataclass
+class _Data:
+    """What a run trains and validates on, with where it came from."""
+
+    train_stream: Any
+    train_set: Any
+    val_set: Any
+    size: int
+    channels: int
+    labels: np.ndarray | None
+    stream_prov: dict
+    val_prov: dict
+    real_prov: dict
+    n_real: int = 0
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The settings of a run, resolved: the recipe, preprocessing, injection rate, workers and device."""
+
+    cfg: TrainSettings
+    recipe: Recipe
+    params: Any
+    p_inj: float | None
+    world: int
+    workers: int
+    device: Any
+
+
+def _training_data(stream: Any, val: Any, cfg: TrainSettings) -> _Data:
+    """The stream and the validation set (the stream's last tenth when none is given), checked alike."""
+    train_stream, stream_prov = _open_stream(stream)
+    size, channels = _patch_shape(train_stream)
+    labels = _stream_labels(train_stream)
+    if cfg.mode == "oversampling" and labels is not None and labels.any():
+        src = stream_prov.get("path") or "the stream"
+        raise InputValueError(
+            f"stream: mode='oversampling' trains on a pure fault-free stream with real defects at p_inj = 0.5, but "
+            f"{src} holds {int(labels.sum())} defective of {len(labels)} items (a balanced stream); write a "
+            f"fault-free one with 'ispad synth --defect-fraction 0 --out fault_free.h5 ...' and train on it"
+        )
+    n_stream = len(train_stream)
+    if val is None:
+        if cfg.mode == "oversampling":
+            raise InputValueError("val: mode='oversampling' needs a validation set with defects (the stream has none)")
+        n_val = min(2000, n_stream // 10)
+        if n_val < 2:
+            raise InputValueError(f"val: a stream of {n_stream} items is too short to hold out a validation tenth; pass val=")
+        val_set = Subset(train_stream, range(n_stream - n_val, n_stream))
+        val_set.groups = ["good" if y == 0 else "synthetic" for y in (
+            labels[n_stream - n_val:] if labels is not None else [int(val_set[i][-1]) for i in range(n_val)])]
+        train_stream = Subset(train_stream, range(n_stream - n_val))
+        val_prov = {"source": f"the last {n_val} items of the stream (held out)", "kind": "stream-tail", "counts": None}
+    else:
+        val_set, val_prov = _read_val(val, size)
+    val_first = val_set[0]
+    val_image = np.asarray(val_first[0] if isinstance(val_first, (tuple, list)) else val_first)
+    if val_image.shape[:2] != (size, size) or _channels_of(val_image) != channels:
+        raise InputValueError(f"val: expected patches like the stream's ({size} x {size}, {channels} channel(s)), got shape {val_image.shape}")
+    return _Data(train_stream, train_stream, val_set, size, channels, labels, stream_prov, val_prov,
+                 {"path": None, "selected": 0})
+
+
+def _with_real(data: _Data, real: Any, cfg: TrainSettings, p_inj: float, selection: tuple) -> _Data:
+    """The stream with the selected real defects injected (an InjectionDataset), and their provenance."""
+    from ispad_core.nn.injection import InjectionDataset
+    from ispad_core.nn.transform import RealTransform
+
+    fraction, groups, selection_seed = selection
+    size, channels = data.size, data.channels
+    all_real = _read_real(real, size)
+    if len(all_real) == 0:
+        raise InputValueError("real: no real defects (an empty array or folder)")
+    bad = [f for f, im in zip(all_real.files, all_real.images)
+           if _channels_of(np.asarray(im)) != channels or min(np.asarray(im).shape[:2]) < size]
+    if bad:
+        im = np.asarray(all_real.images[all_real.files.index(bad[0])])
+        raise InputValueError(f"real: {bad[0]} has shape {im.shape}; expected at least {size} x {size} with "
+                              f"{channels} channel(s) like the stream's patches")
+    picked = select_real(all_real.groups, fraction=fraction, group=groups, seed=selection_seed)
+    chosen = all_real.select(picked)
+    augment = cfg.augment
+    if augment == "auto":
+        aug_name = data.stream_prov.get("augment")
+        from ispad_core.augment import AUGMENT_PRESETS
+
+        augment = aug_name if aug_name in AUGMENT_PRESETS else ("lsm1" if aug_name != "none" else None)
+    data.train_set = InjectionDataset(data.train_stream, chosen, p_inj=p_inj, batch_size=cfg.batch_size,
+                                      seed=cfg.seed, real_transform=RealTransform(size, augment), mode=cfg.mode)
+    data.n_real = len(all_real)
+    data.real_prov = {
+        "path": None if all_real.root == "<memory>" else str(Path(all_real.root).resolve()),
+        "available": all_real.counts(),
+        "selected": len(chosen),
+        "selected_counts": chosen.counts(),
+        "fraction": fraction,
+        "fraction_text": None if fraction is None else _as_fraction_text(float(fraction)),
+        "groups": None if groups is None else ([groups] if isinstance(groups, str) else list(groups)),
+        "selection_seed": selection_seed,
+        "files": list(chosen.files),
+        "augment": None if augment is None else (augment if isinstance(augment, str) else "custom"),
+    }
+    return data
+
+
+def _run_settings(run: _Run, data: _Data) -> dict:
+    """What a resumed run must match (written to the checkpoint folder)."""
+    cfg = run.cfg
+    return _plain({
+        "backbone": cfg.backbone, "backbone_kwargs": dict(cfg.backbone_kwargs or {}),
+        "weights": None if cfg.weights is None else str(cfg.weights), "mode": cfg.mode, "p_inj": run.p_inj,
+        "batch_size": cfg.batch_size, "seed": int(cfg.seed), "max_steps": cfg.max_steps,
+        "max_epochs": cfg.max_epochs, "val_every": cfg.val_every, "patience": cfg.patience,
+        "recipe": run.recipe.to_dict(), "preprocess": run.params.to_dict(), "real": data.real_prov.get("files"),
+        "stream": data.stream_prov, "val": data.val_prov["source"], "world_size": run.world,
+    })
+
+
+def _check_same_settings(ckpt: Path, recorded: dict) -> None:
+    before = json.loads((ckpt / _SETTINGS).read_text()) if (ckpt / _SETTINGS).exists() else None
+    if before is not None and before != recorded:
+        diff = [k for k in recorded if before.get(k) != recorded[k]]
+        raise InputValueError(f"resume: the run in {ckpt} was started with other settings ({', '.join(diff)}); "
+                              f"resume with the same ones or pass overwrite=True to start over")
+
+
+def _new_model(cfg: TrainSettings, channels: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return classifier(cfg.backbone, in_channels=channels, num_classes=2, dropout=0.1, weights=cfg.weights,
+                          **dict(cfg.backbone_kwargs or {}))
+
+
+def _say_plan(say: Any, run: _Run, data: _Data) -> None:
+    """Tell the user the recipe, the data and where it runs."""
+    cfg, labels, real_prov = run.cfg, data.labels, data.real_prov
+    say(f"recipe: {run.recipe}" + ("" if cfg.weights is None else f" (weights {cfg.weights})"))
+    say(f"stream: {data.stream_prov.get('path') or data.stream_prov.get('type')}: {len(data.train_stream)} patches of "
+        f"{data.size} x {data.size}" + ("" if labels is None else f", {100 * float(np.mean(labels)):.0f} % defective"))
+    if not data.n_real:
+        say("real defects: none (synthetic only: the cold start)")
+    else:
+        sel = ", ".join(f"{g} {n}" for g, n in real_prov["selected_counts"].items())
+        frac = ("" if real_prov["fraction"] is None else
+                f" (fraction {real_prov['fraction_text']}, selection seed {real_prov['selection_seed']})")
+        say(f"real defects: {real_prov['selected']} of {data.n_real} [{sel}]{frac}, mode {cfg.mode}, "
+            f"p_inj {_as_fraction_text(run.p_inj)}, augment {real_prov['augment']}")
+    say(f"validation: {data.val_prov['source']} ({len(data.val_set)} patches)")
+    threads = torch.get_num_threads() if cfg.threads is None else cfg.threads
+    say(f"device {run.device}, {run.workers} loader worker(s), {threads} thread(s), batch {cfg.batch_size}"
+        + ("" if run.world == 1 else f" x {run.world} processes"))
+
+
+def _fit(model: nn.Module, data: _Data, run: _Run, ckpt: Path, resume: bool):
+    """Train with the run's recipe, then score the validation set (with the run's threads throughout)."""
+    cfg, rec = run.cfg, run.recipe
+    trained = cfg.replace(
+        optimizer=rec.optimizer, lr=rec.lr, lr_min=rec.lr_min, momentum=rec.momentum, weight_decay=rec.weight_decay,
+        t_0=rec.t_0, t_mult=rec.t_mult, preprocess=run.params, device=run.device, workers=run.workers, threads=None,
+    )
+    with torch_threads(cfg.threads):
+        result = train(model, data.train_set, data.val_set, settings=trained, checkpoint_dir=ckpt, resume=resume)
+        pred = _predict_impl(
+            model, data.val_set, distributed_shard=True, batch_size=cfg.batch_size, preprocess=run.params,
+            device=run.device, amp_dtype=_amp_dtype(cfg.amp, run.device), num_workers=run.workers, channels_last=False,
+        )
+    return result, pred
+
+
+def _validation(pred: Any, val_set: Any) -> tuple[Any, float, dict]:
+    """The validation report, its F1-optimal threshold and the recall of each defect group at it."""
+    report = classification_report(pred.labels, pred.scores)
+    threshold = float(report.threshold)
+    val_groups = _val_groups(val_set, pred.labels)
+    group_recall = {}
+    for g in sorted({g for g, y in zip(val_groups, pred.labels.tolist()) if y == 1}):
+        sel = np.array([vg == g for vg in val_groups]) & (pred.labels == 1)
+        group_recall[g] = float(100.0 * np.mean(pred.scores[sel] >= threshold))
+    return report, threshold, group_recall
+
+
+def _metadata(
+    run: _Run, data: _Data, recorded: dict, result: Any, report: Any, group_recall: dict, n_val: int, t_start: float
+) -> dict:
+    """The model file's metadata (see :mod:`ispad_core.nn.modelfile`)."""
+    cfg = run.cfg
+    return _plain({
+        "backbone": cfg.backbone,
+        "backbone_kwargs": dict(cfg.backbone_kwargs or {}),
+        "in_channels": data.channels,
+        "num_classes": 2,
+        "dropout": 0.1,
+        "patch_size": data.size,
+        "preprocess": run.params.to_dict(),
+        "threshold": float(report.threshold),
+        "validation": {**report.to_dict(), "group_recall": group_recall, "n": int(n_val)},
+        "training": {
+            "recipe": run.recipe.to_dict(), "recipe_text": str(run.recipe), "weights": recorded["weights"],
+            "mode": cfg.mode, "p_inj": run.p_inj, "batch_size": cfg.batch_size, "world_size": run.world,
+            "seed": int(cfg.seed), "max_steps": cfg.max_steps, "max_epochs": cfg.max_epochs,
+            "val_every": cfg.val_every, "patience": cfg.patience, "steps": result.steps, "best_step": result.best_step,
+            "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+            "stopped_early": result.stopped_early, "interrupted": result.interrupted,
+            "history": result.to_dict()["history"], "device": str(run.device), "amp": cfg.amp,
+            "seconds": time.perf_counter() - t_start,
+        },
+        "provenance": {"stream": data.stream_prov, "real": data.real_prov, "validation": data.val_prov},
+    })
 
 
 def _plain(value: Any) -> Any:

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._files import atomic_output, check_output_path
-from ispad_core._validation import check_float, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError, SetupError
+from ispad_core._shared.files import atomic_output, check_output_path
+from ispad_core._shared.validation import check_float, check_int
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
 __all__ = ["ExportResult", "OnnxRuntimeModel", "export_model_file", "export_onnx", "load_onnx", "onnx_from_model_file"]
@@ -54,7 +55,7 @@ def _require(name: str):
 
 
 def _in_channels(model: nn.Module, metadata: Mapping) -> int:
-    from ispad_core.nn.inference import _in_channels as probe
+    from ispad_core.nn.backbones import in_channels as probe
 
     value = metadata.get("in_channels")
     return int(value) if value is not None else probe(model)
@@ -138,10 +139,10 @@ class OnnxRuntimeModel:
         try:
             self._session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"model: {self.source} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
+            raise InputValueError(f"model: {self.source} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ValueError(f"model: {self.source} must have one (batch, C, S, S) input, got {[i.shape for i in inputs]}")
+            raise InputValueError(f"model: {self.source} must have one (batch, C, S, S) input, got {[i.shape for i in inputs]}")
         self._input = inputs[0].name
         _, c, h, w = inputs[0].shape
         self.in_channels = int(c)
@@ -271,11 +272,11 @@ def export_onnx(
     (True, torch.Size([3, 2]))
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
+        raise InputTypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
     if metadata.get("patch_size") is None:
-        raise ValueError("metadata: expected a patch_size (the side of the model's square input), got none")
+        raise InputValueError("metadata: expected a patch_size (the side of the model's square input), got none")
     patch_size = check_int(metadata["patch_size"], "metadata['patch_size']", minimum=1)
     opset = check_int(opset, "opset", minimum=7)
     tolerance = check_float(tolerance, "tolerance", minimum=0.0)
@@ -288,7 +289,7 @@ def export_onnx(
     score, logit = _compare(model, engine, _preprocess_of(metadata), in_channels=in_channels, patch_size=patch_size,
                             n=check_windows, seed=0)
     if not score <= tolerance:
-        raise RuntimeError(
+        raise SetupError(
             f"onnx: onnxruntime and torch fp32 differ by up to {score:.3g} in P(defective) on {check_windows} random "
             f"windows (tolerance {tolerance:g}); the graph was not written"
         )
@@ -354,7 +355,7 @@ def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> tuple[O
     """
     engine = OnnxRuntimeModel(path, threads=threads)
     if not engine.metadata:
-        raise ValueError(
+        raise InputValueError(
             f"model: {path} holds no {METADATA_KEY} entry (patch size, preprocessing, threshold); "
             "export it with 'ispad export' or ispad_core.nn.export.export_onnx"
         )

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from ispad_core._validation import check_choice, check_float, check_int, mix64
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_choice, check_float, check_int, mix64
 
 __all__ = ["InjectionDataset", "InjectionPlan", "injection_bounds"]
 
@@ -61,20 +62,20 @@ def _check_p_inj(p_inj: Any, batch_size: int, mode: str) -> float:
     p = check_float(p_inj, "p_inj", minimum=0.0, maximum=1.0)
     if mode == "oversampling":
         if p != 0.5:
-            raise ValueError(
+            raise InputValueError(
                 f"p_inj: mode='oversampling' is the paper's special case of a pure fault-free stream "
                 f"with p_inj = 0.5 (half of each batch real defects, in expectation), got {p:g}"
             )
         return p
     lo, hi = injection_bounds(batch_size)
     if batch_size < 4:
-        raise ValueError(
+        raise InputValueError(
             f"p_inj: equation 1 requires 1/B <= p_inj <= 0.25, an empty interval for batch_size B={batch_size} "
             f"(use B >= 4), got p_inj={p:g}"
         )
     # a relative tolerance so that p_inj=1/B written as a decimal still passes
     if p < lo * (1 - 1e-9) or p > hi:
-        raise ValueError(
+        raise InputValueError(
             f"p_inj: expected a value in [1/B, 0.25] = [{lo:g}, {hi:g}] for batch_size B={batch_size}, got {p:g}. "
             f"Equation 1 of the paper: the lower bound puts at least one real defect into each batch in "
             f"expectation (B * p_inj >= 1); the upper bound keeps real defects from dominating the "
@@ -169,20 +170,20 @@ class InjectionDataset(torch.utils.data.Dataset):
     ) -> None:
         for obj, name in ((stream, "stream"), (real, "real")):
             if not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")):
-                raise TypeError(f"{name}: expected an object with __len__ and __getitem__, got {type(obj).__name__}")
+                raise InputTypeError(f"{name}: expected an object with __len__ and __getitem__, got {type(obj).__name__}")
         self.mode = check_choice(mode, "mode", ("mixed", "oversampling"))
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.p_inj = _check_p_inj(p_inj, self.batch_size, self.mode)
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
         self.seed = check_int(seed, "seed", minimum=0, maximum=2**64 - 1)
         if real_transform is not None and not callable(real_transform):
-            raise TypeError(f"real_transform: expected a callable or None, got {type(real_transform).__name__}")
+            raise InputTypeError(f"real_transform: expected a callable or None, got {type(real_transform).__name__}")
         self.real_transform = real_transform
         if len(stream) == 0:
-            raise ValueError("stream: expected a non-empty stream, got length 0")
+            raise InputValueError("stream: expected a non-empty stream, got length 0")
         if len(real) == 0:
-            raise ValueError("real: expected at least one real defective patch, got 0")
+            raise InputValueError("real: expected at least one real defective patch, got 0")
         self.stream = stream
         self.real = real
         first = np.asarray(stream[0][0])
@@ -214,7 +215,7 @@ class InjectionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         if not isinstance(i, numbers.Integral) or isinstance(i, bool):
-            raise TypeError(f"index: expected an int, got {type(i).__name__}")
+            raise InputTypeError(f"index: expected an int, got {type(i).__name__}")
         n = len(self)
         i = int(i)
         if not -n <= i < n:
@@ -236,7 +237,7 @@ class InjectionDataset(torch.utils.data.Dataset):
         idx = np.empty(len(indices), dtype=np.int64)
         for k, i in enumerate(indices):
             if not isinstance(i, numbers.Integral) or isinstance(i, bool):
-                raise TypeError(f"index: expected an int, got {type(i).__name__}")
+                raise InputTypeError(f"index: expected an int, got {type(i).__name__}")
             if not -n <= int(i) < n:
                 raise IndexError(f"index: expected an int in [{-n}, {n}), got {int(i)}")
             idx[k] = int(i) % n
@@ -248,7 +249,7 @@ class InjectionDataset(torch.utils.data.Dataset):
             getitems = getattr(self.stream, "__getitems__", None)
             items = getitems(wanted) if getitems is not None else [self.stream[i] for i in wanted]
             if len(items) != len(wanted):
-                raise ValueError(f"stream: __getitems__ returned {len(items)} items for {len(wanted)} indices")
+                raise InputValueError(f"stream: __getitems__ returned {len(items)} items for {len(wanted)} indices")
             for k, item in zip(from_stream.tolist(), items):
                 out[k] = self._stream_item(int(idx[k]), item)
         for k in np.flatnonzero(injected).tolist():
@@ -258,7 +259,7 @@ class InjectionDataset(torch.utils.data.Dataset):
     def _stream_item(self, i: int, item: Any) -> tuple[np.ndarray, int]:
         label = int(item[-1])
         if self.mode == "oversampling" and label != 0:
-            raise ValueError(
+            raise InputValueError(
                 f"stream: mode='oversampling' expects a pure fault-free stream (all labels 0), item {i} has label "
                 f"{label}; write one with 'ispad synth --defect-fraction 0'"
             )
@@ -272,7 +273,7 @@ class InjectionDataset(torch.utils.data.Dataset):
             image = np.asarray(self.real_transform(image, rng))
         if image.shape != self.image_shape or image.dtype != self.image_dtype:
             what = "real_transform returned" if self.real_transform is not None else "real holds"
-            raise ValueError(
+            raise InputValueError(
                 f"real: expected injected patches of the stream's shape {self.image_shape} and dtype "
                 f"{self.image_dtype}, but {what} shape {image.shape} and dtype {image.dtype} "
                 f"(pass a real_transform that crops, e.g. the 512 -> 256 centre crop)"

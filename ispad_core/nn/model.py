@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ispad_core._validation import check_float, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_float, check_int
 
 __all__ = ["ResNet18", "load_torchvision_state_dict", "resnet18_classifier"]
 
@@ -166,12 +167,12 @@ def _read_state_dict(weights: Any) -> Mapping[str, torch.Tensor]:
     elif isinstance(weights, Mapping):
         state = weights
     else:
-        raise TypeError(f"weights: expected a path, a state dict or None, got {type(weights).__name__}")
+        raise InputTypeError(f"weights: expected a path, a state dict or None, got {type(weights).__name__}")
     if not isinstance(state, Mapping):
-        raise TypeError(f"weights: expected the file to hold a state dict (a mapping), got {type(state).__name__}")
+        raise InputTypeError(f"weights: expected the file to hold a state dict (a mapping), got {type(state).__name__}")
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise TypeError(
+            raise InputTypeError(
                 f"weights: expected a state dict of str -> Tensor, got {type(key).__name__} -> {type(value).__name__} "
                 f"at key {key!r}"
             )
@@ -264,7 +265,7 @@ def load_torchvision_state_dict(model: nn.Module, weights: Any, *, strict_head: 
     True
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     state = _read_state_dict(weights)
     arch, stem_key, head_keys = _layout(model)
     own = model.state_dict()
@@ -274,7 +275,7 @@ def load_torchvision_state_dict(model: nn.Module, weights: Any, *, strict_head: 
             hint = ""
             if key.startswith("module."):
                 hint = " (saved from a DataParallel/DDP wrapper: strip the 'module.' prefix)"
-            raise ValueError(f"weights: unexpected key {key!r}, not a torchvision {arch} name{hint}")
+            raise InputValueError(f"weights: unexpected key {key!r}, not a torchvision {arch} name{hint}")
         want = tuple(own[key].shape)
         if (
             key == stem_key
@@ -287,13 +288,13 @@ def load_torchvision_state_dict(model: nn.Module, weights: Any, *, strict_head: 
         if key in head_keys and tuple(value.shape) != want and not strict_head:
             continue  # the ImageNet head is replaced by ours
         if tuple(value.shape) != want:
-            raise ValueError(
+            raise InputValueError(
                 f"weights: key {key!r} expected shape {want}, got {tuple(value.shape)}"
             )
         new[key] = value.to(own[key].dtype)
     for key in own:
         if key not in state and not key.endswith("num_batches_tracked") and key not in head_keys:
-            raise ValueError(f"weights: missing key {key!r}")
+            raise InputValueError(f"weights: missing key {key!r}")
     if any(k in state and k not in new for k in head_keys):  # half a head would be inconsistent
         for k in head_keys:
             new.pop(k, None)

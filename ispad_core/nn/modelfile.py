@@ -1,7 +1,7 @@
 """The model file: one file per trained detector, weights plus everything needed to use them.
 
 A model file is written by :func:`save_model` with ``torch.save`` (atomically, through
-:func:`ispad_core._files.atomic_output`) and holds one plain dict::
+:func:`ispad_core._shared.files.atomic_output`) and holds one plain dict::
 
     {"format": "ispad_core.model", "format_version": 2,
      "state_dict": {name: tensor, ...},        # on the CPU
@@ -66,8 +66,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._files import atomic_output
-from ispad_core._version import __version__
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.files import atomic_output
+from ispad_core._shared.version import __version__
 from ispad_core.nn.backbones import BACKBONES, classifier, is_factory
 from ispad_core.nn.preprocessing import Preprocess
 
@@ -111,8 +112,8 @@ OPTIONAL_KEYS: dict[str, Any] = {"validation": None, "training": {}, "provenance
 _ADDED_KEYS = ("library_version", "created", "format", "format_version")
 
 
-class ModelFileError(ValueError):
-    """A file is not a usable model file (not one, truncated, corrupt, edited, newer, incomplete)."""
+class ModelFileError(InputValueError):
+    """A file (a ValueError) is not a usable model file (not one, truncated, corrupt, edited, newer, incomplete)."""
 
 
 class ModelFileWarning(UserWarning):
@@ -133,18 +134,18 @@ def _json_safe(value: Any, where: str) -> Any:
     if isinstance(value, numbers.Real):
         f = float(value)
         if not math.isfinite(f):
-            raise ValueError(f"{where}: expected a finite number (JSON has no NaN or inf; store None instead), got {f}")
+            raise InputValueError(f"{where}: expected a finite number (JSON has no NaN or inf; store None instead), got {f}")
         return f
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise TypeError(f"{where}: expected str keys (JSON objects), got key {k!r} of type {type(k).__name__}")
+                raise InputTypeError(f"{where}: expected str keys (JSON objects), got key {k!r} of type {type(k).__name__}")
             out[k] = _json_safe(v, f"{where}[{k!r}]")
         return out
     if isinstance(value, (list, tuple)):
         return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise TypeError(
+    raise InputTypeError(
         f"{where}: expected JSON values (dict, list, str, int, float, bool, None), got {type(value).__name__}"
     )
 
@@ -155,10 +156,10 @@ def _check_metadata(meta: Any, where: str) -> dict[str, Any]:
     ``where`` prefixes every message (``"metadata"`` on save, ``"<file>: metadata"`` on load).
     """
     if not isinstance(meta, Mapping):
-        raise TypeError(f"{where}: expected a dict, got {type(meta).__name__}")
+        raise InputTypeError(f"{where}: expected a dict, got {type(meta).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
-        raise ValueError(f"{where}: missing required keys {missing} (required: {', '.join(REQUIRED_KEYS)})")
+        raise InputValueError(f"{where}: missing required keys {missing} (required: {', '.join(REQUIRED_KEYS)})")
     out = _json_safe(meta, where)
     for key, default in OPTIONAL_KEYS.items():
         out.setdefault(key, default)
@@ -166,31 +167,31 @@ def _check_metadata(meta: Any, where: str) -> dict[str, Any]:
     def need(key: str, kind: type | tuple[type, ...], what: str) -> Any:
         v = out[key]
         if not isinstance(v, kind) or isinstance(v, bool):  # bool is an int to Python, not here
-            raise TypeError(f"{where}[{key!r}]: expected {what}, got {type(v).__name__}")
+            raise InputTypeError(f"{where}[{key!r}]: expected {what}, got {type(v).__name__}")
         return v
 
     backbone = need("backbone", str, "a str")
     if backbone not in BACKBONES and not is_factory(backbone):
-        raise ValueError(
+        raise InputValueError(
             f"{where}['backbone']: expected one of {', '.join(BACKBONES)} or 'package.module:function', got {backbone!r}"
         )
     need("backbone_kwargs", dict, "a dict")
     for key in ("in_channels", "num_classes", "patch_size"):
         if need(key, int, "an int") < 1:
-            raise ValueError(f"{where}[{key!r}]: expected an int >= 1, got {out[key]}")
+            raise InputValueError(f"{where}[{key!r}]: expected an int >= 1, got {out[key]}")
     dropout = need("dropout", (int, float), "a float")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{where}['dropout']: expected a value in [0, 1), got {dropout:g}")
+        raise InputValueError(f"{where}['dropout']: expected a value in [0, 1), got {dropout:g}")
     out["dropout"] = float(dropout)
     threshold = need("threshold", (int, float), "a float")
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"{where}['threshold']: expected a probability in [0, 1], got {threshold:g}")
+        raise InputValueError(f"{where}['threshold']: expected a probability in [0, 1], got {threshold:g}")
     out["threshold"] = float(threshold)
     preprocess = need("preprocess", dict, "a dict (Preprocess.to_dict())")
     try:
         Preprocess(**preprocess)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}['preprocess']: not a valid Preprocess: {exc}") from None
+        raise InputValueError(f"{where}['preprocess']: not a valid Preprocess: {exc}") from None
     if out["validation"] is not None:
         need("validation", dict, "a dict (ClassificationReport.to_dict()) or None")
     need("training", dict, "a dict")
@@ -302,7 +303,7 @@ def save_model(
     Notes
     -----
     Each call is atomic but takes no lock, so that a training run can hold
-    :func:`ispad_core._files.exclusive_lock` on its output for the whole run and save its model
+    :func:`ispad_core._shared.files.exclusive_lock` on its output for the whole run and save its model
     file repeatedly under it.
 
     Raises
@@ -333,9 +334,9 @@ def save_model(
     """
     if not isinstance(model, nn.Module):
         hint = " (a state dict? pass the module itself)" if isinstance(model, Mapping) else ""
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}{hint}")
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}{hint}")
     if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite: expected a bool, got {type(overwrite).__name__}")
+        raise InputTypeError(f"overwrite: expected a bool, got {type(overwrite).__name__}")
     meta = _check_metadata(metadata, "metadata")
     module = _unwrap(model)
     state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
@@ -343,10 +344,10 @@ def save_model(
         try:
             reference = _build(meta).state_dict()
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"metadata: the backbone it names cannot be built: {exc}") from exc
+            raise InputValueError(f"metadata: the backbone it names cannot be built: {exc}") from exc
     mismatch = _layout_mismatch(state, reference)
     if mismatch is not None:
-        raise ValueError(
+        raise InputValueError(
             f"metadata: the model does not match backbone {meta['backbone']!r} with in_channels="
             f"{meta['in_channels']}, num_classes={meta['num_classes']}, backbone_kwargs={meta['backbone_kwargs']}: "
             f"{mismatch}"
@@ -406,7 +407,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     ispad_core.nn.modelfile.ModelFileError: .../weights.pth: not an ispad_core model file: it holds a plain state dict ...
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file path, got {type(path).__name__}")
+        raise InputTypeError(f"path: expected a file path, got {type(path).__name__}")
     p = Path(os.fspath(path))
     if not p.exists():
         raise FileNotFoundError(f"path: no such model file {p}")
@@ -495,9 +496,9 @@ def _allowed(allow_factory: str | Iterable[str] | None) -> frozenset[str]:
         names = list(allow_factory)
         for n in names:
             if not isinstance(n, str):
-                raise TypeError(f"allow_factory: expected factory names (str), got {type(n).__name__}")
+                raise InputTypeError(f"allow_factory: expected factory names (str), got {type(n).__name__}")
         return frozenset(names)
-    raise TypeError(f"allow_factory: expected None, a factory name or a list of them, got {type(allow_factory).__name__}")
+    raise InputTypeError(f"allow_factory: expected None, a factory name or a list of them, got {type(allow_factory).__name__}")
 
 
 def load_model(
@@ -558,7 +559,7 @@ def load_model(
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda:0', got {device!r} ({exc})") from None
+        raise InputValueError(f"device: expected a torch device such as 'cpu' or 'cuda:0', got {device!r} ({exc})") from None
     state, meta = read_model_file(path)
     p = Path(os.fspath(path))
     backbone = meta["backbone"]

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ispad_core._validation import check_choice, check_float, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_choice, check_float, check_int
 from ispad_core.modality import MODALITIES
 from ispad_core.preprocess import brightness_table, gaussian_kernel1d
 
@@ -54,7 +55,7 @@ class Preprocess:
         check_float(self.brightness, "brightness", minimum=0.0, min_inclusive=False)
         k = check_int(self.ksize, "ksize", minimum=1)
         if k % 2 == 0:
-            raise ValueError(f"ksize: expected an odd kernel size, got {k}")
+            raise InputValueError(f"ksize: expected an odd kernel size, got {k}")
         check_float(self.sigma, "sigma", minimum=0.0, min_inclusive=False)
         check_float(self.mean, "mean")
         check_float(self.std, "std", minimum=0.0, min_inclusive=False)
@@ -83,7 +84,7 @@ def resolve_preprocess(preprocess: Preprocess | str | None, name: str = "preproc
         return PREPROCESS_PRESETS[check_choice(preprocess, name, PREPROCESS_PRESETS)]
     if isinstance(preprocess, Preprocess):
         return preprocess
-    raise TypeError(f"{name}: expected a Preprocess, a preset name or None, got {type(preprocess).__name__}")
+    raise InputTypeError(f"{name}: expected a Preprocess, a preset name or None, got {type(preprocess).__name__}")
 
 
 @functools.lru_cache(maxsize=32)
@@ -178,11 +179,11 @@ def preprocess_batch(
     """
     params = resolve_preprocess(preprocess)
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images: expected a torch.Tensor, got {type(images).__name__}")
+        raise InputTypeError(f"images: expected a torch.Tensor, got {type(images).__name__}")
     if images.dtype != torch.uint8:
-        raise TypeError(f"images: expected dtype torch.uint8, got {images.dtype}")
+        raise InputTypeError(f"images: expected dtype torch.uint8, got {images.dtype}")
     if images.ndim not in (3, 4):
-        raise ValueError(f"images: expected a (B, H, W) or (B, H, W, C) batch, got shape {tuple(images.shape)}")
+        raise InputValueError(f"images: expected a (B, H, W) or (B, H, W, C) batch, got shape {tuple(images.shape)}")
     if device is not None:
         images = images.to(device, non_blocking=True)
     x = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ispad_core._validation import check_int
+from ispad_core._shared.errors import InputTypeError
+from ispad_core._shared.validation import check_int
+from ispad_core.nn.backbones import in_channels
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
 __all__ = ["Throughput", "measure_throughput"]
@@ -81,14 +83,24 @@ class Throughput:
         )
 
 
-def _in_channels(model: nn.Module) -> int:
-    value = getattr(model, "in_channels", None)
-    if isinstance(value, int):
-        return value
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    raise ValueError("model: cannot tell the number of input channels (no in_channels attribute, no Conv2d)")
+def _timed(step: Any, warmup: int, reps: int, device: torch.device) -> float:
+    """Seconds of ``reps`` calls of ``step`` after ``warmup`` untimed ones (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            step()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+    t0 = _clock()
+    for _ in range(reps):
+        out = step()
+    _ = out.sum().item()  # forces completion on any lazy backend
+    return _clock() - t0
 
 
 def measure_throughput(
@@ -151,17 +163,17 @@ def measure_throughput(
     (2, 2, 'perf_counter')
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     warmup = check_int(warmup, "warmup", minimum=0)
     cycles = check_int(cycles, "cycles", minimum=1)
     reps = check_int(reps, "reps", minimum=1)
     patch_size = check_int(patch_size, "patch_size", minimum=1)
     if not isinstance(amp, bool):
-        raise TypeError(f"amp: expected a bool, got {type(amp).__name__}")
+        raise InputTypeError(f"amp: expected a bool, got {type(amp).__name__}")
     device = torch.device(device)
     params = None if preprocess is None else resolve_preprocess(preprocess)
-    channels = _in_channels(model)
+    channels = in_channels(model)
     dtype = None if not amp else (torch.float16 if device.type == "cuda" else torch.bfloat16)
     precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -184,28 +196,9 @@ def measure_throughput(
         model.to(memory_format=memory_format)
     model.eval()
     use_events = device.type == "cuda"
-    per_cycle = []
     try:
         with torch.inference_mode():
-            for _ in range(cycles):
-                for _ in range(warmup):
-                    step()
-                if use_events:
-                    torch.cuda.synchronize(device)
-                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    for _ in range(reps):
-                        step()
-                    end.record()
-                    end.synchronize()
-                    seconds = start.elapsed_time(end) / 1000.0
-                else:
-                    t0 = _clock()
-                    for _ in range(reps):
-                        out = step()
-                    _ = out.sum().item()  # forces completion on any lazy backend
-                    seconds = _clock() - t0
-                per_cycle.append(reps * batch_size / seconds)
+            per_cycle = [reps * batch_size / _timed(step, warmup, reps, device) for _ in range(cycles)]
     finally:
         model.train(was_training)
         if channels_last:

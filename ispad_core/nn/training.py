@@ -18,8 +18,9 @@ Under ``torch.distributed`` (a process group initialised by the caller, e.g. wit
 
 from __future__ import annotations
 
+import contextlib
 import math
-import numbers
+
 import os
 import signal
 import sys
@@ -36,12 +37,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ispad_core._files import atomic_output
-from ispad_core._progress import progress
-from ispad_core._validation import check_array, check_binary_labels, check_choice, check_float, check_int
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.files import atomic_output
+from ispad_core._shared.progress import progress
+from ispad_core._shared.validation import check_array, check_binary_labels, check_float, check_int, warn_renamed
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
+from ispad_core.nn.settings import TrainSettings
 
-__all__ = ["EpochRecord", "Prediction", "TrainResult", "evaluate", "predict", "train"]
+__all__ = ["EpochRecord", "Prediction", "TrainResult", "evaluate", "predict", "torch_threads", "train"]
 
 _CHECKPOINT_VERSION = 2  # 2: the position inside the epoch (``val_every`` checkpoints mid-epoch)
 _NO_LABEL = -1
@@ -72,24 +75,24 @@ def _as_dataset(data: Any, name: str, *, labelled: bool = True) -> Any:
         images = check_array(data[0], f"{name}[0]", ndim=(3, 4), dtypes=(np.uint8,))
         labels = check_binary_labels(data[1], f"{name}[1]")
         if labels.shape[0] != images.shape[0]:
-            raise ValueError(f"{name}[1]: expected {images.shape[0]} labels like {name}[0], got {labels.shape[0]}")
+            raise InputValueError(f"{name}[1]: expected {images.shape[0]} labels like {name}[0], got {labels.shape[0]}")
         return _ArrayDataset(images, labels.astype(np.int64))
     if isinstance(data, np.ndarray):
         if labelled:
-            raise TypeError(
+            raise InputTypeError(
                 f"{name}: expected labelled data, a Dataset of (image, ..., label) items or an (images, labels) "
                 f"pair of arrays, got a bare array of shape {data.shape}"
             )
         images = check_array(data, name, ndim=(3, 4), dtypes=(np.uint8,))
         if images.shape[0] == 0:
-            raise ValueError(f"{name}: expected at least one image, got shape {images.shape}")
+            raise InputValueError(f"{name}: expected at least one image, got shape {images.shape}")
         return _ArrayDataset(images, None)
     if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (str, bytes)):
         if len(data) == 0:
-            raise ValueError(f"{name}: expected a non-empty dataset, got length 0")
+            raise InputValueError(f"{name}: expected a non-empty dataset, got length 0")
         return data
     what = " (or of images), images (N, H, W[, C]) uint8" if not labelled else ""
-    raise TypeError(
+    raise InputTypeError(
         f"{name}: expected a Dataset of (image, ..., label) items{what} or an (images, labels) pair of arrays, "
         f"got {type(data).__name__}"
     )
@@ -138,10 +141,25 @@ def _amp_dtype(amp: bool | None, device: torch.device) -> torch.dtype | None:
     if amp is None:
         amp = device.type == "cuda"
     if not isinstance(amp, bool):
-        raise TypeError(f"amp: expected a bool or None, got {type(amp).__name__}")
+        raise InputTypeError(f"amp: expected a bool or None, got {type(amp).__name__}")
     if not amp:
         return None
     return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with torch set to ``threads`` intra-op threads (None: leave it), then restore."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 
 # --------------------------------------------------------------------------- prediction
@@ -194,12 +212,12 @@ def _forward_scores(
                 logits = model(x)
             logits = logits.float()
             if logits.ndim != 2 or logits.shape[1] != 2:
-                raise ValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
+                raise InputValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
             if bool((y != _NO_LABEL).all()):
                 y = y.to(device)
                 loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             elif bool((y != _NO_LABEL).any()):
-                raise ValueError("data: some items carry a label and some do not; expected all or none")
+                raise InputValueError("data: some items carry a label and some do not; expected all or none")
             scores.append(torch.softmax(logits, dim=1)[:, 1].double().cpu().numpy())
             labels.append(y.cpu().numpy())
     return np.concatenate(scores), np.concatenate(labels).astype(np.int64), loss_sum
@@ -233,6 +251,13 @@ def _predict_impl(model, dataset, *, distributed_shard: bool, **kw) -> Predictio
     return Prediction(scores=scores, labels=labels, loss=loss_sum / max(len(labels), 1))
 
 
+def _renamed_workers(workers: int, num_workers: int | None, caller: str) -> int:
+    if num_workers is None:
+        return workers
+    warn_renamed(caller, "num_workers", "workers")
+    return num_workers
+
+
 def predict(
     model: nn.Module,
     data: Any,
@@ -241,15 +266,17 @@ def predict(
     preprocess: Preprocess | str | None = "lsm2",
     device: Any = None,
     amp: bool | None = None,
-    num_workers: int = 0,
+    workers: int = 0,
     channels_last: bool = False,
+    num_workers: int | None = None,
 ) -> Prediction:
     """Defect scores (softmax probability of class 1) of a binary classifier on ``data``.
 
     ``data`` is a uint8 array of images ``(N, H, W[, C])``, an ``(images, labels)`` pair of
     arrays, or a Dataset whose items are images or ``(image, ..., label)`` tuples. Other arguments
-    as in :func:`train`; use the same ``preprocess`` as in training. The model is put in eval mode
-    and restored afterwards.
+    as in :func:`train`; use the same ``preprocess`` as in training (``num_workers`` is the old
+    name of ``workers``: it still works and warns). The model is put in eval mode and restored
+    afterwards.
 
     Returns
     -------
@@ -278,7 +305,7 @@ def predict(
         preprocess=resolve_preprocess(preprocess),
         device=device,
         amp_dtype=_amp_dtype(amp, device),
-        num_workers=check_int(num_workers, "num_workers", minimum=0),
+        num_workers=check_int(_renamed_workers(workers, num_workers, "predict"), "workers", minimum=0),
         channels_last=bool(channels_last),
     )
 
@@ -293,8 +320,9 @@ def evaluate(
     preprocess: Preprocess | str | None = "lsm2",
     device: Any = None,
     amp: bool | None = None,
-    num_workers: int = 0,
+    workers: int = 0,
     channels_last: bool = False,
+    num_workers: int | None = None,
 ):
     """Image-level report of a binary classifier: the paper's table-3 row.
 
@@ -310,8 +338,9 @@ def evaluate(
     threshold : float, optional
         Decision threshold on the defect probability (``score >= threshold`` is defective);
         None (default) uses the F1-optimal threshold, as the paper does.
-    batch_size, preprocess, device, amp, num_workers, channels_last
-        As in :func:`train`; use the training ``preprocess``.
+    batch_size, preprocess, device, amp, workers, channels_last
+        As in :func:`train`; use the training ``preprocess`` (``num_workers``, the old name of
+        ``workers``, still works and warns).
 
     Returns
     -------
@@ -338,7 +367,7 @@ def evaluate(
 
     if labels is not None:
         if not isinstance(data, np.ndarray):
-            raise TypeError(f"labels: given for bare images, but data is a {type(data).__name__}, not an array of images")
+            raise InputTypeError(f"labels: given for bare images, but data is a {type(data).__name__}, not an array of images")
         data = (data, np.asarray(labels))
     pred = predict(
         model,
@@ -347,11 +376,11 @@ def evaluate(
         preprocess=preprocess,
         device=device,
         amp=amp,
-        num_workers=num_workers,
+        workers=_renamed_workers(workers, num_workers, "evaluate"),
         channels_last=channels_last,
     )
     if pred.labels is None:
-        raise ValueError("data: evaluate needs labels; got bare images (pass labels=, an (images, labels) pair or a labelled Dataset)")
+        raise InputValueError("data: evaluate needs labels; got bare images (pass labels=, an (images, labels) pair or a labelled Dataset)")
     return classification_report(pred.labels, pred.scores, threshold=threshold)
 
 
@@ -540,7 +569,7 @@ class _Settings:
     patience: int
     preprocess: Preprocess
     channels_last: bool
-    num_workers: int
+    workers: int
     seed: int
     checkpoint_dir: str | None
     resume: bool
@@ -549,45 +578,38 @@ class _Settings:
     interruptible: bool
 
 
-def _optional_int(value: Any, name: str) -> int | None:
-    return None if value is None else check_int(value, name, minimum=1)
-
-
-def _check_settings(model: Any, **kw: Any) -> _Settings:
+def _check_settings(model: Any, run: TrainSettings, *, checkpoint_dir: Any, resume: bool, callback: Any,
+                    interruptible: bool) -> _Settings:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    seed = kw["seed"]
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-    lr = check_float(kw["lr"], "lr", minimum=0.0, min_inclusive=False)
-    if kw["resume"] and kw["checkpoint_dir"] is None:
-        raise ValueError("resume: resuming needs a checkpoint_dir, got None")
-    callback = kw["callback"]
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    lr = run.recipe_value("lr")
+    if resume and checkpoint_dir is None:
+        raise InputValueError("resume: resuming needs a checkpoint_dir, got None")
     if callback is not None and not callable(callback):
-        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+        raise InputTypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     return _Settings(
-        batch_size=check_int(kw["batch_size"], "batch_size", minimum=1),
-        max_epochs=_optional_int(kw["max_epochs"], "max_epochs"),
-        max_steps=_optional_int(kw["max_steps"], "max_steps"),
-        val_every=_optional_int(kw["val_every"], "val_every"),
-        log_every=_optional_int(kw["log_every"], "log_every"),
-        optimizer=check_choice(kw["optimizer"], "optimizer", ("sgd", "adamw")),
+        batch_size=run.batch_size,
+        max_epochs=run.max_epochs,
+        max_steps=run.max_steps,
+        val_every=run.val_every,
+        log_every=run.log_every,
+        optimizer=run.recipe_value("optimizer"),
         lr=lr,
-        lr_min=check_float(kw["lr_min"], "lr_min", minimum=0.0, maximum=lr),
-        momentum=check_float(kw["momentum"], "momentum", minimum=0.0, maximum=1.0, max_inclusive=False),
-        weight_decay=check_float(kw["weight_decay"], "weight_decay", minimum=0.0),
-        t_0=check_int(kw["t_0"], "t_0", minimum=1),
-        t_mult=check_int(kw["t_mult"], "t_mult", minimum=1),
-        patience=check_int(kw["patience"], "patience", minimum=1),
-        preprocess=resolve_preprocess(kw["preprocess"]),
-        channels_last=bool(kw["channels_last"]),
-        num_workers=check_int(kw["num_workers"], "num_workers", minimum=0),
-        seed=check_int(seed, "seed", minimum=0, maximum=2**63 - 1),
-        checkpoint_dir=None if kw["checkpoint_dir"] is None else os.fspath(kw["checkpoint_dir"]),
-        resume=bool(kw["resume"]),
-        verbose=bool(kw["verbose"]),
+        lr_min=check_float(run.recipe_value("lr_min"), "lr_min", minimum=0.0, maximum=lr),
+        momentum=run.recipe_value("momentum"),
+        weight_decay=run.recipe_value("weight_decay"),
+        t_0=run.recipe_value("t_0"),
+        t_mult=run.recipe_value("t_mult"),
+        patience=run.patience,
+        preprocess=resolve_preprocess(run.preprocess),
+        channels_last=bool(run.channels_last),
+        workers=0 if run.workers is None else run.workers,
+        seed=run.seed,
+        checkpoint_dir=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+        resume=bool(resume),
+        verbose=bool(run.verbose),
         callback=callback,
-        interruptible=bool(kw["interruptible"]),
+        interruptible=bool(interruptible),
     )
 
 
@@ -723,7 +745,7 @@ class _Trainer:
         ck = torch.load(self.last_path, map_location="cpu", weights_only=True)
         version = int(ck.get("version", 1))
         if version > _CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint_dir: {self.last_path} has checkpoint format {version}, newer than this "
+            raise InputValueError(f"checkpoint_dir: {self.last_path} has checkpoint format {version}, newer than this "
                              f"library's {_CHECKPOINT_VERSION}; update ispad-core to resume it")
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -798,7 +820,7 @@ class _Trainer:
         bs = self.cfg.batch_size
         drop_last = len(order) > bs
         n_batches = len(order) // bs if drop_last else math.ceil(len(order) / bs)
-        workers = self.cfg.num_workers
+        workers = self.cfg.workers
         loader = DataLoader(self.train_set, batch_size=bs, sampler=order[skip * bs:], num_workers=workers,
                             collate_fn=_collate, drop_last=drop_last, generator=gen,
                             worker_init_fn=_ignore_sigint if workers and self.cfg.interruptible else None)
@@ -814,14 +836,14 @@ class _Trainer:
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if bool((labels == _NO_LABEL).any()):
-            raise ValueError("train_data: expected (image, ..., label) items, got items without a label")
+            raise InputValueError("train_data: expected (image, ..., label) items, got items without a label")
         x = preprocess_batch(images, self.cfg.preprocess, device=self.device, channels_last=self.cfg.channels_last)
         y = labels.to(self.device, non_blocking=True)
         dtype = self.amp_dtype
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = self.net(x)
         if logits.ndim != 2 or logits.shape[1] != 2:
-            raise ValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
+            raise InputValueError(f"model: expected (B, 2) logits of a binary classifier, got shape {tuple(logits.shape)}")
         loss = F.cross_entropy(logits.float(), y)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -856,10 +878,10 @@ class _Trainer:
         total_seen = float(seen_t)
         pred = _predict_impl(
             self.model, self.val_set, distributed_shard=True, batch_size=cfg.batch_size, preprocess=cfg.preprocess,
-            device=self.device, amp_dtype=self.amp_dtype, num_workers=cfg.num_workers, channels_last=cfg.channels_last,
+            device=self.device, amp_dtype=self.amp_dtype, num_workers=cfg.workers, channels_last=cfg.channels_last,
         )
         if pred.labels is None:
-            raise ValueError("val_data: expected labelled items, got bare images")
+            raise InputValueError("val_data: expected labelled items, got bare images")
         record_epoch = st.epoch
         improved = pred.loss < st.best_val_loss
         if improved:
@@ -934,30 +956,12 @@ def train(
     train_data: Any,
     val_data: Any,
     *,
-    batch_size: int = 128,
-    max_epochs: int | None = None,
-    max_steps: int | None = None,
-    val_every: int | None = None,
-    optimizer: str = "sgd",
-    lr: float = 5e-4,
-    lr_min: float = 1e-5,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-2,
-    t_0: int = 7813,
-    t_mult: int = 2,
-    patience: int = 20,
-    preprocess: Preprocess | str | None = "lsm2",
-    amp: bool | None = None,
-    channels_last: bool = False,
-    device: Any = None,
-    num_workers: int = 0,
-    seed: int = 0,
+    settings: TrainSettings | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
-    verbose: bool = True,
-    log_every: int | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
     interruptible: bool = True,
+    **options: Any,
 ) -> TrainResult:
     """Train a binary patch classifier with the paper's recipe; keep the best-val-loss weights.
 
@@ -971,43 +975,17 @@ def train(
         :class:`InjectionDataset` (its ``set_epoch`` is called before every epoch).
     val_data : Dataset or (images, labels)
         Validation items in the same form; their loss drives model selection and early stopping.
-    batch_size : int, default 128
-        Batch size (per process under torch.distributed).
-    max_epochs : int, optional
-        Upper limit on epochs; None trains until early stopping.
-    max_steps : int, optional
-        Upper limit on optimizer steps (the training then ends with a validation).
-    val_every : int, optional
-        Validate (select the model, count towards ``patience``, write the checkpoints) every
-        ``val_every`` optimizer steps, counted over the whole run, instead of after every epoch;
-        the last step of the run is validated too. Use it when an epoch of the stream is long.
-    optimizer : {"sgd", "adamw"}, default "sgd"
-        SGD with ``momentum`` (the paper) or AdamW; both with ``weight_decay``.
-    lr, lr_min : float, default 5e-4 and 1e-5
-        Initial and minimum learning rate of the cosine schedule. 5e-4 suits ImageNet-pretrained
-        weights; from random initialisation AdamW at 1e-3 converges far faster.
-    momentum, weight_decay : float, default 0.9 and 1e-2
-    t_0, t_mult : int, default 7813 and 2
-        ``CosineAnnealingWarmRestarts`` period in iterations and its growth factor; the
-        scheduler steps after every optimizer step.
-    patience : int, default 20
-        Stop after this many validations without a lower validation loss.
-    preprocess : Preprocess, preset name or None, default "lsm2"
-        Batch preprocessing (see :func:`preprocess_batch`): ``"lsm1"`` is brightness 1.5 and
-        3 x 3 Gaussian smoothing, ``"lsm2"`` and ``"asm"`` smoothing only, None neither.
-    amp : bool or None
-        Mixed precision: None (default) uses fp16 autocast with a GradScaler on CUDA and full
-        precision elsewhere; True also enables bf16 autocast on the CPU; False disables it.
-    channels_last : bool, default False
-        Train in ``torch.channels_last`` memory format.
-    device : torch.device or str, optional
-        Default: the current CUDA device if available, else the CPU.
-    num_workers : int, default 0
-        DataLoader worker processes.
-    seed : int, default 0
-        Seeds the data order (a function of ``(seed, epoch)``), DataLoader workers and dropout;
-        the caller's global torch RNG state is restored afterwards. On the CPU two runs with the
-        same seed, model initialisation and thread count give identical weights.
+    settings : TrainSettings, optional
+        How to train (see :class:`~ispad_core.nn.TrainSettings`). Unset optimiser fields take
+        :data:`~ispad_core.nn.settings.PAPER_RECIPE` (SGD, lr 5e-4: it suits ImageNet-pretrained
+        weights; from random initialisation AdamW at 1e-3 converges far faster); ``workers``
+        defaults to 0. ``seed`` fixes the data order (a function of ``(seed, epoch)``), the
+        workers and dropout; the caller's global torch RNG state is restored afterwards, and on
+        the CPU two runs with the same seed, initialisation and thread count give identical
+        weights. ``verbose`` prints one line per validation (rank 0); the detector fields
+        (``backbone``, ``weights``, ``p_inj``, ``mode``, ``augment``) are :func:`train_detector`'s.
+    **options
+        Fields of :class:`~ispad_core.nn.TrainSettings` as keywords, over ``settings``.
     checkpoint_dir : path, optional
         Where ``last.pt`` (everything needed to resume) and ``best.pt`` (weights of the best
         validation) are written after every validation (by rank 0).
@@ -1041,33 +1019,33 @@ def train(
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from ispad_core.nn import resnet18_classifier, train
+    >>> from ispad_core.nn import TrainSettings, resnet18_classifier, train
     >>> rng = np.random.default_rng(0)
     >>> images = rng.integers(0, 256, (8, 32, 32), dtype=np.uint8)
     >>> labels = np.array([0, 1] * 4)
     >>> _ = torch.manual_seed(0)
     >>> result = train(resnet18_classifier(), (images, labels), (images, labels), batch_size=4,
     ...                max_epochs=1, verbose=False)
+    >>> again = train(resnet18_classifier(), (images, labels), (images, labels),
+    ...               settings=TrainSettings(batch_size=4, max_epochs=1, verbose=False))
     >>> result.steps, len(result.history), result.best_epoch
     (2, 1, 0)
     """
+    run = TrainSettings.build(settings, options, "train")
     train_set = _as_dataset(train_data, "train_data")
     val_set = _as_dataset(val_data, "val_data")
     cfg = _check_settings(
-        model, batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps, val_every=val_every,
-        log_every=log_every, optimizer=optimizer, lr=lr, lr_min=lr_min, momentum=momentum,
-        weight_decay=weight_decay, t_0=t_0, t_mult=t_mult, patience=patience, preprocess=preprocess,
-        channels_last=channels_last, num_workers=num_workers, seed=seed, checkpoint_dir=checkpoint_dir,
-        resume=resume, verbose=verbose, callback=callback, interruptible=interruptible,
+        model, run, checkpoint_dir=checkpoint_dir, resume=resume, callback=callback, interruptible=interruptible
     )
     _, rank, world = _distributed()
-    device = _resolve_device(device)
-    amp_dtype = _amp_dtype(amp, device)
+    device = _resolve_device(run.device)
+    amp_dtype = _amp_dtype(run.amp, device)
     if cfg.checkpoint_dir is not None and rank == 0:
         os.makedirs(cfg.checkpoint_dir, exist_ok=True)
     rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
 
-    with torch.random.fork_rng(devices=rng_devices), _StopRequest(cfg.interruptible, cfg.verbose and rank == 0) as stop:
+    with torch.random.fork_rng(devices=rng_devices), torch_threads(run.threads), \
+            _StopRequest(cfg.interruptible, cfg.verbose and rank == 0) as stop:
         torch.manual_seed(cfg.seed)
         trainer = _Trainer(model, train_set, val_set, cfg, device, amp_dtype)
         if cfg.resume and os.path.exists(trainer.last_path):

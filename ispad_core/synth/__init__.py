@@ -12,19 +12,22 @@ Every random quantity is drawn from a range of :class:`DefectParams`; :data:`PRE
 contrasted morphologies and modality mixtures. See ``docs/synthesis.md``.
 """
 
-from ispad_core.synth._gallery import gallery
+from ispad_core.synth._gallery import DefectFigures, GallerySheet, annotated_gallery, gallery
 from ispad_core.synth._params import (
     PRESETS,
     DefectMixture,
     DefectParams,
     params_from_dict,
 )
+from ispad_core.synth._params_file import read_params
 from ispad_core.synth._synth import (
     BatchResult,
     Skeleton,
     SynthesisWarning,
     SynthResult,
     SynthSteps,
+    batch_kernels,
+    check_room,
     random_walk_skeleton,
     synthesize,
     synthesize_batch,
@@ -34,14 +37,19 @@ from ispad_core.synth._synth import (
 __all__ = [
     "PRESETS",
     "BatchResult",
+    "DefectFigures",
     "DefectMixture",
     "DefectParams",
+    "GallerySheet",
     "Skeleton",
     "SynthResult",
     "SynthSteps",
     "SynthesisWarning",
+    "annotated_gallery",
+    "check_room",
     "gallery",
     "params_from_dict",
+    "read_params",
     "random_walk_skeleton",
     "synthesize",
     "synthesize_batch",

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._validation import check_int, item_seeds
-from ispad_core.samples import KINDS, screen_print
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import check_int, item_seeds
+from ispad_core._shared.screen_print import KINDS, screen_print
 from ispad_core.synth import _synth_kernels as K
 from ispad_core.synth._params import ParamsLike, resolve_params
-from ispad_core.synth._synth import _check_patches, _check_room, _component_names, _run, _scale
+from ispad_core.synth._synth import _check_patches, check_room, _component_names, _run, _scale
 
 __all__ = ["DefectFigures", "GallerySheet", "annotated_gallery", "gallery"]
 
@@ -193,7 +194,7 @@ def annotated_gallery(
     Examples
     --------
     >>> from ispad_core.synth import gallery
-    >>> from ispad_core.synth._gallery import annotated_gallery
+    >>> from ispad_core.synth import annotated_gallery
     >>> g = annotated_gallery("dot-dark", n=2, size=64, rng=0, captions=False)
     >>> bool((g.sheet == gallery("dot-dark", n=2, size=64, rng=0)).all()), len(g.figures)
     (True, 2)
@@ -201,7 +202,7 @@ def annotated_gallery(
     (True, True)
     """
     if not isinstance(captions, bool):
-        raise TypeError(f"captions: expected a bool, got {type(captions).__name__}")
+        raise InputTypeError(f"captions: expected a bool, got {type(captions).__name__}")
     return _gallery(params, backgrounds, n, size, columns, zoom, rng, outline, captions)
 
 
@@ -229,7 +230,7 @@ def _gallery(params, backgrounds, n, size, columns, zoom, rng, outline, captions
     zoom = check_int(zoom, "zoom", minimum=1, maximum=8)
     colour = np.asarray(outline)
     if colour.shape != (3,) or colour.dtype.kind not in "iu" or colour.min() < 0 or colour.max() > 255:
-        raise ValueError(f"outline: expected three ints in [0, 255], got {outline!r}")
+        raise InputValueError(f"outline: expected three ints in [0, 255], got {outline!r}")
     seeds = item_seeds(rng, 2)
     if backgrounds is None:
         size = check_int(size, "size", minimum=17)
@@ -240,11 +241,11 @@ def _gallery(params, backgrounds, n, size, columns, zoom, rng, outline, captions
     else:
         patches = _check_patches(backgrounds, "backgrounds", batch=True)
         if patches.shape[0] == 0:
-            raise ValueError(f"backgrounds: expected a non-empty array, got shape {patches.shape}")
+            raise InputValueError(f"backgrounds: expected a non-empty array, got shape {patches.shape}")
         patches = patches[:n]
     # what synthesize_batch(patches, params, rng=int(seeds[1]), warn=False) does, keeping both measures
     params = resolve_params(params)
-    _check_room(patches.shape[1], patches.shape[2], params, "backgrounds")
+    check_room(patches.shape[1], patches.shape[2], params, "backgrounds")
     count = patches.shape[0]
     images, res_masks, _, accepted, attempts, info, *_ = _run(
         patches, params, item_seeds(int(seeds[1]), count), np.ones(count, bool), False

@@ -10,8 +10,9 @@ from typing import Any, Union
 
 import numpy as np
 
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core.modality import MODALITIES
-from ispad_core._validation import (
+from ispad_core._shared.validation import (
     check_choice,
     check_float,
     check_int,
@@ -195,15 +196,15 @@ class DefectParams:
             If it names an unknown field or another kind, or a value is invalid.
         """
         if not isinstance(data, Mapping):
-            raise TypeError(f"data: expected a dict, got {type(data).__name__}")
+            raise InputTypeError(f"data: expected a dict, got {type(data).__name__}")
         data = dict(data)
         kind = data.pop("kind", "defect")
         if kind != "defect":
-            raise ValueError(f"data: expected kind 'defect', got {kind!r}")
+            raise InputValueError(f"data: expected kind 'defect', got {kind!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"data: unknown DefectParams fields {unknown}")
+            raise InputValueError(f"data: unknown DefectParams fields {unknown}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     # ------------------------------------------------------------------ variants
@@ -310,25 +311,25 @@ class DefectMixture:
     def __post_init__(self) -> None:
         comps = tuple(self.components) if isinstance(self.components, (list, tuple)) else None
         if comps is None:
-            raise TypeError(f"components: expected a tuple of DefectParams, got {type(self.components).__name__}")
+            raise InputTypeError(f"components: expected a tuple of DefectParams, got {type(self.components).__name__}")
         if not comps:
-            raise ValueError("components: expected at least one DefectParams, got none")
+            raise InputValueError("components: expected at least one DefectParams, got none")
         for i, c in enumerate(comps):
             if not isinstance(c, DefectParams):
-                raise TypeError(f"components[{i}]: expected DefectParams, got {type(c).__name__}")
+                raise InputTypeError(f"components[{i}]: expected DefectParams, got {type(c).__name__}")
         if isinstance(self.weights, (str, bytes)) or not hasattr(self.weights, "__len__"):
-            raise TypeError(f"weights: expected a tuple of numbers, got {type(self.weights).__name__}")
+            raise InputTypeError(f"weights: expected a tuple of numbers, got {type(self.weights).__name__}")
         weights = tuple(
             check_float(w, f"weights[{i}]", minimum=0.0, min_inclusive=False) for i, w in enumerate(self.weights)
         )
         if len(weights) != len(comps):
-            raise ValueError(f"weights: expected {len(comps)} weights like components, got {len(weights)}")
+            raise InputValueError(f"weights: expected {len(comps)} weights like components, got {len(weights)}")
         names = tuple(self.names) if self.names else tuple(f"c{i}" for i in range(len(comps)))
         if len(names) != len(comps):
-            raise ValueError(f"names: expected {len(comps)} names like components, got {len(names)}")
+            raise InputValueError(f"names: expected {len(comps)} names like components, got {len(names)}")
         for i, n in enumerate(names):
             if not isinstance(n, str):
-                raise TypeError(f"names[{i}]: expected a str, got {type(n).__name__}")
+                raise InputTypeError(f"names[{i}]: expected a str, got {type(n).__name__}")
         object.__setattr__(self, "components", comps)
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "names", names)
@@ -370,12 +371,12 @@ class DefectMixture:
     def from_dict(cls, data: Mapping) -> "DefectMixture":
         """Rebuild from :meth:`to_dict` output."""
         if not isinstance(data, Mapping):
-            raise TypeError(f"data: expected a dict, got {type(data).__name__}")
+            raise InputTypeError(f"data: expected a dict, got {type(data).__name__}")
         if data.get("kind") != "mixture":
-            raise ValueError(f"data: expected kind 'mixture', got {data.get('kind')!r}")
+            raise InputValueError(f"data: expected kind 'mixture', got {data.get('kind')!r}")
         comps = data.get("components")
         if not isinstance(comps, list):
-            raise ValueError("data: expected a list under 'components'")
+            raise InputValueError("data: expected a list under 'components'")
         return cls(
             tuple(DefectParams.from_dict(c["params"]) for c in comps),
             tuple(c["weight"] for c in comps),
@@ -420,7 +421,7 @@ def params_from_dict(data: Mapping) -> Union[DefectParams, DefectMixture]:
     True
     """
     if not isinstance(data, Mapping):
-        raise TypeError(f"data: expected a dict, got {type(data).__name__}")
+        raise InputTypeError(f"data: expected a dict, got {type(data).__name__}")
     if data.get("kind") == "mixture":
         return DefectMixture.from_dict(data)
     return DefectParams.from_dict(data)
@@ -431,11 +432,11 @@ def resolve_params(params: Any, name: str = "params") -> Union[DefectParams, Def
     if isinstance(params, str):
         if params not in PRESETS:
             listed = ", ".join(repr(k) for k in PRESETS)
-            raise ValueError(f"{name}: expected a preset name ({listed}), got {params!r}")
+            raise InputValueError(f"{name}: expected a preset name ({listed}), got {params!r}")
         return PRESETS[params]
     if isinstance(params, (DefectParams, DefectMixture)):
         return params
-    raise TypeError(f"{name}: expected a DefectParams, DefectMixture or preset name, got {type(params).__name__}")
+    raise InputTypeError(f"{name}: expected a DefectParams, DefectMixture or preset name, got {type(params).__name__}")
 
 
 def encode(params: Union[DefectParams, DefectMixture]) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,9 @@ from typing import Any, Union
 
 import numpy as np
 
-from ispad_core._config import run_serial
-from ispad_core._validation import (
+from ispad_core._shared.config import run_serial
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.validation import (
     RNGLike,
     check_array,
     check_binary_labels,
@@ -34,6 +35,8 @@ __all__ = [
     "SynthResult",
     "SynthSteps",
     "SynthesisWarning",
+    "batch_kernels",
+    "check_room",
     "random_walk_skeleton",
     "synthesize",
     "synthesize_batch",
@@ -57,8 +60,8 @@ class SynthResult:
     image : numpy.ndarray
         The patch with the defect, shape and dtype of the input; the input itself (a copy) when
         not accepted.
-    mask : numpy.ndarray of uint8, shape (H, W)
-        1 where the texture reaches ``mask_level`` and the pixel changed, else 0.
+    mask : numpy.ndarray of bool, shape (H, W)
+        True where the texture reaches ``mask_level`` and the pixel changed.
     visibility : float
         The preset's measure (``"cnr"`` or ``"ssr"``) of the last attempt.
     accepted : bool
@@ -81,9 +84,10 @@ class BatchResult:
     Attributes
     ----------
     images : numpy.ndarray, shape (N, H, W[, C])
-    masks : numpy.ndarray of uint8, shape (N, H, W)
+    masks : numpy.ndarray of bool, shape (N, H, W)
     visibility : numpy.ndarray of float64, shape (N,)
-        0 for items not requested (``defective`` False).
+        The preset's measure (``"cnr"`` or ``"ssr"``); 0 for items not requested (``defective``
+        False).
     accepted : numpy.ndarray of bool, shape (N,)
         False for items not requested.
     attempts : numpy.ndarray of int64, shape (N,)
@@ -92,6 +96,12 @@ class BatchResult:
         The per-item seeds: ``synthesize_batch(patches[a:b], params, seeds=seeds[a:b])``
         regenerates items ``a:b`` exactly, and ``synthesize(patches[i], params, seed=seeds[i])``
         item ``i``.
+    ssr, cnr : numpy.ndarray of float64, shape (N,)
+        Both visibility measures of each item's last attempt, whichever the preset tests: the sum
+        of squared residuals (8-bit grey levels squared) and the contrast-to-noise ratio; 0 for
+        items not requested.
+    components : numpy.ndarray of int64, shape (N,)
+        The index of the mixture component drawn for each item (0 for a DefectParams).
     """
 
     images: np.ndarray
@@ -100,6 +110,9 @@ class BatchResult:
     accepted: np.ndarray
     attempts: np.ndarray
     seeds: np.ndarray
+    ssr: np.ndarray | None = None
+    cnr: np.ndarray | None = None
+    components: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -169,34 +182,39 @@ def _check_patches(x: Any, name: str, batch: bool, channel_axis: Any = None) -> 
     if batch:
         arr = check_array(x, name, ndim=(3, 4), allow_empty=True)
         if channel_axis == -1 and arr.ndim != 4:
-            raise ValueError(f"{name}: expected (N, H, W, C) with channel_axis=-1, got shape {arr.shape}")
+            raise InputValueError(f"{name}: expected (N, H, W, C) with channel_axis=-1, got shape {arr.shape}")
     else:
         arr = check_array(x, name)
         want = 2 if channel_axis is None else 3
         if arr.ndim != want:
             if channel_axis is None and arr.ndim == 3:
-                raise ValueError(
+                raise InputValueError(
                     f"{name}: expected a grey (H, W) patch with channel_axis=None, got shape {arr.shape}; "
                     "pass channel_axis=-1 for an (H, W, C) colour patch, or use synthesize_batch for a batch"
                 )
             what = "a grey (H, W) patch" if channel_axis is None else "an (H, W, C) patch with channel_axis=-1"
-            raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
+            raise InputValueError(f"{name}: expected {what}, got shape {arr.shape}")
     if arr.dtype not in _DTYPES:
-        raise TypeError(f"{name}: expected dtype uint8 or uint16, got {arr.dtype}")
+        raise InputTypeError(f"{name}: expected dtype uint8 or uint16, got {arr.dtype}")
     ndim = (3, 4) if batch else (2, 3)
     if arr.ndim == ndim[1]:
         nch = arr.shape[-1]
         if not 1 <= nch <= _MAX_CHANNELS:
-            raise ValueError(
+            raise InputValueError(
                 f"{name}: expected 1 to {_MAX_CHANNELS} channels on the last axis, got shape {arr.shape}"
             )
     return arr
 
 
-def _check_room(h: int, w: int, params: Union[DefectParams, DefectMixture], name: str) -> None:
-    margin = max_margin(params)
+def check_room(h: int, w: int, params: ParamsLike, name: str = "patches") -> None:
+    """Check that ``h x w`` patches leave room for the margin of ``params`` (what every synthesis
+    function checks first); raises InputValueError naming ``name`` otherwise.
+
+    >>> check_room(64, 64, "mixed")
+    """
+    margin = max_margin(resolve_params(params))
     if h < 2 * margin + 1 or w < 2 * margin + 1:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: expected height and width of at least 2 * margin + 1 = {2 * margin + 1} "
             f"(margin {margin} of params), got ({h}, {w})"
         )
@@ -239,6 +257,7 @@ def _run(arr: np.ndarray, params, seeds: np.ndarray, defective: np.ndarray, debu
             images.reshape(n, -1), masks.reshape(n, -1), h, w, nch, seeds, defective, table, cum,
             maxval, scale, vis, accepted, attempts, info, debug, tex, pts, starts,
         )
+    masks = masks.view(np.bool_)  # the kernel writes 0/1 bytes: bool in memory, without a copy
     return images, masks, vis, accepted, attempts, info, tex[0], pts[0], starts[0]
 
 
@@ -296,8 +315,8 @@ def synthesize_batch(
     params : DefectParams, DefectMixture or str
         The morphology, a mixture, or a preset name (a key of ``PRESETS``).
     rng : None, int, SeedSequence, BitGenerator or Generator, optional
-        The source the N unique per-item seeds are drawn from (SPEC 7). Deprecated but still
-        accepted: an array of N ints here is read as ``seeds``.
+        The source the N unique per-item seeds are drawn from (SPEC 7). Deprecated (it warns):
+        an array of N ints here is read as ``seeds``.
     seeds : array_like of N ints in ``[0, 2**32)``, optional
         The per-item seeds themselves, instead of ``rng`` (e.g. ``BatchResult.seeds[a:b]`` to
         regenerate items ``a:b``).
@@ -338,8 +357,8 @@ def synthesize_batch(
     >>> patches = np.stack([screen_print((64, 64), rng=i) for i in range(4)])
     >>> res = synthesize_batch(patches, "dot-dark", rng=0)
     >>> res.images.shape, res.masks.shape, res.masks.dtype
-    ((4, 64, 64), (4, 64, 64), dtype('uint8'))
-    >>> bool(res.accepted.all()), bool((res.masks.reshape(4, -1).max(1) == 1).all())
+    ((4, 64, 64), (4, 64, 64), dtype('bool'))
+    >>> bool(res.accepted.all()), bool(res.masks.reshape(4, -1).any(1).all())
     (True, True)
     >>> again = synthesize_batch(patches[2:], "dot-dark", seeds=res.seeds[2:])  # items 2 and 3
     >>> bool((again.images == res.images[2:]).all())
@@ -348,18 +367,21 @@ def synthesize_batch(
     params = resolve_params(params)
     arr = _check_patches(patches, "patches", batch=True, channel_axis=channel_axis)
     n, h, w = arr.shape[:3]
-    _check_room(h, w, params, "patches")
+    check_room(h, w, params, "patches")
     seeds = item_seeds(rng, n, seeds=seeds)
     if defective is None:
         requested = np.ones(n, dtype=bool)
     else:
         requested = check_binary_labels(defective, "defective") if n else np.zeros(0, bool)
         if requested.shape[0] != n:
-            raise ValueError(f"defective: expected shape ({n},) like patches, got {requested.shape}")
-    images, masks, vis, accepted, attempts, *_ = _run(arr, params, seeds, requested, False)
+            raise InputValueError(f"defective: expected shape ({n},) like patches, got {requested.shape}")
+    images, masks, vis, accepted, attempts, info, *_ = _run(arr, params, seeds, requested, False)
     if warn:
         _warn_rejected(int(np.count_nonzero(requested & ~accepted)), int(requested.sum()))
-    return BatchResult(images, masks, vis, accepted, attempts, seeds)
+    return BatchResult(
+        images, masks, vis, accepted, attempts, seeds,
+        ssr=info[:, K.I_SSR].copy(), cnr=info[:, K.I_CNR].copy(), components=info[:, K.I_COMPONENT].astype(np.int64),
+    )
 
 
 def synthesize(
@@ -383,7 +405,7 @@ def synthesize(
         Source of the item's 32-bit seed, drawn as for a batch of one: the result equals item 0
         of ``synthesize_batch(patch[None], params, rng=rng)``. An int seeds that draw; it is not
         the item's seed, so ``synthesize(p, params, rng=5)`` is not the item of a batch whose
-        seed is 5 (use ``seed=5`` for that). Deprecated but accepted: a one-element array here is
+        seed is 5 (use ``seed=5`` for that). Deprecated (it warns): a one-element array here is
         read as ``seed``.
     seed : int in ``[0, 2**32)``, optional
         The item's own seed, instead of ``rng``: ``synthesize(patches[i], params,
@@ -423,13 +445,13 @@ def synthesize(
     >>> res.accepted, res.image.dtype, res.mask.shape
     (True, dtype('uint8'), (128, 128))
     >>> changed = (res.image != patch)
-    >>> bool(res.mask.astype(bool)[~changed].any())  # the mask marks only changed pixels
+    >>> bool(res.mask[~changed].any())  # the mask marks only changed pixels
     False
     """
     params = resolve_params(params)
     arr = _check_patches(patch, "patch", batch=False, channel_axis=channel_axis)
     h, w = arr.shape[:2]
-    _check_room(h, w, params, "patch")
+    check_room(h, w, params, "patch")
     seeds = one_seed(rng, seed)
     images, masks, vis, accepted, attempts, *_ = _run(arr[None], params, seeds, np.ones(1, bool), False)
     if warn:
@@ -472,7 +494,7 @@ def synthesize_steps(
     params = resolve_params(params)
     arr = _check_patches(patch, "patch", batch=False, channel_axis=channel_axis)
     h, w = arr.shape[:2]
-    _check_room(h, w, params, "patch")
+    check_room(h, w, params, "patch")
     seeds = one_seed(rng, seed)
     images, masks, vis, accepted, attempts, info, tex, pts, starts = _run(
         arr[None], params, seeds, np.ones(1, bool), True
@@ -531,15 +553,20 @@ def random_walk_skeleton(
     """
     params = resolve_params(params)
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__"):
-        raise TypeError(f"shape: expected a (height, width) pair of ints, got {type(shape).__name__}")
+        raise InputTypeError(f"shape: expected a (height, width) pair of ints, got {type(shape).__name__}")
     if len(shape) != 2:
-        raise ValueError(f"shape: expected a (height, width) pair, got {len(shape)} values")
+        raise InputValueError(f"shape: expected a (height, width) pair, got {len(shape)} values")
     h = check_int(shape[0], "shape[0]", minimum=1)
     w = check_int(shape[1], "shape[1]", minimum=1)
-    _check_room(h, w, params, "shape")
+    check_room(h, w, params, "shape")
     seed = one_seed(rng, seed)[0]
     table, cum = encode(params)
     pts = np.zeros((int(table[:, K.T_MAX_POINTS].max()), 2))
     starts = np.zeros(int(table[:, K.T_BRANCHES + 1].max()) + 2, dtype=np.int64)
     npts, nw, _ = K.skeleton(h, w, seed, table, cum, pts, starts)
     return _skeleton_from(pts, starts, npts, nw, h, w)
+
+
+def batch_kernels() -> tuple:
+    """The Numba kernels :func:`synthesize_batch` runs (to tell whether they are compiled yet)."""
+    return (K.synth_batch,)

@@ -22,8 +22,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ispad_core._config import NJIT, NJIT_PARALLEL
-from ispad_core._shared_kernels import fade, gaussian_taps, lattice_value
+from ispad_core._shared.config import NJIT, NJIT_PARALLEL
+from ispad_core._shared.kernels import fade, gaussian_taps, lattice_value
 
 # Columns of the parameter table (one row per DefectParams; see DefectParams._row). A range
 # occupies two columns (low, high).

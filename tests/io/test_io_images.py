@@ -272,7 +272,7 @@ def test_write_png_on_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, m
     import os
     import pathlib
 
-    from ispad_core._files import OutOfSpaceError
+    from ispad_core._shared.files import OutOfSpaceError
 
     path = write_png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
     before = path.read_bytes()

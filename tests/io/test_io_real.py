@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ispad_core.io import write_png, write_stream
-from ispad_core.io._real import LabelledSet, RealDefects, RealTransform, read_labelled_set, read_real_defects
+from ispad_core.io._real import LabelledSet, RealDefects, read_labelled_set, read_real_defects
 
 
 def _png(path, value=100, shape=(48, 48)):
@@ -53,23 +53,6 @@ def test_select_keeps_order_and_metadata(tmp_path):
     assert sub.files == ("p/1.png", "a/0.png") and sub.groups == ("p", "a") and sub.root == real.root
     with pytest.raises(IndexError, match=r"indices: expected values in \[0, 3\)"):
         real.select([3])
-
-
-def test_real_transform_crops_the_centre_and_augments_per_draw():
-    image = np.random.default_rng(0).integers(0, 256, (96, 80), dtype=np.uint8)
-    crop = RealTransform(64, augment=None)(image, None)
-    assert crop.shape == (64, 64) and np.array_equal(crop, image[16:80, 8:72]) and crop.flags.c_contiguous
-    t = RealTransform(64, augment="lsm1")
-    a = t(image, np.random.default_rng(1))
-    b = t(image, np.random.default_rng(1))
-    c = t(image, np.random.default_rng(2))
-    assert a.shape == (64, 64) and np.array_equal(a, b) and not np.array_equal(a, c)
-    rgb = np.repeat(image[..., None], 3, axis=2)
-    assert RealTransform(64)(rgb, np.random.default_rng(0)).shape == (64, 64, 3)
-    with pytest.raises(ValueError, match="smaller than the patch size 64"):
-        t(image[:60], np.random.default_rng(0))
-    with pytest.raises(ValueError, match="expected one of 'lsm1', 'lsm2', 'asm', got 'lsm9'"):
-        RealTransform(64, augment="lsm9")
 
 
 @pytest.mark.parametrize(

@@ -622,7 +622,7 @@ def test_files_with_bad_labels_dtypes_or_channels_are_refused_on_open_and_merge(
 
 
 def test_a_second_writer_fails_at_once_and_leaves_the_first_alone(tmp_path):
-    from ispad_core._files import OutputBusyError
+    from ispad_core._shared.files import OutputBusyError
 
     images, masks, labels = make_items(n=6)
     other = make_items(n=6, seed=1)
@@ -810,7 +810,7 @@ def test_a_resume_shows_its_progress_when_asked(tmp_path, capsys):
     path = tmp_path / "s.h5"
     write_interrupted(path, images, masks, labels, fail_after=3)
     capsys.readouterr()
-    assert resume(path, images, masks, labels, show_progress=True) == 9
+    assert resume(path, images, masks, labels, verbose=True) == 9
     err = capsys.readouterr().err
     assert "resuming s.h5: checking and copying" in err and "9/9" in err
     path.unlink()
@@ -818,3 +818,13 @@ def test_a_resume_shows_its_progress_when_asked(tmp_path, capsys):
     capsys.readouterr()
     assert resume(path, images, masks, labels) == 9
     assert "resuming" not in capsys.readouterr().err  # quiet by default
+
+
+def test_show_progress_is_the_old_name_of_verbose(tmp_path, capsys):
+    images, masks, labels = make_items(n=11)
+    path = tmp_path / "s.h5"
+    write_interrupted(path, images, masks, labels, fail_after=3)
+    capsys.readouterr()
+    with pytest.warns(DeprecationWarning, match="StreamWriter: show_progress= is now called verbose="):
+        assert resume(path, images, masks, labels, show_progress=True) == 9
+    assert "resuming s.h5" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ispad_core.demo import _overlaps, run_demo
+from ispad_core.nn.demo import _overlaps, run_demo
 
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,

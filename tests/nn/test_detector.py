@@ -242,7 +242,7 @@ def test_existing_output_needs_overwrite(data, tmp_path):
 
 
 def _parser():
-    from ispad_core._cli_train import add_parser
+    from ispad_core.cli.train import add_parser
 
     parser = argparse.ArgumentParser(prog="ispad")
     add_parser(parser.add_subparsers(dest="command"))
@@ -323,6 +323,7 @@ def _ddp_worker(rank, init_file, root, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_train_detector_under_ddp_rank0_writes(data, tmp_path):
     dist = pytest.importorskip("torch.distributed")
     if not (dist.is_available() and dist.is_gloo_available()):
@@ -352,7 +353,7 @@ def test_pretrained_weights_switch_to_the_fine_tuning_recipe(data, tmp_path):
 
 
 def test_one_trainer_per_model_file(data, tmp_path):
-    from ispad_core._files import OutputBusyError, exclusive_lock
+    from ispad_core._shared.files import OutputBusyError, exclusive_lock
 
     out = tmp_path / "m.pt"
     with exclusive_lock(out, name="out"):
@@ -367,7 +368,7 @@ def test_cli_images_builds_the_on_the_fly_stream(tmp_path):
     """ispad train --images draws the stream on the fly; oversampling gets a fault-free one."""
     import argparse
 
-    from ispad_core._cli_train import _stream_source, add_parser
+    from ispad_core.cli.train import _stream_source, add_parser
     from ispad_core.io import write_png
     from ispad_core.samples import screen_print
     from ispad_core.stream import SyntheticStream
@@ -429,7 +430,7 @@ def _disk_full_at_the_second_checkpoint(monkeypatch):
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
-    from ispad_core._files import OutOfSpaceError
+    from ispad_core._shared.files import OutOfSpaceError
 
     out = tmp_path / "m.pt"
     _disk_full_at_the_second_checkpoint(monkeypatch)
@@ -498,7 +499,7 @@ class _LockHolders(torch.utils.data.Dataset):
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_a_forked_loader_worker_holds_no_descriptor_of_the_writer_lock(tmp_path):
     # a worker that outlives a killed trainer must not keep its output locked
-    from ispad_core._files import exclusive_lock
+    from ispad_core._shared.files import exclusive_lock
 
     with exclusive_lock(tmp_path / "m.pt", name="out") as lock:
         assert _LockHolders(lock)[0] == 1  # this process holds it

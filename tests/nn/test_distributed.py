@@ -60,6 +60,7 @@ def _worker(rank, init_file, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ranks_see_disjoint_items_and_train_runs_under_ddp(tmp_path):
     import torch.multiprocessing as mp
 

@@ -69,6 +69,7 @@ def test_batch_axis_is_dynamic_and_metadata_travels(tmp_path, net):
     assert json.loads(props[METADATA_KEY])["backbone"] == "resnet18"
 
 
+@pytest.mark.slow
 def test_model_file_export_and_inspection_on_both_engines(tmp_path, net):
     model_path = save_model(tmp_path / "model.pt", net, metadata=_meta())
     result = export_model_file(model_path, tmp_path / "model.onnx")
@@ -109,18 +110,12 @@ def test_export_refusals(tmp_path, net):
         inspect_files([tmp_path / "n.onnx"], model=tmp_path / "n.onnx", engine="torch", out=tmp_path / "o")
 
 
-def test_cli_export(tmp_path, net, capsys):
-    import argparse
-
-    from ispad_core import _cli_export
+def test_cli_export(tmp_path, net):
+    from tests.conftest import run_ispad
 
     model_path = save_model(tmp_path / "model.pt", net, metadata=_meta())
-    parser = argparse.ArgumentParser(prog="ispad")
-    _cli_export.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["export", "--model", str(model_path), "--onnx", str(tmp_path / "m.onnx")])
-    assert args.func(args) == 0
-    out = capsys.readouterr().out
+    argv = ["export", "--model", model_path, "--onnx", tmp_path / "m.onnx"]
+    out = run_ispad(*argv).stdout
     assert "onnxruntime matches torch fp32" in out and "ispad inspect" in out
     assert load_onnx(tmp_path / "m.onnx")[1]["patch_size"] == 32
-    with pytest.raises(FileExistsError):
-        args.func(args)
+    assert "exists" in run_ispad(*argv, expect=1).stderr  # FileExistsError: one line, exit 1

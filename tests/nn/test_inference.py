@@ -336,7 +336,7 @@ def test_bad_threshold(model):
 
 
 def test_auto_precision():
-    from ispad_core.nn.inference import _cpu_has_bf16
+    from ispad_core.nn.inference.scoring import _cpu_has_bf16
 
     assert resolve_precision("auto", "auto", "cpu") == ("bf16" if _cpu_has_bf16() else "fp32", True)
     assert resolve_precision("auto", None, "cuda") == ("fp16", True)
@@ -468,11 +468,11 @@ def _parse(module, argv):
 
     parser = argparse.ArgumentParser(prog="ispad")
     module.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args([module.__name__.rsplit("_", 1)[-1], *argv])
+    return parser.parse_args([module.__name__.rsplit(".", 1)[-1], *argv])
 
 
 def test_cli_inspect_exit_status_and_lines(tmp_path, capsys):
-    from ispad_core import _cli_inspect
+    from ispad_core.cli import inspect as _cli_inspect
     from ispad_core.nn import classifier, save_model
 
     torch.manual_seed(0)
@@ -495,3 +495,22 @@ def test_cli_inspect_exit_status_and_lines(tmp_path, capsys):
     assert "could not be inspected" in captured.err
     with open(tmp_path / "r" / "summary.csv") as fh:
         assert len(fh.read().strip().splitlines()) == 3
+
+
+def test_settings_and_keywords_score_alike_and_old_names_warn(model):
+    from ispad_core.nn.inference import InferenceSettings
+
+    image = _scan((80, 96))
+    run = InferenceSettings(batch_size=5, precision="fp32", channels_last=False, verbose=False)
+    a = predict_windows(model, image, size=32, settings=run)
+    b = predict_windows(model, image, size=32, batch_size=5, precision="fp32", channels_last=False, verbose=False)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    c = inspect(model, image, threshold=0.5, size=32, settings=run, batch_size=7)  # keywords over the settings
+    np.testing.assert_allclose(c.scores, a[0], rtol=0, atol=1e-6)
+    with pytest.warns(DeprecationWarning, match="predict_windows: show_progress= is now called verbose="):
+        predict_windows(model, image, size=32, show_progress=False)
+    with pytest.raises(TypeError, match="inspect\\(\\) got an unexpected keyword argument 'batchsize'"):
+        inspect(model, image, threshold=0.5, size=32, batchsize=4)
+    with pytest.raises(ValueError, match="precision: expected one of"):
+        InferenceSettings(precision="fp64")

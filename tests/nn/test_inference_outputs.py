@@ -12,8 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ispad_core._files import OutOfSpaceError, OutputBusyError  # noqa: E402
+from ispad_core._shared.files import OutOfSpaceError, OutputBusyError  # noqa: E402
 from ispad_core.nn import inference  # noqa: E402
+from ispad_core.nn.inference import files as inference_files  # noqa: E402
 from ispad_core.nn.inference import inspect_files  # noqa: E402
 from tests.nn._helpers import TinyNet  # noqa: E402
 
@@ -74,7 +75,7 @@ def test_a_second_inspection_into_the_same_folder_is_refused_at_once(tmp_path, s
 
 
 def test_cli_second_inspection_exits_1_with_one_line(tmp_path, scans, capsys):
-    from ispad_core._files import exclusive_lock
+    from ispad_core._shared.files import exclusive_lock
     from ispad_core.cli import main
 
     model = _model_file(tmp_path)
@@ -162,7 +163,7 @@ def test_a_stride_larger_than_the_patch_is_refused_before_any_scan_is_read(tmp_p
     def no_reading(path):
         raise AssertionError(f"{path} was read")
 
-    monkeypatch.setattr(inference, "_read_scan", no_reading)
+    monkeypatch.setattr(inference_files, "_read_scan", no_reading)
     with pytest.raises(ValueError, match=r"stride: expected an int <= the model's patch size \(32\) so that windows leave no gaps, got 40"):
         inspect_files(scans, model=(model, _meta()), out=tmp_path / "out", stride=40, **FP32)
     assert not (tmp_path / "out").exists()

@@ -32,6 +32,7 @@ def _equal(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_train_learns_and_keeps_best_checkpoint(tmp_path, tiny_model):
     tr, va = bright_spot_data(256, seed=0), bright_spot_data(96, seed=1)
     records = []
@@ -100,6 +101,7 @@ def test_the_last_validation_shows_the_rate_of_the_last_step(tiny_model, capsys)
     assert f"lr {at[-1]:.2e}" in last_line
 
 
+@pytest.mark.slow
 def test_same_seed_repeats_a_cpu_run_and_leaves_global_rng(tiny_model):
     tr, va = bright_spot_data(128, seed=0), bright_spot_data(32, seed=1)
     state = torch.get_rng_state()
@@ -171,7 +173,7 @@ def test_injection_dataset_epoch_is_set_each_epoch(tiny_model):
     {"channels_last": True},
     {"optimizer": "adamw", "lr": 1e-3},
     {"preprocess": "lsm1"},
-    {"num_workers": 1},
+    {"workers": 1},
 ])
 def test_training_options_run(tiny_model, options):
     tr, va = bright_spot_data(64, seed=0), bright_spot_data(16, seed=1)
@@ -377,3 +379,25 @@ def test_predict_takes_bare_images_and_evaluate_labels(tiny_model):
         train(tiny_model, images, (images, labels), max_epochs=1, **FAST)
     with pytest.raises(ValueError, match="train_data: expected .* items, got items without a label"):
         train(tiny_model, list(images), (images, labels), max_epochs=1, **FAST)
+
+
+def test_settings_and_keywords_train_alike_and_num_workers_is_the_old_name(tiny_model):
+    import copy
+
+    from ispad_core.nn import TrainSettings, predict
+
+    tr, va = bright_spot_data(32, seed=0), bright_spot_data(16, seed=1)
+    other = copy.deepcopy(tiny_model)
+    a = train(tiny_model, tr, va, settings=TrainSettings(batch_size=8, max_steps=3, verbose=False, optimizer="adamw"))
+    b = train(other, tr, va, batch_size=8, max_steps=3, verbose=False, optimizer="adamw")
+    assert a.steps == b.steps == 3
+    for p, q in zip(tiny_model.parameters(), other.parameters()):
+        torch.testing.assert_close(p, q)
+    with pytest.warns(DeprecationWarning, match="train: num_workers= is now called workers="):
+        train(copy.deepcopy(other), tr, va, batch_size=8, max_steps=1, verbose=False, num_workers=0)
+    with pytest.warns(DeprecationWarning, match="predict: num_workers= is now called workers="):
+        predict(other, va, num_workers=0)
+    with pytest.raises(TypeError, match="train\\(\\) got an unexpected keyword argument 'epochs'"):
+        train(other, tr, va, epochs=1)
+    with pytest.raises(TypeError, match="settings: expected a TrainSettings, got dict"):
+        train(other, tr, va, settings={"batch_size": 8})

@@ -154,7 +154,7 @@ def test_synthetic_stream_with_augmentation_in_workers(layer, context, kernels_f
 _SERIAL_IN_WORKERS = """
 import os
 import numpy as np, torch
-from ispad_core import _config
+from ispad_core._shared import config as _config
 from ispad_core.augment import augment_batch
 
 class Items(torch.utils.data.Dataset):
@@ -191,7 +191,7 @@ def test_workers_and_forked_processes_run_the_serial_kernels():
 
 
 def test_serial_twins_give_the_parallel_kernels_bytes():
-    from ispad_core import _augment_kernels as K
+    from ispad_core.augment import _kernels as K
     from ispad_core.augment import AUGMENT_PRESETS
 
     rng = np.random.default_rng(1)
@@ -220,7 +220,7 @@ def test_serial_twins_give_the_parallel_kernels_bytes():
 
 _POLICY = """
 import os, sys
-from ispad_core._config import prefer_passive_openmp
+from ispad_core._shared.config import prefer_passive_openmp
 if sys.argv[1:] == ["torch-first"]:
     import torch  # the OpenMP runtime has read its settings: too late to ask
 print(prefer_passive_openmp(), os.environ.get("OMP_WAIT_POLICY"))

@@ -59,10 +59,9 @@ def test_single_item_rejects(func, patch, params, kwargs, exc, match):
         (BATCH.astype(bool), {}, TypeError, "patches: expected dtype uint8 or uint16, got bool"),
         (np.zeros((2, 32, 32, 0), np.uint8), {}, ValueError, "patches: expected 1 to 4 channels on the last axis"),
         (np.zeros((2, 10, 32), np.uint8), {}, ValueError, r"patches: expected height and width of at least 2 \* margin \+ 1 = 17"),
-        (BATCH, {"rng": [1, 2, 3]}, ValueError, r"rng: expected 2 per-item seeds, got an array of shape \(3,\)"),
-        (BATCH, {"rng": np.array([1.0, 2.0])}, TypeError, "rng: per-item seeds must be integers, got dtype float64"),
-        (BATCH, {"rng": np.array([1, 2**32])}, ValueError, r"rng: per-item seeds must lie in \[0, 2\*\*32\)"),
-        (BATCH, {"rng": np.array([-1, 2])}, ValueError, r"rng: per-item seeds must lie in \[0, 2\*\*32\)"),
+        (BATCH, {"seeds": np.array([1.0, 2.0])}, TypeError, "seeds: per-item seeds must be integers, got dtype float64"),
+        (BATCH, {"seeds": np.array([1, 2**32])}, ValueError, r"seeds: per-item seeds must lie in \[0, 2\*\*32\)"),
+        (BATCH, {"seeds": np.array([-1, 2])}, ValueError, r"seeds: per-item seeds must lie in \[0, 2\*\*32\)"),
         (BATCH, {"seeds": [1, 2, 3]}, ValueError, r"seeds: expected 2 per-item seeds, got an array of shape \(3,\)"),
         (BATCH, {"seeds": 5}, TypeError, "seeds: expected an array of 2 integer seeds, got int"),
         (BATCH, {"seeds": [1, 2], "rng": 0}, ValueError, "seeds: pass either rng or seeds, not both"),
@@ -112,3 +111,29 @@ def test_skeleton_rejects(shape, params, exc, match):
 def test_gallery_rejects(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         gallery(**kwargs)
+
+
+def test_masks_are_bool_in_memory_everywhere():
+    """synthesize, synthesize_batch and synthesize_steps give bool masks, like the stream and its files."""
+    from ispad_core.samples import screen_print
+    from ispad_core.synth import synthesize, synthesize_batch, synthesize_steps
+
+    patches = np.stack([screen_print((64, 64), rng=i) for i in range(3)])
+    res = synthesize_batch(patches, "dot-dark", rng=0, defective=[True, False, True])
+    assert res.masks.dtype == np.bool_ and not res.masks[1].any() and res.masks[0].any()
+    assert synthesize(patches[0], "scratch", rng=1).mask.dtype == np.bool_
+    assert synthesize_steps(patches[0], "scratch", rng=1).mask.dtype == np.bool_
+
+
+def test_batch_result_keeps_both_visibility_measures_and_the_component():
+    from ispad_core.samples import screen_print
+    from ispad_core.synth import PRESETS, synthesize_batch, synthesize_steps
+
+    patches = np.stack([screen_print((64, 64), rng=i) for i in range(4)])
+    res = synthesize_batch(patches, "mixed", rng=3)
+    for i in range(4):
+        steps = synthesize_steps(patches[i], "mixed", seed=int(res.seeds[i]))
+        assert res.ssr[i] == steps.ssr and res.cnr[i] == steps.cnr
+        assert PRESETS["mixed"].names[res.components[i]] == steps.component
+        comp = PRESETS["mixed"].components[res.components[i]]
+        assert res.visibility[i] == (res.cnr[i] if comp.visibility == "cnr" else res.ssr[i])

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ispad_core._validation import item_seeds
+from ispad_core._shared.validation import item_seeds
 from ispad_core.samples import screen_print
 from ispad_core.synth import PRESETS, DefectParams, random_walk_skeleton, synthesize_steps
 from tests.reference import synth_ref as ref

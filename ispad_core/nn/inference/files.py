@@ -1,0 +1,506 @@
+"""Inspecting scan files with a model file: a JSON report and an overlay per scan, a summary CSV."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.files import (
+    OutOfSpaceError,
+    atomic_output,
+    check_output_path,
+    exclusive_lock,
+    remove_stale_temporaries,
+)
+from ispad_core._shared.validation import check_float, check_int
+from ispad_core._shared.version import __version__
+from ispad_core.nn.inference.overlay import overlay
+from ispad_core.nn.inference.scoring import (
+    JSON_FORMAT,
+    JSON_FORMAT_VERSION,
+    InferenceSettings,
+    check_model,
+    check_stride,
+    default_stride,
+    inspect,
+    is_onnx,
+)
+from ispad_core.nn.preprocessing import Preprocess, resolve_preprocess
+
+__all__ = ["INSPECT_LOCK", "SUMMARY_COLUMNS", "InspectionReport", "ScanOutcome", "inspect_files"]
+
+INSPECT_LOCK = ".ispad-inspect.lock"
+"""The writer lock that :func:`inspect_files` holds inside its output folder while it runs."""
+
+_OUTPUT_NAMES = r".+\.json|.+_overlay\.png|summary\.csv"  # what inspect_files writes into its folder
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """What :func:`inspect_files` did with one scan.
+
+    Attributes
+    ----------
+    name : str
+        The output name (the file's stem).
+    path : pathlib.Path
+        The scan file.
+    ok : bool
+        Whether it was inspected; if not, ``error`` says why.
+    defective : bool or None
+    max_score : float or None
+    flagged : int or None
+        Windows at or over the threshold.
+    windows : int or None
+        Windows inspected.
+    json, overlay : pathlib.Path or None
+        The files written.
+    seconds : float
+        Wall time for this scan (reading to writing).
+    colour : str or None
+        The colour conversion applied.
+    error : str or None
+        One line naming the file and what is wrong.
+    """
+
+    name: str
+    path: Path
+    ok: bool
+    defective: bool | None = None
+    max_score: float | None = None
+    flagged: int | None = None
+    windows: int | None = None
+    json: Path | None = None
+    overlay: Path | None = None
+    seconds: float = 0.0
+    colour: str | None = None
+    error: str | None = None
+
+    def __str__(self) -> str:
+        if not self.ok:
+            return f"{self.path}: FAILED: {self.error}"
+        verdict = "DEFECTIVE" if self.defective else "good"
+        return (f"{self.path}: {verdict} (max score {self.max_score:.3f}, {self.flagged} of {self.windows} windows "
+                f"flagged, {self.seconds:.1f} s) -> {self.json}, {self.overlay}")
+
+
+@dataclass(frozen=True)
+class InspectionReport:
+    """The result of :func:`inspect_files`.
+
+    Attributes
+    ----------
+    scans : tuple of ScanOutcome
+        One per scan, in the order given.
+    out : pathlib.Path
+        The output folder.
+    summary : pathlib.Path
+        ``out/summary.csv``.
+    model : dict
+        What the JSON files say about the model (path, backbone, patch size, threshold, ...).
+    """
+
+    scans: tuple
+    out: Path
+    summary: Path
+    model: dict
+
+    @property
+    def failed(self) -> tuple:
+        """The scans that could not be inspected."""
+        return tuple(s for s in self.scans if not s.ok)
+
+    @property
+    def defective(self) -> tuple:
+        """The scans found defective."""
+        return tuple(s for s in self.scans if s.ok and s.defective)
+
+
+SUMMARY_COLUMNS = (
+    "name", "path", "status", "decision", "max_score", "threshold", "flagged", "windows",
+    "hottest_row", "hottest_col", "seconds", "json", "overlay", "error",
+)
+"""Columns of ``summary.csv``."""
+
+
+def _model_info(model: Any, metadata: Mapping, path: Path | None, engine: str) -> dict:
+    keys = ("backbone", "backbone_kwargs", "in_channels", "num_classes", "patch_size", "preprocess", "threshold",
+            "library_version", "created", "format", "format_version")
+    info = {"path": None if path is None else str(path), "engine": engine}
+    info.update({k: metadata[k] for k in keys if k in metadata})
+    return info
+
+
+def _load_model(model: Any, *, engine: str | None, device: Any, allow_factory: Any):
+    """(model, metadata, path, engine) from a model file path or a (model, metadata) pair."""
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model: {path} does not exist")
+        onnx_file = path.suffix.lower() == ".onnx"
+        engine = engine or ("onnxruntime" if onnx_file else "torch")
+        if engine == "onnxruntime":
+            from ispad_core.nn.export import load_onnx, onnx_from_model_file
+
+            if onnx_file:
+                net, meta = load_onnx(path)
+            else:
+                net, meta = onnx_from_model_file(path, allow_factory=allow_factory)
+            return net, meta, path, engine
+        if onnx_file:
+            raise InputValueError(f"model: {path} is an ONNX file; inspect it with engine='onnxruntime' (--engine onnxruntime)")
+        from ispad_core.nn.modelfile import load_model
+
+        net, meta = load_model(path, device="cpu" if device is None else device, allow_factory=allow_factory)
+        return net, meta, path, engine
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], Mapping):
+        net, meta = model
+        check_model(net)
+        eng = "onnxruntime" if is_onnx(net) else "torch"
+        if engine is not None and engine != eng:
+            raise InputValueError(f"engine: {engine!r} does not match the given {eng} model")
+        return net, dict(meta), None, eng
+    raise InputTypeError(f"model: expected a model file path or a (model, metadata) pair, got {type(model).__name__}")
+
+
+def _roi_for(rois: Any, name: str, scan: Path) -> tuple[np.ndarray | None, str | None]:
+    """The ROI of one scan: from a folder (a file with the scan's stem) or a mapping of name -> array/path."""
+    from ispad_core.io import IMAGE_EXTENSIONS, read_image
+
+    if rois is None:
+        return None, None
+    if isinstance(rois, Mapping):
+        if name not in rois:
+            raise InputValueError(f"rois: no region of interest for {scan} (expected the key {name!r})")
+        value = rois[name]
+        if isinstance(value, (str, os.PathLike)):
+            roi = read_image(value, name="rois")
+            source = str(value)
+        else:
+            return np.asarray(value), "array"
+    else:
+        folder = Path(rois)
+        if not folder.is_dir():
+            raise NotADirectoryError(f"rois: {folder} is not a folder")
+        found = [folder / (name + ext) for ext in IMAGE_EXTENSIONS if (folder / (name + ext)).is_file()]
+        if not found:
+            raise InputValueError(f"rois: no region of interest for {scan} in {folder} (expected {name}.png)")
+        roi = read_image(found[0], name="rois")
+        source = str(found[0])
+    if roi.ndim == 3:
+        roi = roi.max(axis=2)
+    return roi, source
+
+
+def _read_scan(path: Path) -> tuple[np.ndarray | None, str]:
+    """``(image, "")`` or ``(None, why)``. When decoding fails, imageio's plugins leave the file
+    open in reference cycles; they are collected here with their ResourceWarnings silenced, so
+    they do not surface later in unrelated code (or fail a test run with warnings as errors)."""
+    import gc
+    import warnings
+
+    from ispad_core.io import read_image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            return read_image(path, name="scans"), ""
+        except (OSError, ValueError) as exc:
+            msg = str(exc)
+        gc.collect()
+    return None, msg
+
+
+def _write_json(path: Path, payload: dict, overwrite: bool) -> None:
+    with atomic_output(path, name="out", overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _write_png(path: Path, image: np.ndarray, overwrite: bool) -> None:
+    import imageio.v3 as iio
+
+    data = iio.imwrite("<bytes>", image, extension=".png")  # encoded in memory: a failing write is ours to report
+    with atomic_output(path, name="out", overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+
+
+def inspect_files(
+    scans: Sequence[str | os.PathLike] | str | os.PathLike,
+    *,
+    model: Any,
+    out: str | os.PathLike,
+    rois: Any = None,
+    min_roi_fraction: float | None = None,
+    threshold: float | None = None,
+    size: int | None = None,
+    stride: int | None = None,
+    allow_factory: Any = None,
+    overwrite: bool = False,
+    settings: InferenceSettings | None = None,
+    **options: Any,
+) -> InspectionReport:
+    """Inspect scan files with a model file; write a JSON report and an overlay per scan and a summary.
+
+    For each scan (in the order given): read it, :func:`inspect` it with the model's patch size,
+    preprocessing and threshold, and write ``out/<name>.json`` and ``out/<name>_overlay.png``
+    (``<name>`` is the file's stem); at the end ``out/summary.csv`` has one row per scan
+    (:data:`SUMMARY_COLUMNS`). A scan that cannot be read, is smaller than a window, or whose ROI
+    is missing or of another size is reported (``ScanOutcome.error`` names the file and the sizes)
+    and the others are still inspected. Every file is written atomically. One run at a time fills a
+    folder: the run holds the lock ``out/.ispad-inspect.lock`` (:data:`INSPECT_LOCK`) and first
+    removes the temporary files that a killed run of this library left there (only names it
+    creates itself; nothing else in the folder is touched).
+
+    JSON schema (``format`` "ispad-inspection", ``format_version`` 1)::
+
+        format, format_version, library_version, created (ISO 8601 UTC)
+        scan: {path, name, height, width, channels, colour_conversion (str or null)}
+        roi: path of the ROI file or null, min_roi_fraction (null: any ROI pixel)
+        model: {path, engine, backbone, in_channels, patch_size, preprocess, threshold, ...}
+        decision: "defective" | "good", defective: bool, threshold, max_score
+        hottest_window: {row, col, size, score}
+        flagged: [{row, col, size, score}, ...]   every window with score >= threshold, highest first
+        windows: {size, stride, grid, inspected, skipped_outside_roi, flagged}
+        inference: {precision, channels_last, device}
+        timings: {read_s, gather_s, preprocess_s, wait_s, forward_s, stitch_s, total_s, windows_per_s,
+                  overlay_s, write_s}
+        notes: [str, ...]
+        overlay: file name of the overlay PNG
+
+    Parameters
+    ----------
+    scans : path or sequence of paths
+        Scan files, or folders of them (:func:`ispad_core.io.list_images`).
+    model : path or (model, metadata)
+        A model file (``load_model``; an ``.onnx`` file of :func:`ispad_core.nn.export.export_onnx`
+        runs on onnxruntime), or a loaded model with its metadata dict (``patch_size``,
+        ``threshold``, ``preprocess`` are used).
+    out : path
+        Output folder (created if missing).
+    rois : folder or mapping, optional
+        Regions of interest: a folder with one image per scan named like it (``<name>.png``,
+        nonzero inside), or a mapping of scan name to an array or a file.
+    min_roi_fraction : float, optional
+        As in :func:`predict_windows`.
+    threshold : float, optional
+        Override the model's threshold.
+    size : int, optional
+        Window side; must equal the model's ``patch_size`` if both are known.
+    stride : int, optional
+        As in :func:`~ispad_core.nn.inference.predict_windows`.
+    allow_factory : str or sequence of str, optional
+        Passed to ``load_model``: the backbone factories (``"pkg.mod:fn"``) you allow it to import.
+    overwrite : bool, default False
+        Replace existing output files (otherwise nothing is done when any exists).
+    settings : InferenceSettings, optional
+        How the windows are scored (``batch_size``, ``device``, ``precision``, ``channels_last``,
+        ``verbose``) and ``engine`` ({"torch", "onnxruntime"}; default onnxruntime for an
+        ``.onnx`` file, torch otherwise; onnxruntime with a ``.pt`` model file exports it in
+        memory first).
+    **options
+        Fields of :class:`~ispad_core.nn.inference.InferenceSettings` as keywords, over
+        ``settings``; and ``overlay_max_side`` (int, default 4096: the longest side of the
+        overlay PNGs; larger scans are shrunk) and ``on_scan`` (callable, called with each
+        :class:`ScanOutcome` as soon as it is done; the CLI prints it).
+
+    Returns
+    -------
+    InspectionReport
+
+    Raises
+    ------
+    ValueError
+        Before any scan is inspected: two scans with the same name, an explicit ``size`` other
+        than the model's patch size, a ``stride`` larger than it, no threshold; FileExistsError
+        when an output exists and ``overwrite`` is False. Per-scan problems are reported in the
+        result instead.
+    ispad_core._shared.files.OutputBusyError
+        At once, when another run is writing into ``out``.
+    ispad_core._shared.files.OutOfSpaceError
+        When the disk fills up: the run stops there (the files written so far and the older
+        ones are whole; the message names the file and the free space).
+    """
+    on_scan = options.pop("on_scan", None)
+    overlay_max_side = options.pop("overlay_max_side", 4096)
+    run = InferenceSettings.build(settings, options, "inspect_files")
+    files, names = _scan_files(scans)
+    job = _job(model, run, size=size, stride=stride, threshold=threshold, allow_factory=allow_factory)
+    job = dataclasses.replace(job, rois=rois, min_roi_fraction=min_roi_fraction, overlay_max_side=overlay_max_side)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # one run per folder: a second one is refused at once, before it writes or checks anything
+    with exclusive_lock(out, name="out", lock=out / INSPECT_LOCK):
+        remove_stale_temporaries(out, names=_OUTPUT_NAMES)  # what a killed run of ours left
+        return _inspect_into(out, files, names, job, overwrite=overwrite, on_scan=on_scan)
+
+
+def _inspect_into(out: Path, files: list, names: list, job: _Job, *, overwrite: bool, on_scan: Any) -> InspectionReport:
+    """The work of :func:`inspect_files` once its arguments are checked and its folder is locked."""
+    summary_path = out / "summary.csv"
+    for n in names:  # refuse before any work rather than after an hour of inspection
+        check_output_path(out / f"{n}.json", "out", overwrite=overwrite)
+        check_output_path(out / f"{n}_overlay.png", "out", overwrite=overwrite)
+    check_output_path(summary_path, "out", overwrite=overwrite)
+    outcomes, rows = [], []
+    for f, name in zip(files, names):
+        outcome, hottest = _inspect_one(f, name, job, out, overwrite)
+        outcomes.append(outcome)
+        rows.append(_summary_row(outcome, hottest, job.threshold))
+        if on_scan is not None:
+            on_scan(outcome)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_output(summary_path, name="out", overwrite=overwrite) as tmp:
+        tmp.write_text(text.getvalue())
+    return InspectionReport(scans=tuple(outcomes), out=out, summary=summary_path, model=job.model_info)
+
+
+def _scan_files(scans: Any) -> tuple[list[Path], list[str]]:
+    """The scan files (folders listed) and their names; two scans of one name are refused."""
+    from ispad_core.io import list_images
+
+    if isinstance(scans, (str, os.PathLike)):
+        scans = [scans]
+    files: list[Path] = []
+    for s in scans:
+        p = Path(s)
+        files += list_images(p, name="scans") if p.is_dir() else [p]
+    if not files:
+        raise InputValueError("scans: expected at least one scan file, got none")
+    names = [f.stem for f in files]
+    seen: dict[str, Path] = {}
+    for f, n in zip(files, names):
+        if n in seen:
+            raise InputValueError(f"scans: {seen[n]} and {f} would both write {n}.json; rename one of them")
+        seen[n] = f
+    return files, names
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every scan of one call is inspected with."""
+
+    net: Any
+    model_info: dict
+    size: int
+    stride: int
+    threshold: float
+    preprocess: Preprocess
+    run: InferenceSettings
+    rois: Any = None
+    min_roi_fraction: float | None = None
+    overlay_max_side: int = 4096
+
+
+def _job(model: Any, run: InferenceSettings, *, size: Any, stride: Any, threshold: Any, allow_factory: Any) -> _Job:
+    """Load the model and settle the window size, stride, threshold and preprocessing from its metadata."""
+    net, meta, model_path, engine = _load_model(model, engine=run.engine, device=run.device, allow_factory=allow_factory)
+    model_name = str(model_path) if model_path is not None else "the model"
+    patch = meta.get("patch_size")
+    if size is None:
+        if patch is None:
+            raise InputValueError(f"size: {model_name} records no patch_size; pass size=")
+        size = patch
+    size = check_int(size, "size", minimum=1)
+    if patch is not None and int(patch) != size:
+        raise InputValueError(
+            f"size: {model_name} was trained on {patch} x {patch} patches, but windows of {size} x {size} were asked for"
+        )
+    if threshold is None:
+        threshold = meta.get("threshold")
+        if threshold is None:
+            raise InputValueError(f"threshold: {model_name} records no threshold; pass threshold=")
+    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
+    pre = meta.get("preprocess")
+    params = Preprocess(**pre) if isinstance(pre, Mapping) else resolve_preprocess(pre if pre is not None else "lsm2")
+    stride = default_stride(size) if stride is None else check_stride(stride, size, "the model's patch size")
+    model_info = _model_info(net, meta, model_path, engine)
+    model_info["threshold_used"] = threshold
+    return _Job(net, model_info, size, stride, threshold, params, run)
+
+
+def _inspect_one(f: Path, name: str, job: _Job, out: Path, overwrite: bool) -> tuple[ScanOutcome, tuple]:
+    """Inspect one scan and write its files; a problem with this scan is its outcome, not an error."""
+    t0 = time.perf_counter()
+    try:
+        image, msg = _read_scan(f)
+        if image is None:
+            raise InputValueError(msg if str(f) in msg else f"{f}: {msg}")
+        t_read = time.perf_counter() - t0
+        H, W = image.shape[:2]
+        if H < job.size or W < job.size:
+            raise InputValueError(f"{f}: the scan is {H} x {W} px, smaller than the model's {job.size} x {job.size} window")
+        roi, roi_source = _roi_for(job.rois, name, f)
+        if roi is not None and roi.shape != (H, W):
+            raise InputValueError(f"{f}: the scan is {H} x {W} px but its ROI {roi_source} is {roi.shape[0]} x {roi.shape[1]}")
+        try:
+            result = inspect(
+                job.net, image, threshold=job.threshold, size=job.size, stride=job.stride, preprocess=job.preprocess,
+                roi=roi, min_roi_fraction=job.min_roi_fraction, settings=dataclasses.replace(job.run, engine=None),
+            )
+        except ValueError as exc:
+            raise InputValueError(f"{f}: {exc}") from None
+        t1 = time.perf_counter()
+        picture = overlay(image, result, roi=roi, max_side=job.overlay_max_side, title=f.name)
+        t2 = time.perf_counter()
+        payload = _payload(f, name, image, result, job, roi_source)
+        payload["timings"] = {"read_s": round(t_read, 6), **payload["timings"], "overlay_s": round(t2 - t1, 6)}
+        json_path, png_path = out / f"{name}.json", out / f"{name}_overlay.png"
+        _write_png(png_path, picture, overwrite)
+        payload["timings"]["write_s"] = round(time.perf_counter() - t2, 6)
+        _write_json(json_path, payload, overwrite)
+        top = int(np.argmax(result.scores))
+        hottest = (int(result.origins[top, 0]), int(result.origins[top, 1]))
+        return ScanOutcome(
+            name=name, path=f, ok=True, defective=result.defective, max_score=result.max_score,
+            flagged=int(result.flagged.size), windows=int(result.scores.size), json=json_path, overlay=png_path,
+            seconds=time.perf_counter() - t0, colour=result.colour,
+        ), hottest
+    except OutOfSpaceError:
+        raise  # not this scan's fault: the run stops, the files written so far stay whole
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        msg = str(exc)
+        if str(f) not in msg:
+            msg = f"{f}: {msg}"
+        return ScanOutcome(name=name, path=f, ok=False, seconds=time.perf_counter() - t0, error=msg), (None, None)
+
+
+def _payload(f: Path, name: str, image: np.ndarray, result: Any, job: _Job, roi_source: Any) -> dict:
+    """The JSON report of one scan (its timings completed by the caller)."""
+    payload = {"format": JSON_FORMAT, "format_version": JSON_FORMAT_VERSION, "library_version": __version__,
+               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    body = result.to_dict()
+    payload["scan"] = {"path": str(f), "name": name, **body.pop("scan"),
+                       "channels": 1 if image.ndim == 2 else int(image.shape[2])}
+    payload["roi"] = roi_source
+    payload["min_roi_fraction"] = job.min_roi_fraction
+    payload["model"] = job.model_info
+    payload.update(body)
+    payload["overlay"] = f"{name}_overlay.png"
+    return payload
+
+
+def _summary_row(outcome: ScanOutcome, hottest: tuple, threshold: float) -> dict:
+    return {
+        "name": outcome.name, "path": str(outcome.path), "status": "ok" if outcome.ok else "error",
+        "decision": "" if not outcome.ok else ("defective" if outcome.defective else "good"),
+        "max_score": "" if not outcome.ok else f"{outcome.max_score:.6f}", "threshold": f"{threshold:.6f}",
+        "flagged": "" if not outcome.ok else outcome.flagged, "windows": "" if not outcome.ok else outcome.windows,
+        "hottest_row": "" if hottest[0] is None else hottest[0], "hottest_col": "" if hottest[1] is None else hottest[1],
+        "seconds": f"{outcome.seconds:.3f}", "json": "" if outcome.json is None else outcome.json.name,
+        "overlay": "" if outcome.overlay is None else outcome.overlay.name, "error": outcome.error or "",
+    }

@@ -1,0 +1,174 @@
+"""The settings of a training run, in one frozen object that :func:`ispad_core.nn.train`,
+:func:`ispad_core.nn.train_detector`, ``ispad train`` and the experiment runner share."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ispad_core._shared.errors import InputTypeError
+from ispad_core._shared.validation import check_choice, check_float, check_int, take_renamed
+
+__all__ = ["PAPER_RECIPE", "TrainSettings"]
+
+#: The optimiser settings :func:`ispad_core.nn.train` uses where a TrainSettings leaves them None:
+#: the paper's SGD with momentum and cosine warm restarts.
+PAPER_RECIPE = {"optimizer": "sgd", "lr": 5e-4, "lr_min": 1e-5, "momentum": 0.9, "weight_decay": 1e-2,
+                "t_0": 7813, "t_mult": 2}
+
+
+def _optional_int(value: Any, name: str, minimum: int = 1) -> int | None:
+    return None if value is None else check_int(value, name, minimum=minimum)
+
+
+def _optional_float(value: Any, name: str, **bounds: Any) -> float | None:
+    return None if value is None else check_float(value, name, **bounds)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train: the length of the run, the optimiser, the data, the model and where it runs.
+
+    Give one as ``settings=`` to :func:`ispad_core.nn.train` or
+    :func:`ispad_core.nn.train_detector`, or its fields as keywords (which then override the
+    settings' fields): ``train_detector(stream, out=..., settings=TrainSettings(max_steps=500))``
+    and ``train_detector(stream, out=..., max_steps=500)`` are the same run.
+
+    Attributes
+    ----------
+    batch_size : int, default 128
+        Patches per batch (per process under torch.distributed).
+    max_epochs, max_steps : int, optional
+        Limits of the run; without either it stops early after ``patience`` validations.
+    val_every : int, optional
+        Validate every this many optimizer steps (counted over the run) instead of every epoch.
+    patience : int, default 20
+        Validations without a lower validation loss before stopping.
+    optimizer, lr, lr_min, momentum, weight_decay, t_0, t_mult : optional
+        The optimiser (``"sgd"`` or ``"adamw"``) and its cosine schedule
+        (``CosineAnnealingWarmRestarts`` with period ``t_0`` steps growing by ``t_mult``). None
+        takes the recipe's value: :func:`~ispad_core.nn.train` uses :data:`PAPER_RECIPE`,
+        :func:`~ispad_core.nn.train_detector` its :func:`~ispad_core.nn.detector.recipe`.
+    preprocess : Preprocess, preset name or None, default "lsm2"
+        Batch preprocessing (see :func:`ispad_core.nn.preprocess_batch`).
+    augment : "auto", preset name, AugmentParams or None, default "auto"
+        :func:`~ispad_core.nn.train_detector`: augmentation of every draw of a real defect.
+    p_inj : float, optional
+        :func:`~ispad_core.nn.train_detector`: the injection probability (default 1/32, 0.5
+        for oversampling).
+    mode : {"mixed", "oversampling"}, default "mixed"
+        :func:`~ispad_core.nn.train_detector`: how real defects enter the stream.
+    backbone : str, default "resnet18"
+        :func:`~ispad_core.nn.train_detector`: a built-in backbone or ``"package.module:function"``.
+    backbone_kwargs : dict, optional
+        :func:`~ispad_core.nn.train_detector`: extra keyword arguments of the backbone (JSON-safe).
+    weights : path, optional
+        :func:`~ispad_core.nn.train_detector`: pretrained weights (the fine-tuning recipe).
+    device : str or torch.device, optional
+        Default: CUDA if available, else the CPU.
+    amp : bool, optional
+        Mixed precision: None uses fp16 autocast on CUDA and full precision elsewhere; True also
+        bf16 autocast on the CPU; False never.
+    channels_last : bool, default False
+        Train in ``torch.channels_last`` memory format.
+    workers : int, optional
+        DataLoader worker processes: None is 0 for :func:`~ispad_core.nn.train` and
+        :func:`~ispad_core.nn.detector.default_workers` for
+        :func:`~ispad_core.nn.train_detector` (``num_workers``, the old name, still works and warns).
+    threads : int, optional
+        torch CPU threads during the run (restored afterwards); None leaves torch's setting.
+    seed : int, default 0
+        Initialisation, data order, injections and dropout.
+    verbose : bool, default True
+        Progress on stderr (rank 0 only); ``ispad train --quiet`` turns it off.
+    log_every : int, optional
+        Steps between progress lines when stderr is not a terminal (default about every 30 s).
+
+    Examples
+    --------
+    >>> s = TrainSettings(max_steps=200, batch_size=32)
+    >>> s.replace(lr=1e-3).lr, s.optimizer is None
+    (0.001, True)
+    """
+
+    batch_size: int = 128
+    max_epochs: int | None = None
+    max_steps: int | None = None
+    val_every: int | None = None
+    patience: int = 20
+    optimizer: str | None = None
+    lr: float | None = None
+    lr_min: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    t_0: int | None = None
+    t_mult: int | None = None
+    preprocess: Any = "lsm2"
+    augment: Any = "auto"
+    p_inj: float | None = None
+    mode: str = "mixed"
+    backbone: str = "resnet18"
+    backbone_kwargs: dict | None = None
+    weights: str | os.PathLike | None = None
+    device: Any = None
+    amp: bool | None = None
+    channels_last: bool = False
+    workers: int | None = None
+    threads: int | None = None
+    seed: int = 0
+    verbose: bool = True
+    log_every: int | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: store the checked values once, here
+        set_(self, "batch_size", check_int(self.batch_size, "batch_size", minimum=1))
+        for name in ("max_epochs", "max_steps", "val_every", "log_every", "t_0", "t_mult", "threads"):
+            set_(self, name, _optional_int(getattr(self, name), name))
+        set_(self, "workers", _optional_int(self.workers, "workers", minimum=0))
+        set_(self, "patience", check_int(self.patience, "patience", minimum=1))
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
+            raise InputTypeError(f"seed: expected an int, got {type(self.seed).__name__}")
+        set_(self, "seed", check_int(self.seed, "seed", minimum=0, maximum=2**63 - 1))
+        if self.optimizer is not None:
+            check_choice(self.optimizer, "optimizer", ("sgd", "adamw"))
+        set_(self, "lr", _optional_float(self.lr, "lr", minimum=0.0, min_inclusive=False))
+        set_(self, "lr_min", _optional_float(self.lr_min, "lr_min", minimum=0.0))
+        set_(self, "momentum", _optional_float(self.momentum, "momentum", minimum=0.0, maximum=1.0, max_inclusive=False))
+        set_(self, "weight_decay", _optional_float(self.weight_decay, "weight_decay", minimum=0.0))
+        check_choice(self.mode, "mode", ("mixed", "oversampling"))
+        if not isinstance(self.backbone, str):
+            raise InputTypeError(
+                f"backbone: expected a built-in name or 'package.module:function', got {type(self.backbone).__name__}"
+            )
+        if self.backbone_kwargs is not None and not isinstance(self.backbone_kwargs, Mapping):
+            raise InputTypeError(f"backbone_kwargs: expected a dict or None, got {type(self.backbone_kwargs).__name__}")
+
+    def replace(self, **changes: Any) -> TrainSettings:
+        """A copy with some fields changed (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+    def recipe_value(self, name: str) -> Any:
+        """The optimiser setting ``name``: this one's, or the paper's where it is None."""
+        value = getattr(self, name)
+        return PAPER_RECIPE[name] if value is None else value
+
+    @classmethod
+    def build(cls, settings: TrainSettings | None, options: dict, caller: str) -> TrainSettings:
+        """``settings`` (default: all defaults) with the keyword ``options`` of ``caller`` on top.
+
+        An unknown keyword is refused as Python refuses one: ``caller() got an unexpected keyword
+        argument 'x'``; ``num_workers`` is the old name of ``workers``.
+        """
+        take_renamed(options, caller, "num_workers", "workers")
+        if settings is not None and not isinstance(settings, TrainSettings):
+            raise InputTypeError(f"settings: expected a TrainSettings, got {type(settings).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        for key in options:
+            if key not in fields:
+                raise InputTypeError(f"{caller}() got an unexpected keyword argument {key!r}")
+        base = settings if settings is not None else cls()
+        return dataclasses.replace(base, **options) if options else base
