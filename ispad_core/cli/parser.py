@@ -16,6 +16,7 @@ from ispad_core.cli import (
     info,
     inspect,
     merge,
+    review,
     synth,
     train,
 )
@@ -24,7 +25,7 @@ __all__ = ["COMMANDS", "build_parser"]
 
 #: The command modules, in the order ``ispad --help`` lists them: each has ``add_parser(sub)``,
 #: which registers its options and sets ``func`` to its ``run(args)``.
-COMMANDS = (synth, merge, gallery, evaluate, info, train, inspect, export, crops, benchmark, experiment, demo)
+COMMANDS = (synth, merge, gallery, evaluate, info, train, inspect, review, export, crops, benchmark, experiment, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,12 @@ The paper collects its real defects as 512 x 512 patches centred on each defect,
 reads a position table (``scan,row,col,group``) and :func:`write_crops` cuts every listed
 position from its scan and writes ``OUT/<group>/<scan>_r<row>_c<col>.png``, the folder layout
 that real-defect training reads (``real/points/``, ``real/area/``, ...).
+
+The ``decisions.csv`` of a review page (``ispad review``; columns
+``scan,row,col,group,decision,score,threshold``) is a position table too: with a ``decision``
+column each row is a reviewed inspection window, ``row, col`` its top-left corner and ``size`` its
+side; ``defect`` rows go to ``OUT/<group>/`` and ``false_alarm`` rows to a folder of fault-free
+windows (``good_out``), which ``ispad train --negatives`` reads.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ import numpy as np
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_int
 
-__all__ = ["CropPosition", "crop_at", "read_positions", "write_crops"]
+__all__ = ["DECISIONS", "CropPosition", "crop_at", "read_positions", "write_crops"]
 
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+#: The values of the ``decision`` column of a review table: a confirmed defect, a false alarm.
+DECISIONS = ("defect", "false_alarm")
 
 
 def crop_at(image: Any, centers: Any, size: int, *, pad: bool = False) -> np.ndarray:
@@ -108,20 +117,36 @@ def crop_at(image: Any, centers: Any, size: int, *, pad: bool = False) -> np.nda
 
 @dataclass(frozen=True)
 class CropPosition:
-    """One row of a position table: a defect at ``(row, col)`` of ``scan``, in ``group``."""
+    """One row of a position table: a defect at ``(row, col)`` of ``scan``, in ``group``.
+
+    ``decision`` is None for a plain position table (``row, col`` is the defect's centre) and
+    ``"defect"`` or ``"false_alarm"`` for a review table (``row, col`` is the window's top-left
+    corner; ``group`` is empty for a false alarm).
+    """
 
     scan: str
     row: int
     col: int
     group: str
     line: int
+    decision: str | None = None
+
+    @property
+    def is_window(self) -> bool:
+        """True for a row of a review table, whose ``row, col`` is a window's top-left corner."""
+        return self.decision is not None
 
 
 def read_positions(path: str | os.PathLike) -> list[CropPosition]:
-    """Read a position table: a CSV with the header ``scan,row,col,group``.
+    """Read a position table: a CSV with the header ``scan,row,col,group`` (more columns allowed).
 
     ``scan`` is a file name relative to the scan folder, ``row`` and ``col`` the defect's centre in
     pixels (0-based), ``group`` the defect group (a folder name such as ``points`` or ``area``).
+
+    A review table (the ``decisions.csv`` of ``ispad review``: ``scan,row,col,group,decision,
+    score,threshold``) has a ``decision`` column: ``defect`` or ``false_alarm``. Its ``row`` and
+    ``col`` are then the top-left corner of the inspection window, and ``group`` may be empty on
+    ``false_alarm`` rows (it is not used for them). ``score`` and ``threshold`` are not used.
 
     Returns
     -------
@@ -145,10 +170,14 @@ def read_positions(path: str | os.PathLike) -> list[CropPosition]:
         if missing:
             raise InputValueError(f"{path}: expected the columns scan,row,col,group, missing {', '.join(missing)}")
         rows, seen = [], set()
+        reviewed = "decision" in (reader.fieldnames or [])
         for rec in reader:
             line = reader.line_num
             scan = (rec["scan"] or "").strip()
             group = (rec["group"] or "").strip()
+            decision = (rec["decision"] or "").strip() if reviewed else None
+            if reviewed and decision not in DECISIONS:
+                raise InputValueError(f"{path}:{line}: decision must be defect or false_alarm, got {decision!r}")
             try:
                 row, col = int(rec["row"]), int(rec["col"])
             except (TypeError, ValueError):
@@ -157,7 +186,7 @@ def read_positions(path: str | os.PathLike) -> list[CropPosition]:
                 raise InputValueError(f"{path}:{line}: row and col must be >= 0, got {row}, {col}")
             if not scan:
                 raise InputValueError(f"{path}:{line}: empty scan name")
-            if not _GROUP.match(group):
+            if decision != "false_alarm" and not _GROUP.match(group):
                 raise InputValueError(
                     f"{path}:{line}: group {group!r} is not a plain folder name (letters, digits, '_', '-', '.')"
                 )
@@ -165,7 +194,7 @@ def read_positions(path: str | os.PathLike) -> list[CropPosition]:
             if key in seen:
                 raise InputValueError(f"{path}:{line}: position ({row}, {col}) of {scan} is listed twice")
             seen.add(key)
-            rows.append(CropPosition(scan=scan, row=row, col=col, group=group, line=line))
+            rows.append(CropPosition(scan=scan, row=row, col=col, group=group, line=line, decision=decision))
     if not rows:
         raise InputValueError(f"{path}: no positions listed")
     return rows
@@ -175,10 +204,11 @@ def write_crops(
     positions: str | os.PathLike | list[CropPosition],
     *,
     scans: str | os.PathLike,
-    out: str | os.PathLike,
-    size: int = 512,
+    out: str | os.PathLike | None,
+    size: int | None = None,
     pad: bool = False,
     overwrite: bool = False,
+    good_out: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Cut the listed defects from their scans and write them as ``OUT/<group>/<name>.png``.
 
@@ -186,20 +216,30 @@ def write_crops(
     free unless ``overwrite``) before the first file is written, so a bad row leaves nothing
     behind. File names are ``<scan stem>_r<row>_c<col>.png``.
 
+    A review table (see :func:`read_positions`) lists inspection windows by their top-left
+    corner: each is cut as the window ``rows row .. row + size - 1`` (likewise columns), so
+    ``size`` must be the window side the inspection used (its model's patch size; the review page
+    prints it) and has no default there. Its ``defect`` rows go to ``out/<group>/``, its
+    ``false_alarm`` rows to ``good_out/`` (a flat folder of fault-free windows).
+
     Parameters
     ----------
     positions : path or list of CropPosition
         The table (see :func:`read_positions`) or its rows.
     scans : path
         Folder the ``scan`` names are relative to.
-    out : path
-        Output folder (created if missing); one sub-folder per group.
-    size : int, default 512
-        Patch side, as the paper's 512 x 512 real-defect patches.
+    out : path or None
+        Output folder (created if missing); one sub-folder per group. Needed when the table lists
+        defects.
+    size : int, optional
+        Patch side: default 512 (the paper's real-defect patches) for a position table; required
+        for a review table (the window side).
     pad : bool, default False
         Mirror the scan's border for patches that leave it instead of refusing them.
     overwrite : bool, default False
         Replace existing patch files.
+    good_out : path, optional
+        Folder for the ``false_alarm`` windows of a review table; required when it has any.
 
     Returns
     -------
@@ -209,22 +249,23 @@ def write_crops(
     Raises
     ------
     FileNotFoundError, ValueError
-        As :func:`read_positions` and :func:`crop_at`, naming the table line.
+        As :func:`read_positions` and :func:`crop_at`, naming the table line; ValueError also
+        for a missing ``size``, ``out`` or ``good_out`` that the table needs.
     """
     from ispad_core._shared.files import check_output_path
     from ispad_core.io import read_image, write_png
 
     rows = read_positions(positions) if isinstance(positions, (str, os.PathLike)) else list(positions)
-    size = check_int(size, "size", minimum=1)
+    size, folders = _crop_targets(rows, size, out, good_out)
     scans = Path(os.fspath(scans))
     if not scans.is_dir():
         raise FileNotFoundError(f"scans: no such folder {scans}")
-    out = Path(os.fspath(out))
     by_scan: dict[str, list[CropPosition]] = {}
     for p in rows:
         by_scan.setdefault(p.scan, []).append(p)
     patches: dict[int, np.ndarray] = {}
     targets: dict[int, Path] = {}
+    half = size // 2
     for scan, group_rows in by_scan.items():
         file = (scans / scan)
         if not file.resolve().is_relative_to(scans.resolve()):
@@ -233,11 +274,14 @@ def write_crops(
             raise FileNotFoundError(f"line {group_rows[0].line}: no scan {file}")
         image = read_image(file, name=str(file))
         for p in group_rows:
+            centre = (p.row + half, p.col + half) if p.is_window else (p.row, p.col)
             try:
-                patches[p.line] = crop_at(image, [(p.row, p.col)], size, pad=pad)[0]
+                patches[p.line] = crop_at(image, [centre], size, pad=pad)[0]
             except ValueError as exc:
-                raise InputValueError(f"line {p.line} ({scan}): {str(exc).split(': ', 1)[1]}") from None
-            target = out / p.group / f"{Path(scan).stem}_r{p.row}_c{p.col}.png"
+                what = f"the window at ({p.row}, {p.col}): " if p.is_window else ""
+                raise InputValueError(f"line {p.line} ({scan}): {what}{str(exc).split(': ', 1)[1]}") from None
+            folder = folders["good"] if p.decision == "false_alarm" else folders["real"] / p.group
+            target = folder / f"{Path(scan).stem}_r{p.row}_c{p.col}.png"
             if target in targets.values():
                 raise InputValueError(f"line {p.line}: two positions would write {target}")
             targets[p.line] = target
@@ -249,3 +293,30 @@ def write_crops(
         target.parent.mkdir(parents=True, exist_ok=True)
         written.append(write_png(target, patches[p.line], overwrite=overwrite))
     return written
+
+
+def _crop_targets(rows: list[CropPosition], size: Any, out: Any, good_out: Any) -> tuple[int, dict]:
+    """The patch side and the output folders (``real``, ``good``) a table needs, checked."""
+    windows = any(p.is_window for p in rows)
+    if windows and any(not p.is_window for p in rows):
+        raise InputValueError("positions: mixes rows with and without a decision; give one kind of table")
+    if size is None:
+        if windows:
+            raise InputValueError(
+                "size: a review table (decisions.csv) lists inspection windows by their top-left corner; give their "
+                "side, the model's patch size that the inspection used (--size; the review page prints it)"
+            )
+        size = 512
+    size = check_int(size, "size", minimum=1)
+    defects = sum(p.decision != "false_alarm" for p in rows)
+    alarms = len(rows) - defects
+    if defects and out is None:
+        raise InputValueError(f"out: the table lists {defects} defects; give the folder for them (--out DIR)")
+    if alarms and good_out is None:
+        raise InputValueError(
+            f"good_out: the table lists {alarms} false alarm{'' if alarms == 1 else 's'} (decision false_alarm); give a "
+            f"folder for these fault-free windows (--good-out DIR)"
+        )
+    folders = {"real": None if out is None else Path(os.fspath(out)),
+               "good": None if good_out is None else Path(os.fspath(good_out))}
+    return size, folders
