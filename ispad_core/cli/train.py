@@ -63,6 +63,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "              --backbone resnet18 --weights resnet18.pth --device cuda --out model.pt\n"
         "  ispad train --images scans/ --n 20000 --real real/ --val val/ --out model.pt   # no stream file\n"
         "  ispad train --stream fault_free.h5 --real real/ --mode oversampling --val val/ --out model.pt\n"
+        "  ispad train --stream stream.h5 --real real/ --negatives good/ --from model.pt --val val/ --out model2.pt\n"
         "  torchrun --nproc-per-node 4 -m ispad_core train --stream stream.h5 --real real/ --val val/ --out model.pt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,6 +74,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="MODEL.pt", help="the model file to write")
     p.add_argument("--real", metavar="DIR", help="real defect images (PNG/TIFF/BMP), one group per sub-folder; "
                    "without it the run is synthetic only")
+    p.add_argument("--negatives", metavar="DIR", help="confirmed false alarms (the --good-out folder of 'ispad crops "
+                   "--at decisions.csv'): each fault-free item of the stream is replaced by one with probability --p-neg, "
+                   "augmented and cropped as the real defects, label 0")
+    p.add_argument("--p-neg", type=parse_fraction, metavar="P", help="with --negatives: the replacement probability of "
+                   "a fault-free item, in (0, 1/2] (default 1/16)")
+    p.add_argument("--from", dest="init_from", metavar="MODEL.pt", help="start from the weights of this model file "
+                   "(same backbone, channels and patch size; the fine-tuning recipe); recorded in the new model file")
     p.add_argument("--val", metavar="PATH", help="validation set: an MVTec-layout folder, a folder of good/ and defect "
                    "sub-folders, or a stream file (default: the last tenth of the stream, held out)")
     p.add_argument("--p-inj", type=parse_fraction, metavar="P", help="injection probability in [1/B, 1/4], e.g. 1/32 "
@@ -171,6 +179,12 @@ def run(args) -> int:
         raise CLIError("--fraction needs --real")
     if args.p_inj is not None and args.real is None:
         raise CLIError("--p-inj needs --real (without it the run is synthetic only)")
+    if args.p_neg is not None and args.negatives is None:
+        raise CLIError("--p-neg needs --negatives")
+    if args.p_neg is not None and args.p_neg > 0.5:
+        raise CLIError(f"--p-neg: expected a fraction in (0, 1/2], got {args.p_neg:g}")
+    if args.init_from is not None and args.weights is not None:
+        raise CLIError("--from and --weights both set the starting weights; give one")
     started_group = runtime.join_torchrun_group()
     try:
         rank = runtime.rank()
@@ -179,6 +193,7 @@ def run(args) -> int:
             _stream_source(args),
             out=args.out,
             real=args.real,
+            negatives=args.negatives,
             val=args.val,
             fraction=args.fraction,
             groups=groups,
@@ -207,6 +222,8 @@ def train_settings(args, device: Any = None):
         backbone=args.backbone,
         mode=args.mode,
         weights=args.weights,
+        init_from=args.init_from,
+        p_neg=args.p_neg,
         augment=None if args.augment == "none" else args.augment,
         preprocess=None if args.preprocess == "none" else args.preprocess,
         device=device,

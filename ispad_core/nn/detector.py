@@ -19,6 +19,7 @@ override either; :attr:`DetectorResult.recipe` and the model file say which was 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -57,7 +58,20 @@ from ispad_core.nn.training import (
     train,
 )
 
-__all__ = ["DetectorResult", "Recipe", "default_workers", "recipe", "select_real", "torch_threads", "train_detector"]
+__all__ = [
+    "DEFAULT_P_NEG", "DetectorResult", "Recipe", "default_workers", "few_validation_note", "recipe", "select_real",
+    "torch_threads", "train_detector",
+]
+
+#: The default probability that a fault-free item is replaced by a confirmed false alarm
+#: (``negatives``): over a short fine-tune of a few thousand fault-free items each of a few dozen
+#: negatives is seen many times, while 15 of 16 fault-free items still come from the stream's
+#: designs (docs/review.md).
+DEFAULT_P_NEG = 1 / 16
+
+#: Below this many fault-free validation patches :func:`train_detector` says how coarse its
+#: threshold is: the false-alarm rate they can support is about ``1 / (n + 1)``.
+FEW_VALIDATION_GOOD = 1000
 
 _CKPT_SUFFIX = ".ckpt"
 _SETTINGS = "settings.json"
@@ -261,6 +275,9 @@ class DetectorResult:
     interrupted : bool
         True if Ctrl-C stopped training; the model file holds the best weights so far and
         ``resume=True`` continues the run.
+    notes : tuple of str
+        Warnings about the run (e.g. a threshold set on few fault-free validation patches);
+        also in the model file (``validation.notes``) and printed with the report.
     """
 
     path: Path
@@ -272,6 +289,7 @@ class DetectorResult:
     train: TrainResult
     recipe: Recipe
     interrupted: bool
+    notes: tuple = ()
 
     def __str__(self) -> str:
         groups = "  ".join(f"{g} {r:.1f}%" for g, r in self.group_recall.items())
@@ -282,6 +300,7 @@ class DetectorResult:
         ]
         if groups:
             lines.append(f"recall per group: {groups}")
+        lines += [f"warning: {note}" for note in self.notes]
         lines.append(f"model: {self.path} ({state}, {self.train.steps} steps, best at step {self.train.best_step})")
         return "\n".join(lines)
 
@@ -321,22 +340,22 @@ def _patch_shape(stream: Any) -> tuple[int, int]:
     return image.shape[0], (image.shape[2] if image.ndim == 3 else 1)
 
 
-def _read_real(real: Any, size: int):
+def _read_real(real: Any, size: int, name: str = "real"):
     from ispad_core.io import RealDefects, read_real_defects
 
     if isinstance(real, RealDefects):
         return real
     if isinstance(real, (str, os.PathLike)):
-        return read_real_defects(real, size=size, name="real")
+        return read_real_defects(real, size=size, name=name)
     if isinstance(real, np.ndarray):
         if real.ndim not in (3, 4) or real.dtype != np.uint8:
-            raise InputTypeError(f"real: expected uint8 patches (M, H, W[, C]), got {real.dtype} of shape {real.shape}")
+            raise InputTypeError(f"{name}: expected uint8 patches (M, H, W[, C]), got {real.dtype} of shape {real.shape}")
         images = tuple(real)
     elif isinstance(real, Sequence):
         images = tuple(np.asarray(im) for im in real)
     else:
-        raise InputTypeError(f"real: expected a folder, a RealDefects, an array of patches or None, got {type(real).__name__}")
-    return RealDefects(images=images, groups=("real",) * len(images),
+        raise InputTypeError(f"{name}: expected a folder, a RealDefects, an array of patches or None, got {type(real).__name__}")
+    return RealDefects(images=images, groups=(name,) * len(images),
                        files=tuple(f"#{i}" for i in range(len(images))), root="<memory>")
 
 
@@ -390,6 +409,7 @@ def train_detector(
     *,
     out: str | os.PathLike,
     real: Any = None,
+    negatives: Any = None,
     val: Any = None,
     fraction: float | None = None,
     groups: str | Sequence[str] | None = None,
@@ -413,6 +433,8 @@ def train_detector(
     real : path, RealDefects, array or None
         Real defective images: a folder (see :func:`ispad_core.io.read_real_defects`), a
         :class:`~ispad_core.io.RealDefects` or patches ``(M, H, W[, C])``; None: the cold start.
+    negatives : path, RealDefects, array or None
+        Confirmed false alarms (like ``real``): they replace fault-free items at rate ``p_neg``.
     val : path, LabelledSet, Dataset, (images, labels) or None
         The validation set for model selection and the threshold: an MVTec-layout folder, a
         folder of ``good/`` and defect sub-folders, or a stream file (see
@@ -429,8 +451,9 @@ def train_detector(
         How to train (see :class:`~ispad_core.nn.TrainSettings` for each field): the injection
         (``p_inj``, ``mode``, ``augment`` of the real defects: "auto" takes the stream's preset),
         the model (``backbone``, ``backbone_kwargs``, ``weights``: pretrained weights switch to
-        the fine-tuning :func:`recipe`, which ``lr`` and ``optimizer`` override), the run's
-        length and where it runs; ``preprocess`` is stored in the model file.
+        the fine-tuning :func:`recipe`, which ``lr`` and ``optimizer`` override, as ``init_from``,
+        a model file to start from), ``p_neg``, the run's length and where it runs;
+        ``preprocess`` is stored in the model file.
     resume : bool, default False
         Continue the unfinished run whose checkpoints are in ``out + ".ckpt/"`` (the settings
         must be the same); ends with the weights of an uninterrupted run.
@@ -469,43 +492,46 @@ def train_detector(
     """
     t_start = time.perf_counter()
     cfg = TrainSettings.build(settings, options, "train_detector")
-    out, p_inj = _check_call(out, real, fraction, groups, cfg)
+    out, p_inj = _check_call(out, real, fraction, groups, cfg, negatives)
     _, rank, world = _distributed()
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if (cfg.verbose and rank == 0) else (lambda *a: None)
     # one trainer per model file: rank 0 holds the writer lock (out + ".lock") for the whole run
     with (exclusive_lock(out, name="out") if rank == 0 else contextlib.nullcontext()):
         ckpt, unfinished = _check_outputs(out, resume=resume, overwrite=overwrite)
-        data = _training_data(stream, val, cfg)
-        if real is not None:
-            data = _with_real(data, real, cfg, p_inj, selection=(fraction, groups, selection_seed))
-        run = _Run(cfg, recipe(pretrained=cfg.weights is not None, max_steps=cfg.max_steps, lr=cfg.lr,
-                               optimizer=cfg.optimizer), resolve_preprocess(cfg.preprocess), p_inj, world,
-                   default_workers() if cfg.workers is None else cfg.workers, _resolve_device(cfg.device))
+        data = _all_data(stream, val, real, negatives, cfg, p_inj, (fraction, groups, selection_seed))
+        model = _new_model(cfg, data)
+        run = _make_run(cfg, p_inj, world)
         recorded = _run_settings(run, data)
         if resume and unfinished:
             _check_same_settings(ckpt, recorded)
         elif unfinished and overwrite and rank == 0:
             shutil.rmtree(ckpt)
-        model = _new_model(cfg, data.channels)
         _say_plan(say, run, data)
         if rank == 0:
             _prepare_checkpoints(out, ckpt, recorded, fresh=not (resume and unfinished))
         result, pred = _fit(model, data, run, ckpt, resume)
         report, threshold, group_recall = _validation(pred, data.val_set)
-        metadata = _metadata(run, data, recorded, result, report, group_recall, len(pred.labels), t_start)
+        metadata = _metadata(run, data, recorded, result, report, group_recall, pred.labels, t_start)
         if rank == 0:
             save_model(out, model, metadata=metadata, overwrite=True if (overwrite or resume) else False)
             if not result.interrupted:
                 shutil.rmtree(ckpt, ignore_errors=True)
+        for note in metadata["validation"]["notes"]:
+            say(f"warning: {note}")
         if world > 1:
             torch.distributed.barrier()
         model.eval()
         return DetectorResult(path=out, model=model, metadata=metadata, report=report, threshold=threshold,
+                              notes=tuple(metadata["validation"]["notes"]),
                               group_recall=group_recall, train=result, recipe=run.recipe, interrupted=result.interrupted)
 
 
-def _check_call(out: Any, real: Any, fraction: Any, groups: Any, cfg: TrainSettings) -> tuple[Path, float | None]:
+def _check_call(
+    out: Any, real: Any, fraction: Any, groups: Any, cfg: TrainSettings, negatives: Any = None
+) -> tuple[Path, float | None]:
     """The output path and the injection probability, checked before any work."""
+    if cfg.p_neg is not None and negatives is None:
+        raise InputValueError("p_neg: replaces fault-free items by confirmed false alarms, but negatives=None (--negatives)")
     if not isinstance(out, (str, os.PathLike)):
         raise InputTypeError(f"out: expected a file path, got {type(out).__name__}")
     out = Path(os.fspath(out))
@@ -568,6 +594,8 @@ class _Data:
     val_prov: dict
     real_prov: dict
     n_real: int = 0
+    neg_prov: dict | None = None
+    from_prov: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -635,12 +663,7 @@ def _with_real(data: _Data, real: Any, cfg: TrainSettings, p_inj: float, selecti
                               f"{channels} channel(s) like the stream's patches")
     picked = select_real(all_real.groups, fraction=fraction, group=groups, seed=selection_seed)
     chosen = all_real.select(picked)
-    augment = cfg.augment
-    if augment == "auto":
-        aug_name = data.stream_prov.get("augment")
-        from ispad_core.augment import AUGMENT_PRESETS
-
-        augment = aug_name if aug_name in AUGMENT_PRESETS else ("lsm1" if aug_name != "none" else None)
+    augment = _real_augment(cfg, data)
     data.train_set = InjectionDataset(data.train_stream, chosen, p_inj=p_inj, batch_size=cfg.batch_size,
                                       seed=cfg.seed, real_transform=RealTransform(size, augment), mode=cfg.mode)
     data.n_real = len(all_real)
@@ -659,6 +682,83 @@ def _with_real(data: _Data, real: Any, cfg: TrainSettings, p_inj: float, selecti
     return data
 
 
+def _real_augment(cfg: TrainSettings, data: _Data) -> Any:
+    """The augmentation of the real defects (and of the negatives): ``"auto"`` takes the stream's."""
+    augment = cfg.augment
+    if augment == "auto":
+        aug_name = data.stream_prov.get("augment")
+        from ispad_core.augment import AUGMENT_PRESETS
+
+        augment = aug_name if aug_name in AUGMENT_PRESETS else ("lsm1" if aug_name != "none" else None)
+    return augment
+
+
+def _make_run(cfg: TrainSettings, p_inj: Any, world: int) -> _Run:
+    """The run's settings resolved: the fine-tuning recipe when it starts from weights or a model file."""
+    pretrained = cfg.weights is not None or cfg.init_from is not None
+    return _Run(cfg, recipe(pretrained=pretrained, max_steps=cfg.max_steps, lr=cfg.lr, optimizer=cfg.optimizer),
+                resolve_preprocess(cfg.preprocess), p_inj, world,
+                default_workers() if cfg.workers is None else cfg.workers, _resolve_device(cfg.device))
+
+
+def _all_data(stream: Any, val: Any, real: Any, negatives: Any, cfg: TrainSettings, p_inj: Any, selection: tuple) -> _Data:
+    """The stream, the validation set, the real defects injected and the negatives put in."""
+    data = _training_data(stream, val, cfg)
+    if real is not None:
+        data = _with_real(data, real, cfg, p_inj, selection=selection)
+    if negatives is not None:
+        data = _with_negatives(data, negatives, cfg)
+    return data
+
+
+def _with_negatives(data: _Data, negatives: Any, cfg: TrainSettings) -> _Data:
+    """The training set with fault-free items replaced by confirmed false alarms at rate ``p_neg``."""
+    from ispad_core.nn.injection import NegativeDataset
+    from ispad_core.nn.transform import RealTransform
+
+    negs = _read_real(negatives, data.size, name="negatives")
+    if len(negs) == 0:
+        raise InputValueError("negatives: no fault-free windows (an empty array or folder)")
+    for f, im in zip(negs.files, negs.images):
+        im = np.asarray(im)
+        if _channels_of(im) != data.channels or min(im.shape[:2]) < data.size:
+            raise InputValueError(f"negatives: {f} has shape {im.shape}; expected at least {data.size} x {data.size} "
+                                  f"with {data.channels} channel(s) like the stream's patches")
+    p_neg = DEFAULT_P_NEG if cfg.p_neg is None else cfg.p_neg
+    augment = _real_augment(cfg, data)
+    data.train_set = NegativeDataset(data.train_set, negs, p_neg=p_neg, seed=cfg.seed,
+                                     transform=RealTransform(data.size, augment))
+    data.neg_prov = {
+        "path": None if negs.root == "<memory>" else str(Path(negs.root).resolve()), "count": len(negs),
+        "p_neg": p_neg, "files": list(negs.files),
+        "augment": None if augment is None else (augment if isinstance(augment, str) else "custom"),
+    }
+    return data
+
+
+def few_validation_note(labels: Any, minimum: int = FEW_VALIDATION_GOOD) -> str | None:
+    """A warning when a threshold rests on few fault-free validation patches, else None.
+
+    With ``n`` fault-free patches the smallest false-alarm rate (per window) that the validation
+    set can tell apart from zero is about ``1 / (n + 1)``: a threshold under which none of them
+    scores still lets through a fraction of that order of the fault-free windows of a scan.
+
+    >>> note = few_validation_note([0] * 99 + [1] * 20)
+    >>> note.split(":")[0], "1/(n+1) = 0.01 per window" in note
+    ('the threshold rests on 99 fault-free validation patches', True)
+    >>> few_validation_note([0] * 5000) is None
+    True
+    """
+    labels = np.asarray(labels)
+    n = int(np.sum(labels == 0))
+    if n >= minimum:
+        return None
+    rate = 1.0 / (n + 1)
+    return (f"the threshold rests on {n} fault-free validation patches: they support a false-alarm rate of about "
+            f"1/(n+1) = {rate:.2g} per window at best (a scan of 1 000 windows may show ~{1000 * rate:.3g} false "
+            f"alarms); validate on more fault-free patches")
+
+
 def _run_settings(run: _Run, data: _Data) -> dict:
     """What a resumed run must match (written to the checkpoint folder)."""
     cfg = run.cfg
@@ -669,6 +769,8 @@ def _run_settings(run: _Run, data: _Data) -> dict:
         "max_epochs": cfg.max_epochs, "val_every": cfg.val_every, "patience": cfg.patience,
         "recipe": run.recipe.to_dict(), "preprocess": run.params.to_dict(), "real": data.real_prov.get("files"),
         "stream": data.stream_prov, "val": data.val_prov["source"], "world_size": run.world,
+        "from": data.from_prov, "negatives": None if data.neg_prov is None else
+        {"files": data.neg_prov["files"], "p_neg": data.neg_prov["p_neg"]},
     })
 
 
@@ -680,17 +782,54 @@ def _check_same_settings(ckpt: Path, recorded: dict) -> None:
                               f"resume with the same ones or pass overwrite=True to start over")
 
 
-def _new_model(cfg: TrainSettings, channels: int) -> nn.Module:
+def _new_model(cfg: TrainSettings, data: _Data) -> nn.Module:
+    """The network of the run: initialised from the seed, pretrained ``weights``, or ``init_from``'s
+    weights (whose path and SHA-256 go to ``data.from_prov``)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return classifier(cfg.backbone, in_channels=channels, num_classes=2, dropout=0.1, weights=cfg.weights,
-                          **dict(cfg.backbone_kwargs or {}))
+        model = classifier(cfg.backbone, in_channels=data.channels, num_classes=2, dropout=0.1, weights=cfg.weights,
+                           **dict(cfg.backbone_kwargs or {}))
+    if cfg.init_from is not None:
+        data.from_prov = _load_init(model, cfg, data)
+    return model
+
+
+def _load_init(model: nn.Module, cfg: TrainSettings, data: _Data) -> dict:
+    """Load the weights of the model file ``cfg.init_from`` into ``model``; its {path, sha256}."""
+    from ispad_core.nn.modelfile import read_model_file
+
+    path = Path(os.fspath(cfg.init_from))
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from (--from): no model file {path}")
+    state, meta = read_model_file(path)
+    theirs = (meta.get("backbone"), dict(meta.get("backbone_kwargs") or {}), meta.get("in_channels"), meta.get("patch_size"))
+    ours = (cfg.backbone, dict(cfg.backbone_kwargs or {}), data.channels, data.size)
+    if theirs != ours:
+        def text(t):
+            kw = "" if not t[1] else f" {t[1]}"
+            return f"{t[0]}{kw}, {t[2]} channel(s), {t[3]} x {t[3]} patches"
+
+        raise InputValueError(
+            f"init_from (--from): {path} holds a {text(theirs)}, but this run trains a {text(ours)}; --from needs the "
+            f"same backbone, channels and patch size (pass --backbone {theirs[0]}, or train without --from)"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputValueError(f"init_from (--from): the weights of {path} do not fit the {cfg.backbone} network: {first}") from None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "sha256": digest.hexdigest()}
 
 
 def _say_plan(say: Any, run: _Run, data: _Data) -> None:
     """Tell the user the recipe, the data and where it runs."""
     cfg, labels, real_prov = run.cfg, data.labels, data.real_prov
-    say(f"recipe: {run.recipe}" + ("" if cfg.weights is None else f" (weights {cfg.weights})"))
+    say(f"recipe: {run.recipe}" + ("" if cfg.weights is None else f" (weights {cfg.weights})")
+        + ("" if data.from_prov is None else f" (from {data.from_prov['path']})"))
     say(f"stream: {data.stream_prov.get('path') or data.stream_prov.get('type')}: {len(data.train_stream)} patches of "
         f"{data.size} x {data.size}" + ("" if labels is None else f", {100 * float(np.mean(labels)):.0f} % defective"))
     if not data.n_real:
@@ -701,6 +840,9 @@ def _say_plan(say: Any, run: _Run, data: _Data) -> None:
                 f" (fraction {real_prov['fraction_text']}, selection seed {real_prov['selection_seed']})")
         say(f"real defects: {real_prov['selected']} of {data.n_real} [{sel}]{frac}, mode {cfg.mode}, "
             f"p_inj {_as_fraction_text(run.p_inj)}, augment {real_prov['augment']}")
+    if data.neg_prov is not None:
+        say(f"negatives (confirmed false alarms): {data.neg_prov['count']}, replacing fault-free items with p_neg "
+            f"{_as_fraction_text(data.neg_prov['p_neg'])}, augment {data.neg_prov['augment']}")
     say(f"validation: {data.val_prov['source']} ({len(data.val_set)} patches)")
     threads = torch.get_num_threads() if cfg.threads is None else cfg.threads
     say(f"device {run.device}, {run.workers} loader worker(s), {threads} thread(s), batch {cfg.batch_size}"
@@ -736,10 +878,12 @@ def _validation(pred: Any, val_set: Any) -> tuple[Any, float, dict]:
 
 
 def _metadata(
-    run: _Run, data: _Data, recorded: dict, result: Any, report: Any, group_recall: dict, n_val: int, t_start: float
+    run: _Run, data: _Data, recorded: dict, result: Any, report: Any, group_recall: dict, labels: Any, t_start: float
 ) -> dict:
-    """The model file's metadata (see :mod:`ispad_core.nn.modelfile`)."""
+    """The model file's metadata (see :mod:`ispad_core.nn.modelfile`); ``labels`` are the validation set's."""
     cfg = run.cfg
+    n_val = len(labels)
+    notes = [n for n in (few_validation_note(labels),) if n]
     return _plain({
         "backbone": cfg.backbone,
         "backbone_kwargs": dict(cfg.backbone_kwargs or {}),
@@ -749,9 +893,10 @@ def _metadata(
         "patch_size": data.size,
         "preprocess": run.params.to_dict(),
         "threshold": float(report.threshold),
-        "validation": {**report.to_dict(), "group_recall": group_recall, "n": int(n_val)},
+        "validation": {**report.to_dict(), "group_recall": group_recall, "n": int(n_val), "notes": notes},
         "training": {
             "recipe": run.recipe.to_dict(), "recipe_text": str(run.recipe), "weights": recorded["weights"],
+            "init_from": None if data.from_prov is None else data.from_prov["path"],
             "mode": cfg.mode, "p_inj": run.p_inj, "batch_size": cfg.batch_size, "world_size": run.world,
             "seed": int(cfg.seed), "max_steps": cfg.max_steps, "max_epochs": cfg.max_epochs,
             "val_every": cfg.val_every, "patience": cfg.patience, "steps": result.steps, "best_step": result.best_step,
@@ -760,7 +905,9 @@ def _metadata(
             "history": result.to_dict()["history"], "device": str(run.device), "amp": cfg.amp,
             "seconds": time.perf_counter() - t_start,
         },
-        "provenance": {"stream": data.stream_prov, "real": data.real_prov, "validation": data.val_prov},
+        "provenance": {"stream": data.stream_prov, "real": data.real_prov, "validation": data.val_prov,
+                       **({} if data.from_prov is None else {"from": data.from_prov}),
+                       **({} if data.neg_prov is None else {"negatives": data.neg_prov})},
     })
 
 

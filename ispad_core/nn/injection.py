@@ -1,4 +1,5 @@
-"""Stochastic real-defect injection into a balanced synthetic stream (the paper's equation 1).
+"""Stochastic real-defect injection into a balanced synthetic stream (the paper's equation 1),
+and its mirror for confirmed false alarms (:class:`NegativeDataset`: label-0 items).
 
 Each item of the stream is independently replaced, with probability ``p_inj``, by a real
 defective patch drawn uniformly from the few real defects, with label 1. The decision for item
@@ -20,13 +21,16 @@ import torch.utils.data
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_choice, check_float, check_int, mix64
 
-__all__ = ["InjectionDataset", "InjectionPlan", "injection_bounds"]
+__all__ = ["InjectionDataset", "InjectionPlan", "NegativeDataset", "injection_bounds"]
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 # domain separation: the injection decision and the choice of the real patch are independent
 _DOMAIN_DECISION = _U64(0x5851F42D4C957F2D)
 _DOMAIN_CHOICE = _U64(0x14057B7EF767814F)
+# and those of the negatives (confirmed false alarms put in for fault-free items), independent of both
+_DOMAIN_NEG_DECISION = _U64(0x2545F4914F6CDD1D)
+_DOMAIN_NEG_CHOICE = _U64(0x9FB21C651E98DF25)
 
 
 def _hash(seed: int, epoch: int, index: np.ndarray, domain: np.uint64) -> np.ndarray:
@@ -277,5 +281,128 @@ class InjectionDataset(torch.utils.data.Dataset):
                 f"real: expected injected patches of the stream's shape {self.image_shape} and dtype "
                 f"{self.image_dtype}, but {what} shape {image.shape} and dtype {image.dtype} "
                 f"(pass a real_transform that crops, e.g. the 512 -> 256 centre crop)"
+            )
+        return np.ascontiguousarray(image)
+
+
+class NegativeDataset(torch.utils.data.Dataset):
+    """A dataset whose fault-free items are replaced, with probability ``p_neg``, by confirmed false alarms.
+
+    The mirror of :class:`InjectionDataset` on the label-0 side: the windows an inspection
+    flagged and a person rejected (``ispad review`` -> ``ispad crops --good-out``) are fault-free
+    patches the detector got wrong. Each item ``i`` of ``dataset`` whose label is 0 is replaced,
+    with probability ``p_neg``, by a negative drawn uniformly, passed through ``transform`` (the
+    same augmentation and centre crop as the real defects), with label 0. Items of label 1 (the
+    synthetic defects and the injected real ones) are left alone, so the rate of negatives among
+    the fault-free items is ``p_neg`` and the stream's balance does not change. The decision and
+    the choice are counter-based hashes of ``(seed, epoch, i)`` in their own domains,
+    independent of the real-defect injection and of workers, order and processes.
+
+    Parameters
+    ----------
+    dataset : sequence-like
+        Items ``(image, ..., label)`` (an :class:`InjectionDataset`, a stream).
+    negatives : array or sequence-like
+        The fault-free patches: ``(M, H', W'[, C])`` or items whose first element is an image.
+    p_neg : float
+        Replacement probability of a fault-free item, in (0, 0.5].
+    seed : int
+        Non-negative seed.
+    transform : callable, optional
+        ``transform(image, rng)`` with ``rng`` seeded from ``SeedSequence((seed, epoch, i, 1))``;
+        must return an image of the dataset's shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ispad_core.nn.injection import NegativeDataset
+    >>> stream = [(np.zeros((8, 8), np.uint8), i % 2) for i in range(4000)]
+    >>> negatives = np.full((2, 8, 8), 7, np.uint8)
+    >>> ds = NegativeDataset(stream, negatives, p_neg=1 / 16, seed=0)
+    >>> replaced = [i for i in range(len(ds)) if ds[i][0][0, 0] == 7]
+    >>> all(ds[i][1] == 0 for i in replaced), round(len(replaced) / 2000, 2)
+    (True, 0.06)
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        negatives: Any,
+        *,
+        p_neg: float,
+        seed: int,
+        transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    ) -> None:
+        for obj, name in ((dataset, "dataset"), (negatives, "negatives")):
+            if not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")):
+                raise InputTypeError(f"{name}: expected an object with __len__ and __getitem__, got {type(obj).__name__}")
+        self.p_neg = check_float(p_neg, "p_neg", minimum=0.0, maximum=0.5, min_inclusive=False)
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise InputTypeError(f"seed: expected an int, got {type(seed).__name__}")
+        self.seed = check_int(seed, "seed", minimum=0, maximum=2**64 - 1)
+        if transform is not None and not callable(transform):
+            raise InputTypeError(f"transform: expected a callable or None, got {type(transform).__name__}")
+        if len(dataset) == 0:
+            raise InputValueError("dataset: expected a non-empty dataset, got length 0")
+        if len(negatives) == 0:
+            raise InputValueError("negatives: expected at least one fault-free patch, got 0")
+        self.dataset, self.negatives, self.transform = dataset, negatives, transform
+        first = np.asarray(dataset[0][0])
+        self.image_shape, self.image_dtype = first.shape, first.dtype
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the replacements of ``epoch``; the wrapped dataset gets the epoch too."""
+        self.epoch = check_int(epoch, "epoch", minimum=0)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+
+    def decide(self, epoch: int | None = None, index: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(chosen, negative_index)`` for items ``index`` (default: all) of ``epoch``: whether the item
+        would be replaced if it is fault-free, and by which negative (-1 where not)."""
+        epoch = self.epoch if epoch is None else check_int(epoch, "epoch", minimum=0)
+        idx = np.arange(len(self), dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
+        chosen = _uniform(_hash(self.seed, epoch, idx, _DOMAIN_NEG_DECISION)) < self.p_neg
+        which = _below(_hash(self.seed, epoch, idx, _DOMAIN_NEG_CHOICE), len(self.negatives))
+        return chosen, np.where(chosen, which, -1)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        if not isinstance(i, numbers.Integral) or isinstance(i, bool):
+            raise InputTypeError(f"index: expected an int, got {type(i).__name__}")
+        n = len(self)
+        if not -n <= int(i) < n:
+            raise IndexError(f"index: expected an int in [{-n}, {n}), got {int(i)}")
+        return self.__getitems__([int(i) % n])[0]
+
+    def __getitems__(self, indices: list) -> list[tuple[np.ndarray, int]]:
+        """Items ``[self[i] for i in indices]``, read from the wrapped dataset in one call when it can."""
+        n = len(self)
+        idx = [int(i) % n if -n <= int(i) < n else int(i) for i in indices]
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(idx) if getitems is not None else [self.dataset[i] for i in idx]
+        chosen, which = self.decide(self.epoch, idx)
+        out = []
+        for k, (i, item) in enumerate(zip(idx, items)):
+            label = int(item[-1])
+            if label == 0 and chosen[k]:
+                out.append((self._negative(i, int(which[k])), 0))
+            else:
+                out.append((np.asarray(item[0]), label))
+        return out
+
+    def _negative(self, i: int, j: int) -> np.ndarray:
+        item = self.negatives[j]
+        image = np.asarray(item[0] if isinstance(item, tuple) else item)
+        if self.transform is not None:
+            rng = np.random.default_rng(np.random.SeedSequence((self.seed, self.epoch, i, 1)))
+            image = np.asarray(self.transform(image, rng))
+        if image.shape != self.image_shape or image.dtype != self.image_dtype:
+            what = "transform returned" if self.transform is not None else "negatives hold"
+            raise InputValueError(
+                f"negatives: expected patches of the stream's shape {self.image_shape} and dtype {self.image_dtype}, "
+                f"but {what} shape {image.shape} and dtype {image.dtype}"
             )
         return np.ascontiguousarray(image)

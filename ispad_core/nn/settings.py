@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ispad_core._shared.errors import InputTypeError
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_choice, check_float, check_int, take_renamed
 
 __all__ = ["PAPER_RECIPE", "TrainSettings"]
@@ -68,6 +68,15 @@ class TrainSettings:
         :func:`~ispad_core.nn.train_detector`: extra keyword arguments of the backbone (JSON-safe).
     weights : path, optional
         :func:`~ispad_core.nn.train_detector`: pretrained weights (the fine-tuning recipe).
+    init_from : path, optional
+        :func:`~ispad_core.nn.train_detector`: a model file (``model.pt``) whose weights start the
+        network (``ispad train --from``): same backbone, backbone arguments, channels and patch
+        size; the fine-tuning recipe; the file's path and SHA-256 go into the new model file's
+        provenance. Excludes ``weights``.
+    p_neg : float, optional
+        :func:`~ispad_core.nn.train_detector` with ``negatives``: the probability that a
+        fault-free item of the stream is replaced by one of the confirmed false alarms (default
+        1/16; in (0, 0.5]).
     device : str or torch.device, optional
         Default: CUDA if available, else the CPU.
     amp : bool, optional
@@ -114,6 +123,8 @@ class TrainSettings:
     backbone: str = "resnet18"
     backbone_kwargs: dict | None = None
     weights: str | os.PathLike | None = None
+    init_from: str | os.PathLike | None = None
+    p_neg: float | None = None
     device: Any = None
     amp: bool | None = None
     channels_last: bool = False
@@ -140,6 +151,10 @@ class TrainSettings:
         set_(self, "momentum", _optional_float(self.momentum, "momentum", minimum=0.0, maximum=1.0, max_inclusive=False))
         set_(self, "weight_decay", _optional_float(self.weight_decay, "weight_decay", minimum=0.0))
         check_choice(self.mode, "mode", ("mixed", "oversampling"))
+        set_(self, "p_neg", _optional_float(self.p_neg, "p_neg", minimum=0.0, maximum=0.5, min_inclusive=False))
+        if self.init_from is not None and self.weights is not None:
+            raise InputValueError("init_from: starts the network from a model file's weights; it excludes weights= "
+                                  "(--from and --weights: give one)")
         if not isinstance(self.backbone, str):
             raise InputTypeError(
                 f"backbone: expected a built-in name or 'package.module:function', got {type(self.backbone).__name__}"
