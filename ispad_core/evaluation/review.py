@@ -218,11 +218,16 @@ def _as_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _overlay_crop(overlay: np.ndarray, w: FlaggedWindow, height: int, width: int) -> np.ndarray:
-    """The part of an overlay (possibly shrunk from the scan) that shows window ``w``."""
+    """The part of an overlay (possibly shrunk from the scan) around window ``w``: the window with
+    half a window of context on each side (clipped at the scan's border), so that the heat map
+    around it and the overlay's own box of the window show."""
     sy, sx = overlay.shape[0] / height, overlay.shape[1] / width
-    r0, c0 = int(math.floor(w.row * sy)), int(math.floor(w.col * sx))
-    r1 = max(r0 + 1, int(math.ceil((w.row + w.size) * sy)))
-    c1 = max(c0 + 1, int(math.ceil((w.col + w.size) * sx)))
+    margin = w.size // 2
+    top, left = max(0, w.row - margin), max(0, w.col - margin)
+    bottom, right = min(height, w.row + w.size + margin), min(width, w.col + w.size + margin)
+    r0, c0 = int(math.floor(top * sy)), int(math.floor(left * sx))
+    r1 = max(r0 + 1, int(math.ceil(bottom * sy)))
+    c1 = max(c0 + 1, int(math.ceil(right * sx)))
     return overlay[r0:r1, c0:c1]
 
 
@@ -290,7 +295,7 @@ def _card(k: int, w: FlaggedWindow, pics: _Pictures, display: int) -> str:
         f'data-col="{w.col}" data-size="{w.size}" data-score="{score}" data-threshold="{threshold}">\n'
         f'<div class="rank">{display}</div>\n'
         f'<figure><img src="{pics.crops[k]}" alt="window"><figcaption>window</figcaption></figure>\n'
-        f'<figure>{heat}<figcaption>heat map</figcaption></figure>\n'
+        f'<figure>{heat}<figcaption>heat map (with context)</figcaption></figure>\n'
         f'<figure><div class="thumb {cls}" style="aspect-ratio:{ratio}"><div class="box" style="{box}"></div></div>'
         f'<figcaption>{_e(w.scan_name)}</figcaption></figure>\n'
         f'<div class="info"><div class="score">score <b>{w.score:.3f}</b> '
@@ -350,9 +355,10 @@ def review_page(
 
 def _header(run: ReviewRun, shown: int, results: Path, scans: Any, sizes: list) -> str:
     total = len(run.windows)
-    model = run.model.get("path") or "the model"
+    model = run.model.get("path")
     lines = [f'<p>{_e(total)} window{"" if total == 1 else "s"} flagged in {len(run.reports)} scan'
-             f'{"" if len(run.reports) == 1 else "s"} of <code>{_e(results)}</code> (model <code>{_e(model)}</code>)'
+             f'{"" if len(run.reports) == 1 else "s"} of <code>{_e(results)}</code>'
+             + ("" if not model else f" (model <code>{_e(model)}</code>)")
              + (f"; the {shown} highest scores are shown." if shown < total else ".") + "</p>"]
     if shown:
         folder = _e(scans) if scans is not None else _e(run.windows[0].scan.parent)
