@@ -238,3 +238,28 @@ def test_review_of_a_real_inspection(tmp_path):
     assert sorted(got) == sorted((w["row"], w["col"], w["size"], round(w["score"], 6)) for w in report["flagged"])
     assert [g[3] for g in got] == sorted((g[3] for g in got), reverse=True)
     assert [(w.row, w.col) for w in read_inspection(tmp_path / "res").windows] == [g[:2] for g in got]
+
+
+def test_plain_position_tables_still_cut_centred_patches_and_need_out(run):
+    root, images = run
+    table = root / "plain.csv"
+    table.write_text("scan,row,col,group\na.png,40,50,points\n")
+    ran = run_ispad("crops", "--scans", root / "scans", "--at", table, "--size", "16", expect=1)
+    assert "--out" in ran.stderr
+    run_ispad("crops", "--scans", root / "scans", "--at", table, "--size", "16", "--out", root / "real")
+    np.testing.assert_array_equal(read_image(root / "real" / "points" / "a_r40_c50.png"), images["a"][32:48, 42:58])
+
+
+@pytest.mark.parametrize("shape", [(100, 130), (999, 701, 3), (37, 5), (20, 20)])
+def test_pictures_are_shrunk_by_block_means(shape):
+    """The page's shrinking against a slow reference: the mean of each full step x step block."""
+    from ispad_core.evaluation.review import _shrink
+
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    out = _shrink(image, 30)
+    step = max(1, -(-max(shape[:2]) // 30))
+    assert max(out.shape[:2]) <= 30 and out.shape[:2] == (shape[0] // step, shape[1] // step)
+    for r in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            block = image[r * step:(r + 1) * step, c * step:(c + 1) * step].astype(np.float64)
+            assert np.all(np.abs(out[r, c].astype(np.float64) - block.mean(axis=(0, 1))) <= 0.5 + 1e-9)

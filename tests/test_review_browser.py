@@ -10,7 +10,6 @@ under CI (``CI`` set), where a missing browser is a failure.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -40,12 +39,13 @@ def _missing(what: str) -> None:
 
 @pytest.fixture(scope="module")
 def browser():
-    if importlib.util.find_spec("playwright") is None:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
         _missing("the playwright package (pip install playwright)")
     executable = _chromium()
     if executable is None:
         _missing("Chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])

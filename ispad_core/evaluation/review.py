@@ -199,15 +199,19 @@ def _png_uri(image: np.ndarray) -> str:
 
 
 def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
-    """``image`` reduced by block means of an integer factor until its longest side is <= max_side."""
+    """``image`` reduced by block means of an integer factor until its longest side is <= max_side
+    (one band of block rows at a time, so a large scan needs little memory beyond itself)."""
     step = max(1, math.ceil(max(image.shape[:2]) / max_side))
     if step == 1:
         return image
     h, w = image.shape[0] // step, image.shape[1] // step
     if h == 0 or w == 0:
         return image[::step, ::step]
-    blocks = image[:h * step, :w * step].reshape(h, step, w, step, *image.shape[2:]).astype(np.float32)
-    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    out = np.empty((h, w, *image.shape[2:]), dtype=np.uint8)
+    for r in range(h):
+        band = image[r * step:(r + 1) * step, :w * step].reshape(step, w, step, *image.shape[2:])
+        out[r] = np.rint(band.mean(axis=(0, 2), dtype=np.float64))
+    return out
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
