@@ -9,9 +9,11 @@ Subcommands (``ispad <command> --help`` for each)::
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
     ispad info      FILE.h5 [--below G]
     ispad train     --stream FILE.h5 --out model.pt [--real DIR] [--val DIR] [--p-inj 1/32] [--backbone NAME]
+                    [--from model.pt] [--negatives DIR] [--p-neg 1/16]
     ispad inspect   SCANS... --model model.pt --out results/ [--roi DIR] [--engine torch|onnxruntime]
     ispad export    --model model.pt --onnx model.onnx
-    ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512]
+    ispad review    results/ --out review.html [--scans DIR]
+    ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512] [--good-out DIR]
     ispad benchmark --out DIR [--seed S] [--size 64]
     ispad experiment --config experiment.toml --out runs/ [--jobs N]
     ispad demo      --out DIR
