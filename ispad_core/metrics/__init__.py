@@ -10,6 +10,10 @@ do not fit in memory together: :class:`PixelMetrics` (``update`` batch by batch,
 and ``pixel_roc_auc``), :func:`au_pro_batches` and :func:`pixel_roc_auc_batches`, one pass and
 the same values.
 
+Thresholds at a stated false-alarm rate: :func:`fpr_threshold` (the conformal order statistic of
+fault-free scores), :func:`min_calibration_windows`, and :func:`score_drift` (has a new sample of
+scores drifted from the calibration sample); ``docs/calibration.md``.
+
 The definitions, the choices that move the numbers and the speed figures are in
 ``docs/metrics.md``.
 """
@@ -30,26 +34,42 @@ from ispad_core.metrics._classification import (
     recall,
     roc_auc,
 )
+from ispad_core.metrics._calibration import (
+    DriftResult,
+    FprThreshold,
+    UnsupportedRateWarning,
+    calibration_sample,
+    fpr_threshold,
+    min_calibration_windows,
+    score_drift,
+)
 from ispad_core.metrics._batches import PixelMetrics, au_pro_batches, pixel_roc_auc_batches
 from ispad_core.metrics._pro import au_pro, pixel_roc_auc, pro_curve
 
 __all__ = [
     "ClassificationReport",
     "ConfusionCounts",
+    "DriftResult",
+    "FprThreshold",
     "PixelMetrics",
+    "UnsupportedRateWarning",
     "au_pro",
     "au_pro_batches",
+    "calibration_sample",
     "classification_report",
     "confusion_counts",
     "f1",
     "f1_optimal_threshold",
     "fpr",
+    "fpr_threshold",
     "mcc",
     "mcc_from_counts",
+    "min_calibration_windows",
     "pixel_roc_auc",
     "pixel_roc_auc_batches",
     "precision",
     "pro_curve",
     "recall",
     "roc_auc",
+    "score_drift",
 ]
