@@ -219,3 +219,31 @@ def test_drift_flags_a_shift_and_ignores_a_few_defective_windows():
     assert not same.drift and same.censored_at == pytest.approx(np.quantile(ref, 0.95))
     assert "no drift" in str(same) and "DRIFT" in str(shifted)
     assert same.to_dict()["drift"] is False
+
+
+def test_drift_with_the_stored_sample_and_n_ref_keeps_its_rate_and_power():
+    alpha, trials = 0.05, 200
+    plain = with_n = 0
+    for seed in range(trials):
+        rng = np.random.default_rng([seed, 1])
+        full = rng.beta(1, 30, 20000)
+        stored = calibration_sample(full)
+        new = rng.beta(1, 30, 3000)
+        plain += score_drift(stored, new, alpha=alpha).drift
+        r = score_drift(stored, new, alpha=alpha, n_ref=full.size)
+        assert r.n_ref == 20000
+        with_n += r.drift
+    bound = 4 * math.sqrt(alpha * (1 - alpha) / trials)
+    assert plain / trials <= alpha and abs(with_n / trials - alpha) <= bound
+    with pytest.raises(ValueError, match="n_ref: expected an int >= 2048"):
+        score_drift(stored, new, n_ref=100)
+
+
+def test_fpr_upper_bound_covers_the_realised_rate_at_its_confidence():
+    n, rate, trials = 500, 0.02, 400
+    covered = 0
+    for seed in range(trials):
+        t = fpr_threshold(np.random.default_rng(seed).random(n), rate)
+        covered += (1 - t.threshold) <= t.fpr_upper_bound(0.9)
+    assert abs(covered / trials - 0.9) <= 4 * math.sqrt(0.09 / trials)
+    assert fpr_threshold(np.arange(100.0), 0.05, method="quantile").fpr_upper_bound() is None
