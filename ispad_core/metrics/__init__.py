@@ -35,8 +35,10 @@ from ispad_core.metrics._classification import (
     roc_auc,
 )
 from ispad_core.metrics._calibration import (
+    CALIBRATION_METHODS,
     DriftResult,
     FprThreshold,
+    UnsupportedRateError,
     UnsupportedRateWarning,
     calibration_sample,
     fpr_threshold,
@@ -47,11 +49,13 @@ from ispad_core.metrics._batches import PixelMetrics, au_pro_batches, pixel_roc_
 from ispad_core.metrics._pro import au_pro, pixel_roc_auc, pro_curve
 
 __all__ = [
+    "CALIBRATION_METHODS",
     "ClassificationReport",
     "ConfusionCounts",
     "DriftResult",
     "FprThreshold",
     "PixelMetrics",
+    "UnsupportedRateError",
     "UnsupportedRateWarning",
     "au_pro",
     "au_pro_batches",

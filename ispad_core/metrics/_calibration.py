@@ -37,6 +37,7 @@ __all__ = [
     "SAMPLE_SIZE",
     "DriftResult",
     "FprThreshold",
+    "UnsupportedRateError",
     "UnsupportedRateWarning",
     "calibration_sample",
     "fpr_threshold",
@@ -62,6 +63,18 @@ GPD_TAIL_FRACTION = 0.1
 
 class UnsupportedRateWarning(UserWarning):
     """A threshold was computed for a false-alarm rate that its sample is too small to support."""
+
+
+class UnsupportedRateError(InputValueError):
+    """(a ValueError) The sample is too small for the false-alarm rate asked for.
+
+    Attributes ``n`` (scores given), ``needed`` (:func:`min_calibration_windows` of the rate) and
+    ``smallest_supported_fpr`` (``1 / (n + 1)``).
+    """
+
+    def __init__(self, message: str, *, n: int, needed: int, smallest_supported_fpr: float) -> None:
+        super().__init__(message)
+        self.n, self.needed, self.smallest_supported_fpr = n, needed, smallest_supported_fpr
 
 
 def _as_rate(target_fpr: Any) -> float:
@@ -262,9 +275,11 @@ def fpr_threshold(
     TypeError
         If ``scores`` is not numeric.
     ValueError
-        If ``scores`` is empty or has NaN or inf, ``target_fpr`` is outside (0, 1), ``method`` is
-        unknown, or the sample is too small for ``target_fpr`` (the message names ``target_fpr``,
-        ``n``, the smallest rate ``n`` supports and the windows ``target_fpr`` needs).
+        If ``scores`` is empty or has NaN or inf, ``target_fpr`` is outside (0, 1) or ``method`` is
+        unknown.
+    UnsupportedRateError
+        (a ValueError) If the sample is too small for ``target_fpr``: the message names
+        ``target_fpr``, ``n``, the smallest rate ``n`` supports and the windows ``target_fpr`` needs.
 
     Examples
     --------
@@ -293,7 +308,7 @@ def fpr_threshold(
                f"1/(n+1) = {smallest:.3g}; it needs at least {need} windows (more fault-free scans, or a smaller "
                "stride), or a target_fpr >= " + f"{smallest:.3g}")
         if not allow_unsupported:
-            raise InputValueError(msg)
+            raise UnsupportedRateError(msg, n=n, needed=need, smallest_supported_fpr=smallest)
         warnings.warn(msg + "; the threshold is the largest score, nudged up, and its rate is not guaranteed",
                       UnsupportedRateWarning, stacklevel=2)
         threshold = _nudge_up(float(s[-1]))

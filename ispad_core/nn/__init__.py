@@ -18,6 +18,8 @@ never imports torch.
   (``ispad train``): nested selection, recipes, threshold, report, resume.
 - :func:`preprocess_batch` -- brightness factor and 3 x 3 Gaussian smoothing on the device.
 - :func:`measure_throughput` -- the paper's timing protocol.
+- :func:`calibrate` -- a per-design threshold at a stated false-alarm rate from fault-free scans
+  of that design, stored in the model file (``ispad calibrate``, ``inspect --design``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from ispad_core.nn.backbones import BACKBONES, classifier
+from ispad_core.nn.calibration import Calibration, calibrate
 from ispad_core.nn.detector import DetectorResult, Recipe, train_detector
 from ispad_core.nn.export import export_onnx
 from ispad_core.nn.inference import InferenceSettings, Inspection, InspectionReport, inspect, inspect_files, predict_windows
@@ -44,6 +47,7 @@ from ispad_core.nn.transform import RealTransform
 
 __all__ = [
     "BACKBONES",
+    "Calibration",
     "DetectorResult",
     "PREPROCESS_PRESETS",
     "EpochRecord",
@@ -60,6 +64,7 @@ __all__ = [
     "Throughput",
     "TrainResult",
     "TrainSettings",
+    "calibrate",
     "classifier",
     "evaluate",
     "export_onnx",

@@ -39,6 +39,8 @@ validation      dict or None    :meth:`ClassificationReport.to_dict` of the vali
 training        dict            training settings
 provenance      dict            where the stream and the real defects came from
 library_version str             set by :func:`save_model`
+calibrations    dict            optional: one per-design threshold per design name (see
+                                :data:`CALIBRATION_KEYS`; written by :func:`ispad_core.nn.calibrate`)
 created         str             ISO 8601 UTC time, set by :func:`save_model`
 format          str             ``"ispad_core.model"``, set by :func:`save_model`
 format_version  int             set by :func:`save_model`
@@ -79,7 +81,9 @@ __all__ = [
     "REQUIRED_KEYS",
     "ModelFileError",
     "ModelFileWarning",
+    "CALIBRATION_KEYS",
     "load_model",
+    "write_calibration",
     "read_model_file",
     "save_model",
 ]
@@ -110,6 +114,33 @@ OPTIONAL_KEYS: dict[str, Any] = {"validation": None, "training": {}, "provenance
 """Metadata keys that :func:`save_model` fills with these defaults when they are missing."""
 
 _ADDED_KEYS = ("library_version", "created", "format", "format_version")
+
+CALIBRATION_KEYS: tuple[str, ...] = (
+    "threshold",
+    "target_fpr",
+    "method",
+    "n_windows",
+    "n_scans",
+    "windows_per_scan",
+    "expected_false_alarms_per_scan",
+    "quantiles",
+    "smallest_supported_fpr",
+    "supported",
+    "created",
+    "sample",
+)
+"""Keys of each entry of the metadata's ``calibrations`` (design name -> entry); further keys are kept.
+
+``threshold`` (float in [0, 1], or the float just above 1 when the largest calibration score
+was 1.0), ``target_fpr`` (float in (0, 1)), ``method`` ("order", "quantile", "gpd"),
+``n_windows`` (int >= 1), ``n_scans`` (int >= 0: scans larger than a window; patches count as
+windows only), ``windows_per_scan`` and ``expected_false_alarms_per_scan`` (float >= 0, or None
+without scans), ``quantiles`` (dict of str to float), ``smallest_supported_fpr`` (1 / (n + 1)),
+``supported`` (bool), ``created`` (ISO 8601), ``sample`` (ascending list of at most
+``n_windows`` floats, for the drift test).
+"""
+
+_THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))  # an order statistic of 1.0, nudged up
 
 
 class ModelFileError(InputValueError):
@@ -196,7 +227,59 @@ def _check_metadata(meta: Any, where: str) -> dict[str, Any]:
         need("validation", dict, "a dict (ClassificationReport.to_dict()) or None")
     need("training", dict, "a dict")
     need("provenance", dict, "a dict")
+    if "calibrations" in out:
+        _check_calibrations(need("calibrations", dict, "a dict of design name to calibration"), f"{where}['calibrations']")
     return out
+
+
+def _check_calibrations(calibrations: dict, where: str) -> None:
+    """Each entry of ``calibrations`` has the keys of :data:`CALIBRATION_KEYS` with valid values."""
+    from ispad_core.metrics import CALIBRATION_METHODS
+
+    for design, entry in calibrations.items():
+        at = f"{where}[{design!r}]"
+        if not design.strip():
+            raise InputValueError(f"{where}: expected non-empty design names, got {design!r}")
+        if not isinstance(entry, dict):
+            raise InputTypeError(f"{at}: expected a dict, got {type(entry).__name__}")
+        missing = [k for k in CALIBRATION_KEYS if k not in entry]
+        if missing:
+            raise InputValueError(f"{at}: missing keys {missing}")
+
+        def number(key: str, lo: float, hi: float, *, none: bool = False, integer: bool = False) -> None:
+            v = entry[key]
+            if v is None and none:
+                return
+            kind = int if integer else (int, float)
+            if not isinstance(v, kind) or isinstance(v, bool) or not lo <= v <= hi:
+                what = "an int" if integer else "a number"
+                raise InputValueError(f"{at}[{key!r}]: expected {what} in [{lo:g}, {hi:g}]{' or None' if none else ''}, got {v!r}")
+
+        number("threshold", 0.0, _THRESHOLD_MAX)
+        number("target_fpr", 0.0, 1.0)
+        if not 0.0 < entry["target_fpr"] < 1.0:
+            raise InputValueError(f"{at}['target_fpr']: expected a rate in (0, 1), got {entry['target_fpr']!r}")
+        if entry["method"] not in CALIBRATION_METHODS:
+            raise InputValueError(f"{at}['method']: expected one of {', '.join(CALIBRATION_METHODS)}, got {entry['method']!r}")
+        number("n_windows", 1, math.inf, integer=True)
+        number("n_scans", 0, math.inf, integer=True)
+        number("windows_per_scan", 0.0, math.inf, none=True)
+        number("expected_false_alarms_per_scan", 0.0, math.inf, none=True)
+        number("smallest_supported_fpr", 0.0, 1.0)
+        if not isinstance(entry["supported"], bool):
+            raise InputTypeError(f"{at}['supported']: expected a bool, got {type(entry['supported']).__name__}")
+        if not isinstance(entry["created"], str):
+            raise InputTypeError(f"{at}['created']: expected an ISO 8601 str, got {type(entry['created']).__name__}")
+        q = entry["quantiles"]
+        if not isinstance(q, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in q.values()):
+            raise InputValueError(f"{at}['quantiles']: expected a dict of str to numbers, got {q!r}")
+        sample = entry["sample"]
+        if (not isinstance(sample, list) or not sample or len(sample) > entry["n_windows"]
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sample)
+                or any(b < a for a, b in zip(sample, sample[1:]))):
+            raise InputValueError(
+                f"{at}['sample']: expected an ascending list of 1 to n_windows ({entry['n_windows']}) numbers"
+            )
 
 
 def _canonical_json(meta: Any) -> bytes:
@@ -578,3 +661,77 @@ def load_model(
         raise ModelFileError(f"{p}: the weights do not fit backbone {backbone!r}: {mismatch}")
     model.load_state_dict(state, strict=True)
     return model.to(dev).eval(), meta
+
+
+# --------------------------------------------------------------------------- calibrations
+
+
+def write_calibration(
+    path: str | os.PathLike,
+    design: str,
+    entry: Mapping[str, Any],
+    *,
+    out: str | os.PathLike,
+    overwrite: bool = False,
+) -> Path:
+    """Copy a model file to ``out`` with ``entry`` as its calibration for ``design``, atomically.
+
+    The model file at ``path`` is read and checked (:func:`read_model_file`: its digest must
+    hold), ``metadata["calibrations"][design]`` is set to ``entry`` (one calibration per design:
+    an older one of that design is replaced, the other designs' stay), the metadata is checked
+    again (:data:`CALIBRATION_KEYS`) and the file is written with a new SHA-256 over the same
+    weights and the new metadata. Nothing runs the model, so a factory backbone needs no opt-in.
+    ``created`` (when the model was trained) is kept; ``library_version`` and ``format_version``
+    become this library's.
+
+    Parameters
+    ----------
+    path : path-like
+        The model file.
+    design : str
+        The design's name (non-empty).
+    entry : dict
+        The calibration (:data:`CALIBRATION_KEYS`, JSON values).
+    out : path-like
+        Where to write; it may be ``path`` itself only with ``overwrite``.
+    overwrite : bool, default False
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ModelFileError, FileNotFoundError
+        As :func:`read_model_file`.
+    TypeError, ValueError
+        For a bad ``design`` or ``entry`` (the message names the key).
+    FileExistsError
+        If ``out`` exists and ``overwrite`` is False.
+    """
+    if not isinstance(design, str):
+        raise InputTypeError(f"design: expected a str, got {type(design).__name__}")
+    if not design.strip():
+        raise InputValueError(f"design: expected a non-empty name, got {design!r}")
+    if not isinstance(overwrite, bool):
+        raise InputTypeError(f"overwrite: expected a bool, got {type(overwrite).__name__}")
+    state, meta = read_model_file(path)
+    meta = dict(meta)
+    calibrations = dict(meta.get("calibrations") or {})
+    calibrations[design] = _json_safe(entry, f"calibrations[{design!r}]")
+    meta["calibrations"] = calibrations
+    meta = _check_metadata(meta, "metadata")
+    meta["library_version"] = __version__
+    meta["format"] = FORMAT
+    meta["format_version"] = FORMAT_VERSION
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "state_dict": state,
+        "sha256": _digest(state, meta),
+        "metadata": meta,
+    }
+    with atomic_output(out, name="out", overwrite=overwrite) as tmp:
+        torch.save(payload, tmp)
+    return Path(os.fspath(out))

@@ -1,4 +1,10 @@
-"""Inspecting scan files with a model file: a JSON report and an overlay per scan, a summary CSV."""
+"""Inspecting scan files with a model file: a JSON report and an overlay per scan, a summary CSV, a run.json.
+
+The threshold comes from one of three sources, named in every output (``threshold_source``):
+``validation`` (the model file's threshold, chosen on the validation prints of the designs it was
+trained on), ``design NAME (calibrated on N windows at R=...)`` (the model file's calibration of
+that design, :func:`ispad_core.nn.calibrate`), or ``user`` (an explicit threshold).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ from ispad_core.nn.inference.overlay import overlay
 from ispad_core.nn.inference.scoring import (
     JSON_FORMAT,
     JSON_FORMAT_VERSION,
+    THRESHOLD_MAX,
     InferenceSettings,
     check_model,
     check_stride,
@@ -39,12 +46,15 @@ from ispad_core.nn.inference.scoring import (
 )
 from ispad_core.nn.preprocessing import Preprocess, resolve_preprocess
 
-__all__ = ["INSPECT_LOCK", "SUMMARY_COLUMNS", "InspectionReport", "ScanOutcome", "inspect_files"]
+__all__ = ["INSPECT_LOCK", "RUN_FILE", "SUMMARY_COLUMNS", "InspectionReport", "ScanOutcome", "inspect_files"]
 
 INSPECT_LOCK = ".ispad-inspect.lock"
 """The writer lock that :func:`inspect_files` holds inside its output folder while it runs."""
 
-_OUTPUT_NAMES = r".+\.json|.+_overlay\.png|summary\.csv"  # what inspect_files writes into its folder
+RUN_FILE = "run.json"
+"""The run-level report :func:`inspect_files` writes beside ``summary.csv``."""
+
+_OUTPUT_NAMES = r".+\.json|.+_overlay\.png|summary\.csv"  # what inspect_files writes into its folder (run.json too)
 
 
 @dataclass(frozen=True)
@@ -109,13 +119,20 @@ class InspectionReport:
     summary : pathlib.Path
         ``out/summary.csv``.
     model : dict
-        What the JSON files say about the model (path, backbone, patch size, threshold, ...).
+        What the JSON files say about the model (path, backbone, patch size, threshold, ...,
+        ``threshold_used``, ``threshold_source``, ``design``).
+    run : dict
+        ``out/run.json``'s content: the windows inspected, the share at or over the threshold
+        beside the calibrated rate, and ``drift`` (the drift test of the run's window scores
+        against the design's calibration sample, :func:`ispad_core.metrics.score_drift`; None
+        without a calibration).
     """
 
     scans: tuple
     out: Path
     summary: Path
     model: dict
+    run: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> tuple:
@@ -130,16 +147,19 @@ class InspectionReport:
 
 SUMMARY_COLUMNS = (
     "name", "path", "status", "decision", "max_score", "threshold", "flagged", "windows",
-    "hottest_row", "hottest_col", "seconds", "json", "overlay", "error",
+    "hottest_row", "hottest_col", "seconds", "json", "overlay", "error", "threshold_source",
 )
 """Columns of ``summary.csv``."""
 
 
 def _model_info(model: Any, metadata: Mapping, path: Path | None, engine: str) -> dict:
     keys = ("backbone", "backbone_kwargs", "in_channels", "num_classes", "patch_size", "preprocess", "threshold",
-            "library_version", "created", "format", "format_version")
+            "library_version", "created", "format", "format_version", "precision")
     info = {"path": None if path is None else str(path), "engine": engine}
     info.update({k: metadata[k] for k in keys if k in metadata})
+    if engine == "onnxruntime" and "precision" not in info:
+        info["precision"] = "fp32"  # the exported graph's, when its metadata does not say
+    info["calibrated_designs"] = sorted(metadata.get("calibrations") or {})
     return info
 
 
@@ -244,9 +264,9 @@ def inspect_files(
     rois: Any = None,
     min_roi_fraction: float | None = None,
     threshold: float | None = None,
+    design: str | None = None,
     size: int | None = None,
     stride: int | None = None,
-    allow_factory: Any = None,
     overwrite: bool = False,
     settings: InferenceSettings | None = None,
     **options: Any,
@@ -256,7 +276,10 @@ def inspect_files(
     For each scan (in the order given): read it, :func:`inspect` it with the model's patch size,
     preprocessing and threshold, and write ``out/<name>.json`` and ``out/<name>_overlay.png``
     (``<name>`` is the file's stem); at the end ``out/summary.csv`` has one row per scan
-    (:data:`SUMMARY_COLUMNS`). A scan that cannot be read, is smaller than a window, or whose ROI
+    (:data:`SUMMARY_COLUMNS`); with a ``design``, ``out/run.json`` (:data:`RUN_FILE`) has the
+    run's figures: windows inspected and the share at or over the threshold beside the calibrated
+    rate, and the drift test of all the run's window scores against the design's calibration
+    sample (``InspectionReport.run`` has them in every case). A scan that cannot be read, is smaller than a window, or whose ROI
     is missing or of another size is reported (``ScanOutcome.error`` names the file and the sizes)
     and the others are still inspected. Every file is written atomically. One run at a time fills a
     folder: the run holds the lock ``out/.ispad-inspect.lock`` (:data:`INSPECT_LOCK`) and first
@@ -268,7 +291,8 @@ def inspect_files(
         format, format_version, library_version, created (ISO 8601 UTC)
         scan: {path, name, height, width, channels, colour_conversion (str or null)}
         roi: path of the ROI file or null, min_roi_fraction (null: any ROI pixel)
-        model: {path, engine, backbone, in_channels, patch_size, preprocess, threshold, ...}
+        model: {path, engine, backbone, in_channels, patch_size, preprocess, threshold, precision, ...,
+                threshold_used, threshold_source, design, calibrated_designs}
         decision: "defective" | "good", defective: bool, threshold, max_score
         hottest_window: {row, col, size, score}
         flagged: [{row, col, size, score}, ...]   every window with score >= threshold, highest first
@@ -278,6 +302,10 @@ def inspect_files(
                   overlay_s, write_s}
         notes: [str, ...]
         overlay: file name of the overlay PNG
+
+    ``run.json``: ``format`` "ispad-inspection-run", ``model`` (as above), ``scans``, ``inspected``,
+    ``windows``, ``windows_over_threshold``, ``share_over_threshold``, ``calibrated_fpr`` (the
+    design's R, or null), ``drift`` (:meth:`~ispad_core.metrics.DriftResult.to_dict` or null).
 
     Parameters
     ----------
@@ -295,13 +323,15 @@ def inspect_files(
     min_roi_fraction : float, optional
         As in :func:`predict_windows`.
     threshold : float, optional
-        Override the model's threshold.
+        Override the model's threshold (its source is then ``user``).
+    design : str, optional
+        Use the model file's calibration of this design (:func:`ispad_core.nn.calibrate`): its
+        threshold, and its sample for the drift test. Unknown names are refused, listing the
+        calibrated ones. Without it the threshold is the model's own (source ``validation``).
     size : int, optional
         Window side; must equal the model's ``patch_size`` if both are known.
     stride : int, optional
         As in :func:`~ispad_core.nn.inference.predict_windows`.
-    allow_factory : str or sequence of str, optional
-        Passed to ``load_model``: the backbone factories (``"pkg.mod:fn"``) you allow it to import.
     overwrite : bool, default False
         Replace existing output files (otherwise nothing is done when any exists).
     settings : InferenceSettings, optional
@@ -311,7 +341,9 @@ def inspect_files(
         memory first).
     **options
         Fields of :class:`~ispad_core.nn.inference.InferenceSettings` as keywords, over
-        ``settings``; and ``overlay_max_side`` (int, default 4096: the longest side of the
+        ``settings``; ``allow_factory`` (str or sequence of str: passed to ``load_model``, the
+        backbone factories ``"pkg.mod:fn"`` you allow it to import); ``drift_alpha`` (float,
+        default 0.01: the drift test's false-alarm rate); ``overlay_max_side`` (int, default 4096: the longest side of the
         overlay PNGs; larger scans are shrunk) and ``on_scan`` (callable, called with each
         :class:`ScanOutcome` as soon as it is done; the CLI prints it).
 
@@ -332,18 +364,25 @@ def inspect_files(
         When the disk fills up: the run stops there (the files written so far and the older
         ones are whole; the message names the file and the free space).
     """
-    on_scan = options.pop("on_scan", None)
-    overlay_max_side = options.pop("overlay_max_side", 4096)
+    on_scan, overlay_max_side, allow_factory, drift_alpha = _file_options(options)
     run = InferenceSettings.build(settings, options, "inspect_files")
     files, names = _scan_files(scans)
-    job = _job(model, run, size=size, stride=stride, threshold=threshold, allow_factory=allow_factory)
-    job = dataclasses.replace(job, rois=rois, min_roi_fraction=min_roi_fraction, overlay_max_side=overlay_max_side)
+    job = _job(model, run, size=size, stride=stride, threshold=threshold, allow_factory=allow_factory, design=design)
+    job = dataclasses.replace(job, rois=rois, min_roi_fraction=min_roi_fraction, overlay_max_side=overlay_max_side,
+                              drift_alpha=drift_alpha)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # one run per folder: a second one is refused at once, before it writes or checks anything
     with exclusive_lock(out, name="out", lock=out / INSPECT_LOCK):
         remove_stale_temporaries(out, names=_OUTPUT_NAMES)  # what a killed run of ours left
         return _inspect_into(out, files, names, job, overwrite=overwrite, on_scan=on_scan)
+
+
+def _file_options(options: dict) -> tuple:
+    """``on_scan``, ``overlay_max_side``, ``allow_factory``, ``drift_alpha`` taken out of ``options``."""
+    drift_alpha = check_float(options.pop("drift_alpha", 0.01), "drift_alpha", minimum=0.0, maximum=1.0,
+                              min_inclusive=False, max_inclusive=False)
+    return options.pop("on_scan", None), options.pop("overlay_max_side", 4096), options.pop("allow_factory", None), drift_alpha
 
 
 def _inspect_into(out: Path, files: list, names: list, job: _Job, *, overwrite: bool, on_scan: Any) -> InspectionReport:
@@ -353,11 +392,15 @@ def _inspect_into(out: Path, files: list, names: list, job: _Job, *, overwrite: 
         check_output_path(out / f"{n}.json", "out", overwrite=overwrite)
         check_output_path(out / f"{n}_overlay.png", "out", overwrite=overwrite)
     check_output_path(summary_path, "out", overwrite=overwrite)
-    outcomes, rows = [], []
+    if job.calibration is not None:
+        check_output_path(out / RUN_FILE, "out", overwrite=overwrite)
+    outcomes, rows, scores = [], [], []
     for f, name in zip(files, names):
-        outcome, hottest = _inspect_one(f, name, job, out, overwrite)
+        outcome, hottest, scan_scores = _inspect_one(f, name, job, out, overwrite)
         outcomes.append(outcome)
-        rows.append(_summary_row(outcome, hottest, job.threshold))
+        if scan_scores is not None:
+            scores.append(scan_scores)
+        rows.append(_summary_row(outcome, hottest, job))
         if on_scan is not None:
             on_scan(outcome)
     text = io.StringIO()
@@ -366,7 +409,29 @@ def _inspect_into(out: Path, files: list, names: list, job: _Job, *, overwrite: 
     writer.writerows(rows)
     with atomic_output(summary_path, name="out", overwrite=overwrite) as tmp:
         tmp.write_text(text.getvalue())
-    return InspectionReport(scans=tuple(outcomes), out=out, summary=summary_path, model=job.model_info)
+    run_report = _run_report(job, outcomes, scores)
+    if job.calibration is not None:  # the design's figures: the calibrated rate and the drift test
+        _write_json(out / RUN_FILE, run_report, overwrite)
+    return InspectionReport(scans=tuple(outcomes), out=out, summary=summary_path, model=job.model_info, run=run_report)
+
+
+def _run_report(job: _Job, outcomes: list, scores: list) -> dict:
+    """run.json: the windows of the whole run against the threshold, and the drift test."""
+    from ispad_core.metrics import score_drift
+
+    allscores = np.concatenate(scores) if scores else np.zeros(0)
+    over = int(np.count_nonzero(allscores >= job.threshold))
+    cal = job.calibration
+    drift = None
+    if cal is not None and allscores.size:
+        drift = score_drift(cal["sample"], allscores, alpha=job.drift_alpha, n_ref=cal["n_windows"]).to_dict()
+    return {
+        "format": "ispad-inspection-run", "format_version": 1, "library_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": job.model_info,
+        "scans": len(outcomes), "inspected": sum(1 for o in outcomes if o.ok), "windows": int(allscores.size),
+        "windows_over_threshold": over, "share_over_threshold": over / allscores.size if allscores.size else None,
+        "calibrated_fpr": None if cal is None else cal["target_fpr"], "drift": drift,
+    }
 
 
 def _scan_files(scans: Any) -> tuple[list[Path], list[str]]:
@@ -384,6 +449,8 @@ def _scan_files(scans: Any) -> tuple[list[Path], list[str]]:
     names = [f.stem for f in files]
     seen: dict[str, Path] = {}
     for f, n in zip(files, names):
+        if n + ".json" == RUN_FILE:  # refused in every run, so a name's meaning does not depend on --design
+            raise InputValueError(f"scans: {f} would write {RUN_FILE}, the run's own report; rename it")
         if n in seen:
             raise InputValueError(f"scans: {seen[n]} and {f} would both write {n}.json; rename one of them")
         seen[n] = f
@@ -404,9 +471,36 @@ class _Job:
     rois: Any = None
     min_roi_fraction: float | None = None
     overlay_max_side: int = 4096
+    calibration: dict | None = None
+    drift_alpha: float = 0.01
 
 
-def _job(model: Any, run: InferenceSettings, *, size: Any, stride: Any, threshold: Any, allow_factory: Any) -> _Job:
+def _threshold_source(meta: Mapping, model_name: str, threshold: Any, design: Any) -> tuple[Any, str, dict | None]:
+    """``(threshold, source, calibration)``: the user's, the design's calibration or the model's own."""
+    calibration = None
+    if design is not None:
+        if not isinstance(design, str):
+            raise InputTypeError(f"design: expected a str, got {type(design).__name__}")
+        known = meta.get("calibrations") or {}
+        if design not in known:
+            listed = ", ".join(repr(k) for k in sorted(known)) if known else "none (calibrate one with ispad calibrate)"
+            raise InputValueError(f"design: {model_name} has no calibration for design {design!r}; calibrated designs: {listed}")
+        calibration = known[design]
+    if threshold is not None:
+        return threshold, "user", calibration
+    if calibration is not None:
+        source = (f"design {design} (calibrated on {calibration['n_windows']} windows at "
+                  f"R={calibration['target_fpr']:g})")
+        return calibration["threshold"], source, calibration
+    threshold = meta.get("threshold")
+    if threshold is None:
+        raise InputValueError(f"threshold: {model_name} records no threshold; pass threshold=")
+    return threshold, "validation", None
+
+
+def _job(
+    model: Any, run: InferenceSettings, *, size: Any, stride: Any, threshold: Any, allow_factory: Any, design: Any = None
+) -> _Job:
     """Load the model and settle the window size, stride, threshold and preprocessing from its metadata."""
     net, meta, model_path, engine = _load_model(model, engine=run.engine, device=run.device, allow_factory=allow_factory)
     model_name = str(model_path) if model_path is not None else "the model"
@@ -420,20 +514,19 @@ def _job(model: Any, run: InferenceSettings, *, size: Any, stride: Any, threshol
         raise InputValueError(
             f"size: {model_name} was trained on {patch} x {patch} patches, but windows of {size} x {size} were asked for"
         )
-    if threshold is None:
-        threshold = meta.get("threshold")
-        if threshold is None:
-            raise InputValueError(f"threshold: {model_name} records no threshold; pass threshold=")
-    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
+    threshold, source, calibration = _threshold_source(meta, model_name, threshold, design)
+    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0 if source == "user" else THRESHOLD_MAX)
     pre = meta.get("preprocess")
     params = Preprocess(**pre) if isinstance(pre, Mapping) else resolve_preprocess(pre if pre is not None else "lsm2")
     stride = default_stride(size) if stride is None else check_stride(stride, size, "the model's patch size")
     model_info = _model_info(net, meta, model_path, engine)
     model_info["threshold_used"] = threshold
-    return _Job(net, model_info, size, stride, threshold, params, run)
+    model_info["threshold_source"] = source
+    model_info["design"] = design
+    return _Job(net, model_info, size, stride, threshold, params, run, calibration=calibration)
 
 
-def _inspect_one(f: Path, name: str, job: _Job, out: Path, overwrite: bool) -> tuple[ScanOutcome, tuple]:
+def _inspect_one(f: Path, name: str, job: _Job, out: Path, overwrite: bool) -> tuple[ScanOutcome, tuple, Any]:
     """Inspect one scan and write its files; a problem with this scan is its outcome, not an error."""
     t0 = time.perf_counter()
     try:
@@ -469,14 +562,14 @@ def _inspect_one(f: Path, name: str, job: _Job, out: Path, overwrite: bool) -> t
             name=name, path=f, ok=True, defective=result.defective, max_score=result.max_score,
             flagged=int(result.flagged.size), windows=int(result.scores.size), json=json_path, overlay=png_path,
             seconds=time.perf_counter() - t0, colour=result.colour,
-        ), hottest
+        ), hottest, result.scores
     except OutOfSpaceError:
         raise  # not this scan's fault: the run stops, the files written so far stay whole
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         msg = str(exc)
         if str(f) not in msg:
             msg = f"{f}: {msg}"
-        return ScanOutcome(name=name, path=f, ok=False, seconds=time.perf_counter() - t0, error=msg), (None, None)
+        return ScanOutcome(name=name, path=f, ok=False, seconds=time.perf_counter() - t0, error=msg), (None, None), None
 
 
 def _payload(f: Path, name: str, image: np.ndarray, result: Any, job: _Job, roi_source: Any) -> dict:
@@ -494,8 +587,10 @@ def _payload(f: Path, name: str, image: np.ndarray, result: Any, job: _Job, roi_
     return payload
 
 
-def _summary_row(outcome: ScanOutcome, hottest: tuple, threshold: float) -> dict:
+def _summary_row(outcome: ScanOutcome, hottest: tuple, job: _Job) -> dict:
+    threshold = job.threshold
     return {
+        "threshold_source": job.model_info["threshold_source"],
         "name": outcome.name, "path": str(outcome.path), "status": "ok" if outcome.ok else "error",
         "decision": "" if not outcome.ok else ("defective" if outcome.defective else "good"),
         "max_score": "" if not outcome.ok else f"{outcome.max_score:.6f}", "threshold": f"{threshold:.6f}",

@@ -70,6 +70,9 @@ JSON_FORMAT_VERSION = 1
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
+THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))
+"""The largest threshold: a calibrated order statistic of 1.0, nudged up (flags no score)."""
+
 
 # --------------------------------------------------------------------------- small helpers
 
@@ -664,7 +667,8 @@ def inspect(
     model, image, size, stride, preprocess, roi, min_roi_fraction, settings, **options
         As in :func:`predict_windows`.
     threshold : float in [0, 1]
-        Decision threshold on P(defective) (the model file's ``threshold``).
+        Decision threshold on P(defective) (the model file's ``threshold``, or a design's
+        calibrated one, which may be :data:`THRESHOLD_MAX`, the float just above 1).
 
     Returns
     -------
@@ -691,7 +695,7 @@ def inspect(
     True
     """
     run = InferenceSettings.build(settings, options, "inspect")
-    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
+    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=THRESHOLD_MAX)
     t0 = time.perf_counter()
     s = _score_windows(
         model, image, size=size, stride=stride, preprocess=preprocess, roi=roi, min_roi_fraction=min_roi_fraction, run=run
