@@ -12,11 +12,18 @@ EPILOG = """examples:
   ispad inspect scans/*.png --model model.pt --out results/
   ispad inspect scans/ --model model.pt --out results/ --roi rois/ --batch-size 64
   ispad inspect scan.png --model model.onnx --out results/          (onnxruntime, from 'ispad export')
+  ispad inspect scans_B/ --model model.pt --design B --out results/  (the threshold calibrated for design B)
 
 For every scan SCAN.png it writes results/SCAN.json (the decision, the windows at or over the
 threshold with origin and score, timings), results/SCAN_overlay.png (the scan with the heat map and
-the flagged windows) and, at the end, results/summary.csv (one row per scan). A scan that cannot be
-inspected is reported and the others go on; the exit status is then 1."""
+the flagged windows) and, at the end, results/summary.csv (one row per scan); with --design also
+results/run.json (the share of windows at or over the threshold beside the calibrated rate, and the
+drift test of the run's window scores against the design's calibration sample). A scan that cannot be inspected is
+reported and the others go on; the exit status is then 1.
+
+The threshold: the model's own (chosen on the validation prints of the designs it was trained on),
+a design's calibrated one (--design, from 'ispad calibrate'), or --threshold; every output names
+its source."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -40,6 +47,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="inspect only windows with at least this fraction inside the ROI (default: any ROI pixel)")
     p.add_argument("--stride", type=positive, help="step between windows in pixels, at most the model's patch size (default 5/8 of it)")
     p.add_argument("--threshold", type=float, metavar="P", help="decision threshold on P(defective) (default: the model's)")
+    p.add_argument("--design", metavar="NAME",
+                   help="use the threshold calibrated for this design ('ispad calibrate') and test the run for drift")
     p.add_argument("--batch-size", type=positive, default=128, help="windows per forward pass (default 128)")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--engine", choices=("torch", "onnxruntime"),
@@ -68,6 +77,7 @@ def run(args) -> int:
         rois=args.roi,
         min_roi_fraction=args.min_roi_fraction,
         threshold=args.threshold,
+        design=args.design,
         stride=args.stride,
         batch_size=args.batch_size,
         device=args.device,
@@ -84,11 +94,44 @@ def run(args) -> int:
         print(f"note: colour conversion: {note}")
     n = len(report.scans)
     bad = len(report.failed)
+    if m["threshold_source"] == "validation":
+        print(_validation_note(m, args.model))
     print(f"{n - bad} of {n} scans inspected, {len(report.defective)} defective (model {m.get('path')}, "
-          f"{m.get('backbone')}, {m.get('patch_size')} px windows, threshold {m['threshold_used']:.4g}, {m['engine']}); "
-          f"results in {report.out}/, summary {report.summary}")
+          f"{m.get('backbone')}, {m.get('patch_size')} px windows, threshold {m['threshold_used']:.4g} from "
+          f"{m['threshold_source']}, {m['engine']}); results in {report.out}/, summary {report.summary}")
+    line = _run_line(report.run)
+    if line:
+        print(line)
     if bad:
         print(f"ispad inspect: {bad} scan{'s' if bad > 1 else ''} could not be inspected: "
               + ", ".join(str(s.path) for s in report.failed), file=sys.stderr)
         return 1
     return 0
+
+
+def _validation_note(model: dict, path: str) -> str:
+    """One line: the threshold is the validation prints', and how to calibrate one for this design."""
+    designs = model.get("calibrated_designs") or []
+    known = f" (calibrated designs in this model: {', '.join(designs)}; pick one with --design)" if designs else ""
+    return (f"note: the threshold {model['threshold_used']:.4g} comes from the validation prints of the designs the model "
+            f"was trained on, not from this design; its false-alarm rate here is unknown{known}. Calibrate it on "
+            f"fault-free sheets of this design: ispad calibrate --model {path} --good GOOD_DIR --design NAME "
+            f"--target-fpr 0.01 --out {path} --overwrite")
+
+
+def _run_line(run: dict) -> str:
+    """The run's windows over the threshold beside the calibrated rate, and the drift test."""
+    if not run or not run.get("windows"):
+        return ""
+    share = run["share_over_threshold"]
+    text = f"run: {run['windows_over_threshold']} of {run['windows']} windows at or over the threshold ({share:.3%}"
+    if run.get("calibrated_fpr") is not None:
+        text += f"; calibrated fault-free rate {run['calibrated_fpr']:.3%})"
+    else:
+        text += ")"
+    d = run.get("drift")
+    if d is not None:
+        verdict = "DRIFT: the window scores do not look like the calibration sample (recalibrate or check the process)" \
+            if d["drift"] else "no drift"
+        text += f"; drift test: {verdict} (KS {d['statistic']:.3f}, p = {d['p_value']:.3g}, alpha {d['alpha']:g})"
+    return text

@@ -7,6 +7,7 @@ import argparse
 from ispad_core._shared.version import __version__
 from ispad_core.cli import (
     benchmark,
+    calibrate,
     crops,
     demo,
     evaluate,
@@ -25,7 +26,7 @@ __all__ = ["COMMANDS", "build_parser"]
 
 #: The command modules, in the order ``ispad --help`` lists them: each has ``add_parser(sub)``,
 #: which registers its options and sets ``func`` to its ``run(args)``.
-COMMANDS = (synth, merge, gallery, evaluate, info, train, inspect, review, export, crops, benchmark, experiment, demo)
+COMMANDS = (synth, merge, gallery, evaluate, info, train, calibrate, inspect, review, export, crops, benchmark, experiment, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
