@@ -12,6 +12,8 @@ about the false alarms on a new design. A factory always has fault-free sheets o
 - :func:`min_calibration_windows` -- how many fault-free windows a rate needs.
 - :func:`score_drift` -- a two-sample Kolmogorov-Smirnov test of new scores against the
   calibration sample (censored at its 95 % quantile), at a stated false-alarm rate ``alpha``.
+- :func:`design_effect` -- how much the windows of one scan move together (scan-to-scan
+  variation), which the drift test needs to keep its rate on real scans.
 - :func:`calibration_sample` -- the compact sample (at most 2048 float32 order statistics) that a
   model file keeps for :func:`score_drift`.
 
@@ -40,6 +42,7 @@ __all__ = [
     "UnsupportedRateError",
     "UnsupportedRateWarning",
     "calibration_sample",
+    "design_effect",
     "fpr_threshold",
     "min_calibration_windows",
     "score_drift",
@@ -373,6 +376,8 @@ class DriftResult:
         probability at most ``alpha``).
     n_ref, n_new : int
         Sizes of the two samples.
+    design_effect : float
+        The design effect the p-value allowed for (1: independent windows).
     censored_at : float
         Both samples were censored (clipped from above) at this score, the calibration sample's
         95 % quantile.
@@ -385,11 +390,13 @@ class DriftResult:
     n_ref: int
     n_new: int
     censored_at: float
+    design_effect: float = 1.0
 
     def to_dict(self) -> dict:
         """JSON values of every field."""
         return {"statistic": self.statistic, "p_value": self.p_value, "drift": self.drift, "alpha": self.alpha,
-                "n_ref": self.n_ref, "n_new": self.n_new, "censored_at": self.censored_at}
+                "n_ref": self.n_ref, "n_new": self.n_new, "censored_at": self.censored_at,
+                "design_effect": self.design_effect}
 
     def __str__(self) -> str:
         verdict = "DRIFT" if self.drift else "no drift"
@@ -397,8 +404,66 @@ class DriftResult:
                 f"{self.n_new} new vs {self.n_ref} calibration scores, censored at {self.censored_at:.4g})")
 
 
+def design_effect(groups: Any) -> float:
+    """How many times the variance of a distribution function estimated from windows grows because
+    the windows come in scans: 1 for independent windows, up to the windows per scan when whole
+    scans move together (Kish's design effect).
+
+    For scans ``s`` of ``m_s`` windows with empirical distribution functions ``F_s`` and the pooled
+    ``F``, at the pooled deciles ``t`` (0.1 .. 0.9, below the censoring point of
+    :func:`score_drift`)::
+
+        deff(t) = sum_s m_s (F_s(t) - F(t))^2 / ((S - 1) F(t) (1 - F(t)))
+
+    which is about 1 when the windows are independent (each ``F_s(t)`` then varies as a binomial
+    share); the result is the mean over the deciles, at least 1.
+
+    Parameters
+    ----------
+    groups : sequence of array_like of float
+        The window scores of each fault-free scan (at least two scans).
+
+    Returns
+    -------
+    float
+        >= 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ispad_core.metrics import design_effect
+    >>> rng = np.random.default_rng(0)
+    >>> design_effect([rng.random(200) for _ in range(20)]) < 2  # independent windows: about 1
+    True
+    >>> design_effect([rng.random(200) * 0.1 + k / 40 for k in range(20)]) > 50  # scans move together
+    True
+    """
+    if isinstance(groups, np.ndarray) or not hasattr(groups, "__len__"):
+        raise InputTypeError(f"groups: expected a sequence of per-scan score arrays, got {type(groups).__name__}")
+    arrays = [_check_scores(g, f"groups[{i}]") for i, g in enumerate(groups)]
+    if len(arrays) < 2:
+        raise InputValueError(f"groups: expected the scores of at least 2 scans, got {len(arrays)}")
+    pooled = np.concatenate(arrays)
+    ts = np.quantile(pooled, np.arange(1, 10) / 10)
+    sizes = np.array([a.size for a in arrays], dtype=np.float64)
+    sorted_groups = [np.sort(a) for a in arrays]
+    effects = []
+    for t in ts:
+        f = float(np.mean(pooled <= t))
+        if not 0.0 < f < 1.0:
+            continue
+        fs = np.array([np.searchsorted(g, t, side="right") / g.size for g in sorted_groups])
+        effects.append(float(np.sum(sizes * (fs - f) ** 2) / ((len(arrays) - 1) * f * (1 - f))))
+    return max(1.0, float(np.mean(effects))) if effects else 1.0
+
+
 def score_drift(
-    calibration_scores: Any, new_scores: Any, *, alpha: float = 0.01, n_ref: int | None = None
+    calibration_scores: Any,
+    new_scores: Any,
+    *,
+    alpha: float = 0.01,
+    n_ref: int | None = None,
+    design_effect: float = 1.0,
 ) -> DriftResult:
     """Whether new fault-free-looking scores drifted away from the calibration sample.
 
@@ -411,9 +476,11 @@ def score_drift(
     only makes the test more conservative.
 
     The rate ``alpha`` holds for independent scores from the calibration's distribution. The
-    windows of one scan overlap and are correlated, and sheets vary, so on real scans the test
-    flags more often than ``alpha``; with thousands of windows it is sensitive to small shifts.
-    Read it as an alarm to look, not a verdict.
+    windows of one scan overlap, and sheets vary (shading, ink density), so windows come in
+    clusters that move together; the plain test then flags unchanged scans far more often than
+    ``alpha``. ``design_effect`` (:func:`design_effect` of the calibration scans, which a model
+    file keeps) divides both sample sizes: the p-value is Smirnov's for ``n_ref / deff`` and
+    ``n_new / deff`` scores. Read the result as an alarm to look, not a verdict.
 
     Parameters
     ----------
@@ -430,6 +497,8 @@ def score_drift(
         Smirnov's asymptotic distribution for ``n_ref`` and ``len(new_scores)``. Without it the
         evenly spaced order statistics, less variable than a random sample of their number, make
         the test conservative (``docs/calibration.md`` measures both).
+    design_effect : float >= 1, default 1.0
+        The calibration scans' :func:`design_effect`; 1 for independent windows.
 
     Returns
     -------
@@ -457,9 +526,10 @@ def score_drift(
     c = float(np.quantile(ref, CENSOR_QUANTILE))
     res = stats.ks_2samp(np.minimum(ref, c), np.minimum(new, c), alternative="two-sided", method="auto")
     d, p, m = float(res.statistic), float(res.pvalue), int(ref.size)
+    deff = check_float(design_effect, "design_effect", minimum=1.0)
     if n_ref is not None:
         m = check_int(n_ref, "n_ref", minimum=int(ref.size))
-        if m > ref.size:
-            en = m * new.size / (m + new.size)
-            p = float(np.clip(stats.kstwo.sf(d, int(round(en))), 0.0, 1.0))
-    return DriftResult(d, p, bool(p < alpha), alpha, m, int(new.size), c)
+    if m > ref.size or deff > 1.0:
+        en = m * new.size / (m + new.size) / deff
+        p = float(np.clip(stats.kstwo.sf(d, max(1, int(round(en)))), 0.0, 1.0))
+    return DriftResult(d, p, bool(p < alpha), alpha, m, int(new.size), c, deff)

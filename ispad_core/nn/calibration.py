@@ -24,7 +24,13 @@ import numpy as np
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.files import check_output_path
 from ispad_core._shared.validation import check_float
-from ispad_core.metrics import UnsupportedRateError, UnsupportedRateWarning, calibration_sample, fpr_threshold
+from ispad_core.metrics import (
+    UnsupportedRateError,
+    UnsupportedRateWarning,
+    calibration_sample,
+    design_effect,
+    fpr_threshold,
+)
 from ispad_core.nn.inference.files import _job, _read_scan, _roi_for
 from ispad_core.nn.inference.scoring import InferenceSettings, predict_windows
 
@@ -159,8 +165,8 @@ def _roi(rois: Any, k: int, name: str, path: Path | None) -> np.ndarray | None:
     return _roi_for(rois, name, path or Path(name))[0]
 
 
-def _score_all(items: list, rois: Any, job: Any, min_roi_fraction: Any) -> tuple[np.ndarray, list[int]]:
-    """Scores of every window (scans on the grid, patches as they are) and the windows of each scan."""
+def _score_all(items: list, rois: Any, job: Any, min_roi_fraction: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Scores of every window (scans on the grid, patches as they are) and the scores of each scan."""
     run = dataclasses.replace(job.run, engine=None)
     parts, per_scan, patches = [], [], []
     for k, (name, path, array) in enumerate(items):
@@ -184,7 +190,7 @@ def _score_all(items: list, rois: Any, job: Any, min_roi_fraction: Any) -> tuple
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"good: {where}: {exc}") from None
         parts.append(s)
-        per_scan.append(int(s.size))
+        per_scan.append(s)
     for start in range(0, len(patches), _PATCHES_PER_STRIP):
         parts.append(_score_patches(patches[start:start + _PATCHES_PER_STRIP], job, run, min_roi_fraction))
     return np.concatenate(parts), per_scan
@@ -295,7 +301,9 @@ def calibrate(
     job = _job(model, run, size=None, stride=stride, threshold=None, allow_factory=allow_factory)
     scores, per_scan = _score_all(items, rois, job, min_roi_fraction)
     t = fpr_threshold(scores, rate, method=method, allow_unsupported=allow_unsupported)
-    wps = float(np.mean(per_scan)) if per_scan else None
+    wps = float(np.mean([s.size for s in per_scan])) if per_scan else None
+    # scan-to-scan variation for the drift test; patches are taken as independent windows
+    deff = design_effect(per_scan) if len(per_scan) >= 2 else 1.0
     cal = Calibration(
         design=design, threshold=min(float(t.threshold), _THRESHOLD_MAX), target_fpr=rate, method=t.method,
         n_windows=int(scores.size), n_scans=len(per_scan), windows_per_scan=wps,
@@ -303,7 +311,8 @@ def calibrate(
         smallest_supported_fpr=t.smallest_supported_fpr, supported=t.supported,
         fpr_upper_bound_95=t.fpr_upper_bound(0.95), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         sample=calibration_sample(scores),
-        extra={"stride": job.stride, "min_roi_fraction": min_roi_fraction, "precision": run.precision},
+        extra={"stride": job.stride, "min_roi_fraction": min_roi_fraction, "precision": run.precision,
+               "design_effect": deff},
     )
     if out is None:
         return cal

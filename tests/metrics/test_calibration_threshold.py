@@ -13,6 +13,7 @@ from ispad_core.metrics import (
     FprThreshold,
     UnsupportedRateWarning,
     calibration_sample,
+    design_effect,
     fpr_threshold,
     min_calibration_windows,
     score_drift,
@@ -247,3 +248,33 @@ def test_fpr_upper_bound_covers_the_realised_rate_at_its_confidence():
         covered += (1 - t.threshold) <= t.fpr_upper_bound(0.9)
     assert abs(covered / trials - 0.9) <= 4 * math.sqrt(0.09 / trials)
     assert fpr_threshold(np.arange(100.0), 0.05, method="quantile").fpr_upper_bound() is None
+
+
+def test_design_effect_is_about_one_for_independent_windows_and_large_for_scans_that_move_together():
+    rng = np.random.default_rng(0)
+    independent = [design_effect([rng.random(100) for _ in range(30)]) for _ in range(30)]
+    assert 0.9 <= np.mean(independent) <= 1.3 and min(independent) >= 1.0
+    shifted = design_effect([rng.random(100) * 0.2 + rng.normal(0, 0.2) for _ in range(30)])
+    assert shifted > 20
+    with pytest.raises(ValueError, match="groups: expected the scores of at least 2 scans"):
+        design_effect([rng.random(10)])
+    with pytest.raises(TypeError, match="groups: expected a sequence"):
+        design_effect(np.zeros((3, 3)))
+
+
+def test_drift_with_a_design_effect_keeps_its_rate_on_clustered_scores():
+    """Scans whose windows share a random offset: the plain test flags most unchanged scans, the
+    design effect brings the rate back to at most alpha."""
+    alpha, trials, flagged_plain, flagged = 0.05, 100, 0, 0
+    rng = np.random.default_rng(3)
+    calib = [rng.normal(rng.normal(0, 1), 1, 80) for _ in range(30)]
+    ref, deff = np.concatenate(calib), design_effect(calib)
+    for _ in range(trials):
+        new = rng.normal(rng.normal(0, 1), 1, 80)
+        flagged_plain += score_drift(ref, new, alpha=alpha).drift
+        r = score_drift(ref, new, alpha=alpha, design_effect=deff)
+        assert r.design_effect == deff
+        flagged += r.drift
+    assert flagged_plain / trials > 0.3
+    assert flagged / trials <= alpha + 4 * math.sqrt(alpha * (1 - alpha) / trials)
+    assert score_drift(ref, rng.normal(4, 1, 80), alpha=alpha, design_effect=deff).drift  # a real shift

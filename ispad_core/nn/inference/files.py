@@ -424,7 +424,8 @@ def _run_report(job: _Job, outcomes: list, scores: list) -> dict:
     cal = job.calibration
     drift = None
     if cal is not None and allscores.size:
-        drift = score_drift(cal["sample"], allscores, alpha=job.drift_alpha, n_ref=cal["n_windows"]).to_dict()
+        drift = score_drift(cal["sample"], allscores, alpha=job.drift_alpha, n_ref=cal["n_windows"],
+                            design_effect=float(cal.get("design_effect", 1.0))).to_dict()
     return {
         "format": "ispad-inspection-run", "format_version": 1, "library_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": job.model_info,
