@@ -284,6 +284,19 @@ def calibrate(
         needs), an unreadable or too small image (named), a bad ROI, or bad arguments.
     FileExistsError
         If ``out`` exists (or is the input) and ``overwrite`` is False; checked before scoring.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ispad_core.nn import Preprocess, calibrate
+    >>> from ispad_core.samples import screen_print
+    >>> _ = torch.manual_seed(0)
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten())
+    >>> meta = {"patch_size": 32, "preprocess": Preprocess().to_dict(), "threshold": 0.5}
+    >>> scans = [screen_print((160, 160), rng=0)[r:r + 80] for r in (0, 80)]  # two sheets of one design
+    >>> cal = calibrate((net, meta), scans, design="demo", target_fpr=0.05, verbose=False, precision="fp32")
+    >>> cal.n_windows, cal.n_scans, cal.windows_per_scan, round(cal.smallest_supported_fpr, 4)
+    (64, 2, 32.0, 0.0154)
     """
     min_roi_fraction = options.pop("min_roi_fraction", None)
     allow_factory = options.pop("allow_factory", None)
