@@ -310,3 +310,26 @@ def test_drift_false_alarms_on_unchanged_scans_stay_at_about_the_stated_rate(con
     # at most alpha, within the sampling bound of 30 scans; without the design effect most are flagged
     assert flagged / len(test) <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / len(test))
     assert plain / len(test) > 0.5
+
+
+class _FakeOnnx:
+    """Stands in for an onnxruntime model of ispad_core.nn.export (same calling convention)."""
+
+    ispad_engine = "onnxruntime"
+
+    def __init__(self):
+        self.net = Contrast().eval()
+        self.in_channels = 1
+
+    def __call__(self, x):
+        with torch.no_grad():
+            return self.net(x)
+
+
+def test_the_json_takes_an_onnx_model_s_precision_from_its_metadata(tmp_path, good):
+    fake = _FakeOnnx()
+    meta = _meta("contrast")
+    plain = inspect_files(good, model=(fake, meta), out=tmp_path / "a", verbose=False)
+    assert plain.model["engine"] == "onnxruntime" and plain.model["precision"] == "fp32"
+    half = inspect_files(good, model=(fake, {**meta, "precision": "fp16"}), out=tmp_path / "b", verbose=False)
+    assert json.loads((tmp_path / "b" / "g0.json").read_text())["model"]["precision"] == "fp16" == half.model["precision"]
