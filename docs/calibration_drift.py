@@ -58,7 +58,7 @@ def main() -> None:
     good, test = [tiles[i] for i in order[:30]], [tiles[i] for i in order[30:]]
     net, meta = contrast_model(good[:4])
     cal = calibrate((net, meta), good, design="dots", target_fpr=0.01, verbose=False, precision="fp32")
-    deff = cal.extra["design_effect"]
+    deff = cal.design_effect
     print(f"calibration: {cal.n_windows} windows from {cal.n_scans} scans, design effect {deff:.1f}")
     changes = {"unchanged": lambda im: im, "20 % brighter": lambda im: adjust_brightness(im, 1.2),
                "20 % darker": lambda im: adjust_brightness(im, 0.8),

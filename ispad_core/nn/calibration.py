@@ -32,7 +32,7 @@ from ispad_core.metrics import (
     fpr_threshold,
 )
 from ispad_core.nn.inference.files import _job, _read_scan, _roi_for
-from ispad_core.nn.inference.scoring import InferenceSettings, predict_windows
+from ispad_core.nn.inference.scoring import InferenceSettings, is_onnx, predict_windows, resolve_precision
 
 __all__ = ["Calibration", "UnsupportedRateError", "UnsupportedRateWarning", "calibrate"]
 
@@ -75,8 +75,18 @@ class Calibration:
         ISO 8601 UTC time.
     sample : numpy.ndarray of float32, shape (m,)
         :func:`ispad_core.metrics.calibration_sample` of the scores (m <= 2048), for the drift test.
+    design_effect : float
+        :func:`ispad_core.metrics.design_effect` of the scans' scores (1.0 with fewer than two
+        scans), for the drift test.
+    stride : int or None
+        The stride the windows were cut with (inspect with the same).
+    precision : str or None
+        The precision the windows were scored in (``"fp32"``, ``"bf16"``, ``"fp16"``).
+    min_roi_fraction : float or None
     path : pathlib.Path or None
         The model file it was written to (None when not written).
+    extra : dict
+        Further keys of a model file's entry, kept as they are.
     """
 
     design: str
@@ -93,6 +103,10 @@ class Calibration:
     fpr_upper_bound_95: float | None
     created: str
     sample: np.ndarray = field(repr=False, compare=False)
+    design_effect: float = 1.0
+    stride: int | None = None
+    precision: str | None = None
+    min_roi_fraction: float | None = None
     path: Path | None = None
     extra: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -245,7 +259,8 @@ def calibrate(
     model : path or (model, metadata)
         A model file (``.pt``), or a loaded model with its metadata dict.
     good : folder, path, uint8 array or a list of them
-        Fault-free images of the design: scans (larger than a window) or patches of the window size.
+        Fault-free images of the design: scans (larger than a window) or patches of the window size
+        (an ``(N, S, S)`` uint8 stack is N patches).
     design : str
         The design's name (non-empty), the key ``inspect --design`` uses.
     target_fpr : float in (0, 1)
@@ -310,6 +325,8 @@ def calibrate(
     rate = check_float(target_fpr, "target_fpr", minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
     if out is not None:
         check_output_path(out, "out", overwrite=overwrite)
+        if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
+            raise InputValueError(f"model: {model} is an ONNX file; calibrate the model file (.pt) and export it again")
     items = _good_items(good)
     job = _job(model, run, size=None, stride=stride, threshold=None, allow_factory=allow_factory)
     scores, per_scan = _score_all(items, rois, job, min_roi_fraction)
@@ -323,13 +340,22 @@ def calibrate(
         expected_false_alarms_per_scan=None if wps is None else rate * wps, quantiles=dict(t.quantiles),
         smallest_supported_fpr=t.smallest_supported_fpr, supported=t.supported,
         fpr_upper_bound_95=t.fpr_upper_bound(0.95), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        sample=calibration_sample(scores),
-        extra={"stride": job.stride, "min_roi_fraction": min_roi_fraction, "precision": run.precision,
-               "design_effect": deff},
+        sample=calibration_sample(scores), design_effect=deff, stride=job.stride, precision=_precision(job.net, run),
+        min_roi_fraction=min_roi_fraction,
     )
     if out is None:
         return cal
     return dataclasses.replace(cal, path=_store(model, job, cal, out, overwrite))
+
+
+def _precision(net: Any, run: InferenceSettings) -> str:
+    """The precision ``"auto"`` resolves to for this model, as inspect resolves it."""
+    if is_onnx(net):
+        return "fp32"
+    import torch
+
+    dev = run.device if run.device is not None else next((p.device for p in net.parameters()), torch.device("cpu"))
+    return resolve_precision(run.precision, run.channels_last, dev)[0]
 
 
 def _store(model: Any, job: Any, cal: Calibration, out: Any, overwrite: bool) -> Path:
@@ -338,8 +364,6 @@ def _store(model: Any, job: Any, cal: Calibration, out: Any, overwrite: bool) ->
 
     path = job.model_info.get("path")
     if path is not None:
-        if Path(path).suffix.lower() == ".onnx":
-            raise InputValueError(f"out: {path} is an ONNX file; calibrate the model file (.pt) and export it again")
         return write_calibration(path, cal.design, cal.to_entry(), out=out, overwrite=overwrite)
     net, meta = model
     meta = dict(meta)

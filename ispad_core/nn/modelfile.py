@@ -137,7 +137,8 @@ was 1.0), ``target_fpr`` (float in (0, 1)), ``method`` ("order", "quantile", "gp
 windows only), ``windows_per_scan`` and ``expected_false_alarms_per_scan`` (float >= 0, or None
 without scans), ``quantiles`` (dict of str to float), ``smallest_supported_fpr`` (1 / (n + 1)),
 ``supported`` (bool), ``created`` (ISO 8601), ``sample`` (ascending list of at most
-``n_windows`` floats, for the drift test).
+``n_windows`` floats, for the drift test). Optional and checked when present: ``design_effect``
+(float >= 1) and ``stride`` (int >= 1 or None).
 """
 
 _THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))  # an order statistic of 1.0, nudged up
@@ -270,6 +271,10 @@ def _check_calibrations(calibrations: dict, where: str) -> None:
             raise InputTypeError(f"{at}['supported']: expected a bool, got {type(entry['supported']).__name__}")
         if not isinstance(entry["created"], str):
             raise InputTypeError(f"{at}['created']: expected an ISO 8601 str, got {type(entry['created']).__name__}")
+        if "design_effect" in entry:
+            number("design_effect", 1.0, math.inf)
+        if entry.get("stride") is not None:
+            number("stride", 1, math.inf, integer=True)
         q = entry["quantiles"]
         if not isinstance(q, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in q.values()):
             raise InputValueError(f"{at}['quantiles']: expected a dict of str to numbers, got {q!r}")

@@ -118,6 +118,7 @@ def test_the_digest_refuses_an_edited_calibration(tmp_path, model_file, good):
         (lambda e: e.update(n_windows=0), r"\['n_windows'\]: expected an int in \[1, inf\]"),
         (lambda e: e.update(sample=[0.3, 0.1]), r"\['sample'\]: expected an ascending list"),
         (lambda e: e.update(supported="yes"), r"\['supported'\]: expected a bool"),
+        (lambda e: e.update(design_effect=0.5), r"\['design_effect'\]: expected a number in \[1, inf\]"),
     ],
 )
 def test_the_model_file_checker_validates_each_calibration(tmp_path, model_file, good, edit, match):
@@ -194,6 +195,12 @@ def test_too_few_windows_name_the_rate_and_the_windows_it_needs(model_file, good
 def test_bad_arguments(model_file, good, kw, exc, match):
     with pytest.raises(exc, match=match):
         _calibrate(model_file, good, **kw)
+
+
+def test_an_onnx_model_file_is_refused_before_any_scoring(tmp_path, good):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"model: .*m.onnx is an ONNX file; calibrate the model file \(.pt\)"):
+        calibrate(tmp_path / "m.onnx", good, design="d", target_fpr=0.1, out=tmp_path / "o.pt")
 
 
 def test_bad_images_are_named(tmp_path, model_file, good):
@@ -282,7 +289,7 @@ def contrast_design():
 
 def test_drift_is_flagged_for_brighter_and_blurred_scans_and_not_for_unchanged_ones(tmp_path, contrast_design):
     net, meta, cal, test = contrast_design
-    assert cal.extra["design_effect"] > 5  # the scans of one sheet vary (shading, ink)
+    assert cal.design_effect > 5  # the scans of one sheet vary (shading, ink)
     folders = {"same": lambda im: im, "bright": lambda im: adjust_brightness(im, 1.2),
                "blur": lambda im: gaussian_smooth(im, sigma=1.0, ksize=3)}
     drift = {}
@@ -295,13 +302,13 @@ def test_drift_is_flagged_for_brighter_and_blurred_scans_and_not_for_unchanged_o
         drift[name] = json.loads((tmp_path / f"out_{name}" / "run.json").read_text())["drift"]
         assert report.run["drift"] == drift[name]
     assert drift["bright"]["drift"] and drift["blur"]["drift"] and not drift["same"]["drift"]
-    assert drift["same"]["design_effect"] == cal.extra["design_effect"] and drift["same"]["n_ref"] == cal.n_windows
+    assert drift["same"]["design_effect"] == cal.design_effect and drift["same"]["n_ref"] == cal.n_windows
 
 
 def test_drift_false_alarms_on_unchanged_scans_stay_at_about_the_stated_rate(contrast_design):
     net, _, cal, test = contrast_design
     alpha = 0.1
-    deff = cal.extra["design_effect"]
+    deff = cal.design_effect
     flagged = plain = 0
     for im in test:
         s = predict_windows(net, im, size=32, preprocess=PRE, **FP32)[0]
