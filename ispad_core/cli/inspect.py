@@ -102,6 +102,8 @@ def run(args) -> int:
     line = _run_line(report.run)
     if line:
         print(line)
+    for note in report.run.get("notes", ()):
+        print(f"note: {note}")
     if bad:
         print(f"ispad inspect: {bad} scan{'s' if bad > 1 else ''} could not be inspected: "
               + ", ".join(str(s.path) for s in report.failed), file=sys.stderr)

@@ -243,6 +243,9 @@ def test_inspect_names_the_threshold_and_its_source(tmp_path, model_file, good):
     assert run["windows"] == 256 and run["calibrated_fpr"] == 0.02
     assert run["windows_over_threshold"] == sum(s.flagged for s in by_design.scans) <= 0.02 * 257  # the same windows
     assert run["drift"]["drift"] is False and run["drift"]["n_ref"] == 256  # the calibration scans themselves
+    assert run["notes"] == []
+    other = inspect_files(good, out=tmp_path / "s", design="dots", stride=16, **common)
+    assert "calibrated on windows at stride 20 and this run inspects at stride 16" in other.run["notes"][0]
     plain = inspect_files(good, out=tmp_path / "b", **common)
     assert plain.model["threshold_source"] == "validation" and plain.model["threshold_used"] == 0.5
     assert not (tmp_path / "b" / "run.json").exists() and plain.run["drift"] is None

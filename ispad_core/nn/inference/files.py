@@ -304,8 +304,8 @@ def inspect_files(
         overlay: file name of the overlay PNG
 
     ``run.json``: ``format`` "ispad-inspection-run", ``model`` (as above), ``scans``, ``inspected``,
-    ``windows``, ``windows_over_threshold``, ``share_over_threshold``, ``calibrated_fpr`` (the
-    design's R, or null), ``drift`` (:meth:`~ispad_core.metrics.DriftResult.to_dict` or null).
+    ``windows``, ``windows_over_threshold``, ``share_over_threshold``, ``calibrated_fpr`` (R or
+    null), ``drift`` (:meth:`~ispad_core.metrics.DriftResult.to_dict` or null), ``notes``.
 
     Parameters
     ----------
@@ -422,6 +422,11 @@ def _run_report(job: _Job, outcomes: list, scores: list) -> dict:
     allscores = np.concatenate(scores) if scores else np.zeros(0)
     over = int(np.count_nonzero(allscores >= job.threshold))
     cal = job.calibration
+    notes = []
+    if cal is not None and cal.get("stride") not in (None, job.stride):
+        notes.append(f"the design was calibrated on windows at stride {cal['stride']} and this run inspects at stride "
+                     f"{job.stride}: its windows are not those the calibrated rate was measured on; calibrate and "
+                     "inspect with one stride")
     drift = None
     if cal is not None and allscores.size:
         drift = score_drift(cal["sample"], allscores, alpha=job.drift_alpha, n_ref=cal["n_windows"],
@@ -431,7 +436,7 @@ def _run_report(job: _Job, outcomes: list, scores: list) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": job.model_info,
         "scans": len(outcomes), "inspected": sum(1 for o in outcomes if o.ok), "windows": int(allscores.size),
         "windows_over_threshold": over, "share_over_threshold": over / allscores.size if allscores.size else None,
-        "calibrated_fpr": None if cal is None else cal["target_fpr"], "drift": drift,
+        "calibrated_fpr": None if cal is None else cal["target_fpr"], "drift": drift, "notes": notes,
     }
 
 
