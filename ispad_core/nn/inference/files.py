@@ -54,7 +54,7 @@ INSPECT_LOCK = ".ispad-inspect.lock"
 RUN_FILE = "run.json"
 """The run-level report :func:`inspect_files` writes beside ``summary.csv``."""
 
-_OUTPUT_NAMES = r".+\.json|.+_overlay\.png|summary\.csv"  # what inspect_files writes into its folder (run.json too)
+_OUTPUT_NAMES = r".+\.json|.+_overlay\.png|summary\.csv"  # what inspect_files writes into its folder (run.json included)
 
 
 @dataclass(frozen=True)
@@ -122,10 +122,10 @@ class InspectionReport:
         What the JSON files say about the model (path, backbone, patch size, threshold, ...,
         ``threshold_used``, ``threshold_source``, ``design``).
     run : dict
-        ``out/run.json``'s content: the windows inspected, the share at or over the threshold
-        beside the calibrated rate, and ``drift`` (the drift test of the run's window scores
-        against the design's calibration sample, :func:`ispad_core.metrics.score_drift`; None
-        without a calibration).
+        The run's figures (written to ``out/run.json`` when a design was given): the windows
+        inspected, the share at or over the threshold beside the calibrated rate, and ``drift``
+        (the drift test of the run's window scores against the design's calibration sample,
+        :func:`ispad_core.metrics.score_drift`; None without a design).
     """
 
     scans: tuple
