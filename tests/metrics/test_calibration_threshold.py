@@ -19,7 +19,9 @@ from ispad_core.metrics import (
     score_drift,
 )
 from tests.reference.calibration_ref import (
+    calibration_sample_ref,
     conformal_rank_ref,
+    design_effect_ref,
     false_alarms_ref,
     fpr_threshold_ref,
     min_calibration_windows_ref,
@@ -278,3 +280,19 @@ def test_drift_with_a_design_effect_keeps_its_rate_on_clustered_scores():
     assert flagged_plain / trials > 0.3
     assert flagged / trials <= alpha + 4 * math.sqrt(alpha * (1 - alpha) / trials)
     assert score_drift(ref, rng.normal(4, 1, 80), alpha=alpha, design_effect=deff).drift  # a real shift
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 12), st.integers(1, 60), st.integers(0, 2**32 - 1), st.booleans())
+def test_design_effect_equals_the_counting_reference(scans, windows, seed, ties):
+    rng = np.random.default_rng(seed)
+    groups = [rng.integers(0, 5, rng.integers(1, windows + 1)).astype(float) if ties else rng.normal(rng.normal(), 1, windows)
+              for _ in range(scans)]
+    assert design_effect(groups) == pytest.approx(design_effect_ref(groups), rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3000), st.integers(1, 300), st.integers(0, 2**32 - 1))
+def test_calibration_sample_equals_the_reference(n, size, seed):
+    scores = np.random.default_rng(seed).random(n)
+    np.testing.assert_array_equal(calibration_sample(scores, size=size), calibration_sample_ref(scores, size))
