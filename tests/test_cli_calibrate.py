@@ -92,3 +92,11 @@ def test_target_fpr_refuses_what_is_not_a_rate(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match="expected a rate in"):
         rate(text)
+
+
+def test_the_validation_note_of_an_onnx_model_points_to_its_model_file():
+    from ispad_core.cli.inspect import _validation_note
+
+    note = _validation_note({"threshold_used": 0.4, "calibrated_designs": []}, "model.onnx")
+    assert note.startswith("note: the threshold 0.4 comes from the validation prints")
+    assert "on the model file (.pt) it was exported from, then ispad export again" in note and "--out model.onnx" not in note

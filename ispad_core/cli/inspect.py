@@ -115,10 +115,13 @@ def _validation_note(model: dict, path: str) -> str:
     """One line: the threshold is the validation prints', and how to calibrate one for this design."""
     designs = model.get("calibrated_designs") or []
     known = f" (calibrated designs in this model: {', '.join(designs)}; pick one with --design)" if designs else ""
+    how = (f"ispad calibrate --model {path} --good GOOD_DIR --design NAME --target-fpr 0.01 --out {path} --overwrite")
+    if str(path).lower().endswith(".onnx"):
+        how = ("ispad calibrate on the model file (.pt) it was exported from, then ispad export again (the calibrations "
+               "travel in the metadata)")
     return (f"note: the threshold {model['threshold_used']:.4g} comes from the validation prints of the designs the model "
             f"was trained on, not from this design; its false-alarm rate here is unknown{known}. Calibrate it on "
-            f"fault-free sheets of this design: ispad calibrate --model {path} --good GOOD_DIR --design NAME "
-            f"--target-fpr 0.01 --out {path} --overwrite")
+            f"fault-free sheets of this design: {how}")
 
 
 def _run_line(run: dict) -> str:
