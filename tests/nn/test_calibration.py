@@ -246,6 +246,8 @@ def test_inspect_names_the_threshold_and_its_source(tmp_path, model_file, good):
     assert run["notes"] == []
     other = inspect_files(good, out=tmp_path / "s", design="dots", stride=16, **common)
     assert "calibrated on windows at stride 20 and this run inspects at stride 16" in other.run["notes"][0]
+    other = inspect_files(good, out=tmp_path / "p", design="dots", **{**common, "precision": "bf16"})
+    assert "calibrated on fp32 scores and this run scored in bf16" in other.run["notes"][0]
     plain = inspect_files(good, out=tmp_path / "b", **common)
     assert plain.model["threshold_source"] == "validation" and plain.model["threshold_used"] == 0.5
     assert not (tmp_path / "b" / "run.json").exists() and plain.run["drift"] is None

@@ -394,12 +394,13 @@ def _inspect_into(out: Path, files: list, names: list, job: _Job, *, overwrite: 
     check_output_path(summary_path, "out", overwrite=overwrite)
     if job.calibration is not None:
         check_output_path(out / RUN_FILE, "out", overwrite=overwrite)
-    outcomes, rows, scores = [], [], []
+    outcomes, rows, scores, precisions = [], [], [], set()
     for f, name in zip(files, names):
-        outcome, hottest, scan_scores = _inspect_one(f, name, job, out, overwrite)
+        outcome, hottest, scored = _inspect_one(f, name, job, out, overwrite)
         outcomes.append(outcome)
-        if scan_scores is not None:
-            scores.append(scan_scores)
+        if scored is not None:
+            scores.append(scored[0])
+            precisions.add(scored[1])
         rows.append(_summary_row(outcome, hottest, job))
         if on_scan is not None:
             on_scan(outcome)
@@ -409,13 +410,13 @@ def _inspect_into(out: Path, files: list, names: list, job: _Job, *, overwrite: 
     writer.writerows(rows)
     with atomic_output(summary_path, name="out", overwrite=overwrite) as tmp:
         tmp.write_text(text.getvalue())
-    run_report = _run_report(job, outcomes, scores)
+    run_report = _run_report(job, outcomes, scores, precisions)
     if job.calibration is not None:  # the design's figures: the calibrated rate and the drift test
         _write_json(out / RUN_FILE, run_report, overwrite)
     return InspectionReport(scans=tuple(outcomes), out=out, summary=summary_path, model=job.model_info, run=run_report)
 
 
-def _run_report(job: _Job, outcomes: list, scores: list) -> dict:
+def _run_report(job: _Job, outcomes: list, scores: list, precisions: set) -> dict:
     """run.json: the windows of the whole run against the threshold, and the drift test."""
     from ispad_core.metrics import score_drift
 
@@ -427,6 +428,10 @@ def _run_report(job: _Job, outcomes: list, scores: list) -> dict:
         notes.append(f"the design was calibrated on windows at stride {cal['stride']} and this run inspects at stride "
                      f"{job.stride}: its windows are not those the calibrated rate was measured on; calibrate and "
                      "inspect with one stride")
+    if cal is not None and cal.get("precision") is not None and precisions - {cal["precision"]}:
+        notes.append(f"the design was calibrated on {cal['precision']} scores and this run scored in "
+                     f"{', '.join(sorted(precisions))}: scores differ in the last digits, so the rate over the threshold "
+                     "may differ a little from the calibrated one; calibrate and inspect with one precision")
     drift = None
     if cal is not None and allscores.size:
         drift = score_drift(cal["sample"], allscores, alpha=job.drift_alpha, n_ref=cal["n_windows"],
@@ -568,7 +573,7 @@ def _inspect_one(f: Path, name: str, job: _Job, out: Path, overwrite: bool) -> t
             name=name, path=f, ok=True, defective=result.defective, max_score=result.max_score,
             flagged=int(result.flagged.size), windows=int(result.scores.size), json=json_path, overlay=png_path,
             seconds=time.perf_counter() - t0, colour=result.colour,
-        ), hottest, result.scores
+        ), hottest, (result.scores, result.precision)
     except OutOfSpaceError:
         raise  # not this scan's fault: the run stops, the files written so far stay whole
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
