@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ispad_core.cli.argtypes import number_in, positive
+from ispad_core.cli.errors import CLIError
 
 EPILOG = """examples:
   ispad export --model model.pt --onnx model.onnx
+  ispad export --model model.pt --onnx model-int8.onnx --int8 --calibrate-from scans/
   ispad inspect scans/ --model model.onnx --out results/
+
+--int8 quantizes the graph with onnxruntime (static, QDQ, per-channel int8 weights, uint8
+activations) calibrated on fault-free windows cut from the scans of --calibrate-from on the
+model's grid, then checks that int8 and fp32 scores of those windows differ by at most
+--tolerance (default 0.05) and prints the largest difference and both graphs' windows/s. A
+warning line follows when int8 is not at least 1.5x faster here or changes a window's side of
+the threshold: int8 is not always faster, nor accurate enough (docs/deploy.md).
 
 The graph is the network alone: input float32 (batch, C, S, S) after the paper's preprocessing,
 output the (batch, 2) logits. The model file's metadata (patch size, preprocessing, threshold)
@@ -27,6 +39,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="FILE", help="model file (model.pt)")
     p.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (model.onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--int8", action="store_true", help="write an int8 graph (onnxruntime static quantization)")
+    p.add_argument("--calibrate-from", metavar="DIR", help="with --int8: folder of fault-free scans to calibrate on")
+    p.add_argument("--tolerance", type=number_in(0.0, 1.0), default=None, metavar="T",
+                   help="largest accepted score difference: to torch fp32 (default 1e-4), or with --int8 to the fp32 "
+                   "graph (default 0.05)")
+    p.add_argument("--calibration-windows", type=positive, default=256, metavar="N",
+                   help="with --int8: most calibration windows (default 256)")
     p.add_argument("--allow-factory", action="append", metavar="PKG.MOD:FN",
                    help="allow the model file's backbone factory to be imported (only for files you trust)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --onnx file")
@@ -38,8 +57,14 @@ def run(args) -> int:
     """Run ``ispad export``."""
     from ispad_core.nn.export import export_model_file
 
+    if args.int8 != (args.calibrate_from is not None):
+        raise CLIError("--int8 needs --calibrate-from DIR (fault-free scans), and --calibrate-from needs --int8")
     result = export_model_file(args.model, args.onnx, allow_factory=args.allow_factory, opset=args.opset,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, int8=args.int8, calibrate_from=args.calibrate_from,
+                               tolerance=args.tolerance, calibration_limit=args.calibration_windows)
     print(result)
+    warning = getattr(result, "warning", None)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"inspect with: ispad inspect SCANS... --model {args.onnx} --out results/")
     return 0

@@ -17,13 +17,28 @@ The exporter is torch's TorchScript-based ``torch.onnx.export(..., dynamo=False)
 only ``onnx``, while the newer exporter also needs ``onnxscript``. :func:`export_onnx` checks every
 file it writes: onnxruntime and torch (fp32) score the same random windows, and the export fails
 if any score differs by more than ``tolerance`` (1e-4).
+
+int8 (:func:`export_int8`, ``ispad export --int8``): onnxruntime's static quantization of that
+fp32 graph (QDQ format, per-channel int8 weights, uint8 activations with MinMax ranges)
+calibrated on fault-free windows cut on the model's grid from scans
+(:func:`calibration_windows`). The file's metadata says ``"precision": "int8"``. After
+quantizing, both graphs score the calibration windows: the export fails if a score differs by
+more than ``tolerance``, and the result reports the largest difference, how many windows changed
+side of the model's threshold, and both graphs' windows/s on this machine. Whether int8 is worth
+it depends on the CPU and the model (docs/deploy.md has a measurement); the result's ``warning``
+says when this export's own figures speak against it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import math
 import os
+import tempfile
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,12 +54,26 @@ from ispad_core._shared.files import atomic_output, check_output_path
 from ispad_core._shared.validation import check_float, check_int
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 
-__all__ = ["ExportResult", "OnnxRuntimeModel", "export_model_file", "export_onnx", "load_onnx", "onnx_from_model_file"]
+__all__ = [
+    "ExportResult",
+    "Int8Result",
+    "OnnxRuntimeModel",
+    "WindowCalibrationReader",
+    "calibration_windows",
+    "export_int8",
+    "export_model_file",
+    "export_onnx",
+    "load_onnx",
+    "onnx_from_model_file",
+]
 
 METADATA_KEY = "ispad_metadata"
 """Key of the ONNX ``metadata_props`` entry holding the model file's metadata as JSON."""
 
 _INSTALL = 'pip install "ispad-core[deploy]"'
+
+INT8_MIN_SPEEDUP = 1.5
+"""int8 is worth keeping only at least this much faster than fp32 (and as accurate; docs/deploy.md)."""
 
 
 def _require(name: str):
@@ -215,6 +244,22 @@ def _compare(model: nn.Module, engine: OnnxRuntimeModel, params: Preprocess, *, 
     return score, logit
 
 
+def _checked_fp32(model: nn.Module, metadata: Mapping, *, patch_size: int, opset: int, tolerance: float,
+                  check_windows: int) -> tuple[bytes, OnnxRuntimeModel, float, float]:
+    """The fp32 graph's bytes and engine, checked against torch on random windows."""
+    in_channels = _in_channels(model, metadata)
+    data = _to_onnx_bytes(model, metadata, patch_size=patch_size, in_channels=in_channels, opset=opset)
+    engine = OnnxRuntimeModel(data)
+    score, logit = _compare(model, engine, _preprocess_of(metadata), in_channels=in_channels, patch_size=patch_size,
+                            n=check_windows, seed=0)
+    if not score <= tolerance:
+        raise SetupError(
+            f"onnx: onnxruntime and torch fp32 differ by up to {score:.3g} in P(defective) on {check_windows} random "
+            f"windows (tolerance {tolerance:g}); the graph was not written"
+        )
+    return data, engine, score, logit
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike | None,
@@ -283,16 +328,9 @@ def export_onnx(
     check_windows = check_int(check_windows, "check_windows", minimum=1)
     if path is not None:
         check_output_path(path, "onnx", overwrite=overwrite)
-    in_channels = _in_channels(model, metadata)
-    data = _to_onnx_bytes(model, metadata, patch_size=patch_size, in_channels=in_channels, opset=opset)
-    engine = OnnxRuntimeModel(data)
-    score, logit = _compare(model, engine, _preprocess_of(metadata), in_channels=in_channels, patch_size=patch_size,
-                            n=check_windows, seed=0)
-    if not score <= tolerance:
-        raise SetupError(
-            f"onnx: onnxruntime and torch fp32 differ by up to {score:.3g} in P(defective) on {check_windows} random "
-            f"windows (tolerance {tolerance:g}); the graph was not written"
-        )
+    metadata = {**dict(metadata), "precision": "fp32"}
+    data, engine, score, logit = _checked_fp32(model, metadata, patch_size=patch_size, opset=opset, tolerance=tolerance,
+                                               check_windows=check_windows)
     out = None
     if path is not None:
         out = Path(path)
@@ -302,6 +340,371 @@ def export_onnx(
     return ExportResult(out, len(data), opset, check_windows, score, logit), engine
 
 
+# --------------------------------------------------------------------------- int8
+
+
+def _as_scan_list(scans: Any, size: int) -> list[np.ndarray]:
+    """Scans as a list of uint8 arrays: read from a folder, file or list of paths, or given as arrays."""
+    if isinstance(scans, np.ndarray):
+        scans = [scans]
+    if isinstance(scans, (str, os.PathLike)) or (
+        isinstance(scans, (list, tuple)) and scans and all(isinstance(s, (str, os.PathLike)) for s in scans)
+    ):
+        from ispad_core.io import read_scans
+
+        return list(read_scans(scans, name="calibrate_from", min_size=size).images)
+    if not isinstance(scans, (list, tuple)) or not scans:
+        raise InputTypeError(f"scans: expected a folder, files or a list of uint8 arrays, got {type(scans).__name__}")
+    out = []
+    for k, image in enumerate(scans):
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise InputTypeError(f"scans[{k}]: expected a uint8 array (H, W) or (H, W, 3)")
+        if min(image.shape[:2]) < size:
+            raise InputValueError(f"scans[{k}]: {image.shape[0]} x {image.shape[1]} is smaller than a {size} px window")
+        out.append(image)
+    return out
+
+
+# The inspection's grid and colour rule, restated: nn.inference imports this module (to load .onnx
+# files), so this module cannot import nn.inference; tests check both equal the inspection's own.
+
+
+def _grid_stride(size: int) -> int:
+    """The inspection's default stride (:func:`ispad_core.nn.inference.default_stride`): 5/8 of the side."""
+    return max(1, int(math.floor(size * 5 / 8 + 0.5)))
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """The inspection's RGB-to-grey rule (:func:`ispad_core.nn.inference.rgb_to_grey`), on uint8."""
+    r, g, b = (rgb[..., k].astype(np.uint32) for k in range(3))
+    return ((299 * r + 587 * g + 114 * b + 500) // 1000).astype(np.uint8)
+
+
+def calibration_windows(
+    scans: Any,
+    *,
+    size: int,
+    stride: int | None = None,
+    in_channels: int = 1,
+    limit: int = 256,
+    seed: int = 0,
+) -> np.ndarray:
+    """Windows cut on the model's grid from fault-free scans, to calibrate int8 quantization.
+
+    Every scan is cut as inspection cuts it (:func:`ispad_core.tiling.sliding_windows` with
+    ``size`` and ``stride``); of all windows, ``limit`` are drawn without replacement (all if
+    there are fewer), in scan and grid order. Grey scans give a model of 3 channels the grey
+    repeated, RGB scans give a grey model their luma, as inspection does.
+
+    Parameters
+    ----------
+    scans : path, sequence of paths, or sequence of numpy.ndarray of uint8
+        A folder of scans (PNG, TIFF, ...), image files, or the images ``(H, W)`` / ``(H, W, 3)``.
+    size : int
+        The model's patch size.
+    stride : int, optional
+        Step of the grid; default the inspection's (:func:`ispad_core.nn.inference.default_stride`).
+    in_channels : {1, 3}, default 1
+        The model's input channels.
+    limit : int, default 256
+        Most windows returned.
+    seed : int, default 0
+        Which windows are drawn when there are more than ``limit``.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (N, size, size) or (N, size, size, 3)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad arguments, an unreadable folder or a scan smaller than a window.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ispad_core.nn.export import calibration_windows
+    >>> scan = np.random.default_rng(0).integers(0, 256, (100, 120), dtype=np.uint8)
+    >>> calibration_windows([scan], size=32, limit=20).shape
+    (20, 32, 32)
+    """
+    from ispad_core.tiling import sliding_windows
+
+    size = check_int(size, "size", minimum=1)
+    stride = _grid_stride(size) if stride is None else check_int(stride, "stride", minimum=1, maximum=size)
+    in_channels = check_int(in_channels, "in_channels", minimum=1, maximum=3)
+    limit = check_int(limit, "limit", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    if in_channels == 2:
+        raise InputValueError("in_channels: expected 1 or 3, got 2")
+    grids = [sliding_windows(image, size, stride)[0] for image in _as_scan_list(scans, size)]
+    counts = np.array([len(g) for g in grids])
+    total = int(counts.sum())
+    pick = np.arange(total) if total <= limit else np.sort(np.random.default_rng(seed).choice(total, limit, replace=False))
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    which = np.searchsorted(starts, pick, side="right") - 1
+    windows = np.stack([np.asarray(grids[k][int(i - starts[k])]) for k, i in zip(which, pick)])
+    if windows.ndim == 4 and in_channels == 1:
+        windows = _luma(windows)
+    elif windows.ndim == 3 and in_channels == 3:
+        windows = np.repeat(windows[..., None], 3, axis=-1)
+    return np.ascontiguousarray(windows)
+
+
+class WindowCalibrationReader:
+    """onnxruntime's ``CalibrationDataReader`` over preprocessed windows, a batch at a time.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray of uint8, shape (N, S, S) or (N, S, S, C)
+        From :func:`calibration_windows`.
+    preprocess : Preprocess or preset name
+        The model's preprocessing.
+    batch_size : int, default 32
+    input_name : str, default "input"
+        The graph's input.
+    """
+
+    def __init__(self, windows: np.ndarray, preprocess: Preprocess | str, *, batch_size: int = 32,
+                 input_name: str = "input") -> None:
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.input_name = input_name
+        self.inputs = preprocess_batch(torch.from_numpy(np.ascontiguousarray(windows)), preprocess).numpy()
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Start again at the first batch."""
+        self._next = 0
+
+    def get_next(self) -> dict | None:
+        """The next ``{input_name: float32 batch}``, or None after the last."""
+        if self._next >= len(self.inputs):
+            return None
+        batch = self.inputs[self._next : self._next + self.batch_size]
+        self._next += self.batch_size
+        return {self.input_name: batch}
+
+    def __iter__(self):
+        return iter(self.get_next, None)
+
+    def __len__(self) -> int:
+        return -(-len(self.inputs) // self.batch_size)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs advice on the root logger; keep it off the user's terminal."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _quantize(fp32: bytes, reader: WindowCalibrationReader, metadata: Mapping) -> bytes:
+    """onnxruntime static quantization of the fp32 graph: QDQ, per-channel int8 weights, uint8 activations."""
+    onnx = _require("onnx")
+    _require("onnxruntime")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="ispad-int8-") as tmp, _quiet_root_logger(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src, pre, out = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        Path(src).write_bytes(fp32)
+        quant_pre_process(src, pre, skip_symbolic_shape=True)  # the quantizer's advice: fold and fuse first
+        quantize_static(pre, out, reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        proto = onnx.load(out)
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps({**dict(metadata), "precision": "int8"}, sort_keys=True)
+    proto.producer_name = "ispad_core"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def _scores(engine: OnnxRuntimeModel, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    parts = [torch.softmax(engine(x[i : i + batch_size]).double(), 1)[:, 1].numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts)
+
+
+def _windows_per_s(engine: OnnxRuntimeModel, x: torch.Tensor, batch_size: int, repeats: int = 2) -> float:
+    """Best of ``repeats`` timed passes over ``x`` (after one untimed batch)."""
+    engine(x[:batch_size])
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _scores(engine, x, batch_size)
+        best = min(best, time.perf_counter() - t0)
+    return len(x) / best
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    """What :func:`export_int8` wrote and how the int8 graph compares with the fp32 graph.
+
+    Attributes
+    ----------
+    path : pathlib.Path or None
+        The int8 ONNX file (None when kept in memory).
+    bytes, fp32_bytes : int
+        Sizes of the int8 and the fp32 graph.
+    opset : int
+    calibration_windows : int
+        Fault-free windows the ranges were calibrated on, and both graphs scored.
+    max_score_diff : float
+        Largest ``|P_int8 - P_fp32|`` over them (fp32: the onnxruntime graph, itself within 1e-4 of torch).
+    tolerance : float
+    threshold : float or None
+        The model's threshold (from the metadata).
+    flips : int
+        Calibration windows on different sides of ``threshold`` in the two graphs (0 without one).
+    fp32_windows_per_s, int8_windows_per_s : float
+        Both graphs scoring the calibration windows on this machine (best of two passes).
+    """
+
+    path: Path | None
+    bytes: int
+    fp32_bytes: int
+    opset: int
+    calibration_windows: int
+    max_score_diff: float
+    tolerance: float
+    threshold: float | None
+    flips: int
+    fp32_windows_per_s: float
+    int8_windows_per_s: float
+
+    @property
+    def speedup(self) -> float:
+        """int8 windows/s over fp32 windows/s."""
+        return self.int8_windows_per_s / self.fp32_windows_per_s
+
+    @property
+    def warning(self) -> str | None:
+        """One line when this export's own figures speak against int8 (too little speed-up or changed decisions)."""
+        reasons = []
+        if self.speedup < INT8_MIN_SPEEDUP:
+            reasons.append(f"only {self.speedup:.2f}x the speed of fp32 here ({self.int8_windows_per_s:,.0f} vs "
+                           f"{self.fp32_windows_per_s:,.0f} windows/s; worth it from {INT8_MIN_SPEEDUP:g}x)")
+        if self.flips:
+            reasons.append(f"{self.flips} of {self.calibration_windows} fault-free windows change side of the "
+                           f"threshold {self.threshold:g}")
+        if not reasons:
+            return None
+        return "int8 is " + "; ".join(reasons) + ": measure its MCC before deploying it, or keep the fp32 graph"
+
+    def __str__(self) -> str:
+        where = self.path if self.path is not None else "memory"
+        flips = f", {self.flips} change side of the threshold" if self.threshold is not None else ""
+        return (f"wrote {where} (int8, {self.bytes / 2**20:.1f} MiB, fp32 {self.fp32_bytes / 2**20:.1f} MiB, opset "
+                f"{self.opset}); on {self.calibration_windows} calibration windows: max |score difference| to fp32 "
+                f"{self.max_score_diff:.2e} (tolerance {self.tolerance:g}){flips}; {self.int8_windows_per_s:,.0f} vs "
+                f"{self.fp32_windows_per_s:,.0f} windows/s ({self.speedup:.2f}x)")
+
+
+def export_int8(
+    model: nn.Module,
+    path: str | os.PathLike | None,
+    *,
+    metadata: Mapping[str, Any],
+    calibration: np.ndarray,
+    tolerance: float = 0.05,
+    opset: int = 17,
+    batch_size: int = 32,
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> tuple[Int8Result, OnnxRuntimeModel]:
+    """Export a classifier as an int8 ONNX graph (onnxruntime static quantization), checked against fp32.
+
+    The fp32 graph is made and checked as by :func:`export_onnx`, then quantized (QDQ format,
+    per-channel int8 weights, uint8 activations, MinMax ranges over ``calibration``). Both graphs
+    score the calibration windows: the export fails if a score differs by more than
+    ``tolerance``, and the result reports the largest difference, the windows that change side of
+    the metadata's threshold, and both graphs' windows/s.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        As in :func:`export_onnx`.
+    path : path or None
+        The ``.onnx`` file to write atomically; None keeps the graph in memory only.
+    metadata : dict
+        As in :func:`export_onnx`; stored with ``"precision": "int8"``.
+    calibration : numpy.ndarray of uint8, shape (N, S, S) or (N, S, S, C)
+        Fault-free windows of the model's size (:func:`calibration_windows`), preprocessed as the
+        metadata says.
+    tolerance : float, default 0.05
+        Largest accepted difference of P(defective) between the int8 and the fp32 graph.
+    opset : int, default 17
+    batch_size : int, default 32
+        Windows per run when calibrating, checking and timing.
+    threads : int, optional
+        onnxruntime's intra-op threads for the check and the timing (default: its own choice).
+    overwrite : bool, default False
+
+    Returns
+    -------
+    (Int8Result, OnnxRuntimeModel)
+
+    Raises
+    ------
+    ImportError
+        Without onnx or onnxruntime.
+    TypeError, ValueError
+        For bad arguments, e.g. calibration windows of another size than the model's.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    RuntimeError
+        If the int8 graph differs from the fp32 graph by more than ``tolerance`` (nothing is written).
+    """
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(metadata, Mapping) or metadata.get("patch_size") is None:
+        raise InputValueError("metadata: expected a dict with a patch_size (the side of the model's square input)")
+    patch_size = check_int(metadata["patch_size"], "metadata['patch_size']", minimum=1)
+    tolerance = check_float(tolerance, "tolerance", minimum=0.0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    in_channels = _in_channels(model, metadata)
+    want = (patch_size, patch_size) if in_channels == 1 else (patch_size, patch_size, in_channels)
+    if not isinstance(calibration, np.ndarray) or calibration.dtype != np.uint8:
+        raise InputTypeError("calibration: expected a uint8 array of windows (calibration_windows)")
+    if calibration.ndim != len(want) + 1 or calibration.shape[1:] != want or len(calibration) == 0:
+        raise InputValueError(f"calibration: expected windows of shape (N, {', '.join(map(str, want))}), "
+                              f"got {calibration.shape}")
+    if path is not None:
+        check_output_path(path, "onnx", overwrite=overwrite)
+    meta = {**dict(metadata), "precision": "fp32"}
+    fp32, _, _, _ = _checked_fp32(model, meta, patch_size=patch_size, opset=opset, tolerance=1e-4, check_windows=8)
+    reader = WindowCalibrationReader(calibration, _preprocess_of(metadata), batch_size=batch_size)
+    data = _quantize(fp32, reader, metadata)
+    ref, engine = OnnxRuntimeModel(fp32, threads=threads), OnnxRuntimeModel(data, threads=threads)
+    x = torch.from_numpy(reader.inputs)
+    p32, p8 = _scores(ref, x, batch_size), _scores(engine, x, batch_size)
+    diff = float(np.abs(p8 - p32).max())
+    if not diff <= tolerance:
+        raise SetupError(
+            f"onnx: the int8 graph differs from fp32 by up to {diff:.3g} in P(defective) on {len(x)} calibration "
+            f"windows (tolerance {tolerance:g}); the graph was not written"
+        )
+    threshold = metadata.get("threshold")
+    flips = 0 if threshold is None else int(((p8 >= threshold) != (p32 >= threshold)).sum())
+    timing = x[: max(batch_size, min(len(x), 128))]
+    rate32, rate8 = _windows_per_s(ref, timing, batch_size), _windows_per_s(engine, timing, batch_size)
+    out = None
+    if path is not None:
+        out = Path(path)
+        with atomic_output(out, name="onnx", overwrite=overwrite) as tmp:
+            tmp.write_bytes(data)
+        engine.source = str(out)
+    result = Int8Result(out, len(data), len(fp32), opset, len(x), diff, tolerance,
+                        None if threshold is None else float(threshold), flips, rate32, rate8)
+    return result, engine
+
+
 def export_model_file(
     model_path: str | os.PathLike,
     onnx_path: str | os.PathLike,
@@ -309,7 +712,11 @@ def export_model_file(
     allow_factory: Any = None,
     opset: int = 17,
     overwrite: bool = False,
-) -> ExportResult:
+    int8: bool = False,
+    calibrate_from: Any = None,
+    tolerance: float | None = None,
+    calibration_limit: int = 256,
+) -> ExportResult | Int8Result:
     """``ispad export``: a model file (``load_model``) to an ONNX file with the same metadata.
 
     Parameters
@@ -322,20 +729,43 @@ def export_model_file(
         As in ``load_model``.
     opset : int, default 17
     overwrite : bool, default False
+    int8 : bool, default False
+        Write the int8 graph of :func:`export_int8` instead of the fp32 one.
+    calibrate_from : path or sequence of paths
+        With ``int8`` (and only then): fault-free scans to cut the calibration windows from, on
+        the model's grid (:func:`calibration_windows`).
+    tolerance : float, optional
+        Largest accepted score difference to torch fp32 (fp32 export, default 1e-4) or to the
+        fp32 graph (int8 export, default 0.05).
+    calibration_limit : int, default 256
+        Most calibration windows.
 
     Returns
     -------
-    ExportResult
+    ExportResult, or Int8Result with ``int8``
 
     Raises
     ------
-    As :func:`export_onnx` and ``load_model``.
+    As :func:`export_onnx`, :func:`export_int8` and ``load_model``; ValueError for
+    ``calibrate_from`` without ``int8`` or the other way round.
     """
     from ispad_core.nn.modelfile import load_model
 
+    if not isinstance(int8, bool):
+        raise InputTypeError(f"int8: expected a bool, got {type(int8).__name__}")
+    if int8 != (calibrate_from is not None):
+        raise InputValueError("calibrate_from: an int8 export needs fault-free scans to calibrate on, and only it takes them")
     check_output_path(onnx_path, "onnx", overwrite=overwrite)  # before the (slow) load
     model, meta = load_model(model_path, device="cpu", allow_factory=allow_factory)
-    result, _ = export_onnx(model, onnx_path, metadata=meta, opset=opset, overwrite=overwrite)
+    if not int8:
+        result, _ = export_onnx(model, onnx_path, metadata=meta, opset=opset, overwrite=overwrite,
+                                tolerance=1e-4 if tolerance is None else tolerance)
+        return result
+    size = check_int(meta.get("patch_size"), "metadata['patch_size']", minimum=1)
+    windows = calibration_windows(calibrate_from, size=size, stride=meta.get("stride"),
+                                  in_channels=_in_channels(model, meta), limit=calibration_limit)
+    result, _ = export_int8(model, onnx_path, metadata=meta, calibration=windows, opset=opset, overwrite=overwrite,
+                            tolerance=0.05 if tolerance is None else tolerance)
     return result
 
 
