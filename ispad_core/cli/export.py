@@ -14,7 +14,8 @@ EPILOG = """examples:
   ispad inspect scans/ --model model.onnx --out results/
 
 --int8 quantizes the graph with onnxruntime (static, QDQ, per-channel int8 weights, uint8
-activations) calibrated on fault-free windows cut from the scans of --calibrate-from on the
+activations; the first convolution and the last linear layer stay fp32 unless --quantize-ends)
+calibrated on fault-free windows cut from the scans of --calibrate-from on the
 model's grid, then checks that int8 and fp32 scores of those windows differ by at most
 --tolerance (default 0.05) and prints the largest difference and both graphs' windows/s. A
 warning line follows when int8 is not at least 1.5x faster here or changes a window's side of
@@ -46,6 +47,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "graph (default 0.05)")
     p.add_argument("--calibration-windows", type=positive, default=256, metavar="N",
                    help="with --int8: most calibration windows (default 256)")
+    p.add_argument("--quantize-ends", action="store_true",
+                   help="with --int8: quantize the first convolution and the last linear layer too (kept fp32 by default)")
     p.add_argument("--allow-factory", action="append", metavar="PKG.MOD:FN",
                    help="allow the model file's backbone factory to be imported (only for files you trust)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --onnx file")
@@ -61,7 +64,8 @@ def run(args) -> int:
         raise CLIError("--int8 needs --calibrate-from DIR (fault-free scans), and --calibrate-from needs --int8")
     result = export_model_file(args.model, args.onnx, allow_factory=args.allow_factory, opset=args.opset,
                                overwrite=args.overwrite, int8=args.int8, calibrate_from=args.calibrate_from,
-                               tolerance=args.tolerance, calibration_limit=args.calibration_windows)
+                               tolerance=args.tolerance, calibration_limit=args.calibration_windows,
+                               quantize_ends=args.quantize_ends)
     print(result)
     warning = getattr(result, "warning", None)
     if warning:

@@ -131,18 +131,23 @@ def test_reader_gives_the_preprocessed_windows_in_batches(scans):
 # --------------------------------------------------------------------------- the int8 graph
 
 
+def _weight_dequantizers(proto, channels):
+    """DequantizeLinear nodes with one scale per output channel (per-channel weights)."""
+    scales = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    return [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and scales.get(n.input[1]) is not None
+            and scales[n.input[1]].size == channels]
+
+
 def test_int8_graph_is_quantized_checked_and_labelled(tmp_path, net, scans):
     windows = calibration_windows(scans, size=SIZE, limit=64)
-    result, engine = export_int8(net, tmp_path / "m8.onnx", metadata=_meta(), calibration=windows, tolerance=0.2)
+    result, engine = export_int8(net, tmp_path / "m8.onnx", metadata=_meta(), calibration=windows, tolerance=0.2,
+                                 quantize_ends=True)
     proto = onnx.load(str(tmp_path / "m8.onnx"))
-    ops = {n.op_type for n in proto.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    scales = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
-    per_channel = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and scales.get(n.input[1]) is not None
-                   and scales[n.input[1]].size == 8]  # the conv's 8 output channels, one scale each
-    assert per_channel
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in proto.graph.node}
+    assert _weight_dequantizers(proto, 8)  # the conv's 8 output channels, one scale each
     meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
     assert meta["precision"] == "int8" and meta["patch_size"] == SIZE and meta["threshold"] == 0.5
+    assert meta["quantization"]["fp32_nodes"] == [] and meta["quantization"]["calibration_windows"] == 64
     loaded, loaded_meta = load_onnx(tmp_path / "m8.onnx")
     assert loaded_meta["precision"] == "int8" and loaded.patch_size == SIZE
 
@@ -162,6 +167,15 @@ def test_int8_graph_is_quantized_checked_and_labelled(tmp_path, net, scans):
     assert scores.shape == (len(sliding_windows(scans[0], SIZE, 10)[0]),) and np.isfinite(scores).all()
 
 
+def test_first_conv_and_last_linear_stay_fp32_by_default(net, scans):
+    windows = calibration_windows(scans, size=SIZE, limit=32)
+    ends, engine = export_int8(net, None, metadata=_meta(), calibration=windows, tolerance=0.2)
+    everything, _ = export_int8(net, None, metadata=_meta(), calibration=windows, tolerance=0.2, quantize_ends=True)
+    kept = engine.metadata["quantization"]["fp32_nodes"]
+    assert len(kept) == 2 and "Conv" in kept[0] and "Gemm" in kept[1]
+    assert ends.max_score_diff <= everything.max_score_diff
+
+
 def test_over_the_tolerance_nothing_is_written(tmp_path, net, scans):
     windows = calibration_windows(scans, size=SIZE, limit=16)
     with pytest.raises(RuntimeError, match="int8 graph differs from fp32 by up to .* not written"):
@@ -177,6 +191,8 @@ def test_int8_refusals(tmp_path, net, scans):
         export_int8(net, None, metadata=_meta(), calibration=windows.astype(np.float32))
     with pytest.raises(ValueError, match="patch_size"):
         export_int8(net, None, metadata={"in_channels": 1}, calibration=windows)
+    with pytest.raises(TypeError, match="quantize_ends"):
+        export_int8(net, None, metadata=_meta(), calibration=windows, quantize_ends="yes")
     (tmp_path / "m8.onnx").write_bytes(b"mine")
     with pytest.raises(FileExistsError):
         export_int8(net, tmp_path / "m8.onnx", metadata=_meta(), calibration=windows)
@@ -213,6 +229,6 @@ def test_cli_export_int8(tmp_path, scans):
                     tmp_path, "--tolerance", "0.2", "--calibration-windows", "32")
     assert "int8" in run.stdout and "max |score difference| to fp32" in run.stdout
     assert "on 32 calibration windows" in run.stdout
-    assert ("warning: int8 is" in run.stderr) == (run.stderr.strip() != "")
+    assert ("warning: int8: " in run.stderr) == (run.stderr.strip() != "")
     assert load_onnx(tmp_path / "m8.onnx")[1]["precision"] == "int8"
     assert isinstance(OnnxRuntimeModel(tmp_path / "m8.onnx"), OnnxRuntimeModel)
