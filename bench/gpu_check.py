@@ -15,7 +15,8 @@ short still leaves what it measured). Three sections:
     The paper's table-2 protocol (:func:`ispad_core.nn.measure_throughput`: preprocessing and
     forward pass of random uint8 patches already on the device, 256 x 256, batch 128, 10 warm-up
     iterations then 100 timed ones, 5 cycles, CUDA events) for the five backbones of
-    :data:`ispad_core.nn.BACKBONES`, each in four variants: fp32; bf16 autocast (fp16 where the
+    :data:`ispad_core.nn.BACKBONES`, each in four variants: fp32 (torch's defaults, under which cuDNN
+    convolutions may use TF32: recorded as ``tf32_conv``); bf16 autocast (fp16 where the
     device has no bf16); the same channels-last; the same under ``torch.compile``. Patches/s mean
     and std over the cycles.
 ``inspect``
@@ -497,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         "schema": SCHEMA, "tiny": bool(args.tiny), "device": str(device), "device_name": device_name(device),
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "budget_s": budget.seconds,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark, "tf32_conv": torch.backends.cudnn.allow_tf32,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "sizes": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(sizes).items()},
         "throughput": [], "inspect": {}, "data": {}, "goals": [], "elapsed_s": 0.0,
     }

@@ -86,9 +86,13 @@ def test_tiny_run_writes_the_whole_report(tiny_run):
 
 
 def test_refuses_to_replace_a_file_without_overwrite(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    spec = importlib.util.spec_from_file_location("_gpu_check_under_test", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     out = tmp_path / "gpu_check.json"
     out.write_text("mine")
     with pytest.raises(FileExistsError):
