@@ -225,6 +225,8 @@ def test_cli_export_int8(tmp_path, scans):
         write_png(tmp_path / f"scan_{k}.png", s)
     bad = run_ispad("export", "--model", model_path, "--onnx", tmp_path / "m8.onnx", "--int8", expect=1)
     assert "--calibrate-from" in bad.stderr and not (tmp_path / "m8.onnx").exists()
+    bad = run_ispad("export", "--model", model_path, "--onnx", tmp_path / "m8.onnx", "--calibrate-from", tmp_path, expect=1)
+    assert "--int8" in bad.stderr and not (tmp_path / "m8.onnx").exists()
     run = run_ispad("export", "--model", model_path, "--onnx", tmp_path / "m8.onnx", "--int8", "--calibrate-from",
                     tmp_path, "--tolerance", "0.2", "--calibration-windows", "32")
     assert "int8" in run.stdout and "max |score difference| to fp32" in run.stdout
