@@ -47,6 +47,38 @@ def _colour_map(heat: np.ndarray) -> np.ndarray:
     return _OVERLAY_STOPS[lo] * (1.0 - t) + _OVERLAY_STOPS[lo + 1] * t
 
 
+def _covered(result: Inspection, f: int, picture: tuple[int, int]) -> np.ndarray:
+    """Which pixels of a picture downsampled by ``f`` an inspected window covers, ``(h, w)`` bool."""
+    covered = np.zeros(picture, dtype=bool)
+    lo = -(-(result.origins - f // 2) // f)
+    hi = -(-(result.origins + result.size - f // 2) // f)
+    hi[result.origins + result.size >= np.array(result.shape)] = max(picture)  # windows at the border
+    for (r0, c0), (r1, c1) in zip(lo.tolist(), hi.tolist()):  # K slice assignments: cheap next to inference
+        covered[max(r0, 0) : r1, max(c0, 0) : c1] = True
+    return covered
+
+
+def _blend(small: np.ndarray, heat: np.ndarray, covered: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+    """The heat colours over the picture ``small`` (grey or RGB uint8), ``(h, w, 3)`` uint8.
+
+    A strip of rows at a time, so the float64 working arrays stay near 8 MB for any scan."""
+    h, w = small.shape[:2]
+    rgb = np.empty((h, w, 3), dtype=np.uint8)
+    step = max(1, (1 << 20) // w)
+    for i in range(0, h, step):
+        band = slice(i, i + step)
+        heat_band = heat[band].astype(np.float64)
+        alpha = np.where(covered[band], 0.15 + 0.55 * np.clip(heat_band, 0.0, 1.0), 0.0)[..., None]
+        base = small[band].astype(np.float64)
+        if base.ndim == 2:
+            base = np.repeat(base[..., None], 3, axis=2)
+        if inside is not None:
+            base = np.where(inside[band][..., None], base, 0.45 * base)
+        blend = base * (1.0 - alpha) + _colour_map(heat_band) * alpha
+        rgb[band] = np.clip(np.floor(blend + 0.5), 0, 255).astype(np.uint8)
+    return rgb
+
+
 def _font(px: int):
     from PIL import ImageFont
 
@@ -117,32 +149,22 @@ def overlay(
     max_outlined = check_int(max_outlined, "max_outlined", minimum=0)
     f = max(1, -(-max(result.shape) // max_side))
     small = _downsample_mean(image, f)
-    if small.ndim == 2:
-        small = np.repeat(small[..., None], 3, axis=2)
+    h, w = small.shape[:2]
     # picture pixel (i, j) samples scan pixel (i * f + f // 2, j * f + f // 2), clipped to the scan
-    at = np.ix_(np.minimum(np.arange(small.shape[0]) * f + f // 2, result.shape[0] - 1),
-                np.minimum(np.arange(small.shape[1]) * f + f // 2, result.shape[1] - 1))
-    heat = result.heatmap[at].astype(np.float64)
-    # which picture pixels an inspected window covers
-    covered = np.zeros(small.shape[:2], dtype=bool)
-    lo = -(-(result.origins - f // 2) // f)
-    hi = -(-(result.origins + result.size - f // 2) // f)
-    hi[result.origins + result.size >= np.array(result.shape)] = max(small.shape[:2])  # windows at the border
-    for (r0, c0), (r1, c1) in zip(lo.tolist(), hi.tolist()):  # K slice assignments: cheap next to inference
-        covered[max(r0, 0) : r1, max(c0, 0) : c1] = True
-    alpha = np.where(covered, 0.15 + 0.55 * np.clip(heat, 0.0, 1.0), 0.0)[..., None]
-    base = small.astype(np.float64)
+    rows = np.minimum(np.arange(h) * f + f // 2, result.shape[0] - 1)
+    cols = np.minimum(np.arange(w) * f + f // 2, result.shape[1] - 1)
+    heat = result.heat_at(rows, cols)  # never the whole-scan heat map: 4x a uint8 scan
+    covered = _covered(result, f, (h, w))
+    inside = None
     if roi is not None:
         roi = check_array(roi, "roi", ndim=2, kinds="biu")
         if roi.shape != result.shape:
             raise InputValueError(f"roi: expected shape {result.shape} like the inspection, got {roi.shape}")
-        inside = roi[at] != 0
-        base = np.where(inside[..., None], base, 0.45 * base)
-    rgb = np.clip(np.floor(base * (1.0 - alpha) + _colour_map(heat) * alpha + 0.5), 0, 255).astype(np.uint8)
+        inside = roi[np.ix_(rows, cols)] != 0
+    rgb = _blend(small, heat, covered, inside)
 
     picture = Image.fromarray(rgb)
     draw = ImageDraw.Draw(picture)
-    h, w = rgb.shape[:2]
     line = max(1, round(min(h, w) / 400))
     font = _font(max(10, min(h, w) // 45))
     side = result.size / f

@@ -31,6 +31,7 @@ inspecting a grey scan sees the grey value in all three channels. Either is said
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -542,7 +543,9 @@ class Inspection:
         ``(row, col)`` of each inspected window's top-left pixel, in grid order (read-only).
     heatmap : numpy.ndarray of float32, shape (H, W)
         Per pixel the highest score of the inspected windows covering it; 0 where no inspected
-        window covers it (outside the ROI). Read-only.
+        window covers it (outside the ROI). Read-only. Computed from ``scores`` and ``origins`` on
+        first access (it is four times the size of a uint8 scan, and a batch inspection that only
+        draws the overlay never needs it whole: see :meth:`heat_at`).
     threshold : float
         The decision threshold on P(defective).
     defective : bool
@@ -567,14 +570,13 @@ class Inspection:
         ``preprocess_s``, both spent in the prefetch thread while the network runs the previous
         batch; ``wait_s`` (the network waiting for a prepared batch: the part of reading and
         preprocessing that was not hidden), ``forward_s`` (network, softmax, transfer back),
-        ``stitch_s``, ``total_s``.
+        ``total_s``.
     notes : tuple of str
         What a reader of the result should know (colour conversion, skipped windows).
     """
 
     scores: np.ndarray
     origins: np.ndarray
-    heatmap: np.ndarray
     threshold: float
     defective: bool
     flagged: np.ndarray
@@ -588,6 +590,50 @@ class Inspection:
     device: str
     timings: dict = field(repr=False)
     notes: tuple = ()
+
+    @functools.cached_property
+    def heatmap(self) -> np.ndarray:
+        """The ``(H, W)`` float32 heat map (see the class docstring), stitched on first access."""
+        threads = torch.get_num_threads()
+        heat = stitch(self.scores.astype(np.float32), self.origins, self.shape, reduce="max", size=self.size)
+        # Numba's OpenMP layer sets the process's OpenMP thread count that torch shares: put torch's back
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return _readonly(heat)
+
+    def heat_at(self, rows: Any, cols: Any) -> np.ndarray:
+        """The heat map at the pixels ``rows x cols`` of the scan, without the whole map.
+
+        ``heat_at(rows, cols)`` equals ``heatmap[np.ix_(rows, cols)]`` exactly, in time and
+        memory of the output plus one slice assignment per window (how the overlay samples the
+        heat map of a large scan).
+
+        Parameters
+        ----------
+        rows, cols : array_like of int, shape (h,) and (w,)
+            Pixel rows and columns, each non-decreasing and inside the scan.
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (h, w)
+        """
+        rows = check_array(rows, "rows", ndim=1, kinds="iu").astype(np.int64)
+        cols = check_array(cols, "cols", ndim=1, kinds="iu").astype(np.int64)
+        for name, idx, n in (("rows", rows, self.shape[0]), ("cols", cols, self.shape[1])):
+            if idx.size and (idx.min() < 0 or idx.max() >= n or (np.diff(idx) < 0).any()):
+                raise InputValueError(f"{name}: expected non-decreasing pixel indices in [0, {n})")
+        out = np.zeros((rows.size, cols.size), dtype=np.float32)
+        # the sampled rows (columns) a window covers are one run: [first >= origin, first >= origin + size)
+        r0 = np.searchsorted(rows, self.origins[:, 0], side="left")
+        r1 = np.searchsorted(rows, self.origins[:, 0] + self.size, side="left")
+        c0 = np.searchsorted(cols, self.origins[:, 1], side="left")
+        c1 = np.searchsorted(cols, self.origins[:, 1] + self.size, side="left")
+        scores = self.scores.astype(np.float32)
+        # in ascending score order each window's value overwrites the lower ones: the maximum
+        for k in np.argsort(scores, kind="stable").tolist():
+            if r0[k] < r1[k] and c0[k] < c1[k]:
+                out[r0[k] : r1[k], c0[k] : c1[k]] = scores[k]
+        return out
 
     @property
     def max_score(self) -> float:
@@ -703,17 +749,10 @@ def inspect(
     image = np.asarray(image)
     size = int(size)
     stride = default_stride(size) if stride is None else int(stride)
-    t1 = time.perf_counter()
-    threads = torch.get_num_threads()
-    heat = stitch(s.scores.astype(np.float32), s.origins, image.shape[:2], reduce="max", size=size)
-    # Numba's OpenMP layer sets the process's OpenMP thread count that torch shares: put torch's back
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
     t2 = time.perf_counter()
     over = np.flatnonzero(s.scores >= threshold)
     flagged = over[np.argsort(-s.scores[over], kind="stable")].astype(np.int64)
     timings = dict(s.timings)
-    timings["stitch_s"] = t2 - t1
     timings["total_s"] = t2 - t0
     notes = []
     if s.colour is not None:
@@ -724,7 +763,6 @@ def inspect(
     return Inspection(
         scores=_readonly(s.scores),
         origins=_readonly(s.origins),
-        heatmap=_readonly(heat),
         threshold=threshold,
         defective=bool(over.size > 0),
         flagged=_readonly(flagged),
