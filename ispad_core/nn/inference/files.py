@@ -300,7 +300,7 @@ def inspect_files(
         flagged: [{row, col, size, score}, ...]   every window with score >= threshold, highest first
         windows: {size, stride, grid, inspected, skipped_outside_roi, flagged}
         inference: {precision, channels_last, device}
-        timings: {read_s, gather_s, preprocess_s, wait_s, forward_s, stitch_s, total_s, windows_per_s,
+        timings: {read_s, gather_s, preprocess_s, wait_s, forward_s, total_s, windows_per_s,
                   overlay_s, write_s}
         notes: [str, ...]
         overlay: file name of the overlay PNG
