@@ -20,6 +20,7 @@ from ispad_core.synth._params import (
     params_from_dict,
 )
 from ispad_core.synth._params_file import read_params
+from ispad_core.synth.fit import DefectMeasures, FitReport, FitRow, fit_preset, measure_defects
 from ispad_core.synth._synth import (
     BatchResult,
     Skeleton,
@@ -38,8 +39,11 @@ __all__ = [
     "PRESETS",
     "BatchResult",
     "DefectFigures",
+    "DefectMeasures",
     "DefectMixture",
     "DefectParams",
+    "FitReport",
+    "FitRow",
     "GallerySheet",
     "Skeleton",
     "SynthResult",
@@ -47,7 +51,9 @@ __all__ = [
     "SynthesisWarning",
     "annotated_gallery",
     "check_room",
+    "fit_preset",
     "gallery",
+    "measure_defects",
     "params_from_dict",
     "read_params",
     "random_walk_skeleton",
