@@ -188,3 +188,53 @@ def test_bad_inputs_name_the_argument():
         fit_preset([img], [mask], base="nope")
     with pytest.raises(InputValueError, match="quantiles"):
         fit_preset([img], [mask], quantiles=(0.9, 0.1))
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _real_folder(root, patches, params, n, group="points"):
+    """REAL/<group>/<k>.png and REAL_masks/<group>/<k>_mask.png as `ispad benchmark` writes them."""
+    from ispad_core.io import write_png
+
+    images, masks = _draw(patches[:n], params)
+    (root / "real" / group).mkdir(parents=True, exist_ok=True)
+    (root / "real_masks" / group).mkdir(parents=True, exist_ok=True)
+    for k, (im, m) in enumerate(zip(images, masks)):
+        write_png(root / "real" / group / f"{k:03d}.png", im)
+        write_png(root / "real_masks" / group / f"{k:03d}_mask.png", np.where(m, np.uint8(255), np.uint8(0)))
+    return images, masks
+
+
+def test_cli_writes_a_params_file_that_synth_and_gallery_read(patches, tmp_path, capsys):
+    from ispad_core.cli import main
+
+    images, masks = _real_folder(tmp_path, patches, TRUE["fiber-wide"], 40)
+    _real_folder(tmp_path, patches[100:], TRUE["dot"], 20, group="area")
+    out = tmp_path / "fitted.json"
+    assert main(["fit-preset", str(tmp_path / "real"), "--out", str(out), "--group", "points", "--base", "fiber-dark"]) == 0
+    text = capsys.readouterr().out
+    assert "width" in text and "(0.7, 1.2)" in text and f"wrote {out}" in text and "40 defects of points" in text
+    params = read_params(out)
+    assert params == fit_preset(images, masks, base="fiber-dark").params
+    sheet = tmp_path / "sheet.png"
+    assert main(["gallery", "--params", str(out), "--out", str(sheet), "--n", "2", "--size", "96"]) == 0
+    assert sheet.is_file()
+    # Never over a user's file without --overwrite; both groups with the mixture base.
+    assert main(["fit-preset", str(tmp_path / "real"), "--out", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["fit-preset", str(tmp_path / "real"), "--out", str(out), "--overwrite"]) == 0
+    assert isinstance(read_params(out), DefectMixture)
+
+
+def test_cli_names_a_missing_mask_and_an_unknown_group(patches, tmp_path, capsys):
+    from ispad_core.cli import main
+
+    _real_folder(tmp_path, patches, TRUE["dot"], 4)
+    (tmp_path / "real_masks" / "points" / "002_mask.png").unlink()
+    out = tmp_path / "p.json"
+    assert main(["fit-preset", str(tmp_path / "real"), "--out", str(out)]) == 1
+    assert "002_mask.png is missing" in capsys.readouterr().err
+    assert main(["fit-preset", str(tmp_path / "real"), "--out", str(out), "--group", "area"]) == 1
+    assert "--group: area not in" in capsys.readouterr().err
+    assert not out.exists()
