@@ -36,6 +36,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quantiles", type=unit_interval, nargs=2, default=(0.05, 0.95), metavar=("LO", "HI"),
                    help="quantiles of the measured values that become each range (default 0.05 0.95)")
     p.add_argument("--min-defects", type=positive, default=3, help="a component with fewer defects keeps its base ranges (default 3)")
+    p.add_argument("--all-rows", action="store_true", help="print the kept fields' rows for every component too")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=run)
     return p
@@ -99,7 +100,7 @@ def run(args) -> int:
         for i, f in enumerate(files):
             text = text.replace(f"masks[{i}]", f"--masks ({f})").replace(f"images[{i}]", f"REAL ({f})")
         raise CLIError(text.replace("base:", "--base:")) from None
-    print(report.table())
+    print(report.table(kept=args.all_rows), end="")
     with atomic_output(out, name="--out", overwrite=args.overwrite) as tmp:
         tmp.write_text(json.dumps(report.params.to_dict(), indent=1) + "\n", encoding="utf-8")
     groups = sorted({f.split("/")[0] for f in files})

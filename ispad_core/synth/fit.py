@@ -119,13 +119,22 @@ class FitReport:
     assigned: tuple
     rows: tuple
 
-    def table(self) -> str:
-        """The rows as a fixed-width text table (what ``ispad fit-preset`` prints)."""
+    def table(self, *, kept: bool = False) -> str:
+        """The rows as a fixed-width text table (what ``ispad fit-preset`` prints).
+
+        With ``kept=False`` the fields no mask identifies (the same for every component) are left
+        out of the rows and listed once, with the reason, under the table.
+        """
         lines = [f"{'component':<14} {'parameter':<18} {'base':>19} {'fitted':>19} {'median':>8}  status"]
         for r in self.rows:
+            if r.parameter in _NOT_IDENTIFIED and not kept:
+                continue
             med = "" if r.median is None else _fmt(r.median)
             lines.append(f"{r.component:<14} {r.parameter:<18} {_fmt(r.base):>19} {_fmt(r.fitted):>19} {med:>8}  {r.status}")
-        return "\n".join(lines)
+        if not kept and any(r.parameter in _NOT_IDENTIFIED for r in self.rows):
+            lines.append("kept from the base in every fitted component (masks do not identify them):")
+            lines.extend(f"  {name}: {why}" for name, why in _NOT_IDENTIFIED.items())
+        return "\n".join(lines) + "\n"
 
 
 def _fmt(value: Any) -> str:

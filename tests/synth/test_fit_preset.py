@@ -100,6 +100,13 @@ def test_mixture_base_assigns_each_defect_and_weights_by_count(patches):
     counts = {n: report.assigned.count(n) for n in report.params.names}
     assert report.params.weights == tuple(float(counts[n]) for n in report.params.names)
     assert "dot-bright" in report.table() and "fitted" in report.table()
+    compact, full = report.table(), report.table(kept=True)
+    def momentum_rows(text):
+        return sum(line.split()[1:2] == ["momentum"] for line in text.splitlines())
+
+    assert momentum_rows(compact) == 0 and "\n  momentum: " in compact
+    fitted = sum(r.parameter == "width" and r.status.startswith("fitted") for r in report.rows)
+    assert momentum_rows(full) == fitted and "\n  momentum: " not in full
 
 
 def test_a_fitted_mixture_round_trips_through_a_params_file(patches, tmp_path):
