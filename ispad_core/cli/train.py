@@ -62,6 +62,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "  ispad train --stream stream.h5 --real real/ --p-inj 1/32 --fraction 1/8 --groups area --val val/ \\\n"
         "              --backbone resnet18 --weights resnet18.pth --device cuda --out model.pt\n"
         "  ispad train --images scans/ --n 20000 --real real/ --val val/ --out model.pt   # no stream file\n"
+        "  ispad train --images scans/ --size 64 --curriculum 3:0.5 --max-steps 600 --val val/ --out model.pt\n"
         "  ispad train --stream fault_free.h5 --real real/ --mode oversampling --val val/ --out model.pt\n"
         "  ispad train --stream stream.h5 --real real/ --negatives good/ --from model.pt --val val/ --out model2.pt\n"
         "  torchrun --nproc-per-node 4 -m ispad_core train --stream stream.h5 --real real/ --val val/ --out model.pt",
@@ -124,6 +125,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--stream-augment", default="lsm1", help="table-8 augmentation of the stream's patches: lsm1 "
                    "(default), lsm2, asm or none")
     g.add_argument("--stream-seed", type=nonnegative, help="seed of the stream (default: --seed)")
+    g.add_argument("--curriculum", metavar="START:FRACTION[:SHAPE]", help="contrast curriculum: the synthetic "
+                   "defects start START times as strong (1 to 10) and anneal to the preset's contrast over the first "
+                   "FRACTION of the steps, linearly (default) or 'cosine', e.g. 3:0.5; needs --max-steps or "
+                   "--max-epochs; recorded in the model file (default: the preset's contrast throughout)")
     p.add_argument("--quiet", action="store_true", help="no progress, only the report")
     p.set_defaults(func=run)
     return p
@@ -185,6 +190,11 @@ def run(args) -> int:
         raise CLIError(f"--p-neg: expected a fraction in (0, 1/2], got {args.p_neg:g}")
     if args.init_from is not None and args.weights is not None:
         raise CLIError("--from and --weights both set the starting weights; give one")
+    if args.curriculum is not None and args.images is None:
+        raise CLIError("--curriculum scales the defects of a stream drawn on the fly: it needs --images "
+                       "(a stream file's defects are fixed)")
+    if args.curriculum is not None and args.max_steps is None and args.max_epochs is None:
+        raise CLIError("--curriculum anneals over a fraction of the run: give --max-steps or --max-epochs")
     started_group = runtime.join_torchrun_group()
     try:
         rank = runtime.rank()
@@ -237,6 +247,7 @@ def train_settings(args, device: Any = None):
         patience=args.patience,
         workers=args.workers,
         threads=args.threads,
+        curriculum=getattr(args, "curriculum", None),
         verbose=not args.quiet,
         log_every=args.log_every,
     )

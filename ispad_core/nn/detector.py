@@ -767,6 +767,7 @@ def _run_settings(run: _Run, data: _Data) -> dict:
         "weights": None if cfg.weights is None else str(cfg.weights), "mode": cfg.mode, "p_inj": run.p_inj,
         "batch_size": cfg.batch_size, "seed": int(cfg.seed), "max_steps": cfg.max_steps,
         "max_epochs": cfg.max_epochs, "val_every": cfg.val_every, "patience": cfg.patience,
+        "curriculum": None if cfg.curriculum is None else cfg.curriculum.to_dict(),
         "recipe": run.recipe.to_dict(), "preprocess": run.params.to_dict(), "real": data.real_prov.get("files"),
         "stream": data.stream_prov, "val": data.val_prov["source"], "world_size": run.world,
         "from": data.from_prov, "negatives": None if data.neg_prov is None else
@@ -843,6 +844,8 @@ def _say_plan(say: Any, run: _Run, data: _Data) -> None:
     if data.neg_prov is not None:
         say(f"negatives (confirmed false alarms): {data.neg_prov['count']}, replacing fault-free items with p_neg "
             f"{_as_fraction_text(data.neg_prov['p_neg'])}, augment {data.neg_prov['augment']}")
+    if cfg.curriculum is not None:
+        say(f"curriculum: {cfg.curriculum}")
     say(f"validation: {data.val_prov['source']} ({len(data.val_set)} patches)")
     threads = torch.get_num_threads() if cfg.threads is None else cfg.threads
     say(f"device {run.device}, {run.workers} loader worker(s), {threads} thread(s), batch {cfg.batch_size}"
@@ -899,7 +902,8 @@ def _metadata(
             "init_from": None if data.from_prov is None else data.from_prov["path"],
             "mode": cfg.mode, "p_inj": run.p_inj, "batch_size": cfg.batch_size, "world_size": run.world,
             "seed": int(cfg.seed), "max_steps": cfg.max_steps, "max_epochs": cfg.max_epochs,
-            "val_every": cfg.val_every, "patience": cfg.patience, "steps": result.steps, "best_step": result.best_step,
+            "val_every": cfg.val_every, "patience": cfg.patience,
+            "curriculum": None if cfg.curriculum is None else cfg.curriculum.to_dict(), "steps": result.steps, "best_step": result.best_step,
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "stopped_early": result.stopped_early, "interrupted": result.interrupted,
             "history": result.to_dict()["history"], "device": str(run.device), "amp": cfg.amp,

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_choice, check_float, check_int, take_renamed
 
-__all__ = ["PAPER_RECIPE", "TrainSettings"]
+__all__ = ["PAPER_RECIPE", "ContrastCurriculum", "TrainSettings"]
 
 #: The optimiser settings :func:`ispad_core.nn.train` uses where a TrainSettings leaves them None:
 #: the paper's SGD with momentum and cosine warm restarts.
@@ -27,6 +30,100 @@ def _optional_int(value: Any, name: str, minimum: int = 1) -> int | None:
 
 def _optional_float(value: Any, name: str, **bounds: Any) -> float | None:
     return None if value is None else check_float(value, name, **bounds)
+
+
+CURRICULUM_SHAPES = ("linear", "cosine")
+
+
+@dataclass(frozen=True)
+class ContrastCurriculum:
+    """A contrast curriculum: every synthetic defect's contrast multiplied by a gain that starts at
+    ``start`` and anneals to 1 (the preset's native contrast) over the first ``fraction`` of the
+    run's optimizer steps, then stays at 1.
+
+    The gain of step ``s`` (0-based) of a run of ``T`` steps, with ``S = fraction * T``:
+    ``1 + (start - 1) * (1 - s / S)`` (``"linear"``) or ``1 + (start - 1) * (1 + cos(pi s / S)) / 2``
+    (``"cosine"``) for ``s < S``, and 1 from ``S`` on. It applies only to a stream drawn on the
+    fly (:class:`ispad_core.stream.SyntheticStream`), whose defects are scaled with
+    :meth:`~ispad_core.synth.DefectParams.scale_contrast` (the visibility threshold unscaled).
+
+    Attributes
+    ----------
+    start : float
+        The gain at step 0, in [1, 10] (e.g. 3).
+    fraction : float
+        The fraction of the run's steps over which the gain anneals to 1, in (0, 1].
+    shape : {"linear", "cosine"}
+        How it anneals (default "linear").
+
+    Examples
+    --------
+    >>> c = ContrastCurriculum.parse("3:0.5")
+    >>> c.gains([0, 25, 50, 99], total_steps=100).tolist()
+    [3.0, 2.0, 1.0, 1.0]
+    >>> ContrastCurriculum(3, 0.5, "cosine").gains([25], total_steps=100).tolist()
+    [2.0]
+    """
+
+    start: float = 3.0
+    fraction: float = 0.5
+    shape: str = "linear"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "start", check_float(self.start, "curriculum start gain", minimum=1.0, maximum=10.0))
+        set_(self, "fraction", check_float(self.fraction, "curriculum fraction", minimum=0.0, maximum=1.0,
+                                           min_inclusive=False))
+        check_choice(self.shape, "curriculum shape", CURRICULUM_SHAPES)
+
+    @classmethod
+    def parse(cls, text: str) -> ContrastCurriculum:
+        """``"START:FRACTION[:SHAPE]"``, e.g. ``"3:0.5"`` or ``"3:0.5:cosine"``."""
+        if not isinstance(text, str):
+            raise InputTypeError(f"curriculum: expected text START:FRACTION[:SHAPE], got {type(text).__name__}")
+        parts = text.strip().split(":")
+        if len(parts) not in (2, 3):
+            raise InputValueError(f"curriculum: expected START:FRACTION[:SHAPE] such as 3:0.5, got {text!r}")
+        try:
+            start, fraction = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise InputValueError(f"curriculum: expected numbers in START:FRACTION such as 3:0.5, got {text!r}") from None
+        return cls(start, fraction, *(parts[2:] or ["linear"]))
+
+    @classmethod
+    def of(cls, value: Any) -> ContrastCurriculum | None:
+        """A ContrastCurriculum from one, its text, a ``(start, fraction[, shape])`` sequence, a
+        dict of its fields, or None."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, Mapping):
+            return cls(**value)
+        if isinstance(value, (tuple, list)) and len(value) in (2, 3):
+            return cls(*value)
+        raise InputTypeError(f"curriculum: expected a ContrastCurriculum, 'START:FRACTION', a (start, fraction) "
+                             f"pair or None, got {type(value).__name__}")
+
+    def gains(self, steps: Any, total_steps: int) -> np.ndarray:
+        """The gain of each 0-based step in ``steps`` (array_like of int) of a run of ``total_steps``.
+
+        Returns
+        -------
+        numpy.ndarray of float64, the shape of ``steps``; each in [1, start], non-increasing in the step.
+        """
+        total_steps = check_int(total_steps, "total_steps", minimum=1)
+        s = np.asarray(steps, dtype=np.float64)
+        span = self.fraction * total_steps
+        t = np.clip(s / span, 0.0, 1.0)
+        ramp = (1.0 - t) if self.shape == "linear" else 0.5 * (1.0 + np.cos(math.pi * t))
+        return 1.0 + (self.start - 1.0) * ramp
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "fraction": self.fraction, "shape": self.shape}
+
+    def __str__(self) -> str:
+        return f"contrast x {self.start:g} annealed {self.shape}ly to x 1 over the first {self.fraction:g} of the steps"
 
 
 @dataclass(frozen=True)
@@ -90,6 +187,11 @@ class TrainSettings:
         :func:`~ispad_core.nn.train_detector` (``num_workers``, the old name, still works and warns).
     threads : int, optional
         torch CPU threads during the run (restored afterwards); None leaves torch's setting.
+    curriculum : ContrastCurriculum, "START:FRACTION[:SHAPE]" or None
+        A contrast curriculum for a stream drawn on the fly (:class:`ContrastCurriculum`): the
+        synthetic defects start ``START`` times as strong and anneal to native over the first
+        ``FRACTION`` of the steps (needs ``max_steps`` or ``max_epochs``). None (default): native
+        contrast throughout.
     seed : int, default 0
         Initialisation, data order, injections and dropout.
     verbose : bool, default True
@@ -130,6 +232,7 @@ class TrainSettings:
     channels_last: bool = False
     workers: int | None = None
     threads: int | None = None
+    curriculum: Any = None
     seed: int = 0
     verbose: bool = True
     log_every: int | None = None
@@ -151,6 +254,7 @@ class TrainSettings:
         set_(self, "momentum", _optional_float(self.momentum, "momentum", minimum=0.0, maximum=1.0, max_inclusive=False))
         set_(self, "weight_decay", _optional_float(self.weight_decay, "weight_decay", minimum=0.0))
         check_choice(self.mode, "mode", ("mixed", "oversampling"))
+        set_(self, "curriculum", ContrastCurriculum.of(self.curriculum))
         set_(self, "p_neg", _optional_float(self.p_neg, "p_neg", minimum=0.0, maximum=0.5, min_inclusive=False))
         if self.init_from is not None and self.weights is not None:
             raise InputValueError("init_from: starts the network from a model file's weights; it excludes weights= "

@@ -576,6 +576,7 @@ class _Settings:
     verbose: bool
     callback: Callable[[EpochRecord], None] | None
     interruptible: bool
+    curriculum: Any = None  # a ContrastCurriculum or None
 
 
 def _check_settings(model: Any, run: TrainSettings, *, checkpoint_dir: Any, resume: bool, callback: Any,
@@ -587,6 +588,8 @@ def _check_settings(model: Any, run: TrainSettings, *, checkpoint_dir: Any, resu
         raise InputValueError("resume: resuming needs a checkpoint_dir, got None")
     if callback is not None and not callable(callback):
         raise InputTypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    if run.curriculum is not None and run.max_steps is None and run.max_epochs is None:
+        raise InputValueError("curriculum: anneals over a fraction of the run's steps; give max_steps or max_epochs")
     return _Settings(
         batch_size=run.batch_size,
         max_epochs=run.max_epochs,
@@ -610,6 +613,7 @@ def _check_settings(model: Any, run: TrainSettings, *, checkpoint_dir: Any, resu
         verbose=bool(run.verbose),
         callback=callback,
         interruptible=bool(interruptible),
+        curriculum=run.curriculum,
     )
 
 
@@ -704,6 +708,50 @@ class _ProgressLog:
             print(f"{record}  {self.time_left(record.steps, epoch, batches_done)}", file=sys.stderr, flush=True)
 
 
+def contrast_target(dataset: Any) -> tuple[Any, np.ndarray | None]:
+    """The stream drawn on the fly under ``dataset`` (the object with ``set_contrast_gains``) and
+    the map from ``dataset``'s items to the stream's, ``(len(dataset),)`` int64 (None: the same).
+
+    Looks through ``torch.utils.data.Subset`` (``dataset``, ``indices``) and wrappers that keep
+    item ``i`` at item ``i`` of what they wrap (``stream`` or ``dataset``: the injection datasets).
+    Raises InputValueError when there is none: a curriculum needs a stream drawn on the fly.
+    """
+    index: np.ndarray | None = None
+    node = dataset
+    for _ in range(16):
+        if hasattr(node, "set_contrast_gains"):
+            return node, index
+        if isinstance(node, Subset):
+            sub = np.asarray(node.indices, dtype=np.int64)
+            index = sub if index is None else sub[index]
+            node = node.dataset
+        elif hasattr(node, "stream"):
+            node = node.stream
+        elif hasattr(node, "dataset"):
+            node = node.dataset
+        else:
+            break
+    raise InputValueError(
+        f"curriculum: needs a stream drawn on the fly (a SyntheticStream, 'ispad train --images'), whose defects "
+        f"it scales; got {type(dataset).__name__} (a stream file's defects are fixed)")
+
+
+def curriculum_gains(order: Any, n_items: int, *, first_step: int, batch_size: int, total_steps: int,
+                     curriculum: Any) -> np.ndarray:
+    """The contrast gain of every item of an epoch: item ``order[k]`` is trained at step
+    ``first_step + k // batch_size`` and gets that step's gain; items not in ``order`` get 1.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_items,)
+    """
+    order = np.asarray(order, dtype=np.int64)
+    gains = np.ones(n_items)
+    steps = first_step + np.arange(order.size) // batch_size
+    gains[order] = curriculum.gains(steps, total_steps)
+    return gains
+
+
 class _Trainer:
     """One training run: the model, optimiser, schedule, data order, validation and checkpoints."""
 
@@ -737,6 +785,7 @@ class _Trainer:
         self.log = _ProgressLog(cfg.verbose and self.rank == 0, cfg.log_every, cfg.batch_size * self.world,
                                 cfg.max_steps, cfg.max_epochs)
         self._reset_interval()
+        self.contrast = None if cfg.curriculum is None else contrast_target(train_set)
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -814,6 +863,25 @@ class _Trainer:
         order = _generator(cfg.seed, 1, epoch)
         torch.empty((), dtype=torch.int64).random_(generator=order)
         return torch.randperm(len(self.train_set), generator=order).tolist(), gen
+
+    def _set_contrast(self, order: list[int], skip: int, n_batches: int) -> None:
+        """Tell the stream the contrast gain of each item of the epoch (before the workers start)."""
+        cfg, st = self.cfg, self.state
+        if self.contrast is None:
+            return
+        total = cfg.max_steps if cfg.max_steps is not None else cfg.max_epochs * n_batches
+        if cfg.max_steps is not None and cfg.max_epochs is not None:
+            total = min(total, cfg.max_epochs * n_batches)
+        bs = cfg.batch_size
+        gains = curriculum_gains(order[skip * bs:], len(self.train_set), first_step=st.steps, batch_size=bs,
+                                 total_steps=max(total, 1), curriculum=cfg.curriculum)
+        stream, index = self.contrast
+        if index is None:
+            stream.set_contrast_gains(gains)
+        else:
+            full = np.ones(len(stream))
+            full[index] = gains
+            stream.set_contrast_gains(full)
 
     def _loader(self, order: list[int], gen: torch.Generator, skip: int) -> tuple[DataLoader, int]:
         """A loader over ``order`` from batch ``skip`` on, and the number of batches of the whole epoch."""
@@ -924,6 +992,7 @@ class _Trainer:
                 self.train_set.set_epoch(st.epoch)
             order, gen = self._epoch_order(st.epoch)
             loader, n_batches = self._loader(order, gen, st.batches_done)
+            self._set_contrast(order, st.batches_done, n_batches)
             self.net.train()
             self.log.start_epoch(st.epoch, n_batches, st.batches_done)
             t_train = time.perf_counter()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ispad_core._shared.errors import InputTypeError
+from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_int
 from ispad_core.stream.generation import make_generator
 from ispad_core.stream.plan import epoch_plan
@@ -156,6 +156,38 @@ class SyntheticStream:
                 self.n, seed=self.seed, epoch=epoch, defect_fraction=self.defect_fraction
             )
         self._epoch = epoch
+
+    def set_contrast_gains(self, gains: Any) -> None:
+        """Scale the contrast of each item's defect (a contrast curriculum).
+
+        Item ``i`` is then drawn with the preset's contrast times ``gains[i]``
+        (:meth:`~ispad_core.synth.DefectParams.scale_contrast`, the visibility threshold unscaled):
+        the same position, augmentation, skeleton and polarity as at gain 1 where its first patch
+        is accepted at both gains. Items of one gain are made with one synthesizer call. The gains
+        travel with the stream when it is pickled (set them before a ``DataLoader`` starts its
+        workers, e.g. before each epoch).
+
+        Parameters
+        ----------
+        gains : None, float or array_like of float, shape (n,)
+            Positive factors, at most 10; None or 1: the preset's own contrast.
+        """
+        if gains is None:
+            self._gen.gains = None
+            return
+        arr = np.asarray(gains, dtype=np.float64)
+        if arr.ndim == 0:
+            arr = np.full(self.n, float(arr))
+        if arr.shape != (self.n,):
+            raise InputValueError(f"gains: expected a number or {self.n} per-item gains, got shape {arr.shape}")
+        if not (np.isfinite(arr).all() and (arr > 0).all() and (arr <= 10).all()):
+            raise InputValueError("gains: expected finite factors in (0, 10]")
+        self._gen.gains = None if (arr == 1.0).all() else arr.copy()
+
+    @property
+    def contrast_gains(self) -> np.ndarray:
+        """The per-item contrast gains, ``(n,)`` float64 (a copy; all 1 without a curriculum)."""
+        return np.ones(self.n) if self._gen.gains is None else self._gen.gains.copy()
 
     @property
     def labels(self) -> np.ndarray:

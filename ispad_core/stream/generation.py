@@ -105,8 +105,18 @@ class _Generator:
         self.augment = augment
         self.max_redraws = max_redraws
         self.timings = {"extract": 0.0, "augment": 0.0, "synthesize": 0.0}
+        self.gains: np.ndarray | None = None  # per item, (n,) float64: contrast factors (None: all 1)
+        self._scaled: tuple = (1.0, params)
 
-    def _draw(self, seeds: np.ndarray, defective: np.ndarray, attempt: int):
+    def _params_at(self, gain: float):
+        """The preset with its contrast times ``gain`` (the last one kept: a batch is one step)."""
+        if gain == 1.0:
+            return self.params
+        if self._scaled[0] != gain:
+            self._scaled = (gain, self.params.scale_contrast(gain))
+        return self._scaled[1]
+
+    def _draw(self, seeds: np.ndarray, defective: np.ndarray, attempt: int, params=None):
         from ispad_core.augment import augment_batch
 
         base = attempt * _KEYS_PER_DRAW
@@ -118,7 +128,7 @@ class _Generator:
             patches = augment_batch(patches, self.augment, seeds=_derive32(seeds, base + _AUG))
         t2 = time.perf_counter()
         images, masks, accepted, attempts, ssr, cnr = _synthesize(
-            patches, self.params, _derive32(seeds, base + _SYN), defective
+            patches, self.params if params is None else params, _derive32(seeds, base + _SYN), defective
         )
         contrast = _mask_contrast(patches, images, masks, np.flatnonzero(accepted))
         t3 = time.perf_counter()
@@ -139,10 +149,22 @@ class _Generator:
         return self.make_items(np.arange(a, b, dtype=np.int64))
 
     def make_items(self, index: np.ndarray) -> _Batch:
-        """Items ``index`` (1-D int array, valid indices) of the planned stream, in that order."""
+        """Items ``index`` (1-D int array, valid indices) of the planned stream, in that order; with
+        :attr:`gains` set, each item's defect at its contrast gain (one synthesizer call per gain)."""
+        if self.gains is None:
+            return self._make_items(index, self.params)
+        gains = self.gains[index]
+        levels = np.unique(gains)
+        if levels.size == 1:
+            return self._make_items(index, self._params_at(float(levels[0])))
+        parts = [(np.flatnonzero(gains == g), self._make_items(index[gains == g], self._params_at(float(g))))
+                 for g in levels]
+        return _merge(parts, index.size)
+
+    def _make_items(self, index: np.ndarray, params) -> _Batch:
         seeds = self.seeds[index]
         defective = self.defective[index]
-        res = self._draw(seeds, defective, 0)
+        res = self._draw(seeds, defective, 0, params)
         images, masks, src, origins = res.images, res.masks, res.sources, res.origins
         attempts = res.attempts.astype(np.int64)
         vis = {"accepted": res.accepted.astype(np.uint8), "ssr": res.ssr, "cnr": res.cnr, "contrast": res.contrast}
@@ -158,7 +180,7 @@ class _Generator:
                     f"item {i}: no visible defect after {self.max_redraws + 1} patches; the preset's "
                     f"visibility threshold{floor} is out of reach on these images (try another preset or images)"
                 )
-            again = self._draw(seeds[todo], np.ones(todo.size, bool), attempt)
+            again = self._draw(seeds[todo], np.ones(todo.size, bool), attempt, params)
             images[todo] = again.images
             masks[todo] = again.masks
             src[todo] = again.sources
@@ -179,6 +201,25 @@ class _Generator:
             redrawn=redrawn,
             visibility=vis,
         )
+
+
+def _merge(parts: list, n: int) -> _Batch:
+    """One batch of ``n`` items from ``(rows, batch)`` parts that cover rows ``0..n-1`` once."""
+    first = parts[0][1]
+    out = {}
+    for name in ("images", "masks", "labels", "seeds", "sources", "origins", "attempts"):
+        ref = getattr(first, name)
+        arr = np.empty((n, *ref.shape[1:]), ref.dtype)
+        for rows, b in parts:
+            arr[rows] = getattr(b, name)
+        out[name] = arr
+    vis = {}
+    for name, ref in first.visibility.items():
+        arr = np.empty(n, ref.dtype)
+        for rows, b in parts:
+            arr[rows] = b.visibility[name]
+        vis[name] = arr
+    return _Batch(**out, redrawn=sum(b.redrawn for _, b in parts), visibility=vis)
 
 
 def balanced_stream(

@@ -1,0 +1,138 @@
+"""Learning at native contrast: a contrast curriculum against none (docs/training.md).
+
+A ResNet-18 from random initialisation, 64 x 64 patches, trained synthetic-only on the balanced
+stream drawn on the fly from the built-in benchmark's scans (preset "mixed" at its native
+contrast, table-8 augmentation "lsm1"), the from-scratch recipe (AdamW 1e-3, cosine-annealed over
+the run), batch 32; validation on the benchmark's validation set (model selection and threshold),
+scores on its test set. Each arm differs only in ``TrainSettings`` (``curriculum``, ``lr``).
+
+Run (after ``ispad benchmark --out proxy/``, native contrast, its default)::
+
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --steps 600 --seeds 0 1
+
+Each run's figures are kept in ``WORK/<arm>_seed<k>.json``; a run whose file exists is not trained
+again, so an interrupted measurement continues where it stopped. Prints one Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: The arms: name -> TrainSettings fields on top of the common ones.
+ARMS = {
+    "baseline": {},
+    "curriculum 3:0.5": {"curriculum": "3:0.5"},
+    "curriculum 3:0.5:cosine": {"curriculum": "3:0.5:cosine"},
+    "lr 3e-4": {"lr": 3e-4},
+}
+
+
+def _curve(history: list) -> str:
+    """Training loss per validation interval, e.g. ``0.69@100 0.69@200 0.52@300``."""
+    return " ".join(f"{h['train_loss']:.2f}@{h['steps']}" for h in history)
+
+
+def _left_chance(history: list, level: float = 0.66) -> int | None:
+    """The first validation step whose interval's training loss is under ``level`` (None: never)."""
+    for h in history:
+        if h["train_loss"] < level:
+            return int(h["steps"])
+    return None
+
+
+def run_one(bench: Path, arm: str, seed: int, steps: int, batch: int, val_every: int, threads: int, work: Path) -> dict:
+    """Train one arm with one seed; its figures (also written to ``work``)."""
+    from ispad_core.experiment import score_test_set
+    from ispad_core.io import read_mvtec, read_scans
+    from ispad_core.nn import TrainSettings, predict, train_detector
+    from ispad_core.nn.detector import torch_threads
+    from ispad_core.stream import SyntheticStream
+
+    scans = read_scans([str(bench / "scans")])
+    stream = SyntheticStream(scans.images, n=steps * batch, size=64, preset="mixed", augment="lsm1", seed=seed)
+    settings = TrainSettings(max_steps=steps, batch_size=batch, val_every=val_every, workers=0, threads=threads,
+                             seed=seed, verbose=False, **ARMS[arm])
+    out = work / f"{arm.replace(' ', '_').replace(':', '-')}_seed{seed}.pt"
+    t0 = time.perf_counter()
+    res = train_detector(stream, out=out, val=str(bench / "val"), settings=settings, overwrite=True)
+    train_s = time.perf_counter() - t0
+    test = read_mvtec(bench / "test", split="test")
+    with torch_threads(threads):
+        scores = predict(res.model, test.test_images, preprocess="lsm2", batch_size=256).scores
+    labels = test.test_labels.astype(np.int64)
+    at_val = score_test_set(None, None, labels, scores, test_groups=test.test_groups, threshold=res.threshold)
+    own = score_test_set(labels, scores, labels, scores, test_groups=test.test_groups)
+    history = res.metadata["training"]["history"]
+    row = {
+        "arm": arm, "seed": seed, "steps": steps, "best_step": res.train.best_step,
+        "val_mcc": float(res.report.mcc), "test_mcc": at_val["mcc"], "test_auroc": at_val["auroc"],
+        "recall_area": at_val["recall_by_group"].get("area"), "recall_points": at_val["recall_by_group"].get("points"),
+        "fpr": at_val["fpr"], "test_mcc_own": own["mcc"],
+        "recall_area_own": own["recall_by_group"].get("area"), "recall_points_own": own["recall_by_group"].get("points"),
+        "left_chance": _left_chance(history), "curve": _curve(history), "train_s": train_s,
+    }
+    out.unlink(missing_ok=True)
+    (work / out.with_suffix(".json").name).write_text(json.dumps(row, indent=1))
+    return row
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(rows: list) -> str:
+    """The Markdown table of the runs, one line each."""
+    head = ("| arm | seed | test MCC (val thr.) | area / point recall % | FPR % | test MCC (test's own F1 thr.) | "
+            "area / point recall % (own thr.) | AUROC | val MCC | best step | loss < 0.66 at step | train loss per 100 steps | s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(
+            f"| {r['arm']} | {r['seed']} | {_fmt(r['test_mcc'])} | {_fmt(r['recall_area'], '.0f')} / "
+            f"{_fmt(r['recall_points'], '.0f')} | {_fmt(r['fpr'], '.1f')} | {_fmt(r['test_mcc_own'])} | "
+            f"{_fmt(r['recall_area_own'], '.0f')} / {_fmt(r['recall_points_own'], '.0f')} | {_fmt(r['test_auroc'])} | "
+            f"{_fmt(r['val_mcc'])} | {r['best_step']} | {r['left_chance'] if r['left_chance'] is not None else 'never'} | "
+            f"{r['curve']} | {r['train_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--benchmark", required=True, type=Path, help="the folder of 'ispad benchmark --out' (contrast 1)")
+    p.add_argument("--work", required=True, type=Path, help="folder for the runs' figures")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--arms", nargs="+", default=["baseline", "curriculum 3:0.5"], choices=list(ARMS))
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    meta = json.loads((args.benchmark / "benchmark.json").read_text())
+    contrast = meta.get("contrast", meta.get("settings", {}).get("contrast"))
+    if contrast not in (None, 1, 1.0):
+        p.error(f"--benchmark: made at contrast {contrast}; this measures native contrast (ispad benchmark --contrast 1)")
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            cached = args.work / f"{arm.replace(' ', '_').replace(':', '-')}_seed{seed}.json"
+            if cached.exists():
+                rows.append(json.loads(cached.read_text()))
+                continue
+            print(f"training {arm}, seed {seed} ...", file=sys.stderr, flush=True)
+            rows.append(run_one(args.benchmark, arm, seed, args.steps, args.batch_size, args.val_every,
+                                args.threads, args.work))
+    rows.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    raise SystemExit(main())
