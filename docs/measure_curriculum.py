@@ -10,6 +10,15 @@ Run (after ``ispad benchmark --out proxy/``, native contrast, its default)::
 
     python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --steps 600 --seeds 0 1
 
+The measurement in docs/training.md ran, one after the other (2 shared CPU cores, 2 torch threads)::
+
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 0 1
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 0 \
+        --arms "curriculum 6:0.5" "lr 3e-4"
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 1 2 --arms "curriculum 6:0.5"
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 2 --arms baseline
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --report
+
 Each run's figures are kept in ``WORK/<arm>_seed<k>.json``; a run whose file exists is not trained
 again, so an interrupted measurement continues where it stopped. Prints one Markdown table.
 """
@@ -30,7 +39,9 @@ ARMS = {
     "baseline": {},
     "curriculum 3:0.5": {"curriculum": "3:0.5"},
     "curriculum 3:0.5:cosine": {"curriculum": "3:0.5:cosine"},
+    "curriculum 6:0.5": {"curriculum": "6:0.5"},
     "lr 3e-4": {"lr": 3e-4},
+    "curriculum 3:0.5, lr 3e-4": {"curriculum": "3:0.5", "lr": 3e-4},
 }
 
 
@@ -112,7 +123,13 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--arms", nargs="+", default=["baseline", "curriculum 3:0.5"], choices=list(ARMS))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--report", action="store_true", help="train nothing: the table of the runs kept in --work")
     args = p.parse_args(argv)
+    if args.report:
+        rows = [json.loads(f.read_text()) for f in sorted(args.work.glob("*.json"))]
+        rows.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
+        print(table(rows))
+        return 0
     meta = json.loads((args.benchmark / "benchmark.json").read_text())
     contrast = meta.get("contrast", meta.get("settings", {}).get("contrast"))
     if contrast not in (None, 1, 1.0):
