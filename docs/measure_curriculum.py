@@ -17,6 +17,8 @@ The measurement in docs/training.md ran, one after the other (2 shared CPU cores
         --arms "curriculum 6:0.5" "lr 3e-4"
     python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 1 2 --arms "curriculum 6:0.5"
     python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 2 --arms baseline
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 0 1 2 --arms "curriculum 6:1"
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --seeds 2 --arms "curriculum 3:0.5"
     python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --report
 
 Each run's figures are kept in ``WORK/<arm>_seed<k>.json``; a run whose file exists is not trained
@@ -40,8 +42,8 @@ ARMS = {
     "curriculum 3:0.5": {"curriculum": "3:0.5"},
     "curriculum 3:0.5:cosine": {"curriculum": "3:0.5:cosine"},
     "curriculum 6:0.5": {"curriculum": "6:0.5"},
+    "curriculum 6:1": {"curriculum": "6:1"},
     "lr 3e-4": {"lr": 3e-4},
-    "curriculum 3:0.5, lr 3e-4": {"curriculum": "3:0.5", "lr": 3e-4},
 }
 
 
