@@ -36,12 +36,12 @@ from ispad_core.nn.calibration import Calibration, calibrate
 from ispad_core.nn.detector import DetectorResult, Recipe, train_detector
 from ispad_core.nn.export import export_onnx
 from ispad_core.nn.inference import InferenceSettings, Inspection, InspectionReport, inspect, inspect_files, predict_windows
-from ispad_core.nn.injection import InjectionDataset, InjectionPlan, injection_bounds
+from ispad_core.nn.injection import InjectionDataset, InjectionPlan, NegativeDataset, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
 from ispad_core.nn.modelfile import load_model, save_model
 from ispad_core.nn.preprocessing import PREPROCESS_PRESETS, Preprocess, preprocess_batch
 from ispad_core.nn.throughput import Throughput, measure_throughput
-from ispad_core.nn.settings import TrainSettings
+from ispad_core.nn.settings import ContrastCurriculum, TrainSettings
 from ispad_core.nn.training import EpochRecord, Prediction, TrainResult, evaluate, predict, train
 from ispad_core.nn.transform import RealTransform
 
@@ -52,6 +52,7 @@ __all__ = [
     "PREPROCESS_PRESETS",
     "EpochRecord",
     "InjectionDataset",
+    "NegativeDataset",
     "InferenceSettings",
     "InjectionPlan",
     "Inspection",
@@ -64,6 +65,7 @@ __all__ = [
     "Throughput",
     "TrainResult",
     "TrainSettings",
+    "ContrastCurriculum",
     "calibrate",
     "classifier",
     "evaluate",
