@@ -6,12 +6,14 @@ Subcommands (``ispad <command> --help`` for each)::
                     [--min-contrast G] [--shard K/N | --scheduler ADDRESS]
     ispad merge     PARTS... --out FILE.h5 [--copy] [--partial]
     ispad gallery   --out FILE.png [--preset NAME | --params FILE.json] [--images DIR] [--annotate]
+    ispad fit-preset REAL --out FILE.json [--group G] [--base NAME]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
     ispad info      FILE.h5 [--below G]
     ispad train     --stream FILE.h5 --out model.pt [--real DIR] [--val DIR] [--p-inj 1/32] [--backbone NAME]
-                    [--from model.pt] [--negatives DIR] [--p-neg 1/16]
-    ispad inspect   SCANS... --model model.pt --out results/ [--roi DIR] [--engine torch|onnxruntime]
-    ispad export    --model model.pt --onnx model.onnx
+                    [--from model.pt] [--negatives DIR] [--p-neg 1/16]; --images DIR in place of --stream: [--curriculum 6:0.5]
+    ispad calibrate --model model.pt --good DIR --design NAME --target-fpr R --out model.pt
+    ispad inspect   SCANS... --model model.pt --out results/ [--roi DIR] [--design NAME] [--engine torch|onnxruntime]
+    ispad export    --model model.pt --onnx model.onnx [--int8 --calibrate-from DIR]
     ispad review    results/ --out review.html [--scans DIR]
     ispad crops     --scans DIR --at POSITIONS.csv --out real/ [--size 512] [--good-out DIR]
     ispad benchmark --out DIR [--seed S] [--size 64]
