@@ -440,8 +440,14 @@ def save_model(
             f"{meta['in_channels']}, num_classes={meta['num_classes']}, backbone_kwargs={meta['backbone_kwargs']}: "
             f"{mismatch}"
         )
-    meta["library_version"] = __version__
     meta["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return _write_file(path, state, meta, name="path", overwrite=overwrite)
+
+
+def _write_file(path: Any, state: Mapping[str, torch.Tensor], meta: dict, *, name: str, overwrite: bool) -> Path:
+    """Stamp ``meta`` with this library's version and the format, and write the file atomically
+    with the digest of ``state`` and ``meta`` (``name``: the argument that errors name)."""
+    meta["library_version"] = __version__
     meta["format"] = FORMAT
     meta["format_version"] = FORMAT_VERSION
     payload = {
@@ -451,7 +457,7 @@ def save_model(
         "sha256": _digest(state, meta),
         "metadata": meta,
     }
-    with atomic_output(path, name="path", overwrite=overwrite) as tmp:
+    with atomic_output(path, name=name, overwrite=overwrite) as tmp:
         torch.save(payload, tmp)
     return Path(os.fspath(path))
 
@@ -727,16 +733,4 @@ def write_calibration(
     calibrations[design] = _json_safe(entry, f"calibrations[{design!r}]")
     meta["calibrations"] = calibrations
     meta = _check_metadata(meta, "metadata")
-    meta["library_version"] = __version__
-    meta["format"] = FORMAT
-    meta["format_version"] = FORMAT_VERSION
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "state_dict": state,
-        "sha256": _digest(state, meta),
-        "metadata": meta,
-    }
-    with atomic_output(out, name="out", overwrite=overwrite) as tmp:
-        torch.save(payload, tmp)
-    return Path(os.fspath(out))
+    return _write_file(out, state, meta, name="out", overwrite=overwrite)
