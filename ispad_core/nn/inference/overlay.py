@@ -58,24 +58,78 @@ def _covered(result: Inspection, f: int, picture: tuple[int, int]) -> np.ndarray
     return covered
 
 
-def _blend(small: np.ndarray, heat: np.ndarray, covered: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+def _key_colours(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per colour key ``2 k + covered`` (window ``k`` of ``scores``, ``k = K`` for none, heat 0):
+    ``keep = 1 - alpha`` ``(2K + 2, 1)`` and ``tint = colour * alpha`` ``(2K + 2, 3)`` in float64.
+
+    A picture pixel's colour is ``base * keep + tint`` of its key: the per-pixel formula
+    ``base * (1 - alpha) + colour(heat) * alpha`` with ``alpha = 0.15 + 0.55 * heat`` where an
+    inspected window covers the pixel (0 elsewhere), the same float64 operations in the same
+    order, done once per window instead of once per pixel."""
+    heat = np.append(scores.astype(np.float32), np.float32(0.0)).astype(np.float64)
+    heat = np.repeat(heat, 2)
+    covered = np.tile(np.array([False, True]), heat.size // 2)
+    alpha = np.where(covered, 0.15 + 0.55 * np.clip(heat, 0.0, 1.0), 0.0)[:, None]
+    return 1.0 - alpha, _colour_map(heat) * alpha
+
+
+def _rounded(blend: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(blend + 0.5), 0, 255).astype(np.uint8)
+
+
+def _blend(small: np.ndarray, keys: np.ndarray, keep: np.ndarray, tint: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
     """The heat colours over the picture ``small`` (grey or RGB uint8), ``(h, w, 3)`` uint8.
 
-    A strip of rows at a time, so the float64 working arrays stay near 8 MB for any scan."""
+    ``keys`` ``(h, w)`` selects each pixel's row of ``keep`` and ``tint`` (:func:`_key_colours`);
+    pixels outside ``inside`` (the ROI) blend over ``0.45 * base``. When the picture has many
+    pixels per key (a few thousand windows on a picture of millions of pixels), the result of
+    every key in use and grey level in use is tabulated once and each pixel is one look-up;
+    otherwise the formula runs per pixel, a strip of rows at a time (float64 working arrays near
+    8 MB)."""
     h, w = small.shape[:2]
+    used = np.flatnonzero(np.bincount(keys.ravel(), minlength=keep.shape[0]))
+    lo, hi = int(small.min()), int(small.max())
+    if used.size * (hi - lo + 1) * (1 if inside is None else 2) <= h * w:
+        return _blend_table(small, keys, used, (lo, hi), keep, tint, inside)
     rgb = np.empty((h, w, 3), dtype=np.uint8)
     step = max(1, (1 << 20) // w)
     for i in range(0, h, step):
         band = slice(i, i + step)
-        heat_band = heat[band].astype(np.float64)
-        alpha = np.where(covered[band], 0.15 + 0.55 * np.clip(heat_band, 0.0, 1.0), 0.0)[..., None]
+        k = keys[band]
         base = small[band].astype(np.float64)
         if base.ndim == 2:
             base = np.repeat(base[..., None], 3, axis=2)
         if inside is not None:
             base = np.where(inside[band][..., None], base, 0.45 * base)
-        blend = base * (1.0 - alpha) + _colour_map(heat_band) * alpha
-        rgb[band] = np.clip(np.floor(blend + 0.5), 0, 255).astype(np.uint8)
+        rgb[band] = _rounded(base * keep[k] + tint[k])
+    return rgb
+
+
+def _blend_table(small: np.ndarray, keys: np.ndarray, used: np.ndarray, levels: tuple[int, int], keep: np.ndarray,
+                 tint: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+    """:func:`_blend` by a table of ``(key, grey level, channel)`` -> uint8, filled for the keys
+    ``used`` and the grey levels ``lo..hi`` of ``small`` (a block of keys at a time), bright for the
+    ROI and darkened outside it."""
+    h, w = small.shape[:2]
+    nkeys = keep.shape[0]
+    lo, hi = levels
+    n = hi - lo + 1
+    grey = np.arange(lo, hi + 1, dtype=np.float64)[None, :, None]
+    shades = (grey,) if inside is None else (grey, 0.45 * grey)
+    table = np.empty((len(shades), nkeys, n, 3), dtype=np.uint8)  # rows of unused keys stay unset, never read
+    for s, base in enumerate(shades):
+        for j in range(0, used.size, 4096):
+            part = used[j : j + 4096]
+            table[s, part] = _rounded(base * keep[part, None, :] + tint[part, None, :])
+    index = keys.astype(np.int64) * n - lo
+    if inside is not None:
+        index += np.where(inside, 0, nkeys * n)
+    rgb = np.empty((h, w, 3), dtype=np.uint8)
+    if small.ndim == 2:
+        np.take(table.reshape(-1, 3), index + small, axis=0, out=rgb)
+        return rgb
+    for ch in range(3):
+        rgb[..., ch] = table[..., ch].reshape(-1)[index + small[..., ch]]
     return rgb
 
 
@@ -153,15 +207,17 @@ def overlay(
     # picture pixel (i, j) samples scan pixel (i * f + f // 2, j * f + f // 2), clipped to the scan
     rows = np.minimum(np.arange(h) * f + f // 2, result.shape[0] - 1)
     cols = np.minimum(np.arange(w) * f + f // 2, result.shape[1] - 1)
-    heat = result.heat_at(rows, cols)  # never the whole-scan heat map: 4x a uint8 scan
-    covered = _covered(result, f, (h, w))
+    # each pixel's window (never the whole-scan heat map: 4x a uint8 scan) and whether one covers it
+    window = result.window_at(rows, cols)
+    window[window < 0] = result.scores.size
+    keys = 2 * window + _covered(result, f, (h, w))
     inside = None
     if roi is not None:
         roi = check_array(roi, "roi", ndim=2, kinds="biu")
         if roi.shape != result.shape:
             raise InputValueError(f"roi: expected shape {result.shape} like the inspection, got {roi.shape}")
         inside = roi[np.ix_(rows, cols)] != 0
-    rgb = _blend(small, heat, covered, inside)
+    rgb = _blend(small, keys, *_key_colours(result.scores), inside)
 
     picture = Image.fromarray(rgb)
     draw = ImageDraw.Draw(picture)

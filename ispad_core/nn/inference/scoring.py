@@ -186,6 +186,12 @@ def check_stride(stride: Any, size: int, window: str) -> int:
     return stride
 
 
+def in_channels_last(model: nn.Module) -> bool:
+    """Whether every 4-D weight of ``model`` is stored channels-last (as ``model.to(memory_format=
+    torch.channels_last)`` leaves it)."""
+    return all(p.ndim != 4 or p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters())
+
+
 def _window_roi_counts(roi: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarray, size: int) -> np.ndarray:
     """ROI pixels inside each window of the grid, ``(rows, cols)`` int64, in O(rows * size * W).
 
@@ -401,12 +407,15 @@ class _Forward:
     def run(self, batch_size: int, verbose: bool | None) -> tuple[np.ndarray, dict]:
         scores = np.empty(self.keep.size, dtype=np.float64)
         timings = {"gather_s": 0.0, "preprocess_s": 0.0, "wait_s": 0.0, "forward_s": 0.0}
-        model, was_training = self.model, None
+        model, was_training, convert = self.model, None, False
         if not self.onnx:
             was_training = model.training
             model.eval()
             model.to(self.dev)
-            if self.cl:
+            # a copy of every weight each way: skipped when the model is in channels-last already
+            # (inspect_files converts its model once for all scans)
+            convert = self.cl and not in_channels_last(model)
+            if convert:
                 model.to(memory_format=torch.channels_last)
         starts = list(range(0, self.keep.size, batch_size))
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ispad-windows")
@@ -434,7 +443,7 @@ class _Forward:
             pool.shutdown(wait=True)
             if not self.onnx:
                 model.train(was_training)
-                if self.cl:
+                if convert:
                     model.to(memory_format=torch.contiguous_format)
         return scores, timings
 
@@ -617,22 +626,45 @@ class Inspection:
         -------
         numpy.ndarray of float32, shape (h, w)
         """
+        scores = self.scores.astype(np.float32)
+        index = self.window_at(rows, cols)
+        # a trailing 0 for the pixels no inspected window covers (index -1)
+        return np.append(scores, np.float32(0.0))[index]
+
+    def window_at(self, rows: Any, cols: Any) -> np.ndarray:
+        """Which window gives the heat map its value at the pixels ``rows x cols``.
+
+        ``heat_at(rows, cols)`` is ``scores[window_at(rows, cols)]`` in float32, 0 where the index
+        is -1 (no inspected window covers the pixel): of the windows covering a pixel, the one of
+        the highest float32 score (among equal scores, the last in grid order). The overlay
+        colours a picture by it, with one colour per window instead of one per pixel.
+
+        Parameters
+        ----------
+        rows, cols : array_like of int, shape (h,) and (w,)
+            Pixel rows and columns, each non-decreasing and inside the scan.
+
+        Returns
+        -------
+        numpy.ndarray of int32, shape (h, w)
+            Indices into ``scores`` and ``origins``, or -1.
+        """
         rows = check_array(rows, "rows", ndim=1, kinds="iu").astype(np.int64)
         cols = check_array(cols, "cols", ndim=1, kinds="iu").astype(np.int64)
         for name, idx, n in (("rows", rows, self.shape[0]), ("cols", cols, self.shape[1])):
             if idx.size and (idx.min() < 0 or idx.max() >= n or (np.diff(idx) < 0).any()):
                 raise InputValueError(f"{name}: expected non-decreasing pixel indices in [0, {n})")
-        out = np.zeros((rows.size, cols.size), dtype=np.float32)
+        out = np.full((rows.size, cols.size), -1, dtype=np.int32)
         # the sampled rows (columns) a window covers are one run: [first >= origin, first >= origin + size)
         r0 = np.searchsorted(rows, self.origins[:, 0], side="left")
         r1 = np.searchsorted(rows, self.origins[:, 0] + self.size, side="left")
         c0 = np.searchsorted(cols, self.origins[:, 1], side="left")
         c1 = np.searchsorted(cols, self.origins[:, 1] + self.size, side="left")
         scores = self.scores.astype(np.float32)
-        # in ascending score order each window's value overwrites the lower ones: the maximum
+        # in ascending score order each window overwrites the lower ones: the maximum
         for k in np.argsort(scores, kind="stable").tolist():
             if r0[k] < r1[k] and c0[k] < c1[k]:
-                out[r0[k] : r1[k], c0[k] : c1[k]] = scores[k]
+                out[r0[k] : r1[k], c0[k] : c1[k]] = k
         return out
 
     @property
