@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 from ispad_core.nn.inference import inspect, inspect_files  # noqa: E402
-from ispad_core.nn.inference.files import _png_bytes, warm_up_kernels  # noqa: E402
+from ispad_core.nn.inference.files import _png_bytes, _warm_up_kernels  # noqa: E402
 from ispad_core.nn.inference.scoring import in_channels_last  # noqa: E402
 from tests.reference.overlay_ref import blend_ref  # noqa: E402
 
@@ -152,6 +152,6 @@ def test_inspect_files_converts_the_model_once_and_restores_it(tmp_path, monkeyp
 
 
 def test_warm_up_loads_the_kernel_and_returns():
-    thread = warm_up_kernels()
+    thread = _warm_up_kernels()
     thread.join(timeout=120)
     assert not thread.is_alive()

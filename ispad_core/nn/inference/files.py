@@ -422,7 +422,7 @@ def inspect_files(
         return _inspect_into(out, files, names, job, overwrite=overwrite, on_scan=on_scan)
 
 
-def warm_up_kernels() -> threading.Thread:
+def _warm_up_kernels() -> threading.Thread:
     """Start loading the compiled preprocessing kernel in a background thread, and return it.
 
     The first call of a compiled (Numba) function in a process sets up Numba itself, 0.3 to 0.7 s
@@ -595,7 +595,7 @@ def _job(
     model: Any, run: InferenceSettings, *, size: Any, stride: Any, threshold: Any, allow_factory: Any, design: Any = None
 ) -> _Job:
     """Load the model and settle the window size, stride, threshold and preprocessing from its metadata."""
-    warm_up_kernels()  # beside the model's loading
+    _warm_up_kernels()  # beside the model's loading
     net, meta, model_path, engine = _load_model(model, engine=run.engine, device=run.device, allow_factory=allow_factory)
     model_name = str(model_path) if model_path is not None else "the model"
     patch = meta.get("patch_size")

@@ -84,8 +84,8 @@ def _blend(small: np.ndarray, keys: np.ndarray, keep: np.ndarray, tint: np.ndarr
     pixels outside ``inside`` (the ROI) blend over ``0.45 * base``. When the picture has many
     pixels per key (a few thousand windows on a picture of millions of pixels), the result of
     every key in use and grey level in use is tabulated once and each pixel is one look-up;
-    otherwise the formula runs per pixel, a strip of rows at a time (float64 working arrays near
-    8 MB)."""
+    otherwise the formula runs per pixel, a strip of about a million pixels at a time (its float64
+    working arrays some tens of MB for any scan)."""
     h, w = small.shape[:2]
     used = np.flatnonzero(np.bincount(keys.ravel(), minlength=keep.shape[0]))
     lo, hi = int(small.min()), int(small.max())
