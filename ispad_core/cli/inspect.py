@@ -69,7 +69,7 @@ def run(args) -> int:
     import threading
 
     # the preprocessing's compiled kernel loads (0.3 s or more: Numba's own set-up) while torch imports
-    threading.Thread(target=_load_kernels, name="ispad-warm-up", daemon=True).start()
+    threading.Thread(target=_load_kernels, name="ispad-warm-up").start()
     from ispad_core.nn.inference import inspect_files
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:

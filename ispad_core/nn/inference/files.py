@@ -428,8 +428,9 @@ def _warm_up_kernels() -> threading.Thread:
     The first call of a compiled (Numba) function in a process sets up Numba itself, 0.3 to 0.7 s
     on a shared 2-core machine, which would otherwise fall on the first batch of the first scan
     while the network waits; started before the model loads (the command line starts it before
-    torch is imported), it runs beside that work. Later calls return at once."""
-    thread = threading.Thread(target=_load_kernels, name="ispad-warm-up", daemon=True)
+    torch is imported), it runs beside that work. Later calls return at once. Not a daemon
+    thread: a process that ends early waits for it rather than stopping it inside an import."""
+    thread = threading.Thread(target=_load_kernels, name="ispad-warm-up")
     thread.start()
     return thread
 
