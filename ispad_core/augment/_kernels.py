@@ -98,7 +98,10 @@ def warp_bilinear(src, dst, m00, m01, m02, m10, m11, m12, lut):  # pragma: no co
     operations, the ALU's throughput): splitting each row into a branch-free interior loop and
     reflected ends (no gain inside, the branch is predicted; slower overall), float32
     arithmetic (1.75x slower), and computing a row's indices and weights in a separate,
-    vectorised pass (1.6x slower). LLVM emits no gather instructions for this CPU (znver4), so
+    vectorised pass (1.6x slower), and, bit-identical but slower again: the same split with the
+    interior range of each row solved in closed form, and neighbour pairs packed into one int64
+    per pixel beforehand (two reads instead of four and one multiply for both rows; the packing
+    pass costs more than it saves). LLVM emits no gather instructions for this CPU (znver4), so
     the 2 x 2 reads stay scalar."""
     h, w, nch = src.shape
     s = src.reshape(-1)
