@@ -121,9 +121,11 @@ def _blend_table(small: np.ndarray, keys: np.ndarray, used: np.ndarray, levels: 
         for j in range(0, used.size, 4096):
             part = used[j : j + 4096]
             table[s, part] = _rounded(base * keep[part, None, :] + tint[part, None, :])
-    index = keys.astype(np.int64) * n - lo
+    # int32 indices where the table allows (half the memory traffic of int64)
+    itype = np.int32 if table.size < 2**31 else np.int64
+    index = keys.astype(itype) * itype(n) - itype(lo)
     if inside is not None:
-        index += np.where(inside, 0, nkeys * n)
+        index += np.where(inside, itype(0), itype(nkeys * n))
     rgb = np.empty((h, w, 3), dtype=np.uint8)
     if small.ndim == 2:
         np.take(table.reshape(-1, 3), index + small, axis=0, out=rgb)
@@ -209,8 +211,11 @@ def overlay(
     cols = np.minimum(np.arange(w) * f + f // 2, result.shape[1] - 1)
     # each pixel's window (never the whole-scan heat map: 4x a uint8 scan) and whether one covers it
     window = result.window_at(rows, cols)
+    # at full resolution a pixel is covered exactly where it has a window (the same runs of rows
+    # and columns); a shrunk picture's pixel stands for a block, which a window may cover in part
+    covered = window >= 0 if f == 1 else _covered(result, f, (h, w))
     window[window < 0] = result.scores.size
-    keys = 2 * window + _covered(result, f, (h, w))
+    keys = 2 * window + covered
     inside = None
     if roi is not None:
         roi = check_array(roi, "roi", ndim=2, kinds="biu")
