@@ -18,6 +18,8 @@ never imports torch.
   (``ispad train``): nested selection, recipes, threshold, report, resume.
 - :func:`preprocess_batch` -- brightness factor and 3 x 3 Gaussian smoothing on the device.
 - :func:`measure_throughput` -- the paper's timing protocol.
+- :func:`pretrain` -- in-domain self-supervised pretraining of a backbone on fault-free scans
+  (masked-patch reconstruction; ``ispad pretrain``), written in torchvision's layout for ``weights``.
 - :func:`calibrate` -- a per-design threshold at a stated false-alarm rate from fault-free scans
   of that design, stored in the model file (``ispad calibrate``, ``inspect --design``).
 """
@@ -39,6 +41,7 @@ from ispad_core.nn.inference import InferenceSettings, Inspection, InspectionRep
 from ispad_core.nn.injection import InjectionDataset, InjectionPlan, NegativeDataset, injection_bounds
 from ispad_core.nn.model import ResNet18, load_torchvision_state_dict, resnet18_classifier
 from ispad_core.nn.modelfile import load_model, save_model
+from ispad_core.nn.pretrain import PretrainResult, pretrain
 from ispad_core.nn.preprocessing import PREPROCESS_PRESETS, Preprocess, preprocess_batch
 from ispad_core.nn.throughput import Throughput, measure_throughput
 from ispad_core.nn.settings import ContrastCurriculum, TrainSettings
@@ -59,6 +62,7 @@ __all__ = [
     "InspectionReport",
     "Prediction",
     "Preprocess",
+    "PretrainResult",
     "RealTransform",
     "Recipe",
     "ResNet18",
@@ -79,6 +83,7 @@ __all__ = [
     "predict",
     "predict_windows",
     "preprocess_batch",
+    "pretrain",
     "resnet18_classifier",
     "save_model",
     "train",
