@@ -9,6 +9,7 @@ Subcommands (``ispad <command> --help`` for each)::
     ispad fit-preset REAL --out FILE.json [--group G] [--base NAME]
     ispad evaluate  --scores SCORES.csv [--maps DIR --dataset ROOT]
     ispad info      FILE.h5 [--below G]
+    ispad pretrain  --images DIR --out backbone.pth [--steps N] [--backbone NAME] [--patch-size 64]
     ispad train     --stream FILE.h5 --out model.pt [--real DIR] [--val DIR] [--p-inj 1/32] [--backbone NAME]
                     [--from model.pt] [--negatives DIR] [--p-neg 1/16]; --images DIR in place of --stream: [--curriculum 6:0.5]
     ispad calibrate --model model.pt --good DIR --design NAME --target-fpr R --out model.pt

@@ -18,6 +18,7 @@ from ispad_core.cli import (
     info,
     inspect,
     merge,
+    pretrain,
     review,
     synth,
     train,
@@ -27,7 +28,7 @@ __all__ = ["COMMANDS", "build_parser"]
 
 #: The command modules, in the order ``ispad --help`` lists them: each has ``add_parser(sub)``,
 #: which registers its options and sets ``func`` to its ``run(args)``.
-COMMANDS = (synth, merge, gallery, fit_preset, evaluate, info, train, calibrate, inspect, review, export, crops, benchmark, experiment, demo)
+COMMANDS = (synth, merge, gallery, fit_preset, evaluate, info, pretrain, train, calibrate, inspect, review, export, crops, benchmark, experiment, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,6 +86,17 @@ class PretrainResult:
         """Optimizer steps per second."""
         return len(self.losses) / self.seconds if self.seconds > 0 else float("inf")
 
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, name: str = "path") -> None:
+        """Write :attr:`state_dict` with ``torch.save`` atomically (nothing at ``path`` if it fails).
+
+        The file is what ``weights=`` and ``ispad train --weights`` read. An existing file is
+        replaced only with ``overwrite``; ``name`` is the argument's name in error messages.
+        """
+        from ispad_core._shared.files import atomic_output
+
+        with atomic_output(path, name=name, overwrite=overwrite) as tmp:
+            torch.save(self.state_dict, tmp)
+
     def __str__(self) -> str:
         n = len(self.losses)
         k = max(1, min(50, n // 10))

@@ -45,7 +45,9 @@ def test_weights_load_as_torchvision_weights_and_differ_from_the_init(backbone, 
         assert value.device.type == "cpu"
     # through a file, as --weights reads it, and through train_detector's settings
     path = tmp_path / "backbone.pth"
-    torch.save(res.state_dict, path)
+    res.save(path)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        res.save(path)
     loaded = classifier(backbone, in_channels=1, weights=path)
     assert TrainSettings(weights=path, backbone=backbone).weights == path
     own = loaded.state_dict()
