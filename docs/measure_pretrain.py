@@ -79,6 +79,26 @@ def pretrain_once(bench: Path, steps: int, threads: int, work: Path) -> dict:
     return meta
 
 
+def reference_levels(bench: Path, n: int = 2048) -> dict:
+    """The masked-pixel L1 loss of three predictors that learn nothing, on patches drawn as
+    pretraining draws them (seed 5, masks seed 6): leaving the hidden pixels at the fill (0), the
+    best single level for all of them (the median), and each patch's median of its visible pixels."""
+    import torch
+
+    from ispad_core.io import read_scans
+    from ispad_core.nn import preprocess_batch
+    from ispad_core.nn.pretrain import _masks, _PatchSource
+
+    scans = read_scans([str(bench / "scans")])
+    src = _PatchSource(scans.images, [None] * len(scans.images), 64, "lsm1", np.random.default_rng(5))
+    x = preprocess_batch(torch.from_numpy(src.batch(n)), "lsm2")
+    m = torch.from_numpy(_masks(np.random.default_rng(6), n, 64, 8)).bool()
+    hidden = x[m]
+    visible_median = torch.nanmedian(torch.where(m, torch.nan, x).flatten(1), dim=1).values
+    return {"fill": float(hidden.abs().mean()), "best level": float((hidden - hidden.median()).abs().mean()),
+            "patch's visible median": float((x - visible_median[:, None, None, None]).abs()[m].mean())}
+
+
 def _init_file(seed: int, work: Path) -> Path:
     """The baseline's random initialisation for ``seed`` (what train_detector builds), without the head."""
     import torch
@@ -157,11 +177,14 @@ def pretrain_line(meta: dict) -> str:
             f"({meta['steps_per_s']:.2f} steps/s); masked-pixel L1 loss per 100 steps: {curve}")
 
 
-def _report(work: Path) -> None:
+def _report(work: Path, bench: Path) -> None:
     rows = [json.loads(f.read_text()) for f in sorted(work.glob("*_seed*.json"))]
     rows.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
     if (work / "pretrain.json").exists():
         print(pretrain_line(json.loads((work / "pretrain.json").read_text())))
+        levels = reference_levels(bench)
+        print("the same loss of predictors that learn nothing: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in levels.items()))
         print()
     print(table(rows))
     print()
@@ -186,7 +209,7 @@ def main(argv=None) -> int:
     p.add_argument("--report", action="store_true", help="train nothing: the tables of what --work holds")
     args = p.parse_args(argv)
     if args.report:
-        _report(args.work)
+        _report(args.work, args.benchmark)
         return 0
     meta = json.loads((args.benchmark / "benchmark.json").read_text())
     contrast = meta.get("contrast", meta.get("settings", {}).get("contrast"))
@@ -201,7 +224,7 @@ def main(argv=None) -> int:
                 continue
             print(f"training {arm}, seed {seed} ...", file=sys.stderr, flush=True)
             run_one(args.benchmark, arm, seed, args)
-    _report(args.work)
+    _report(args.work, args.benchmark)
     return 0
 
 
