@@ -23,6 +23,16 @@ Run (after ``ispad benchmark --out proxy/ --contrast 1``)::
 
     python docs/measure_pretrain.py --benchmark proxy/ --work runs_pretrain/ --seeds 0 1
 
+The measurement in docs/pretrain.md ran, one after the other (2 CPU cores shared with other work,
+1 torch thread; the first command was stopped after its first two runs to put seed 1 first)::
+
+    python docs/measure_pretrain.py --benchmark proxy/ --work runs_pretrain/ --pretrain-steps 800 --seeds 0 1
+    python docs/measure_pretrain.py --benchmark proxy/ --work runs_pretrain/ --seeds 1 --arms baseline pretrained
+    python docs/measure_pretrain.py --benchmark proxy/ --work runs_pretrain/ --seeds 0 \
+        --arms "random-init file" "pretrained, SGD"
+    python docs/measure_pretrain.py --benchmark proxy/ --work runs_pretrain/ --seeds 2 --arms baseline pretrained
+    python docs/measure_pretrain.py --benchmark proxy/ --work runs_pretrain/ --report
+
 Each run's figures are kept in ``WORK/<arm>_seed<k>.json`` and the pretrained weights in
 ``WORK/backbone.pth`` (with ``WORK/pretrain.json``); what exists is not computed again, so an
 interrupted measurement continues. ``--report`` prints the tables of what is in ``WORK``.
