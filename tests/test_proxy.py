@@ -190,3 +190,99 @@ def test_cli_writes_the_benchmark(tmp_path):
                         good_per_defective=3).test_images,
     )
     assert "--size" in run_ispad("benchmark", "--out", "x", "--size", 8, expect=2).stderr
+
+
+# --------------------------------------------------------------------------- designs and calibration sheets
+
+TWO = dict(size=32, n_scans=2, scan_side=96, n_points=2, n_area=3, n_val=2, n_test=4, good_per_defective=3)
+# digest of every file of proxy_benchmark(seed=3, **TWO) as written before the calibration sheets
+# were added (pixels of the PNGs, benchmark.json without library_version)
+_DIGEST_WITHOUT_SHEETS = "f87347666f78ef64cc709b27f8d3bab83c1df1141ff6003ef4041a4c40af20d5"
+
+
+def _digest(root: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name == "test_designs.csv" or "calibration" in p.relative_to(root).parts:
+            continue
+        h.update(str(p.relative_to(root)).encode())
+        if p.suffix == ".png":
+            im = read_image(p)
+            h.update(str(im.shape).encode() + im.tobytes())
+        else:
+            meta = json.loads(p.read_text())
+            meta.pop("library_version")
+            h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _test_scans(seed: int, n_scans: int, side: int):
+    gen = np.random.default_rng(seed)
+    proxy._scan_set(gen, n_scans, side)
+    proxy._scan_set(gen, n_scans, side)
+    return proxy._scan_set(gen, n_scans, side)
+
+
+def test_the_files_without_the_sheets_are_those_written_before(tmp_path):
+    bench = proxy_benchmark(tmp_path / "b", seed=3, **TWO)
+    assert _digest(tmp_path / "b") == _DIGEST_WITHOUT_SHEETS
+    # the sheets are drawn last: without them every array is the same
+    settings = dict(seed=3, **TWO, contrast=1.0)
+    bare = proxy._draw_benchmark(None, **settings, n_calibration=0)
+    for name in ("real_images", "val_images", "test_images", "test_masks", "test_designs"):
+        np.testing.assert_array_equal(getattr(bare, name), getattr(bench, name))
+    assert bare.calibration == {} and len(bench.calibration) == 2
+
+
+def test_every_test_patch_comes_from_its_design():
+    bench = proxy_benchmark(seed=2, **TWO)
+    scans, _ = _test_scans(2, 2, 96)
+    names = proxy._design_names(2)
+    assert set(bench.test_designs) == set(names) and len(bench.test_designs) == len(bench.test_images)
+    for image, label, design in zip(bench.test_images, bench.test_labels, bench.test_designs):
+        if label:
+            continue
+        found = [n for n, scan in zip(names, scans)
+                 if (np.lib.stride_tricks.sliding_window_view(scan, (32, 32)) == image).all(axis=(2, 3)).any()]
+        assert found == [design]
+
+
+def test_calibration_sheets_are_new_sheets_of_the_test_designs():
+    from ispad_core._shared.screen_print import _draw_design
+
+    bench = proxy_benchmark(seed=2, **TWO)
+    scans, seeds = _test_scans(2, 2, 96)
+    good = bench.test_images[bench.test_labels == 0]
+    for i, (design, sheets) in enumerate(bench.calibration.items()):
+        assert design == proxy._design_names(2)[i] and len(sheets) == proxy.CALIBRATION_SHEETS
+        kind = ("dots", "lines", "mesh", "mixed")[i % 4]
+        scan_design = _draw_design(np.random.default_rng(int(seeds[i])), kind, 96, 96)
+        for k, sheet in enumerate(sheets):
+            assert sheet.shape == (96, 96) and sheet.dtype == np.uint8
+            # the same design parameters and inks, other fields, cells and noise
+            sheet_design = _draw_design(np.random.default_rng(int(seeds[i])), kind, 96, 96 + proxy._SHEET_STEP * (k + 1))
+            np.testing.assert_array_equal(sheet_design[0], scan_design[0])
+            np.testing.assert_array_equal(sheet_design[1], scan_design[1])
+            assert sheet_design[2].shape != scan_design[2].shape
+            assert np.mean(sheet == scans[i]) < 0.2
+            windows = np.lib.stride_tricks.sliding_window_view(sheet, (32, 32))
+            assert not any((windows == g).all(axis=(2, 3)).any() for g in good)  # no test patch is on a sheet
+        assert all(np.mean(a == b) < 0.2 for j, a in enumerate(sheets) for b in sheets[j + 1:])
+
+
+def test_written_designs_and_sheets_read_back(tmp_path):
+    out = tmp_path / "b"
+    bench = proxy_benchmark(out, seed=1, **TWO)
+    lines = (out / "test_designs.csv").read_text().splitlines()
+    data = read_mvtec(out / "test", split="test")
+    assert lines[0] == "file,design"
+    assert [tuple(x.split(",")) for x in lines[1:]] == list(zip(data.test_names, bench.test_designs))
+    meta = json.loads((out / "calibration" / "calibration.json").read_text())
+    assert meta["n_calibration"] == proxy.CALIBRATION_SHEETS and list(meta["designs"]) == list(bench.calibration)
+    for design, sheets in bench.calibration.items():
+        files = sorted((out / "calibration" / design).iterdir())
+        assert [f"{design}/{f.name}" for f in files] == meta["designs"][design]
+        for f, sheet in zip(files, sheets):
+            np.testing.assert_array_equal(read_image(f), sheet)

@@ -16,7 +16,10 @@ layout:
   proxy/real/{points,area}/*.png        the pool of "real" defects (ispad train --real proxy/real)
   proxy/real_masks/{points,area}/*_mask.png
   proxy/val/, proxy/test/               MVTec layout (test/good, test/<group>, ground_truth/<group>)
-  proxy/benchmark.json                  settings and the defect class of every file"""
+  proxy/benchmark.json                  settings and the defect class of every file
+  proxy/test_designs.csv                the design (test scan) of every test patch
+  proxy/calibration/<design>/*.png      fault-free calibration sheets of every test design
+                                        (ispad calibrate --good proxy/calibration/<design> --design <design>)"""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -28,7 +31,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "screen print, a pool of 'real' defective patches in two groups (points: blobs and clusters; area: squeegee "
         "streaks along the print direction, pattern misalignment, grid damage) drawn by a generator that shares no "
         "code with the synthesizer, and held-out validation and test sets with about 20 fault-free patches per "
-        "defective one. The same --seed gives the same files.",
+        "defective one, the design of every test patch and fault-free calibration sheets of every test design. "
+        "The same --seed gives the same files.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,5 +77,7 @@ def run(args) -> int:
     print(f"  scans/       {len(bench.scans)} fault-free training scans")
     print(f"  real/        {counts(bench.real_groups)} (masks in real_masks/)")
     print(f"  val/         {counts(bench.val_groups)}")
-    print(f"  test/        {counts(bench.test_groups)}")
+    print(f"  test/        {counts(bench.test_groups)} (their designs in test_designs.csv)")
+    sheets = sum(len(v) for v in bench.calibration.values())
+    print(f"  calibration/ {sheets} fault-free sheets of the {len(bench.calibration)} test designs")
     return 0

@@ -40,6 +40,12 @@ On disk (:func:`proxy_benchmark` with ``out``)::
     out/val/                                validation set, MVTec layout (test/good, test/points,
                                             test/area, ground_truth/<group>/<name>_mask.png)
     out/test/                               held-out test set, MVTec layout, same structure
+    out/test_designs.csv                    file,design: the design (test scan) of every test patch
+    out/calibration/<design>/sheet_000.png  fault-free calibration sheets of every test design
+    out/calibration/calibration.json        the designs, their sheets and how they were drawn
+
+The calibration sheets and ``test_designs.csv`` were added to the layout later; every other file
+is the same as without them, byte for byte, for the same settings.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +64,7 @@ from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_float, check_int, item_seeds
 from ispad_core._shared.version import __version__
 
-__all__ = ["AREA_CLASSES", "POINT_CLASSES", "PRINT_DIRECTION", "ProxyBenchmark", "proxy_benchmark", "proxy_defect"]
+__all__ = ["AREA_CLASSES", "CALIBRATION_SHEETS", "POINT_CLASSES", "PRINT_DIRECTION", "ProxyBenchmark", "proxy_benchmark", "proxy_defect"]
 
 POINT_CLASSES = ("blob", "cluster")
 """Defect classes of the "points" group."""
@@ -70,6 +76,11 @@ PRINT_DIRECTION = "vertical"
 _CLASSES = POINT_CLASSES + AREA_CLASSES
 _MARGIN = 8  # context around a patch (px): the misalignment shifts print in from outside
 _KINDS = ("dots", "lines", "mesh", "mixed")
+# width added per sheet: one cell of the screen print's finest low-frequency field (40 px), so each
+# sheet's fields are laid out on a lattice of another shape
+_SHEET_STEP = 40
+CALIBRATION_SHEETS = 4
+"""Fault-free calibration sheets of every test design in the benchmark."""
 
 
 # --------------------------------------------------------------------------- the defect generator
@@ -279,6 +290,12 @@ class ProxyBenchmark:
     val_classes, test_classes : tuple of str
         ``"good"`` or the defect class.
     val_masks, test_masks : numpy.ndarray of bool, shape (M, S, S)
+    test_designs : tuple of str
+        The design (test scan) every test patch was cut from, such as ``"test_000_dots"``: score a
+        test patch at its own design's calibrated threshold.
+    calibration : dict of str to tuple of numpy.ndarray of uint8, shape (H, W)
+        :data:`CALIBRATION_SHEETS` fault-free calibration sheets of every test design: new
+        sheets of the test scans' designs, none of them a test scan.
     """
 
     root: Path | None
@@ -299,6 +316,8 @@ class ProxyBenchmark:
     test_groups: tuple
     test_classes: tuple
     test_masks: np.ndarray
+    test_designs: tuple = ()
+    calibration: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
         def count(groups):
@@ -329,6 +348,11 @@ def _crops(scans: list[np.ndarray], seeds: np.ndarray, side: int) -> list[np.nda
     return crops
 
 
+def _sources(n_scans: int, seeds: np.ndarray) -> tuple[int, ...]:
+    """The index of the scan :func:`_crops` cuts each item from (its first draw)."""
+    return tuple(int(np.random.default_rng(int(seed)).integers(n_scans)) for seed in seeds)
+
+
 def _defective_set(scans, classes, seeds, size, contrast):
     crops = _crops(scans, seeds, size + 2 * _MARGIN)
     images, masks = [], []
@@ -356,20 +380,55 @@ def _split(scans, n_defective: int, good_per_defective: int, gen, size: int, con
     images, masks = _defective_set(scans, classes, seeds[n_good:], size, contrast)
     empty = np.zeros((size, size), bool)
     groups = ["good"] * n_good + ["points" if k in POINT_CLASSES else "area" for k in classes]
+    sources = _sources(len(scans), seeds)
     return (
         np.stack(good + images) if good or images else np.zeros((0, size, size), np.uint8),
         np.array([0] * n_good + [1] * n_defective, np.uint8),
         tuple(groups),
         tuple(["good"] * n_good + classes),
         np.stack([empty] * n_good + masks) if good or masks else np.zeros((0, size, size), bool),
+        sources,
     )
 
 
-def _scan_set(gen: np.random.Generator, count: int, side: int) -> list[np.ndarray]:
+def _scan_set(gen: np.random.Generator, count: int, side: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """``count`` scans (designs cycling through ``_KINDS``) and the screen-print seed of each."""
     from ispad_core._shared.screen_print import screen_print
 
     seeds = item_seeds(gen, count)
-    return [screen_print((side, side), rng=int(s), kind=_KINDS[i % len(_KINDS)]) for i, s in enumerate(seeds)]
+    return [screen_print((side, side), rng=int(s), kind=_KINDS[i % len(_KINDS)]) for i, s in enumerate(seeds)], seeds
+
+
+def _sheet(design_seed: int, kind: str, side: int, k: int, sheet_seed: int) -> np.ndarray:
+    """Fault-free sheet ``k`` (>= 1) of the design ``screen_print((side, side), rng=design_seed, kind=kind)``.
+
+    :func:`~ispad_core.samples.screen_print` draws a design's parameters first (periods, angles,
+    duties, inks, the amplitudes of warp, density and shading, the noise level) and then, sized by
+    the image, its low-frequency fields (warp, ink density, shading, design regions), the densities
+    of the screen cells and the sensor noise. Rendered ``_SHEET_STEP * k`` px wider from the same
+    seed, the design stays and all the rest is drawn anew; the sheet is the ``side`` square at a
+    column offset drawn from ``sheet_seed`` (its placement).
+    """
+    from ispad_core._shared.screen_print import screen_print
+
+    extra = _SHEET_STEP * k
+    wide = screen_print((side, side + extra), rng=int(design_seed), kind=kind)
+    c = int(np.random.default_rng(int(sheet_seed)).integers(extra + 1))
+    return np.ascontiguousarray(wide[:, c : c + side])
+
+
+def _design_names(count: int) -> tuple[str, ...]:
+    return tuple(f"test_{i:03d}_{_KINDS[i % len(_KINDS)]}" for i in range(count))
+
+
+def _calibration_sheets(gen, design_seeds, side: int, n_calibration: int) -> dict:
+    """``{design: (sheet, ...)}``: ``n_calibration`` new fault-free sheets of every test design."""
+    names = _design_names(len(design_seeds))
+    sheet_seeds = item_seeds(gen, len(design_seeds) * n_calibration).reshape(len(design_seeds), n_calibration)
+    return {
+        name: tuple(_sheet(int(s), _KINDS[i % len(_KINDS)], side, k + 1, int(sheet_seeds[i, k])) for k in range(n_calibration))
+        for i, (name, s) in enumerate(zip(names, design_seeds))
+    }
 
 
 def proxy_benchmark(
@@ -395,6 +454,13 @@ def proxy_benchmark(
     sets hold ``good_per_defective`` fault-free patches per defective one (the paper's test sets:
     about 20) and defects of both groups in equal numbers (the odd one to ``area``), the classes of
     each group in equal shares.
+
+    Every test patch's design (the test scan it was cut from) is recorded, and
+    :data:`CALIBRATION_SHEETS` fault-free calibration sheets are drawn of every test design: new
+    sheets, ``scan_side`` square, of the test scans' designs (the same design parameters; other
+    low-frequency fields, screen-cell densities, sensor noise and placement; none of them a test
+    scan), for calibrating a threshold per design (:func:`ispad_core.nn.calibrate`). They are
+    drawn after everything else: the other arrays and files do not depend on them.
 
     Parameters
     ----------
@@ -462,24 +528,29 @@ def proxy_benchmark(
         seed=seed, size=size, n_scans=n_scans, scan_side=scan_side, n_points=n_points, n_area=n_area,
         n_val=n_val, n_test=n_test, good_per_defective=good_per_defective, contrast=contrast,
     )
-    bench = _draw_benchmark(root, **settings)
+    bench = _draw_benchmark(root, **settings, n_calibration=CALIBRATION_SHEETS)
     if root is not None:
         _write(bench, root, settings, overwrite)
     return bench
 
 
 def _draw_benchmark(root, *, seed, size, n_scans, scan_side, n_points, n_area, n_val, n_test, good_per_defective,
-                    contrast) -> ProxyBenchmark:
-    """Every array of the benchmark, drawn in a fixed order from one generator seeded by ``seed``."""
+                    contrast, n_calibration=0) -> ProxyBenchmark:
+    """Every array of the benchmark, drawn in a fixed order from one generator seeded by ``seed``.
+
+    The calibration sheets are drawn last, so every other array is the same with or without them.
+    """
     gen = np.random.default_rng(seed)
-    train_scans = _scan_set(gen, n_scans, scan_side)
-    val_scans = _scan_set(gen, n_scans, scan_side)
-    test_scans = _scan_set(gen, n_scans, scan_side)
+    train_scans, _ = _scan_set(gen, n_scans, scan_side)
+    val_scans, _ = _scan_set(gen, n_scans, scan_side)
+    test_scans, test_seeds = _scan_set(gen, n_scans, scan_side)
     classes = _classes(n_points, n_area, gen)
     real_seeds = item_seeds(gen, len(classes))
     real_images, real_masks = _defective_set(train_scans, classes, real_seeds, size, contrast)
     val = _split(val_scans, n_val, good_per_defective, gen, size, contrast)
     test = _split(test_scans, n_test, good_per_defective, gen, size, contrast)
+    designs = _design_names(n_scans)
+    sheets = _calibration_sheets(gen, test_seeds, scan_side, n_calibration) if n_calibration else {}
     return ProxyBenchmark(
         root=root,
         seed=seed,
@@ -499,6 +570,8 @@ def _draw_benchmark(root, *, seed, size, n_scans, scan_side, n_points, n_area, n
         test_groups=test[2],
         test_classes=test[3],
         test_masks=test[4],
+        test_designs=tuple(designs[k] for k in test[5]),
+        calibration=sheets,
     )
 
 
@@ -582,6 +655,7 @@ def _write(bench: ProxyBenchmark, root: Path, settings: dict, overwrite: bool) -
             },
         }
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=1) + "\n")
+        _write_designs(bench, tmp, settings)
         if root.exists():
             os.replace(root, work / "old")
         os.replace(tmp, root)
@@ -591,3 +665,34 @@ def _write(bench: ProxyBenchmark, root: Path, settings: dict, overwrite: bool) -
         shutil.rmtree(work, ignore_errors=True)
         raise
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_designs(bench: ProxyBenchmark, tmp: Path, settings: dict) -> None:
+    """``test_designs.csv`` and the calibration sheets (files of their own beside the others)."""
+    from ispad_core.io import write_png
+
+    names = _names(bench.test_classes)
+    lines = ["file,design"] + [f"{g}/{n},{d}" for g, n, d in zip(bench.test_groups, names, bench.test_designs)]
+    (tmp / "test_designs.csv").write_text("\n".join(lines) + "\n")
+    if not bench.calibration:
+        return
+    listing = {}
+    for design, sheets in bench.calibration.items():
+        (tmp / "calibration" / design).mkdir(parents=True)
+        files = [f"sheet_{k:03d}.png" for k in range(len(sheets))]
+        for name, sheet in zip(files, sheets):
+            write_png(tmp / "calibration" / design / name, sheet)
+        listing[design] = [f"{design}/{f}" for f in files]
+    meta = {
+        "format": "ispad-proxy-calibration",
+        "format_version": 1,
+        "library_version": __version__,
+        "seed": settings["seed"],
+        "n_calibration": len(next(iter(bench.calibration.values()))),
+        "designs": listing,
+        "test_designs": "test_designs.csv: the design of every test patch (file as in test/test/<file>)",
+        "method": "new fault-free sheets of each test scan's design: the same screen-print design parameters, "
+                  "other low-frequency fields, screen-cell densities, sensor noise and placement",
+    }
+    (tmp / "calibration" / "calibration.json").write_text(json.dumps(meta, indent=1) + "\n")
+
