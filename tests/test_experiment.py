@@ -30,8 +30,13 @@ TINY_BENCH = dict(size=32, n_scans=1, scan_side=96, n_points=6, n_area=10, n_val
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
+    """A benchmark as written before it had calibration sheets (the runs are scored without them)."""
+    import shutil
+
     root = tmp_path_factory.mktemp("bench") / "proxy"
     proxy_benchmark(root, seed=0, **TINY_BENCH)
+    shutil.rmtree(root / "calibration")
+    (root / "test_designs.csv").unlink()
     return root
 
 
@@ -328,3 +333,102 @@ def test_oversampling_from_the_stream_file_trains(bench, tmp_path, monkeypatch):
     (report,) = result.reports
     assert report["n_real"] == 16 and report["training"]["steps"] == 1
     assert (tmp_path / "runs" / report["run"] / "model.pt").is_file()
+
+
+# --------------------------------------------------------------------------- per-design calibrated thresholds
+
+
+@pytest.fixture(scope="module")
+def cal_bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calbench") / "proxy"
+    proxy_benchmark(root, seed=1, **{**TINY_BENCH, "n_scans": 2})
+    return root
+
+
+def _cal_config(bench, rate=0.05):
+    return {
+        "data": {"benchmark": str(bench)},
+        "stream": {"n": 32, "size": 32},
+        "grid": {"strategies": ["synthetic"], "seeds": [0]},
+        "train": {"steps": 2, "batch_size": 4, "p_inj": 0.25, "threads": 1},
+        "calibration": {"target_fpr": rate},
+    }
+
+
+@pytest.mark.slow
+def test_runs_are_scored_at_the_thresholds_calibrate_gives(cal_bench, tmp_path):
+    _needs_torch()
+    from ispad_core.io import read_mvtec
+    from ispad_core.metrics import classification_report, f1_optimal_threshold, mcc
+    from ispad_core.nn import calibrate
+
+    out = tmp_path / "runs"
+    result = run_experiment(_cal_config(cal_bench), out, verbose=False)
+    (report,) = result.reports
+    cal = report["calibrated"]
+    designs = ["test_000_dots", "test_001_lines"]
+    assert sorted(cal["thresholds"]) == designs and cal["target_fpr"] == 0.05
+    for d in designs:  # the threshold is what nn.calibrate gives on that design's sheets
+        c = calibrate(out / report["run"] / "model.pt", cal_bench / "calibration" / d, design=d, target_fpr=0.05,
+                      verbose=False, precision="fp32")
+        assert cal["thresholds"][d] == c.threshold and cal["n_windows"][d] == c.n_windows and cal["supported"][d]
+    # every test patch at its own design's threshold
+    test = read_mvtec(cal_bench / "test", split="test")
+    table = dict(line.split(",") for line in (cal_bench / "test_designs.csv").read_text().splitlines()[1:])
+    thr = np.array([cal["thresholds"][table[n]] for n in test.test_names])
+    scores = np.array(report["test_scores"])
+    pred = (scores >= thr).astype(int)
+    assert cal["cal_mcc"] == pytest.approx(mcc(test.test_labels, pred))
+    assert cal["cal_fp"] == int(pred[test.test_labels == 0].sum())
+    assert cal["cal_fpr"] == pytest.approx(100 * pred[test.test_labels == 0].mean())
+    assert cal["cal_fpr_ratio"] == pytest.approx(pred[test.test_labels == 0].mean() / 0.05)
+    opt = f1_optimal_threshold(test.test_labels, scores)
+    assert cal["opt_threshold"] == opt
+    assert cal["opt_mcc"] == pytest.approx(classification_report(test.test_labels, scores, threshold=opt).mcc)
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert {"target_fpr", "cal_mcc", "cal_fpr", "cal_fpr_ratio", "opt_mcc", "cal_vs_opt", "cal_thresholds"} <= set(rows[0])
+    assert float(rows[0]["cal_mcc"]) == pytest.approx(cal["cal_mcc"], abs=1e-5)
+    assert "test_000_dots=" in rows[0]["cal_thresholds"]
+    md = (out / "results.md").read_text()
+    assert "At per-design calibrated thresholds (R = 0.05" in md and "| Goal met |" in md
+
+    # a rerun keeps the calibration; another R calibrates the finished run again without training it
+    def must_not_train(request, test_images):
+        raise AssertionError("a finished run was trained again")
+
+    again = run_experiment(_cal_config(cal_bench), out, verbose=False, trainer=must_not_train)
+    assert again.reports[0]["calibrated"]["thresholds"] == cal["thresholds"]
+    other = run_experiment(_cal_config(cal_bench, 0.2), out, verbose=False, trainer=must_not_train)
+    cal2 = other.reports[0]["calibrated"]
+    assert cal2["target_fpr"] == 0.2
+    assert all(cal2["thresholds"][d] <= cal["thresholds"][d] for d in designs)
+    assert json.loads((out / report["run"] / "report.json").read_text())["calibrated"]["target_fpr"] == 0.2
+
+
+def test_calibration_config_is_checked(cal_bench, bench):
+    config = load_config(_cal_config(cal_bench))
+    assert config.data["calibration"] == cal_bench / "calibration"
+    assert config.data["test_designs"] == cal_bench / "test_designs.csv"
+    assert load_config({**_cal_config(cal_bench), "calibration": {}}).calibration["target_fpr"] == 0.01
+    assert load_config(_config(bench)).data["calibration"] is None  # a benchmark without sheets
+    with pytest.raises(ConfigError, match="calibration.target_fpr"):
+        load_config(_cal_config(cal_bench, 1.0))
+    with pytest.raises(ConfigError, match="calibration.target_fpr"):
+        load_config(_cal_config(cal_bench, 0))
+    half = _config(bench)
+    half["data"]["calibration"] = str(cal_bench / "calibration")
+    with pytest.raises(ConfigError, match="data.test_designs: expected it with data.calibration"):
+        load_config(half)
+
+
+def test_test_designs_must_name_every_test_patch(tmp_path):
+    from ispad_core.experiment.calibrated import read_test_designs
+
+    path = tmp_path / "d.csv"
+    path.write_text("file,design\ngood/000.png,a\npoints/000_blob.png,b\n")
+    assert read_test_designs(path, ["points/000_blob.png", "good/000.png"]) == ("b", "a")
+    with pytest.raises(ValueError, match="no design for 1 test patches, such as 'good/001.png'"):
+        read_test_designs(path, ["good/000.png", "good/001.png"])
+    path.write_text("name,design\n")
+    with pytest.raises(ValueError, match="needs the columns file and design"):
+        read_test_designs(path, [])

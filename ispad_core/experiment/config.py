@@ -8,7 +8,7 @@ import numbers
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ STRATEGIES = ("synthetic", "mixed", "oversampling")
 
 
 _SCHEMA: dict[str, dict[str, Any]] = {
-    "data": {"benchmark": None, "stream": None, "scans": None, "real": None, "val": None, "test": None},
+    "data": {"benchmark": None, "stream": None, "scans": None, "real": None, "val": None, "test": None,
+             "calibration": None, "test_designs": None},
     "stream": {"n": 4096, "size": 64, "preset": "mixed", "augment": "none", "contrast": 1.0, "seed": 0},
     "grid": {
         "strategies": ["synthetic", "mixed"],
@@ -46,6 +47,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "patience": 1000,
         "threads": None,
     },
+    "calibration": {"target_fpr": 0.01},
 }
 
 
@@ -97,7 +99,7 @@ class ExperimentConfig:
         The TOML file it came from.
     data : dict
         ``stream``, ``scans``, ``real``, ``val``, ``test`` as absolute paths (or None).
-    stream, grid, train : dict
+    stream, grid, train, calibration : dict
         The sections with defaults filled in.
     """
 
@@ -106,6 +108,7 @@ class ExperimentConfig:
     stream: dict
     grid: dict
     train: dict
+    calibration: dict = field(default_factory=lambda: {"target_fpr": 0.01})
 
     def runs(self) -> list[RunSpec]:
         """The grid points, synthetic first, then by strategy, group, selection, backbone, seed."""
@@ -137,6 +140,7 @@ class ExperimentConfig:
             "stream": dict(self.stream),
             "grid": json.loads(json.dumps(self.grid)),
             "train": dict(self.train),
+            "calibration": dict(self.calibration),
         }
 
 
@@ -216,7 +220,10 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
             [data]          benchmark (a folder written by ``ispad benchmark``: fills in the
                             other keys), stream (HDF5 balanced stream) or scans (folder of
                             fault-free images to make one), real (folder with one sub-folder per
-                            defect group), val and test (MVTec layout folders)
+                            defect group), val and test (MVTec layout folders),
+                            calibration (a folder with one folder of fault-free sheets per
+                            test design) and test_designs (CSV: file, design of every test
+                            patch); a benchmark with calibration/ fills in both
             [stream]        n [4096], size [64], preset ["mixed"], augment ["none"],
                             contrast [1.0] (factor on the preset's contrast), seed [0]
             [grid]          strategies [["synthetic", "mixed"]], groups [["mixed"]],
@@ -233,6 +240,9 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
                             threads [CPUs / jobs] (torch CPU threads per run; fix it to get the
                             same numbers with any --jobs: CPU results differ in the last bits
                             between thread counts)
+            [calibration]   target_fpr [0.01]: the false-alarm rate per window R at which every
+                            run is calibrated per test design on its calibration sheets (with
+                            data.calibration and data.test_designs; see docs/calibration.md)
 
     base : path, optional
         Folder that relative paths are resolved against; default: the TOML file's folder (the
@@ -271,7 +281,11 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
     data = _check_data(sections["data"], root, g)
     for name in g["backbones"]:
         _check_backbone(name, f"grid.backbones[{g['backbones'].index(name)}]")
-    return ExperimentConfig(path=path, data=data, stream=s, grid=g, train=t)
+    c = sections["calibration"]
+    c["target_fpr"] = _number(c["target_fpr"], "calibration.target_fpr", 0.0, 1.0)
+    if c["target_fpr"] >= 1.0:
+        raise _err("calibration.target_fpr", f"expected a value in (0, 1), got {c['target_fpr']!r}")
+    return ExperimentConfig(path=path, data=data, stream=s, grid=g, train=t, calibration=c)
 
 
 def _read(config: Any, base: Any) -> tuple[Any, Path | None, Path]:
@@ -402,6 +416,7 @@ def _check_data(d: dict, root: Path, g: dict) -> dict[str, Path | None]:
             data[key] = _path(str(bench / sub), f"data.benchmark ({sub}/)", root, kind)
         else:
             data[key] = None
+    _check_calibration_data(d, data, root, bench)
     if data["stream"] is None and data["scans"] is None:
         raise _err("data.stream", "expected a stream file or a folder of scans (data.scans) to make one, got neither")
     for key in ("val", "test"):
@@ -413,6 +428,21 @@ def _check_data(d: dict, root: Path, g: dict) -> dict[str, Path | None]:
     if data["real"] is not None and real_needed:
         _check_against_pool(g, data["real"])
     return data
+
+
+def _check_calibration_data(d: dict, data: dict, root: Path, bench: Path | None) -> None:
+    """data.calibration and data.test_designs: given together, or both from a benchmark that has them."""
+    for key, kind, sub in (("calibration", "folder", "calibration"), ("test_designs", "file", "test_designs.csv")):
+        if d[key] is not None:
+            data[key] = _path(d[key], f"data.{key}", root, kind)
+        elif bench is not None and (bench / sub).exists():
+            data[key] = _path(str(bench / sub), f"data.benchmark ({sub})", root, kind)
+        else:
+            data[key] = None
+    if (data["calibration"] is None) != (data["test_designs"] is None):
+        given, missing = ("calibration", "test_designs") if data["calibration"] is not None else ("test_designs", "calibration")
+        raise _err(f"data.{missing}", f"expected it with data.{given} (the sheets of the test designs and the design "
+                   "of every test patch go together), got none")
 
 
 def _check_against_pool(g: dict, real: Path) -> None:

@@ -15,6 +15,9 @@ from ispad_core._shared.files import atomic_output
 __all__ = ["plot_mcc", "rows", "write_csv", "write_md"]
 
 
+# with calibration sheets: the test set at per-design calibrated thresholds and at its own F1-optimal one
+_CAL_COLUMNS = ["target_fpr", "cal_mcc", "cal_recall", "cal_fpr", "cal_fpr_ratio", "opt_threshold", "opt_mcc",
+                "cal_vs_opt", "cal_thresholds"]
 _COLUMNS = ["run", "strategy", "group", "selection", "n_real", "backbone", "seed", "mcc", "recall", "fpr",
             "tn", "tp", "fn", "fp", "threshold", "auroc", "val_mcc"]
 
@@ -22,6 +25,9 @@ _COLUMNS = ["run", "strategy", "group", "selection", "n_real", "backbone", "seed
 def rows(reports: Sequence[dict]) -> tuple[list[str], list[dict]]:
     groups = sorted({g for r in reports for g in r["test"]["recall_by_group"]})
     cols = _COLUMNS + [f"recall_{g}" for g in groups] + ["real_by_group"]
+    calibrated = any(r.get("calibrated") for r in reports)
+    if calibrated:
+        cols += _CAL_COLUMNS
     rows = []
     for r in reports:
         t = r["test"]
@@ -31,6 +37,11 @@ def rows(reports: Sequence[dict]) -> tuple[list[str], list[dict]]:
         for g in groups:
             row[f"recall_{g}"] = t["recall_by_group"].get(g, float("nan"))
         row["real_by_group"] = "+".join(f"{g}={n}" for g, n in r["real_by_group"].items())
+        if calibrated:
+            c = r.get("calibrated") or {}
+            for k in _CAL_COLUMNS[:-1]:
+                row[k] = c.get(k, float("nan"))
+            row["cal_thresholds"] = " ".join(f"{d}={v:.6g}" for d, v in c.get("thresholds", {}).items())
         rows.append(row)
     return cols, rows
 
@@ -70,8 +81,36 @@ def write_md(path: Path, cols: list[str], rows: list[dict]) -> None:
             f"{m.mean():.2f} ({m.min():.2f} to {m.max():.2f}) | {np.mean([x['recall'] for x in rs]):.1f} | "
             f"{np.mean([x['fpr'] for x in rs]):.1f} |"
         )
+    if "cal_mcc" in cols:
+        lines += _calibrated_md(rows)
     with atomic_output(path, name="results", overwrite=True) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def _goal(r: dict) -> str:
+    """calibrated >= 0.9 x test-optimal MCC and the measured window FPR within 2x of R (R/2 to 2R)."""
+    ok_mcc = r["cal_vs_opt"] >= 0.9
+    ok_fpr = 0.5 <= r["cal_fpr_ratio"] <= 2.0
+    return "yes" if ok_mcc and ok_fpr else "no (" + ", ".join(
+        w for w, bad in (("MCC", not ok_mcc), ("FPR", not ok_fpr)) if bad) + ")"
+
+
+def _calibrated_md(rows: list[dict]) -> list[str]:
+    rates = sorted({r["target_fpr"] for r in rows if not math.isnan(r["target_fpr"])})
+    lines = ["", f"At per-design calibrated thresholds (R = {', '.join(f'{x:g}' for x in rates)} per window; "
+             "goal: calibrated MCC >= 0.9 x test-optimal MCC and measured FPR within 2x of R):", "",
+             "| Strategy | Defect group | #Real defects | Seed | MCC (validation thr.) | MCC (calibrated) | "
+             "Recall calibrated (%) | FPR calibrated (%) | FPR / R | MCC (test-optimal thr.) | Calibrated / test-optimal | Goal met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if math.isnan(r["cal_mcc"]):
+            continue
+        lines.append(
+            f"| {r['strategy']} | {r['group']} | {r['n_real']} | {r['seed']} | {r['mcc']:.2f} | {r['cal_mcc']:.2f} | "
+            f"{r['cal_recall']:.1f} | {r['cal_fpr']:.2f} | {r['cal_fpr_ratio']:.2f} | {r['opt_mcc']:.2f} | "
+            f"{r['cal_vs_opt']:.2f} | {_goal(r)} |"
+        )
+    return lines
 
 
 _PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),

@@ -31,6 +31,13 @@ Scoring follows the paper: the threshold is the F1-optimal one on the validation
 model-selection set); the test set's counts, MCC, recall and FPR are taken at that threshold,
 and the recall of every defect group of the test set beside them.
 
+With calibration sheets of the test designs (``data.calibration`` and ``data.test_designs``,
+filled in from a benchmark that has them), every run is also calibrated per test design at
+``calibration.target_fpr`` with :func:`ispad_core.nn.calibrate`, and the test set scored at each
+patch's own design's threshold, beside the MCC at the test set's own F1-optimal threshold
+(:mod:`ispad_core.experiment.calibrated`); a finished run without it is calibrated without
+training it again.
+
 Every run is a function of the config and its grid point: its seed fixes the selection, the
 injections, the initialisation and the data order. A finished run (its model file and a report
 whose settings equal the run's) is skipped when the grid is run again; an interrupted one resumes
@@ -152,6 +159,8 @@ class _Data:
     test_labels: np.ndarray
     test_groups: tuple
     test_names: tuple
+    test_designs: tuple | None = None
+    calibration: Path | None = None
 
 
 _CACHE: dict[str, _Data] = {}
@@ -195,6 +204,11 @@ def _load_data(config: ExperimentConfig, stream_path: Path) -> _Data:
         test_groups=test.test_groups,
         test_names=test.test_names,
     )
+    if config.data.get("calibration") is not None:
+        from ispad_core.experiment.calibrated import read_test_designs
+
+        data.test_designs = read_test_designs(config.data["test_designs"], test.test_names)
+        data.calibration = config.data["calibration"]
     _CACHE.clear()
     _CACHE[key] = data
     return data
@@ -474,6 +488,11 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
     run_dir = out / run.name
     done = _finished(run_dir, settings)
     if done is not None:
+        if data.calibration is not None and not _calibrated_with(done, config, data):
+            with exclusive_lock(run_dir / "report.json", name="run"):
+                _calibrate(done, config, data, run_dir)
+                with atomic_output(run_dir / "report.json", name="report", overwrite=True) as tmp:
+                    tmp.write_text(json.dumps(done, indent=1) + "\n")
         done["skipped"] = True
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -519,10 +538,32 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
         # training proper, when the step says how long it took (else the whole step counts as training)
         fit = output.summary.get("train_s", t_train) if isinstance(output.summary, dict) else t_train
         report["timing"] = {"load_s": t_load, "step_s": t_train, "train_s": fit, "score_s": time.perf_counter() - t2}
+        if data.calibration is not None:
+            _calibrate(report, config, data, run_dir)
         with atomic_output(run_dir / "report.json", name="report", overwrite=True) as tmp:
             tmp.write_text(json.dumps(report, indent=1) + "\n")
     report["skipped"] = False
     return report
+
+
+def _calibrated_with(report: dict, config: ExperimentConfig, data: _Data) -> bool:
+    """Whether the report's calibration was made at this config's R on these sheets."""
+    cal = report.get("calibrated")
+    return (isinstance(cal, dict) and cal.get("target_fpr") == config.calibration["target_fpr"]
+            and cal.get("calibration") == str(data.calibration))
+
+
+def _calibrate(report: dict, config: ExperimentConfig, data: _Data, run_dir: Path) -> None:
+    """Add the test set at per-design calibrated thresholds (``report["calibrated"]``) to a run's report."""
+    from ispad_core.experiment.calibrated import calibrated_scores
+
+    t0 = time.perf_counter()
+    cal = calibrated_scores(run_dir / "model.pt", data.calibration, data.test_designs, data.test_labels,
+                            report["test_scores"], target_fpr=config.calibration["target_fpr"],
+                            threads=config.train["threads"])
+    cal["calibration"] = str(data.calibration)
+    cal["calibrate_s"] = time.perf_counter() - t0
+    report["calibrated"] = cal
 
 
 def _worker(args) -> dict:
@@ -693,7 +734,10 @@ def _say(verbose: bool, i: int, n: int, report: dict) -> None:
         return
     t = report["test"]
     state = "finished before" if report["skipped"] else f"{report['timing'].get('step_s', 0.0):.0f} s"
-    print(f"[{i + 1}/{n}] {report['run']}: MCC {t['mcc']:.3f}, recall {t['recall']:.1f} %, FPR {t['fpr']:.2f} % "
+    c = report.get("calibrated")
+    cal = "" if not c else (f"; calibrated per design at R = {c['target_fpr']:g}: MCC {c['cal_mcc']:.3f}, "
+                            f"FPR {c['cal_fpr']:.2f} %; test-optimal MCC {c['opt_mcc']:.3f}")
+    print(f"[{i + 1}/{n}] {report['run']}: MCC {t['mcc']:.3f}, recall {t['recall']:.1f} %, FPR {t['fpr']:.2f} %{cal} "
           f"({state})", flush=True)
 
 
