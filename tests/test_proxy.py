@@ -284,5 +284,19 @@ def test_written_designs_and_sheets_read_back(tmp_path):
     for design, sheets in bench.calibration.items():
         files = sorted((out / "calibration" / design).iterdir())
         assert [f"{design}/{f.name}" for f in files] == meta["designs"][design]
-        for f, sheet in zip(files, sheets):
+        drawn = meta["drawn"][design]
+        for k, (f, sheet) in enumerate(zip(files, sheets), start=1):
             np.testing.assert_array_equal(read_image(f), sheet)
+            # the recorded seeds make the sheet again
+            again = proxy.design_sheet(drawn["seed"], drawn["kind"], 96, k, sheet_seed=drawn["sheet_seeds"][k - 1])
+            np.testing.assert_array_equal(again, sheet)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((7, "dot", 96, 1), "kind: expected one of"),
+    ((7, "dots", 96, 0), "k: expected"),
+    ((-1, "dots", 96, 1), "design_seed: expected"),
+])
+def test_design_sheet_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        proxy.design_sheet(*args, sheet_seed=0)

@@ -64,7 +64,10 @@ from ispad_core._shared.errors import InputTypeError, InputValueError
 from ispad_core._shared.validation import check_float, check_int, item_seeds
 from ispad_core._shared.version import __version__
 
-__all__ = ["AREA_CLASSES", "CALIBRATION_SHEETS", "POINT_CLASSES", "PRINT_DIRECTION", "ProxyBenchmark", "proxy_benchmark", "proxy_defect"]
+__all__ = [
+    "AREA_CLASSES", "CALIBRATION_SHEETS", "POINT_CLASSES", "PRINT_DIRECTION", "ProxyBenchmark", "design_sheet",
+    "proxy_benchmark", "proxy_defect",
+]
 
 POINT_CLASSES = ("blob", "cluster")
 """Defect classes of the "points" group."""
@@ -296,6 +299,9 @@ class ProxyBenchmark:
     calibration : dict of str to tuple of numpy.ndarray of uint8, shape (H, W)
         :data:`CALIBRATION_SHEETS` fault-free calibration sheets of every test design: new
         sheets of the test scans' designs, none of them a test scan.
+    designs : dict of str to dict
+        How each test design's sheets were drawn: ``{"seed", "kind", "sheet_seeds"}``
+        (:func:`design_sheet` with ``k = 1, 2, ...``).
     """
 
     root: Path | None
@@ -318,6 +324,7 @@ class ProxyBenchmark:
     test_masks: np.ndarray
     test_designs: tuple = ()
     calibration: dict = field(default_factory=dict, repr=False, compare=False)
+    designs: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
         def count(groups):
@@ -399,21 +406,52 @@ def _scan_set(gen: np.random.Generator, count: int, side: int) -> tuple[list[np.
     return [screen_print((side, side), rng=int(s), kind=_KINDS[i % len(_KINDS)]) for i, s in enumerate(seeds)], seeds
 
 
-def _sheet(design_seed: int, kind: str, side: int, k: int, sheet_seed: int) -> np.ndarray:
-    """Fault-free sheet ``k`` (>= 1) of the design ``screen_print((side, side), rng=design_seed, kind=kind)``.
+def design_sheet(design_seed: int, kind: str, side: int, k: int, *, sheet_seed: int) -> np.ndarray:
+    """Fault-free sheet ``k`` of the design ``screen_print((side, side), rng=design_seed, kind=kind)``.
 
     :func:`~ispad_core.samples.screen_print` draws a design's parameters first (periods, angles,
     duties, inks, the amplitudes of warp, density and shading, the noise level) and then, sized by
     the image, its low-frequency fields (warp, ink density, shading, design regions), the densities
-    of the screen cells and the sensor noise. Rendered ``_SHEET_STEP * k`` px wider from the same
-    seed, the design stays and all the rest is drawn anew; the sheet is the ``side`` square at a
-    column offset drawn from ``sheet_seed`` (its placement).
+    of the screen cells and the sensor noise. Rendered ``40 * k`` px wider from the same seed, the
+    design stays and all the rest is drawn anew; the sheet is the ``side`` square at a column
+    offset drawn from ``sheet_seed`` (its placement). The benchmark's calibration sheets are
+    ``k = 1 .. CALIBRATION_SHEETS`` of every test design (``calibration/calibration.json`` has
+    the designs' seeds and the sheets' seeds); other ``k`` give further sheets of the design.
+
+    Parameters
+    ----------
+    design_seed : int
+        The screen-print seed of the design (``designs[name]["seed"]`` of the benchmark).
+    kind : {"dots", "lines", "mesh", "mixed"}
+    side : int
+        The sheet's side in pixels (the benchmark's ``scan_side``).
+    k : int, 1 to 100
+        Which sheet.
+    sheet_seed : int
+        The placement's seed.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (side, side)
+
+    Examples
+    --------
+    >>> from ispad_core.samples.proxy import design_sheet
+    >>> a = design_sheet(7, "dots", 96, 1, sheet_seed=0)
+    >>> a.shape, bool((a == design_sheet(7, "dots", 96, 2, sheet_seed=0)).all())
+    ((96, 96), False)
     """
     from ispad_core._shared.screen_print import screen_print
 
+    design_seed = check_int(design_seed, "design_seed", minimum=0, maximum=2**32 - 1)
+    k = check_int(k, "k", minimum=1, maximum=100)
+    side = check_int(side, "side", minimum=1, maximum=16384 - _SHEET_STEP * k)
+    sheet_seed = check_int(sheet_seed, "sheet_seed", minimum=0, maximum=2**32 - 1)
+    if kind not in _KINDS:
+        raise InputValueError(f"kind: expected one of {', '.join(_KINDS)}, got {kind!r}")
     extra = _SHEET_STEP * k
-    wide = screen_print((side, side + extra), rng=int(design_seed), kind=kind)
-    c = int(np.random.default_rng(int(sheet_seed)).integers(extra + 1))
+    wide = screen_print((side, side + extra), rng=design_seed, kind=kind)
+    c = int(np.random.default_rng(sheet_seed).integers(extra + 1))
     return np.ascontiguousarray(wide[:, c : c + side])
 
 
@@ -421,14 +459,17 @@ def _design_names(count: int) -> tuple[str, ...]:
     return tuple(f"test_{i:03d}_{_KINDS[i % len(_KINDS)]}" for i in range(count))
 
 
-def _calibration_sheets(gen, design_seeds, side: int, n_calibration: int) -> dict:
-    """``{design: (sheet, ...)}``: ``n_calibration`` new fault-free sheets of every test design."""
+def _calibration_sheets(gen, design_seeds, side: int, n_calibration: int) -> tuple[dict, dict]:
+    """``{design: (sheet, ...)}``: ``n_calibration`` new fault-free sheets of every test design,
+    and ``{design: {"seed", "kind", "sheet_seeds"}}``: how they were drawn."""
     names = _design_names(len(design_seeds))
     sheet_seeds = item_seeds(gen, len(design_seeds) * n_calibration).reshape(len(design_seeds), n_calibration)
-    return {
-        name: tuple(_sheet(int(s), _KINDS[i % len(_KINDS)], side, k + 1, int(sheet_seeds[i, k])) for k in range(n_calibration))
-        for i, (name, s) in enumerate(zip(names, design_seeds))
-    }
+    sheets, designs = {}, {}
+    for i, (name, s) in enumerate(zip(names, design_seeds)):
+        kind = _KINDS[i % len(_KINDS)]
+        sheets[name] = tuple(design_sheet(int(s), kind, side, k + 1, sheet_seed=int(sheet_seeds[i, k])) for k in range(n_calibration))
+        designs[name] = {"seed": int(s), "kind": kind, "sheet_seeds": [int(x) for x in sheet_seeds[i]]}
+    return sheets, designs
 
 
 def proxy_benchmark(
@@ -550,7 +591,7 @@ def _draw_benchmark(root, *, seed, size, n_scans, scan_side, n_points, n_area, n
     val = _split(val_scans, n_val, good_per_defective, gen, size, contrast)
     test = _split(test_scans, n_test, good_per_defective, gen, size, contrast)
     designs = _design_names(n_scans)
-    sheets = _calibration_sheets(gen, test_seeds, scan_side, n_calibration) if n_calibration else {}
+    sheets, drawn = _calibration_sheets(gen, test_seeds, scan_side, n_calibration) if n_calibration else ({}, {})
     return ProxyBenchmark(
         root=root,
         seed=seed,
@@ -572,6 +613,7 @@ def _draw_benchmark(root, *, seed, size, n_scans, scan_side, n_points, n_area, n
         test_masks=test[4],
         test_designs=tuple(designs[k] for k in test[5]),
         calibration=sheets,
+        designs=drawn,
     )
 
 
@@ -690,6 +732,9 @@ def _write_designs(bench: ProxyBenchmark, tmp: Path, settings: dict) -> None:
         "seed": settings["seed"],
         "n_calibration": len(next(iter(bench.calibration.values()))),
         "designs": listing,
+        "drawn": bench.designs,
+        "sheet": "sheet k (1, 2, ...) of a design: ispad_core.samples.proxy.design_sheet(seed, kind, scan_side, k, "
+                 "sheet_seed=sheet_seeds[k - 1])",
         "test_designs": "test_designs.csv: the design of every test patch (file as in test/test/<file>)",
         "method": "new fault-free sheets of each test scan's design: the same screen-print design parameters, "
                   "other low-frequency fields, screen-cell densities, sensor noise and placement",
