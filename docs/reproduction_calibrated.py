@@ -60,6 +60,7 @@ def _rows(runs: Path) -> list[dict]:
             "steps": steps, "strategy": r["strategy"], "n_real": r["n_real"], "seed": r["seed"],
             "val": r["test"]["mcc"], "cal": again, "opt": c["opt_mcc"], "fpr": fpr, "ratio": fpr / c["target_fpr"],
             "rate": c["target_fpr"], "recall": {g: float(100 * pred[groups == g].mean()) for g in ("points", "area")},
+            "windows": c["n_windows"],
             "by_design": [float(100 * pred[(labels == 0) & (designs == d)].mean()) for d in sorted(set(designs.tolist()))],
         })
     return out
@@ -86,7 +87,8 @@ def main(folders: list[Path]) -> None:
               f"{' / '.join(f'{v:.1f}' for v in x['by_design'])} | {_goal(x)} |")
     met = sum(_goal(x) == "met" for x in rows)
     rates = ", ".join(sorted({format(x["rate"], "g") for x in rows}))
-    print(f"\ngoal met in {met} of {len(rows)} runs (R = {rates})\n")
+    windows = sorted({" ".join(f"{d} {n}" for d, n in sorted(x["windows"].items())) for x in rows})
+    print(f"\ngoal met in {met} of {len(rows)} runs (R = {rates}); calibration windows per design: {'; '.join(windows)}\n")
     print("| Steps | Strategy | Seeds | MCC validation thr. | MCC calibrated | MCC test-optimal | "
           "Recall points calibrated (%) | Recall area calibrated (%) | FPR calibrated (%) |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -19,10 +19,11 @@ uses the grid's batch size, preprocessing, ``p_inj``, optimizer and learning rat
 once at its end; it adds ``--steps`` steps to the cold start's.
 
 Prints, per seed: what the inspection flagged and how it was decided, and the test MCC, recall
-and FPR at the calibrated thresholds before and after the loop.
+and FPR at the calibrated thresholds before and after the loop; with ``--control`` also after a
+fine-tune of as many steps from the cold start without the loop's windows (the extra steps alone).
 
 Run from the repository root, after the grid (docs/reproduction.md):
-    python docs/reproduction_loop.py --runs runs/ --benchmark proxy/ --work loop/ --seeds 0 1 2
+    python docs/reproduction_loop.py --runs runs/ --benchmark proxy/ --work loop/ --seeds 0 1 2 --control
 """
 
 import argparse
@@ -162,9 +163,15 @@ def loop(args, seed: int, test, designs) -> None:
     (work / "good").mkdir(exist_ok=True)
     _fine_tune(args, config, seed, run / "model.pt", work / "real", work / "good", work / "model.pt")
     after = _score(work / "model.pt", args.benchmark, test, designs, rate, threads)
+    results = [("cold start", before), (f"after the loop (+{args.steps} steps)", after)]
+    if args.control:  # the same fine-tune without the loop's windows: what the extra steps alone do
+        (work / "none").mkdir()
+        _fine_tune(args, config, seed, run / "model.pt", work / "none", work / "none", work / "control.pt")
+        results.append((f"control: +{args.steps} steps without the windows", _score(work / "control.pt", args.benchmark, test,
+                                                                                   designs, rate, threads)))
     print(f"seed {seed}: {len(truth)} sheets with {n_truth} defects; flagged windows decided: {n_def} defect "
-          f"windows on {found} of the {n_truth} defects), {n_fa} false alarm")
-    for label, c in (("cold start", before), (f"after the loop (+{args.steps} steps)", after)):
+          f"(windows on {found} of the {n_truth} defects), {n_fa} false alarm")
+    for label, c in results:
         print(f"  {label}: calibrated MCC {c['cal_mcc']:.3f}, recall {c['cal_recall']:.1f} %, FPR {c['cal_fpr']:.2f} % "
               f"(R = {rate:g}); test-optimal MCC {c['opt_mcc']:.3f}")
 
@@ -179,6 +186,7 @@ def main() -> None:
     p.add_argument("--sheets", type=int, default=2, help="inspected sheets per test design (default 2)")
     p.add_argument("--defects", type=int, default=5, help="defects per sheet (default 5)")
     p.add_argument("--min-overlap", type=int, default=16, help="defect pixels that make a window a defect (default 16)")
+    p.add_argument("--control", action="store_true", help="also fine-tune as many steps without the loop's windows")
     args = p.parse_args()
     if args.work.exists():
         raise SystemExit(f"--work {args.work} exists; name a new folder")
