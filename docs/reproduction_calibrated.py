@@ -11,8 +11,9 @@ reports, scores every test patch at its own design's threshold again from the sa
   ratio calibrated / test-optimal, the measured window FPR on the test set's fault-free patches
   against R, and whether the goal holds (calibrated >= 0.9 x test-optimal, measured FPR within
   2x of R, i.e. R/2 to 2R), and the measured FPR of each test design (in the designs' name order);
-- per configuration (mean over seeds, min to max): the three MCCs and the recall of each defect
-  group at the calibrated thresholds (the paper's claims 1 to 3 re-read there).
+- per configuration (a run folder's name without its seed; mean over seeds, min to max): the
+  three MCCs and the recall of each defect group at the calibrated thresholds (the paper's
+  claims re-read there).
 
 Run from the repository root:  python docs/reproduction_calibrated.py runs/ [runs_long/ ...]
 """
@@ -58,12 +59,18 @@ def _rows(runs: Path) -> list[dict]:
         fpr = float(pred[labels == 0].mean())
         out.append({
             "steps": steps, "strategy": r["strategy"], "n_real": r["n_real"], "seed": r["seed"],
+            "run": _run_name(report_path.parent.name),
             "val": r["test"]["mcc"], "cal": again, "opt": c["opt_mcc"], "fpr": fpr, "ratio": fpr / c["target_fpr"],
             "rate": c["target_fpr"], "recall": {g: float(100 * pred[groups == g].mean()) for g in ("points", "area")},
             "windows": c["n_windows"],
             "by_design": [float(100 * pred[(labels == 0) & (designs == d)].mean()) for d in sorted(set(designs.tolist()))],
         })
     return out
+
+
+def _run_name(folder: str) -> str:
+    """A run folder's name without its seed and backbone: the configuration it belongs to."""
+    return folder.rsplit("_seed", 1)[0].replace("_resnet18", "")
 
 
 def _goal(row: dict) -> str:
@@ -76,27 +83,27 @@ def _goal(row: dict) -> str:
 def main(folders: list[Path]) -> None:
     rows = [row for f in folders for row in _rows(f)]
     order = {"synthetic": 0, "mixed": 1, "oversampling": 2}
-    rows.sort(key=lambda x: (x["steps"], order[x["strategy"]], x["seed"]))
-    print("| Steps | Strategy | #Real | Seed | MCC validation thr. | MCC calibrated | MCC test-optimal | "
+    rows.sort(key=lambda x: (x["steps"], order[x["strategy"]], x["n_real"], x["run"], x["seed"]))
+    print("| Steps | Run | #Real | Seed | MCC validation thr. | MCC calibrated | MCC test-optimal | "
           "Calibrated / test-optimal | FPR calibrated (%) | FPR / R | FPR per design (%) | Goal |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for x in rows:
         ratio = x["cal"] / x["opt"] if x["opt"] > 0 else float("nan")
-        print(f"| {x['steps']} | {x['strategy']} | {x['n_real']} | {x['seed']} | {x['val']:.2f} | {x['cal']:.2f} | "
+        print(f"| {x['steps']} | {x['run']} | {x['n_real']} | {x['seed']} | {x['val']:.2f} | {x['cal']:.2f} | "
               f"{x['opt']:.2f} | {ratio:.2f} | {100 * x['fpr']:.2f} | {x['ratio']:.2f} | "
               f"{' / '.join(f'{v:.1f}' for v in x['by_design'])} | {_goal(x)} |")
     met = sum(_goal(x) == "met" for x in rows)
     rates = ", ".join(sorted({format(x["rate"], "g") for x in rows}))
     windows = sorted({" ".join(f"{d} {n}" for d, n in sorted(x["windows"].items())) for x in rows})
     print(f"\ngoal met in {met} of {len(rows)} runs (R = {rates}); calibration windows per design: {'; '.join(windows)}\n")
-    print("| Steps | Strategy | Seeds | MCC validation thr. | MCC calibrated | MCC test-optimal | "
+    print("| Steps | Run | #Real | Seeds | MCC validation thr. | MCC calibrated | MCC test-optimal | "
           "Recall points calibrated (%) | Recall area calibrated (%) | FPR calibrated (%) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     keys: dict[tuple, list[dict]] = {}
     for x in rows:
-        keys.setdefault((x["steps"], x["strategy"]), []).append(x)
-    for (steps, strategy), rs in keys.items():
-        print(f"| {steps} | {strategy} | {len(rs)} | {_spread([x['val'] for x in rs])} | {_spread([x['cal'] for x in rs])} | "
+        keys.setdefault((x["steps"], x["run"], x["n_real"]), []).append(x)
+    for (steps, run, n_real), rs in keys.items():
+        print(f"| {steps} | {run} | {n_real} | {len(rs)} | {_spread([x['val'] for x in rs])} | {_spread([x['cal'] for x in rs])} | "
               f"{_spread([x['opt'] for x in rs])} | {np.mean([x['recall']['points'] for x in rs]):.1f} | "
               f"{np.mean([x['recall']['area'] for x in rs]):.1f} | {100 * np.mean([x['fpr'] for x in rs]):.2f} |")
 
