@@ -7,7 +7,7 @@ Run on a quiet machine with::
 - ``augment_batch`` with the LSM-1 settings on 256 x 256 uint8 patches, on one thread, beside
   ``scipy.ndimage.affine_transform`` (a dependency) doing the same work (one bilinear affine warp
   with reflected borders, then brightness and contrast), and beside albumentations (Affine, flips,
-  RandomBrightnessContrast) when it is installed. Goal: >= 1.5 x albumentations' rate.
+  RandomBrightnessContrast) when it is installed. Goal: >= 2 x albumentations' rate in the same run.
 - ``stitch`` of float32 anomaly maps from the paper's 13 x 13 grid on a 2048 x 2048 image beside
   ``np.copyto`` of the same bytes. Goal: >= half of memcpy bandwidth.
 
@@ -31,7 +31,8 @@ from ispad_core.augment import AUGMENT_PRESETS, augment_batch
 from ispad_core.preprocess import gaussian_smooth
 from ispad_core.tiling import sliding_windows, stitch
 
-GOAL_PATCHES_PER_S = 4350  # 1.5 x albumentations' ~2 900 patches/s (LSM-1 settings, one thread, 2-core x86 machine)
+GOAL_ALBUMENTATIONS_RATIO = 2.0  # ours / albumentations, both on one thread, in the same run
+GOAL_PATCHES_PER_S = 5800  # 2 x albumentations' ~2 900 patches/s (LSM-1 settings, one thread, an older 2-core x86 machine)
 HAVE_ALBUMENTATIONS = importlib.util.find_spec("albumentations") is not None
 
 
@@ -147,7 +148,7 @@ def test_augment_batch_lsm1_one_thread(benchmark, one_thread):
     if HAVE_ALBUMENTATIONS:
         alb = n / best["albumentations"]
         info.update({"albumentations_patches_per_s": round(alb), "ratio_vs_albumentations": round(ours / alb, 2)})
-        line += f"; albumentations: {alb:.0f} patches/s ({ours / alb:.2f}x, goal 1.5x)"
+        line += f"; albumentations: {alb:.0f} patches/s ({ours / alb:.2f}x, goal {GOAL_ALBUMENTATIONS_RATIO:g}x)"
     line += f"; goal {GOAL_PATCHES_PER_S} patches/s"
     benchmark.extra_info.update(info)
     print(line)
