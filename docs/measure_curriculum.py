@@ -22,6 +22,8 @@ The measurement in docs/training.md ran, one after the other (2 shared CPU cores
     python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum/ --report
     python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum_1200/ --steps 1200 --seeds 0 \
         --arms "curriculum 6:0.5" baseline
+    python docs/measure_curriculum.py --benchmark proxy/ --work runs_curriculum_1200/ --steps 1200 --seeds 1 2 \
+        --arms "curriculum 6:0.5" baseline
 
 Each run's figures are kept in ``WORK/<arm>_seed<k>.json``; a run whose file exists is not trained
 again, so an interrupted measurement continues where it stopped. Prints one Markdown table.
