@@ -66,10 +66,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``ispad inspect``; exit status 0 when every scan was inspected, 1 otherwise."""
-    import threading
+    from ispad_core._shared.warmup import start_warm_up
 
-    # the preprocessing's compiled kernel loads (0.3 s or more: Numba's own set-up) while torch imports
-    threading.Thread(target=_load_kernels, name="ispad-warm-up").start()
+    start_warm_up()  # the compiled kernel (0.3 s or more: Numba's own set-up) and image decoder load while torch imports
     from ispad_core.nn.inference import inspect_files
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -113,12 +112,6 @@ def run(args) -> int:
               + ", ".join(str(s.path) for s in report.failed), file=sys.stderr)
         return 1
     return 0
-
-
-def _load_kernels() -> None:
-    from ispad_core._shared.kernels import gaussian_taps
-
-    gaussian_taps(1.0, 1, True)  # what the preprocessing's Gaussian taps call (ispad_core.preprocess.gaussian_kernel1d)
 
 
 def _validation_note(model: dict, path: str) -> str:

@@ -4,6 +4,7 @@ PNG encoder against a PNG decoder, and the model's memory format kept across ``i
 ``inspect_files``."""
 
 import importlib
+import zlib
 
 import imageio.v3 as iio
 import numpy as np
@@ -14,11 +15,12 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 from ispad_core.nn.inference import inspect, inspect_files  # noqa: E402
-from ispad_core.nn.inference.files import _png_bytes, _warm_up_kernels  # noqa: E402
+from ispad_core.nn.inference.files import _png_bytes  # noqa: E402
 from ispad_core.nn.inference.scoring import in_channels_last  # noqa: E402
 from tests.reference.overlay_ref import blend_ref  # noqa: E402
 
 overlay_module = importlib.import_module("ispad_core.nn.inference.overlay")
+files_module = importlib.import_module("ispad_core.nn.inference.files")
 FP32 = dict(precision="fp32", channels_last=False)
 
 
@@ -101,8 +103,12 @@ def test_window_at_names_the_window_of_the_heat_map(data):
     assert ((o[:, 0] <= rows[r]) & (rows[r] < o[:, 0] + 16) & (o[:, 1] <= cols[c]) & (cols[c] < o[:, 1] + 16)).all()
 
 
+@pytest.mark.parametrize("deflater", ["default", "zlib"])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 5), (1, 9, 3), (64, 48, 3), (1200, 1000, 3), (2100, 1100)])
-def test_png_bytes_decode_to_the_image(shape):
+def test_png_bytes_decode_to_the_image(shape, deflater, monkeypatch):
+    """With ISA-L's deflate and with zlib's (without python-isal), in one part and in several."""
+    if deflater == "zlib":
+        monkeypatch.setattr(files_module, "_deflater", zlib)
     image = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
     image[: shape[0] // 2] //= 16  # a compressible half and a noisy half
     data = _png_bytes(image)
@@ -149,9 +155,3 @@ def test_inspect_files_converts_the_model_once_and_restores_it(tmp_path, monkeyp
     assert all(s.ok for s in report.scans)
     assert seen == [torch.channels_last, torch.contiguous_format]  # once for the three scans, then back
     assert not in_channels_last(net)
-
-
-def test_warm_up_loads_the_kernel_and_returns():
-    thread = _warm_up_kernels()
-    thread.join(timeout=120)
-    assert not thread.is_alive()

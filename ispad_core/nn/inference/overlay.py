@@ -123,12 +123,15 @@ def _blend_table(small: np.ndarray, keys: np.ndarray, used: np.ndarray, levels: 
             table[s, part] = _rounded(base * keep[part, None, :] + tint[part, None, :])
     # int32 indices where the table allows (half the memory traffic of int64)
     itype = np.int32 if table.size < 2**31 else np.int64
-    index = keys.astype(itype) * itype(n) - itype(lo)
+    index = keys.astype(itype)  # then key * n - lo (+ the darkened half outside the ROI) + grey, in place
+    index *= itype(n)
+    index -= itype(lo)
     if inside is not None:
-        index += np.where(inside, itype(0), itype(nkeys * n))
+        np.add(index, itype(nkeys * n), out=index, where=~inside)
     rgb = np.empty((h, w, 3), dtype=np.uint8)
     if small.ndim == 2:
-        np.take(table.reshape(-1, 3), index + small, axis=0, out=rgb)
+        index += small
+        np.take(table.reshape(-1, 3), index, axis=0, out=rgb)
         return rgb
     for ch in range(3):
         rgb[..., ch] = table[..., ch].reshape(-1)[index + small[..., ch]]
@@ -214,8 +217,10 @@ def overlay(
     # at full resolution a pixel is covered exactly where it has a window (the same runs of rows
     # and columns); a shrunk picture's pixel stands for a block, which a window may cover in part
     covered = window >= 0 if f == 1 else _covered(result, f, (h, w))
-    window[window < 0] = result.scores.size
-    keys = 2 * window + covered
+    keys = window  # becomes 2 * window + covered, window K (heat 0) where none: in place, a scan-sized array less
+    np.copyto(keys, result.scores.size, where=keys < 0)
+    keys *= 2
+    keys += covered
     inside = None
     if roi is not None:
         roi = check_array(roi, "roi", ndim=2, kinds="biu")
