@@ -159,6 +159,9 @@ def test_inspect_peak_memory_and_overhead(benchmark, workload, say):
     say(f"  {_share_line('this library', share)} (goal per scan: at most {100 * GOAL_OVERHEAD:.0f}%)")
     if before:
         say(f"  {_share_line(f'library at {baseline}', _shares(before))} (same scans, rounds taken in turn)")
+        peak_before = min(r["peak_mb"] for r in before)
+        say(f"  library at {baseline}: peak resident {peak_before:.0f} MiB, inspecting costs "
+            f"{peak_before - base_mb:.0f} MiB = {(peak_before - base_mb) / scan_mb:.2f}x the scan")
         same = all(a["max_score"] == b["max_score"] and a["flagged"] == b["flagged"]
                    for a, b in zip(result["reports"], before[0]["reports"]))
         say(f"  the two libraries' scores and flagged windows are identical: {same}")
