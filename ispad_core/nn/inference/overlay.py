@@ -228,6 +228,7 @@ def overlay(
             raise InputValueError(f"roi: expected shape {result.shape} like the inspection, got {roi.shape}")
         inside = roi[np.ix_(rows, cols)] != 0
     rgb = _blend(small, keys, *_key_colours(result.scores), inside)
+    del window, keys, covered, inside  # picture-sized: not held while Pillow draws (which copies the picture)
 
     picture = Image.fromarray(rgb)
     draw = ImageDraw.Draw(picture)
@@ -262,4 +263,9 @@ def overlay(
     box = draw.multiline_textbbox((0, 0), banner, font=font)
     draw.rectangle([0, 0, box[2] + 2 * pad, box[3] + 2 * pad], fill=(0, 0, 0))
     draw.multiline_text((pad, pad), banner, fill=(255, 80, 80) if result.defective else (120, 255, 120), font=font)
-    return np.asarray(picture, dtype=np.uint8).copy()
+    # back into ``rgb`` a band of rows at a time (np.asarray of the whole picture would hold
+    # Pillow's tobytes() pieces, their join and a writable copy at once: 3x the picture)
+    step = max(1, (1 << 23) // (3 * w))
+    for y in range(0, h, step):
+        rgb[y : y + step] = np.asarray(picture.crop((0, y, w, min(h, y + step))))
+    return rgb
