@@ -138,6 +138,17 @@ def _blend_table(small: np.ndarray, keys: np.ndarray, used: np.ndarray, levels: 
     return rgb
 
 
+def _copy_back(picture: Any, rgb: np.ndarray) -> np.ndarray:
+    """The Pillow RGB ``picture`` copied into ``rgb`` (its size), a band of rows at a time:
+    ``np.asarray`` of the whole picture would hold Pillow's ``tobytes()`` pieces, their join and a
+    writable copy at once, 3x the picture."""
+    w, h = picture.size
+    step = max(1, (1 << 23) // (3 * w))
+    for y in range(0, h, step):
+        rgb[y : y + step] = np.asarray(picture.crop((0, y, w, min(h, y + step))))
+    return rgb
+
+
 def _font(px: int):
     from PIL import ImageFont
 
@@ -263,9 +274,4 @@ def overlay(
     box = draw.multiline_textbbox((0, 0), banner, font=font)
     draw.rectangle([0, 0, box[2] + 2 * pad, box[3] + 2 * pad], fill=(0, 0, 0))
     draw.multiline_text((pad, pad), banner, fill=(255, 80, 80) if result.defective else (120, 255, 120), font=font)
-    # back into ``rgb`` a band of rows at a time (np.asarray of the whole picture would hold
-    # Pillow's tobytes() pieces, their join and a writable copy at once: 3x the picture)
-    step = max(1, (1 << 23) // (3 * w))
-    for y in range(0, h, step):
-        rgb[y : y + step] = np.asarray(picture.crop((0, y, w, min(h, y + step))))
-    return rgb
+    return _copy_back(picture, rgb)
