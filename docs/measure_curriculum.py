@@ -48,6 +48,9 @@ ARMS = {
     "curriculum 6:0.5": {"curriculum": "6:0.5"},
     "curriculum 6:1": {"curriculum": "6:1"},
     "lr 3e-4": {"lr": 3e-4},
+    # the benchmark's real defects, 5 area + 5 points chosen by the seed (as the experiment grid's
+    # "area=5+points=5"), injected at p_inj 1/32 and augmented with the stream's preset (lsm1)
+    "curriculum 6:0.5 + real 5+5": {"curriculum": "6:0.5", "real": {"area": 5, "points": 5}},
 }
 
 
@@ -64,35 +67,67 @@ def _left_chance(history: list, level: float = 0.66) -> int | None:
     return None
 
 
-def run_one(bench: Path, arm: str, seed: int, steps: int, batch: int, val_every: int, threads: int, work: Path) -> dict:
-    """Train one arm with one seed; its figures (also written to ``work``)."""
+def test_figures(res, bench: Path, threads: int) -> dict:
+    """The trained detector ``res`` (a :class:`ispad_core.nn.DetectorResult`) on the benchmark's
+    test set: MCC, recall per group and FPR at the validation threshold, MCC and recall at the test
+    set's own F1-optimal threshold, AUROC, and the run's best step and validation MCC."""
     from ispad_core.experiment import score_test_set
-    from ispad_core.io import read_mvtec, read_scans
-    from ispad_core.nn import TrainSettings, predict, train_detector
+    from ispad_core.io import read_mvtec
+    from ispad_core.nn import predict
     from ispad_core.nn.detector import torch_threads
-    from ispad_core.stream import SyntheticStream
 
-    scans = read_scans([str(bench / "scans")])
-    stream = SyntheticStream(scans.images, n=steps * batch, size=64, preset="mixed", augment="lsm1", seed=seed)
-    settings = TrainSettings(max_steps=steps, batch_size=batch, val_every=val_every, workers=0, threads=threads,
-                             seed=seed, verbose=False, **ARMS[arm])
-    out = work / f"{arm.replace(' ', '_').replace(':', '-')}_seed{seed}.pt"
-    t0 = time.perf_counter()
-    res = train_detector(stream, out=out, val=str(bench / "val"), settings=settings, overwrite=True)
-    train_s = time.perf_counter() - t0
     test = read_mvtec(bench / "test", split="test")
     with torch_threads(threads):
         scores = predict(res.model, test.test_images, preprocess="lsm2", batch_size=256).scores
     labels = test.test_labels.astype(np.int64)
     at_val = score_test_set(None, None, labels, scores, test_groups=test.test_groups, threshold=res.threshold)
     own = score_test_set(labels, scores, labels, scores, test_groups=test.test_groups)
+    return {
+        "best_step": res.train.best_step, "val_mcc": float(res.report.mcc), "test_mcc": at_val["mcc"],
+        "test_auroc": at_val["auroc"], "recall_area": at_val["recall_by_group"].get("area"),
+        "recall_points": at_val["recall_by_group"].get("points"), "fpr": at_val["fpr"], "test_mcc_own": own["mcc"],
+        "recall_area_own": own["recall_by_group"].get("area"), "recall_points_own": own["recall_by_group"].get("points"),
+    }
+
+
+def _real_defects(bench: Path, counts: dict | None, seed: int) -> np.ndarray | None:
+    """``counts`` real defects per group of the benchmark's ``real/`` pool, chosen by ``seed``
+    (:func:`ispad_core.fractions.select_defects`, as the experiment grid chooses them), centre
+    64 x 64 crops; None for a synthetic-only arm."""
+    if counts is None:
+        return None
+    from ispad_core.fractions import select_defects
+    from ispad_core.io import read_real_defects
+
+    pool = read_real_defects(bench / "real", size=64, name="real")
+    chosen = select_defects(np.asarray(pool.groups), counts, rng=seed)
+    crops = []
+    for i in chosen.tolist():
+        im = np.asarray(pool[i])
+        r, c = (im.shape[0] - 64) // 2, (im.shape[1] - 64) // 2
+        crops.append(im[r : r + 64, c : c + 64])
+    return np.stack(crops)
+
+
+def run_one(bench: Path, arm: str, seed: int, steps: int, batch: int, val_every: int, threads: int, work: Path) -> dict:
+    """Train one arm with one seed; its figures (also written to ``work``)."""
+    from ispad_core.io import read_scans
+    from ispad_core.nn import TrainSettings, train_detector
+    from ispad_core.stream import SyntheticStream
+
+    scans = read_scans([str(bench / "scans")])
+    stream = SyntheticStream(scans.images, n=steps * batch, size=64, preset="mixed", augment="lsm1", seed=seed)
+    fields = dict(ARMS[arm])
+    real = _real_defects(bench, fields.pop("real", None), seed)
+    settings = TrainSettings(max_steps=steps, batch_size=batch, val_every=val_every, workers=0, threads=threads,
+                             seed=seed, verbose=False, **fields)
+    out = work / f"{arm.replace(' ', '_').replace(':', '-')}_seed{seed}.pt"
+    t0 = time.perf_counter()
+    res = train_detector(stream, out=out, real=real, val=str(bench / "val"), settings=settings, overwrite=True)
+    train_s = time.perf_counter() - t0
     history = res.metadata["training"]["history"]
     row = {
-        "arm": arm, "seed": seed, "steps": steps, "best_step": res.train.best_step,
-        "val_mcc": float(res.report.mcc), "test_mcc": at_val["mcc"], "test_auroc": at_val["auroc"],
-        "recall_area": at_val["recall_by_group"].get("area"), "recall_points": at_val["recall_by_group"].get("points"),
-        "fpr": at_val["fpr"], "test_mcc_own": own["mcc"],
-        "recall_area_own": own["recall_by_group"].get("area"), "recall_points_own": own["recall_by_group"].get("points"),
+        "arm": arm, "seed": seed, "steps": steps, **test_figures(res, bench, threads),
         "left_chance": _left_chance(history), "curve": _curve(history), "train_s": train_s,
     }
     out.unlink(missing_ok=True)

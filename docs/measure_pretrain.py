@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure_curriculum import _curve, _fmt, test_figures  # the same figures of a run (this folder's script)
 
 #: The arms: name -> (starting weights: None, "pretrained" or "init"; TrainSettings fields).
 ARMS = {
@@ -56,10 +57,6 @@ ARMS = {
     "random-init file": ("init", {"optimizer": "adamw"}),
     "pretrained, SGD": ("pretrained", {}),
 }
-
-
-def _curve(history: list) -> str:
-    return " ".join(f"{h['train_loss']:.2f}@{h['steps']}" for h in history)
 
 
 def _stem(arm: str) -> str:
@@ -126,10 +123,8 @@ def _init_file(seed: int, work: Path) -> Path:
 
 def run_one(bench: Path, arm: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one arm with one seed; its figures (also written to ``args.work``)."""
-    from ispad_core.experiment import score_test_set
-    from ispad_core.io import read_mvtec, read_scans
-    from ispad_core.nn import TrainSettings, predict, train_detector
-    from ispad_core.nn.detector import torch_threads
+    from ispad_core.io import read_scans
+    from ispad_core.nn import TrainSettings, train_detector
     from ispad_core.stream import SyntheticStream
 
     start, extra = ARMS[arm]
@@ -145,26 +140,14 @@ def run_one(bench: Path, arm: str, seed: int, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     res = train_detector(stream, out=out, val=str(bench / "val"), settings=settings, overwrite=True)
     train_s = time.perf_counter() - t0
-    test = read_mvtec(bench / "test", split="test")
-    with torch_threads(args.threads):
-        scores = predict(res.model, test.test_images, preprocess="lsm2", batch_size=256).scores
-    labels = test.test_labels.astype(np.int64)
-    at_val = score_test_set(None, None, labels, scores, test_groups=test.test_groups, threshold=res.threshold)
-    own = score_test_set(labels, scores, labels, scores, test_groups=test.test_groups)
     row = {
-        "arm": arm, "seed": seed, "steps": args.steps, "recipe": str(res.recipe), "best_step": res.train.best_step,
-        "val_mcc": float(res.report.mcc), "test_mcc": at_val["mcc"], "test_auroc": at_val["auroc"],
-        "recall_area": at_val["recall_by_group"].get("area"), "recall_points": at_val["recall_by_group"].get("points"),
-        "fpr": at_val["fpr"], "test_mcc_own": own["mcc"],
+        "arm": arm, "seed": seed, "steps": args.steps, "recipe": str(res.recipe),
+        **test_figures(res, bench, args.threads),
         "curve": _curve(res.metadata["training"]["history"]), "train_s": train_s,
     }
     out.unlink(missing_ok=True)
     (args.work / f"{_stem(arm)}_seed{seed}.json").write_text(json.dumps(row, indent=1))
     return row
-
-
-def _fmt(v, spec: str = ".2f") -> str:
-    return "-" if v is None else format(v, spec)
 
 
 def table(rows: list) -> str:
