@@ -179,6 +179,18 @@ def swaps(keep: Path, bench: Path, r: float) -> None:
               f"{sum(ok_ratio)} of {len(ok_ratio)} | {np.mean(mccs):.3f} |")
 
 
+def sheet_medians(keep: Path, design: str) -> None:
+    """Per run, the median window score of each sheet of ``design``: calibration | held-out | test scan."""
+    print(f"\nMedian window score per sheet of {design}: the benchmark's calibration sheets | held-out sheets | "
+          "the test scan\n")
+    for f in sorted(keep.glob("*.npz")):
+        z = np.load(f)
+        cal = [np.median(z[k]) for k in sorted(z.files) if k.startswith(f"{design}/cal")]
+        held = [np.median(z[k]) for k in sorted(z.files) if k.startswith(f"{design}/held")]
+        print(f"{f.stem.replace('__', '/')}: {' '.join(f'{v:.2f}' for v in cal)} | "
+              f"{' '.join(f'{v:.2f}' for v in held)} | {np.median(z[f'{design}/scan']):.2f}")
+
+
 _GRIDS: dict = {}
 
 
@@ -195,6 +207,7 @@ def main(argv=None) -> int:
                    "is there is not scored again)")
     p.add_argument("--swap", action="store_true",
                    help="with --keep: also calibrate on other sets of sheets and measure on the rest (needs --sheets 8)")
+    p.add_argument("--sheet-medians", metavar="DESIGN", help="with --keep: the median score of every sheet of DESIGN, per run")
     args = p.parse_args(argv)
     _GRIDS.update({g.name: g for g in args.runs})
     if args.swap and (args.keep is None or args.sheets != 8):
@@ -219,6 +232,8 @@ def main(argv=None) -> int:
               f"test patches {100 * np.mean(t):.2f} % (means over the runs)")
     if args.swap:
         swaps(args.keep, args.benchmark, rows[0]["R"])
+    if args.sheet_medians and args.keep is not None:
+        sheet_medians(args.keep, args.sheet_medians)
     return 0
 
 
