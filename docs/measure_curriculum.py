@@ -51,7 +51,13 @@ ARMS = {
     # the benchmark's real defects, 5 area + 5 points chosen by the seed (as the experiment grid's
     # "area=5+points=5"), injected at p_inj 1/32 and augmented with the stream's preset (lsm1)
     "curriculum 6:0.5 + real 5+5": {"curriculum": "6:0.5", "real": {"area": 5, "points": 5}},
+    # the model selected (lowest validation loss) only from the validations at native contrast on
+    "curriculum 6:0.5:native": {"curriculum": "6:0.5:native"},
+    "curriculum 6:0.5:native + real 5+5": {"curriculum": "6:0.5:native", "real": {"area": 5, "points": 5}},
 }
+
+#: The false-alarm rate per window of the calibrated thresholds (the benchmark's calibration sheets).
+CALIBRATION_R = 0.01
 
 
 def _curve(history: list) -> str:
@@ -82,12 +88,29 @@ def test_figures(res, bench: Path, threads: int) -> dict:
     labels = test.test_labels.astype(np.int64)
     at_val = score_test_set(None, None, labels, scores, test_groups=test.test_groups, threshold=res.threshold)
     own = score_test_set(labels, scores, labels, scores, test_groups=test.test_groups)
-    return {
+    return {**_calibrated(res, bench, labels, scores, np.asarray(test.test_groups), test.test_names, threads),
         "best_step": res.train.best_step, "val_mcc": float(res.report.mcc), "test_mcc": at_val["mcc"],
         "test_auroc": at_val["auroc"], "recall_area": at_val["recall_by_group"].get("area"),
         "recall_points": at_val["recall_by_group"].get("points"), "fpr": at_val["fpr"], "test_mcc_own": own["mcc"],
         "recall_area_own": own["recall_by_group"].get("area"), "recall_points_own": own["recall_by_group"].get("points"),
     }
+
+
+def _calibrated(res, bench: Path, labels, scores, groups, names, threads: int) -> dict:
+    """MCC, FPR and recall per group with every test patch at its design's threshold calibrated at
+    :data:`CALIBRATION_R` on the benchmark's calibration sheets (as ``ispad experiment`` does);
+    empty for a benchmark without them."""
+    if not (bench / "calibration").is_dir():
+        return {}
+    from ispad_core.experiment.calibrated import calibrated_scores, read_test_designs
+
+    designs = read_test_designs(bench / "test_designs.csv", names)
+    c = calibrated_scores((res.model, res.metadata), bench / "calibration", designs, labels, scores,
+                          target_fpr=CALIBRATION_R, threads=threads)
+    pred = scores >= np.array([c["thresholds"][d] for d in designs])
+    recall = {g: float(100 * pred[(labels == 1) & (groups == g)].mean()) for g in ("area", "points")}
+    return {"cal_mcc": c["cal_mcc"], "cal_fpr": c["cal_fpr"], "cal_recall_area": recall["area"],
+            "cal_recall_points": recall["points"]}
 
 
 def _real_defects(bench: Path, counts: dict | None, seed: int) -> np.ndarray | None:
@@ -142,13 +165,16 @@ def _fmt(v, spec: str = ".2f") -> str:
 def table(rows: list) -> str:
     """The Markdown table of the runs, one line each."""
     head = ("| arm | seed | test MCC (val thr.) | area / point recall % | FPR % | test MCC (test's own F1 thr.) | "
-            "area / point recall % (own thr.) | AUROC | val MCC | best step | loss < 0.66 at step | train loss per 100 steps | s |")
+            "area / point recall % (own thr.) | test MCC (calibrated, R = 1 %) | area / point recall % (calibrated) | "
+            "FPR % (calibrated) | AUROC | val MCC | best step | loss < 0.66 at step | train loss per 100 steps | s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
             f"| {r['arm']} | {r['seed']} | {_fmt(r['test_mcc'])} | {_fmt(r['recall_area'], '.0f')} / "
             f"{_fmt(r['recall_points'], '.0f')} | {_fmt(r['fpr'], '.1f')} | {_fmt(r['test_mcc_own'])} | "
-            f"{_fmt(r['recall_area_own'], '.0f')} / {_fmt(r['recall_points_own'], '.0f')} | {_fmt(r['test_auroc'])} | "
+            f"{_fmt(r['recall_area_own'], '.0f')} / {_fmt(r['recall_points_own'], '.0f')} | {_fmt(r.get('cal_mcc'))} | "
+            f"{_fmt(r.get('cal_recall_area'), '.0f')} / {_fmt(r.get('cal_recall_points'), '.0f')} | "
+            f"{_fmt(r.get('cal_fpr'), '.1f')} | {_fmt(r['test_auroc'])} | "
             f"{_fmt(r['val_mcc'])} | {r['best_step']} | {r['left_chance'] if r['left_chance'] is not None else 'never'} | "
             f"{r['curve']} | {r['train_s']:.0f} |")
     return "\n".join(lines)

@@ -125,9 +125,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--stream-augment", default="lsm1", help="table-8 augmentation of the stream's patches: lsm1 "
                    "(default), lsm2, asm or none")
     g.add_argument("--stream-seed", type=nonnegative, help="seed of the stream (default: --seed)")
-    g.add_argument("--curriculum", metavar="START:FRACTION[:SHAPE]", help="contrast curriculum: the synthetic "
+    g.add_argument("--curriculum", metavar="START:FRACTION[:SHAPE][:native]", help="contrast curriculum: the synthetic "
                    "defects start START times as strong (1 to 10) and anneal to the preset's contrast over the first "
-                   "FRACTION of the steps, linearly (default) or 'cosine', e.g. 3:0.5; needs --max-steps or "
+                   "FRACTION of the steps, linearly (default) or 'cosine', e.g. 3:0.5; a last ':native' keeps the best "
+                   "model of the steps at native contrast only (6:0.5:native); needs --max-steps or "
                    "--max-epochs; recorded in the model file (default: the preset's contrast throughout)")
     p.add_argument("--quiet", action="store_true", help="no progress, only the report")
     p.set_defaults(func=run)

@@ -33,6 +33,7 @@ def _optional_float(value: Any, name: str, **bounds: Any) -> float | None:
 
 
 CURRICULUM_SHAPES = ("linear", "cosine")
+CURRICULUM_SELECTIONS = ("all", "native")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class ContrastCurriculum:
         The fraction of the run's steps over which the gain anneals to 1, in (0, 1].
     shape : {"linear", "cosine"}
         How it anneals (default "linear").
+    selection : {"all", "native"}
+        Which validations may select the model that training keeps (the lowest validation loss):
+        ``"all"`` (default) every one; ``"native"`` only those from step ``S`` on, once the gain
+        is 1 (the annealing's models are still validated and recorded; early stopping counts from
+        ``S``). Written as a last ``:native`` in the text form.
 
     Examples
     --------
@@ -63,11 +69,14 @@ class ContrastCurriculum:
     [3.0, 2.0, 1.0, 1.0]
     >>> ContrastCurriculum(3, 0.5, "cosine").gains([25], total_steps=100).tolist()
     [2.0]
+    >>> ContrastCurriculum.parse("6:0.5:native").native_from(1000)
+    500.0
     """
 
     start: float = 3.0
     fraction: float = 0.5
     shape: str = "linear"
+    selection: str = "all"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -75,20 +84,29 @@ class ContrastCurriculum:
         set_(self, "fraction", check_float(self.fraction, "curriculum fraction", minimum=0.0, maximum=1.0,
                                            min_inclusive=False))
         check_choice(self.shape, "curriculum shape", CURRICULUM_SHAPES)
+        check_choice(self.selection, "curriculum selection", CURRICULUM_SELECTIONS)
 
     @classmethod
     def parse(cls, text: str) -> ContrastCurriculum:
-        """``"START:FRACTION[:SHAPE]"``, e.g. ``"3:0.5"`` or ``"3:0.5:cosine"``."""
+        """``"START:FRACTION[:SHAPE][:native]"``, e.g. ``"3:0.5"``, ``"3:0.5:cosine"`` or ``"6:0.5:native"``."""
         if not isinstance(text, str):
-            raise InputTypeError(f"curriculum: expected text START:FRACTION[:SHAPE], got {type(text).__name__}")
+            raise InputTypeError(f"curriculum: expected text START:FRACTION[:SHAPE][:native], got {type(text).__name__}")
         parts = text.strip().split(":")
+        selection = "all"
+        if len(parts) > 2 and parts[-1] == "native":
+            parts, selection = parts[:-1], "native"
         if len(parts) not in (2, 3):
-            raise InputValueError(f"curriculum: expected START:FRACTION[:SHAPE] such as 3:0.5, got {text!r}")
+            raise InputValueError(f"curriculum: expected START:FRACTION[:SHAPE][:native] such as 3:0.5, got {text!r}")
         try:
             start, fraction = float(parts[0]), float(parts[1])
         except ValueError:
             raise InputValueError(f"curriculum: expected numbers in START:FRACTION such as 3:0.5, got {text!r}") from None
-        return cls(start, fraction, *(parts[2:] or ["linear"]))
+        return cls(start, fraction, *(parts[2:] or ["linear"]), selection=selection)
+
+    def native_from(self, total_steps: int) -> float:
+        """The step ``S = fraction * total_steps`` from which the gain is 1 (and, with
+        ``selection="native"``, validations may select the model)."""
+        return self.fraction * check_int(total_steps, "total_steps", minimum=1)
 
     @classmethod
     def of(cls, value: Any) -> ContrastCurriculum | None:
@@ -120,10 +138,14 @@ class ContrastCurriculum:
         return 1.0 + (self.start - 1.0) * ramp
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "fraction": self.fraction, "shape": self.shape}
+        d = {"start": self.start, "fraction": self.fraction, "shape": self.shape}
+        if self.selection != "all":  # the files of runs without it stay as they were
+            d["selection"] = self.selection
+        return d
 
     def __str__(self) -> str:
-        return f"contrast x {self.start:g} annealed {self.shape}ly to x 1 over the first {self.fraction:g} of the steps"
+        text = f"contrast x {self.start:g} annealed {self.shape}ly to x 1 over the first {self.fraction:g} of the steps"
+        return text + ("; the model selected from native contrast on" if self.selection == "native" else "")
 
 
 @dataclass(frozen=True)

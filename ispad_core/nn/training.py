@@ -417,7 +417,8 @@ class EpochRecord:
     seconds : float
         Wall time since the previous validation, this validation included.
     improved : bool
-        Whether the validation loss reached a new minimum (the best checkpoint was updated).
+        Whether the validation loss reached a new minimum (the best checkpoint was updated); never
+        during the annealing of a curriculum that selects at native contrast.
     """
 
     epoch: int
@@ -812,7 +813,8 @@ class _Trainer:
         torch.set_rng_state(ck["rng_cpu"])
         if self.device.type == "cuda" and "rng_cuda" in ck:
             torch.cuda.set_rng_state(ck["rng_cuda"], self.device)
-        st.best_state = torch.load(self.best_path, map_location="cpu", weights_only=True)["model"]
+        if os.path.exists(self.best_path):  # none yet while a curriculum selecting at native contrast anneals
+            st.best_state = torch.load(self.best_path, map_location="cpu", weights_only=True)["model"]
         self.stopped_early = st.since_best >= self.cfg.patience
 
     def _save(self, improved: bool, val_loss: float, record_epoch: int) -> None:
@@ -864,17 +866,28 @@ class _Trainer:
         torch.empty((), dtype=torch.int64).random_(generator=order)
         return torch.randperm(len(self.train_set), generator=order).tolist(), gen
 
+    def _total_steps(self, n_batches: int) -> int:
+        """The run's length in optimizer steps (``n_batches`` per epoch)."""
+        cfg = self.cfg
+        total = cfg.max_steps if cfg.max_steps is not None else cfg.max_epochs * n_batches
+        if cfg.max_steps is not None and cfg.max_epochs is not None:
+            total = min(total, cfg.max_epochs * n_batches)
+        return max(total, 1)
+
+    def _may_select(self, n_batches: int) -> bool:
+        """Whether the validation now may select the model: always, but with a curriculum of
+        ``selection="native"`` only once its gain has reached 1."""
+        c = self.cfg.curriculum
+        return c is None or c.selection == "all" or self.state.steps >= c.native_from(self._total_steps(n_batches))
+
     def _set_contrast(self, order: list[int], skip: int, n_batches: int) -> None:
         """Tell the stream the contrast gain of each item of the epoch (before the workers start)."""
         cfg, st = self.cfg, self.state
         if self.contrast is None:
             return
-        total = cfg.max_steps if cfg.max_steps is not None else cfg.max_epochs * n_batches
-        if cfg.max_steps is not None and cfg.max_epochs is not None:
-            total = min(total, cfg.max_epochs * n_batches)
         bs = cfg.batch_size
         gains = curriculum_gains(order[skip * bs:], len(self.train_set), first_step=st.steps, batch_size=bs,
-                                 total_steps=max(total, 1), curriculum=cfg.curriculum)
+                                 total_steps=self._total_steps(n_batches), curriculum=cfg.curriculum)
         stream, index = self.contrast
         if index is None:
             stream.set_contrast_gains(gains)
@@ -951,11 +964,12 @@ class _Trainer:
         if pred.labels is None:
             raise InputValueError("val_data: expected labelled items, got bare images")
         record_epoch = st.epoch
-        improved = pred.loss < st.best_val_loss
+        selectable = self._may_select(n_batches)
+        improved = selectable and pred.loss < st.best_val_loss
         if improved:
             st.best_val_loss, st.best_epoch, st.best_step, st.since_best = pred.loss, st.epoch, st.steps, 0
             st.best_state = _cpu_state(self.model)
-        else:
+        elif selectable:
             st.since_best += 1
         record = EpochRecord(
             epoch=st.epoch,

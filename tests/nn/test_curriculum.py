@@ -183,3 +183,40 @@ def test_cli_curriculum_is_recorded_and_checked(tmp_path, image_dir):
     err = ispad("train", *common, "--out", tmp_path / "n.pt", "--max-steps", 2, "--curriculum", "3:x", expect=1).stderr
     assert "curriculum" in err
     assert "--curriculum START:FRACTION[:SHAPE]" in ispad("train", "--help").stdout
+
+
+# -- selection at native contrast ---------------------------------------------------------------
+
+
+def test_native_selection_parses_and_round_trips():
+    c = ContrastCurriculum.parse("6:0.5:native")
+    assert (c.start, c.fraction, c.shape, c.selection) == (6.0, 0.5, "linear", "native")
+    assert ContrastCurriculum.parse("6:0.5:cosine:native").shape == "cosine"
+    assert ContrastCurriculum.of(c.to_dict()) == c
+    assert "selection" not in ContrastCurriculum.parse("6:0.5").to_dict()  # files of earlier runs unchanged
+    assert c.native_from(1200) == 600.0
+    with pytest.raises(InputError, match="selection"):
+        ContrastCurriculum(3, 0.5, selection="best")
+    with pytest.raises(InputError, match="START:FRACTION"):
+        ContrastCurriculum.parse("6:0.5:cosine:native:x")
+
+
+def _history(curriculum, tmp_path, steps=8):
+    from ispad_core.nn import train_detector
+
+    res = train_detector(_stream(n=steps * 4), out=tmp_path / f"{curriculum.replace(':', '_')}.pt", val=_val(_stream(n=8, seed=5)), batch_size=4,
+                         max_steps=steps, val_every=1, patience=100, curriculum=curriculum, workers=0, verbose=False,
+                         optimizer="adamw", lr=1e-2, backbone="tests.nn.test_training_workers:tiny_net")
+    return res
+
+
+def test_native_selection_keeps_a_model_of_the_native_phase_only(tmp_path):
+    """With ``:native`` no validation before step S = fraction * T selects the model; the same
+    run without it may (and here does) select earlier."""
+    native = _history("6:0.5:native", tmp_path)
+    history = native.metadata["training"]["history"]
+    assert native.train.best_step >= 4
+    assert not any(h["improved"] for h in history if h["steps"] < 4)
+    assert any(h["improved"] for h in history if h["steps"] >= 4)
+    every = _history("6:0.5", tmp_path)
+    assert any(h["improved"] for h in every.metadata["training"]["history"] if h["steps"] < 4)
