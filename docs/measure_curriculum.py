@@ -158,6 +158,34 @@ def run_one(bench: Path, arm: str, seed: int, steps: int, batch: int, val_every:
     return row
 
 
+def checkpoint_figures(path: Path, bench: Path, threads: int) -> dict:
+    """The figures of :func:`test_figures` for the model in a training checkpoint (``last.pt`` or
+    ``best.pt`` of a run's ``.ckpt`` folder, e.g. of a run stopped before its end): the
+    threshold F1-optimal on the benchmark's validation set, as training chooses it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ispad_core.io import read_mvtec
+    from ispad_core.metrics import f1_optimal_threshold, mcc
+    from ispad_core.nn import classifier, predict
+    from ispad_core.nn.detector import torch_threads
+
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    model = classifier("resnet18", in_channels=1)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    val = read_mvtec(bench / "val", split="test")
+    labels = val.test_labels.astype(np.int64)
+    with torch_threads(threads):
+        scores = predict(model, val.test_images, preprocess="lsm2", batch_size=256).scores
+    thr = float(f1_optimal_threshold(labels, scores))
+    res = SimpleNamespace(model=model, threshold=thr, report=SimpleNamespace(mcc=mcc(labels, (scores >= thr).astype(int))),
+                          train=SimpleNamespace(best_step=ck.get("steps")),
+                          metadata={"patch_size": 64, "preprocess": "lsm2", "threshold": thr})
+    return {"checkpoint": str(path), **test_figures(res, bench, threads)}
+
+
 def _fmt(v, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -191,7 +219,17 @@ def main(argv=None) -> int:
     p.add_argument("--arms", nargs="+", default=["baseline", "curriculum 3:0.5"], choices=list(ARMS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--report", action="store_true", help="train nothing: the table of the runs kept in --work")
+    p.add_argument("--checkpoint", type=Path, nargs="+", metavar="PT",
+                   help="train nothing: the test figures of the models in these checkpoint files (last.pt, best.pt)")
     args = p.parse_args(argv)
+    if args.checkpoint:
+        for path in args.checkpoint:
+            f = checkpoint_figures(path, args.benchmark, args.threads)
+            print(f"{path} (step {f['best_step']}): test MCC {f['test_mcc']:.2f} at the validation threshold "
+                  f"(area / point recall {_fmt(f['recall_area'], '.0f')} / {_fmt(f['recall_points'], '.0f')} %, FPR "
+                  f"{f['fpr']:.1f} %), {f['test_mcc_own']:.2f} at the test's own, {_fmt(f.get('cal_mcc'))} calibrated "
+                  f"(FPR {_fmt(f.get('cal_fpr'), '.1f')} %), AUROC {f['test_auroc']:.2f}")
+        return 0
     if args.report:
         rows = [json.loads(f.read_text()) for f in sorted(args.work.glob("*.json"))]
         rows.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
