@@ -129,7 +129,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "defects start START times as strong (1 to 10) and anneal to the preset's contrast over the first "
                    "FRACTION of the steps, linearly (default) or 'cosine', e.g. 3:0.5; a last ':native' keeps the best "
                    "model of the steps at native contrast only (6:0.5:native); needs --max-steps or "
-                   "--max-epochs; recorded in the model file (default: the preset's contrast throughout)")
+                   "--max-epochs; recorded in the model file; 'none' for none (default: 6:0.5:native for a run "
+                   "from scratch with --images and --max-steps or --max-epochs, else none)")
     p.add_argument("--quiet", action="store_true", help="no progress, only the report")
     p.set_defaults(func=run)
     return p
@@ -191,6 +192,7 @@ def run(args) -> int:
         raise CLIError(f"--p-neg: expected a fraction in (0, 1/2], got {args.p_neg:g}")
     if args.init_from is not None and args.weights is not None:
         raise CLIError("--from and --weights both set the starting weights; give one")
+    _default_curriculum(args)
     if args.curriculum is not None and args.images is None:
         raise CLIError("--curriculum scales the defects of a stream drawn on the fly: it needs --images "
                        "(a stream file's defects are fixed)")
@@ -222,6 +224,27 @@ def run(args) -> int:
         if started_group:
             runtime.leave_process_group()
     return 130 if result.interrupted else 0
+
+
+#: The curriculum of a run from scratch (no --weights, no --from) on a stream drawn on the fly
+#: with a set length, unless --curriculum says otherwise (docs/training.md has the measurement).
+FROM_SCRATCH_CURRICULUM = "6:0.5:native"
+
+
+def _default_curriculum(args) -> None:
+    """Settle ``args.curriculum``: ``none`` is no curriculum; unset, a run from scratch on a stream
+    drawn on the fly with a set length gets :data:`FROM_SCRATCH_CURRICULUM`, and says so."""
+    if args.curriculum is not None:
+        if args.curriculum.strip().lower() == "none":
+            args.curriculum = None
+        return
+    scratch = args.weights is None and getattr(args, "init_from", None) is None
+    if scratch and args.images is not None and (args.max_steps is not None or args.max_epochs is not None):
+        args.curriculum = FROM_SCRATCH_CURRICULUM
+        if not args.quiet:
+            print(f"from scratch on a stream drawn on the fly: contrast curriculum {FROM_SCRATCH_CURRICULUM} (the "
+                  "defects start 6x as strong, reach the preset's contrast at half the run, and the model is selected "
+                  "from there on; --curriculum none turns it off)", flush=True)
 
 
 def train_settings(args, device: Any = None):
