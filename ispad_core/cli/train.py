@@ -62,7 +62,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "  ispad train --stream stream.h5 --real real/ --p-inj 1/32 --fraction 1/8 --groups area --val val/ \\\n"
         "              --backbone resnet18 --weights resnet18.pth --device cuda --out model.pt\n"
         "  ispad train --images scans/ --n 20000 --real real/ --val val/ --out model.pt   # no stream file\n"
-        "  ispad train --images scans/ --size 64 --curriculum 3:0.5 --max-steps 600 --val val/ --out model.pt\n"
+        "  ispad train --images scans/ --size 64 --max-steps 2000 --val val/ --out model.pt   # from scratch: curriculum 6:0.5:native\n"
         "  ispad train --stream fault_free.h5 --real real/ --mode oversampling --val val/ --out model.pt\n"
         "  ispad train --stream stream.h5 --real real/ --negatives good/ --from model.pt --val val/ --out model2.pt\n"
         "  torchrun --nproc-per-node 4 -m ispad_core train --stream stream.h5 --real real/ --val val/ --out model.pt",
