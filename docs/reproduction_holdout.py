@@ -137,7 +137,7 @@ SWAPS = (
 )
 
 
-def swaps(keep: Path, bench: Path, r: float) -> None:
+def swaps(keep: Path, grids: dict, bench: Path, r: float) -> None:
     """Calibrate on other sets of sheets (the kept scores) and measure on the rest: per set, the
     share of runs whose measured window FPR is within a factor 2 of R, its mean and maximum, and
     the share whose test MCC at those thresholds is at least 0.9 x the test set's own optimum."""
@@ -159,7 +159,7 @@ def swaps(keep: Path, bench: Path, r: float) -> None:
         for f in files:
             grid, run = f.stem.split("__", 1)
             z = np.load(f)
-            scores = np.asarray(json.loads(Path(_report_path(keep, grid, run)).read_text())["test_scores"])
+            scores = np.asarray(json.loads((grids[grid] / run / "report.json").read_text())["test_scores"])
             thr, flagged, windows = {}, 0, 0
             for d in sorted(set(designs.tolist())):
                 thr[d] = float(fpr_threshold(np.concatenate([z[f"{d}/{k}"] for k in cal_sheets]), r,
@@ -191,13 +191,6 @@ def sheet_medians(keep: Path, design: str) -> None:
               f"{' '.join(f'{v:.2f}' for v in held)} | {np.median(z[f'{design}/scan']):.2f}")
 
 
-_GRIDS: dict = {}
-
-
-def _report_path(keep: Path, grid: str, run: str) -> Path:
-    return _GRIDS[grid] / run / "report.json"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="grid folders of 'ispad experiment' with calibration")
@@ -209,7 +202,6 @@ def main(argv=None) -> int:
                    help="with --keep: also calibrate on other sets of sheets and measure on the rest (needs --sheets 8)")
     p.add_argument("--sheet-medians", metavar="DESIGN", help="with --keep: the median score of every sheet of DESIGN, per run")
     args = p.parse_args(argv)
-    _GRIDS.update({g.name: g for g in args.runs})
     if args.swap and (args.keep is None or args.sheets != 8):
         p.error("--swap needs --keep and --sheets 8")
     held, scan, cal = held_out_sheets(args.benchmark, args.sheets)
@@ -231,7 +223,7 @@ def main(argv=None) -> int:
         print(f"{d}: held-out sheets {100 * np.mean(h):.2f} %, test scan's windows {100 * np.mean(s):.2f} %, "
               f"test patches {100 * np.mean(t):.2f} % (means over the runs)")
     if args.swap:
-        swaps(args.keep, args.benchmark, rows[0]["R"])
+        swaps(args.keep, {g.name: g for g in args.runs}, args.benchmark, rows[0]["R"])
     if args.sheet_medians and args.keep is not None:
         sheet_medians(args.keep, args.sheet_medians)
     return 0

@@ -238,7 +238,7 @@ def _default_curriculum(args) -> None:
         if args.curriculum.strip().lower() == "none":
             args.curriculum = None
         return
-    scratch = args.weights is None and getattr(args, "init_from", None) is None
+    scratch = args.weights is None and args.init_from is None
     if scratch and args.images is not None and (args.max_steps is not None or args.max_epochs is not None):
         args.curriculum = FROM_SCRATCH_CURRICULUM
         if not args.quiet:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ispad_core._shared.errors import InputValueError
 from ispad_core._shared.files import atomic_output
+from ispad_core._shared.pil import pil_into_array
 from ispad_core._shared.validation import check_array, check_int
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
@@ -248,10 +249,7 @@ def _decode_png_lean(data: io.BytesIO) -> np.ndarray | None:
         data.close()  # the compressed bytes: not needed any more
         w, h = im.size
         out = np.empty((h, w) if channels == 1 else (h, w, channels), dtype=np.uint8)
-        step = max(1, _LEAN_BAND_BYTES // (w * channels))
-        for y in range(0, h, step):
-            out[y : y + step] = np.asarray(im.crop((0, y, w, min(h, y + step))))
-    return out
+        return pil_into_array(im, out, band_bytes=_LEAN_BAND_BYTES)
 
 
 _DEPTHS = {8: (np.dtype(np.uint8),), 16: (np.dtype(np.uint16),), (8, 16): (np.dtype(np.uint8), np.dtype(np.uint16))}

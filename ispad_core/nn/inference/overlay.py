@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ispad_core._shared.errors import InputTypeError, InputValueError
+from ispad_core._shared.pil import pil_into_array
 from ispad_core._shared.validation import check_array, check_int
 from ispad_core.nn.inference.scoring import Inspection
 
@@ -138,17 +139,6 @@ def _blend_table(small: np.ndarray, keys: np.ndarray, used: np.ndarray, levels: 
     return rgb
 
 
-def _copy_back(picture: Any, rgb: np.ndarray) -> np.ndarray:
-    """The Pillow RGB ``picture`` copied into ``rgb`` (its size), a band of rows at a time:
-    ``np.asarray`` of the whole picture would hold Pillow's ``tobytes()`` pieces, their join and a
-    writable copy at once, 3x the picture."""
-    w, h = picture.size
-    step = max(1, (1 << 23) // (3 * w))
-    for y in range(0, h, step):
-        rgb[y : y + step] = np.asarray(picture.crop((0, y, w, min(h, y + step))))
-    return rgb
-
-
 def _font(px: int):
     from PIL import ImageFont
 
@@ -274,4 +264,4 @@ def overlay(
     box = draw.multiline_textbbox((0, 0), banner, font=font)
     draw.rectangle([0, 0, box[2] + 2 * pad, box[3] + 2 * pad], fill=(0, 0, 0))
     draw.multiline_text((pad, pad), banner, fill=(255, 80, 80) if result.defective else (120, 255, 120), font=font)
-    return _copy_back(picture, rgb)
+    return pil_into_array(picture, rgb)  # back into the blended array: no 3x-the-picture np.asarray
