@@ -17,8 +17,8 @@ def test_warm_up_runs_once_and_loads_the_kernel():
         assert gaussian_taps.signatures  # compiled (or loaded from the cache) in this process
 
 
-def test_the_command_line_starts_it_before_torch_loads(monkeypatch):
-    """``ispad inspect`` starts the warm-up before it imports the inference (and torch)."""
+def test_the_command_line_starts_it(monkeypatch):
+    """``ispad inspect`` starts the warm-up (before it imports the inference, and with it torch)."""
     pytest.importorskip("torch")
     from ispad_core.cli import inspect as cli_inspect
 
