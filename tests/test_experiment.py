@@ -310,6 +310,7 @@ def test_a_large_stream_is_read_from_its_file(bench, tmp_path, monkeypatch):
     import ispad_core.experiment.runner as ex
 
     config = _config(bench, strategies=["synthetic", "oversampling"], fractions=[1])
+    config["train"]["curriculum"] = "none"  # a stream file, made from the scans
     seen = []
 
     def check(request, test_images):
@@ -329,10 +330,88 @@ def test_oversampling_from_the_stream_file_trains(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(ex, "_IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(ex, "_CACHE", {})
     config = _config(bench, strategies=["oversampling"], fractions=[1])
+    config["train"]["curriculum"] = "none"
     result = run_experiment(config, tmp_path / "runs", verbose=False)
     (report,) = result.reports
     assert report["n_real"] == 16 and report["training"]["steps"] == 1
     assert (tmp_path / "runs" / report["run"] / "model.pt").is_file()
+    assert "curriculum" not in report["settings"]["train"]  # as in the reports of runs made before the option
+
+
+# --------------------------------------------------------------------------- a curriculum on a stream drawn on the fly
+
+
+def test_curriculum_auto_is_the_from_scratch_default_at_native_contrast(bench, tmp_path):
+    from ispad_core._shared.recipes import FROM_SCRATCH_CURRICULUM
+
+    assert load_config(_config(bench)).train["curriculum"] == FROM_SCRATCH_CURRICULUM
+    native = _config(bench)
+    native["stream"]["contrast"] = 3.0  # the defects made stronger by hand: no curriculum
+    assert load_config(native).train["curriculum"] == "none"
+    stream_file = tmp_path / "stream.h5"
+    stream_file.write_bytes(b"")  # only its existence is checked here
+    from_file = _config(bench)
+    from_file["data"]["stream"] = str(stream_file)
+    assert load_config(from_file).train["curriculum"] == "none"
+    from_file["train"]["curriculum"] = "3:0.5"
+    with pytest.raises(ConfigError, match=r"train\.curriculum: '3:0\.5' scales .* data\.stream is a file"):
+        load_config(from_file)
+    explicit = _config(bench)
+    explicit["train"]["curriculum"] = "3:0.5:Cosine"
+    assert load_config(explicit).train["curriculum"] == "3:0.5:cosine"
+    explicit["train"]["curriculum"] = "None"
+    assert load_config(explicit).train["curriculum"] == "none"
+
+
+@pytest.mark.parametrize("value, match", [("3", "train.curriculum: expected START:FRACTION"), ("", "train.curriculum: expected auto"),
+                                          (3, "train.curriculum: expected auto")])
+def test_a_bad_curriculum_is_refused_naming_the_key(bench, value, match):
+    _needs_torch()  # the text is checked by the models layer's parser
+    config = _config(bench)
+    config["train"]["curriculum"] = value
+    with pytest.raises(ConfigError, match=match):
+        load_config(config)
+
+
+def test_each_run_draws_its_own_stream_and_no_file_is_written(bench, tmp_path, monkeypatch):
+    import ispad_core.experiment.runner as ex
+    from ispad_core.stream import SyntheticStream
+
+    monkeypatch.setattr(ex, "_CACHE", {})
+    config = _config(bench, strategies=["synthetic", "mixed"], fractions=[1])
+    seen = []
+
+    def check(request, test_images):
+        seen.append(request.stream)
+        assert request.stream_path is None and request.stream_images is None
+        assert isinstance(request.stream, SyntheticStream) and request.stream.epoch == 0
+        assert np.array_equal(request.stream_labels, request.stream.labels)
+        return fake_trainer(request, test_images)
+
+    out = tmp_path / "runs"
+    result = run_experiment(config, out, verbose=False, trainer=check)
+    assert len(seen) == 2 and seen[0] is not seen[1]  # a curriculum sets the gains of its run's stream only
+    assert not (out / "_data").exists()
+    stream = result.reports[0]["settings"]["stream"]
+    assert stream["drawn"] == "on the fly" and stream["files"] == sorted(p.name for p in (bench / "scans").iterdir())
+    assert result.reports[0]["settings"]["train"]["curriculum"] == "6:0.5:native"
+    again = run_experiment(config, out, verbose=False, trainer=check)
+    assert again.skipped == 2 and len(seen) == 2
+
+
+def test_oversampling_on_a_drawn_stream_trains_under_the_curriculum(bench, tmp_path, monkeypatch):
+    import ispad_core.experiment.runner as ex
+
+    _needs_torch()
+    from ispad_core.nn import load_model
+
+    monkeypatch.setattr(ex, "_CACHE", {})
+    config = _config(bench, strategies=["oversampling"], fractions=[1])
+    config["train"].update(steps=2, threads=1)
+    (report,) = run_experiment(config, tmp_path / "runs", verbose=False).reports
+    assert report["training"]["steps"] == 2
+    meta = load_model(tmp_path / "runs" / report["run"] / "model.pt")[1]
+    assert meta["training"]["curriculum"]["start"] == 6.0
 
 
 # --------------------------------------------------------------------------- per-design calibrated thresholds

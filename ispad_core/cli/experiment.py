@@ -18,7 +18,7 @@ a config (paths relative to the config file):
   [stream]                         # when the stream is made from scans
   n = 4096
   size = 64
-  contrast = 2.0                   # factor on the synthetic defects' contrast
+  contrast = 1.0                   # factor on the synthetic defects' contrast (1: the preset's own)
   [grid]
   strategies = ["synthetic", "mixed", "oversampling"]
   groups = ["mixed", "points", "area"]
@@ -28,8 +28,10 @@ a config (paths relative to the config file):
   seeds = [0, 1, 2]
   [train]
   p_inj = "1/32"
-  steps = 300
+  steps = 2000
   batch_size = 32
+  curriculum = "auto"              # from scratch at contrast 1: 6:0.5:native on a stream drawn on
+                                   # the fly from the scans ("none": the stream file as it is)
 
 Finished runs are skipped when the command is run again; an interrupted run resumes.
 Output: runs/<run>/model.pt and report.json, runs/results.csv, runs/results.md, runs/mcc_vs_real.png."""

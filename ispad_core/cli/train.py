@@ -226,14 +226,12 @@ def run(args) -> int:
     return 130 if result.interrupted else 0
 
 
-#: The curriculum of a run from scratch (no --weights, no --from) on a stream drawn on the fly
-#: with a set length, unless --curriculum says otherwise (docs/training.md has the measurement).
-FROM_SCRATCH_CURRICULUM = "6:0.5:native"
-
-
 def _default_curriculum(args) -> None:
-    """Settle ``args.curriculum``: ``none`` is no curriculum; unset, a run from scratch on a stream
-    drawn on the fly with a set length gets :data:`FROM_SCRATCH_CURRICULUM`, and says so."""
+    """Settle ``args.curriculum``: ``none`` is no curriculum; unset, a run from scratch (no
+    --weights, no --from) on a stream drawn on the fly with a set length gets
+    :data:`~ispad_core._shared.recipes.FROM_SCRATCH_CURRICULUM`, and says so."""
+    from ispad_core._shared.recipes import FROM_SCRATCH_CURRICULUM
+
     if args.curriculum is not None:
         if args.curriculum.strip().lower() == "none":
             args.curriculum = None

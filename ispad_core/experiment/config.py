@@ -46,6 +46,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "val_every": None,
         "patience": 1000,
         "threads": None,
+        "curriculum": "auto",
     },
     "calibration": {"target_fpr": 0.01},
 }
@@ -239,7 +240,12 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
                             patience [1000] (validations without a lower validation loss),
                             threads [CPUs / jobs] (torch CPU threads per run; fix it to get the
                             same numbers with any --jobs: CPU results differ in the last bits
-                            between thread counts)
+                            between thread counts), curriculum ["auto"]: a contrast curriculum
+                            ("START:FRACTION[:SHAPE][:native]", see ContrastCurriculum) on a
+                            stream drawn on the fly from data.scans instead of a stream file;
+                            "none"; "auto" is the from-scratch default
+                            (FROM_SCRATCH_CURRICULUM, "6:0.5:native") when the stream is made
+                            from scans at native contrast (stream.contrast = 1), else none
             [calibration]   target_fpr [0.01]: the false-alarm rate per window R at which every
                             run is calibrated per test design on its calibration sheets (with
                             data.calibration and data.test_designs; see docs/calibration.md)
@@ -279,6 +285,7 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
     t = _check_train(sections["train"])
     s = _check_stream(sections["stream"])
     data = _check_data(sections["data"], root, g)
+    t["curriculum"] = _settle_curriculum(t["curriculum"], s, data)
     for name in g["backbones"]:
         _check_backbone(name, f"grid.backbones[{g['backbones'].index(name)}]")
     c = sections["calibration"]
@@ -383,6 +390,32 @@ def _check_train(t: dict) -> dict:
         raise _err("train.p_inj", f"expected a value in [1/B, 0.25] = [{1 / b:g}, 0.25] for batch_size B = {b}, got {t['p_inj']!r}")
     t["p_inj"] = p
     return t
+
+
+def _settle_curriculum(value: Any, s: dict, data: dict) -> str:
+    """train.curriculum as the runs will use it: ``"none"`` or the curriculum's text; ``"auto"``
+    settled (the from-scratch default when the stream is drawn from scans at native contrast)."""
+    if not isinstance(value, str) or not value.strip():
+        raise _err("train.curriculum", f"expected auto, none or START:FRACTION[:SHAPE][:native], got {value!r}")
+    text = value.strip().lower()
+    if text == "auto":
+        from ispad_core._shared.recipes import FROM_SCRATCH_CURRICULUM
+
+        return FROM_SCRATCH_CURRICULUM if data["stream"] is None and s["contrast"] == 1.0 else "none"
+    if text == "none":
+        return "none"
+    if data["stream"] is not None:
+        raise _err("train.curriculum", f"{value!r} scales the synthetic defects of a stream drawn on the fly from "
+                   "data.scans; data.stream is a file, whose defects are fixed (give data.scans, or curriculum = \"none\")")
+    try:
+        from ispad_core.nn.settings import ContrastCurriculum
+    except ImportError:  # the models layer is absent: checked when a run builds it
+        return text
+    try:
+        ContrastCurriculum.parse(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config: train.{exc}") from None
+    return text
 
 
 def _check_stream(s: dict) -> dict:

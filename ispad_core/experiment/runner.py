@@ -9,7 +9,8 @@ way. :func:`run_experiment` runs such a grid from a TOML file (:func:`load_confi
     out/results.md              the same as a Markdown table
     out/mcc_vs_real.png         MCC against the number of real defects, one line per strategy and
                                 group, mean and spread (min to max) over seeds
-    out/_data/                  data made once for all runs (the stream, when made from scans)
+    out/_data/                  data made once for all runs (the stream, when made from scans
+                                into a file)
 
 Strategies (section 5.2 of the paper):
 
@@ -37,6 +38,12 @@ filled in from a benchmark that has them), every run is also calibrated per test
 patch's own design's threshold, beside the MCC at the test set's own F1-optimal threshold
 (:mod:`ispad_core.experiment.calibrated`); a finished run without it is calibrated without
 training it again.
+
+With a contrast curriculum (``train.curriculum``; by default the from-scratch one when the
+stream is made from scans at native contrast), no stream file is written: every run draws the
+balanced stream on the fly from the scans (:class:`ispad_core.stream.SyntheticStream` with the
+config's ``[stream]`` settings, ``stream.n`` patches per epoch, new draws every epoch), whose
+synthetic defects the curriculum scales, step by step.
 
 Every run is a function of the config and its grid point: its seed fixes the selection, the
 injections, the initialisation and the data order. A finished run (its model file and a report
@@ -109,10 +116,18 @@ def _scale_contrast(params: Any, factor: float) -> Any:
     return one(params)
 
 
-def _stream_file(config: ExperimentConfig, out: Path, verbose: bool) -> Path:
-    """The stream file of the grid: the config's, or one made once from the scans in out/_data/."""
+def _drawn(config: ExperimentConfig) -> bool:
+    """Whether the runs draw their stream on the fly (a curriculum scales its defects)."""
+    return config.train["curriculum"] != "none"
+
+
+def _stream_file(config: ExperimentConfig, out: Path, verbose: bool) -> Path | None:
+    """The stream file of the grid: the config's, or one made once from the scans in out/_data/;
+    None when the runs draw it on the fly."""
     if config.data["stream"] is not None:
         return config.data["stream"]
+    if _drawn(config):
+        return None
     from ispad_core.io import read_images
     from ispad_core.stream import write_balanced_stream
     from ispad_core.synth import PRESETS
@@ -147,7 +162,7 @@ def _stream_file(config: ExperimentConfig, out: Path, verbose: bool) -> Path:
 
 @dataclass
 class _Data:
-    stream_path: Path
+    stream_path: Path | None
     stream_images: np.ndarray | None
     stream_labels: np.ndarray
     real_images: list
@@ -161,24 +176,46 @@ class _Data:
     test_names: tuple
     test_designs: tuple | None = None
     calibration: Path | None = None
+    scans: list | None = None  # the scans a stream drawn on the fly is drawn from
+    scan_names: list | None = None
+
+
+def _draw_stream(config: ExperimentConfig, scans: list, names: list) -> Any:
+    """A new :class:`~ispad_core.stream.SyntheticStream` of the config's stream settings over
+    ``scans`` (one per run: a curriculum sets its contrast gains as the run goes)."""
+    from ispad_core.stream import SyntheticStream
+    from ispad_core.synth import PRESETS
+
+    s = config.stream
+    return SyntheticStream(scans, n=s["n"], size=s["size"], seed=s["seed"], names=names,
+                           preset=_scale_contrast(PRESETS[s["preset"]], s["contrast"]),
+                           augment=None if s["augment"] == "none" else s["augment"])
 
 
 _CACHE: dict[str, _Data] = {}
 _IN_MEMORY_BYTES = 1 << 30
 
 
-def _load_data(config: ExperimentConfig, stream_path: Path) -> _Data:
-    key = json.dumps([config.to_dict()["data"], str(stream_path)])
+def _load_data(config: ExperimentConfig, stream_path: Path | None) -> _Data:
+    key = json.dumps([config.to_dict()["data"], config.to_dict()["stream"], str(stream_path)])
     if key in _CACHE:
         return _CACHE[key]
-    from ispad_core.io import open_stream, read_mvtec
+    from ispad_core.io import open_stream, read_images, read_mvtec
 
-    with open_stream(stream_path) as reader:
-        labels = np.asarray(reader.labels[:]).astype(np.int64)
-        shape = tuple(reader.image_shape)
-        # a stream that fits comfortably is read once into memory (fast item access for every run);
-        # a larger one is read from its file by each run
-        images = np.asarray(reader.images[:]) if len(labels) * int(np.prod(shape)) <= _IN_MEMORY_BYTES else None
+    scans = scan_names = None
+    if stream_path is None:
+        scans, files = read_images(config.data["scans"], name="data.scans")
+        scan_names = [f.name for f in files]
+        images = None
+        drawn = _draw_stream(config, scans, scan_names)
+        labels, shape = np.asarray(drawn.labels).astype(np.int64), tuple(drawn.image_shape)
+    else:
+        with open_stream(stream_path) as reader:
+            labels = np.asarray(reader.labels[:]).astype(np.int64)
+            shape = tuple(reader.image_shape)
+            # a stream that fits comfortably is read once into memory (fast item access for every run);
+            # a larger one is read from its file by each run
+            images = np.asarray(reader.images[:]) if len(labels) * int(np.prod(shape)) <= _IN_MEMORY_BYTES else None
     if config.data["real"] is not None:
         real_images, real_groups, real_names = _read_real(config.data["real"], shape[0])
     else:
@@ -203,6 +240,8 @@ def _load_data(config: ExperimentConfig, stream_path: Path) -> _Data:
         test_labels=test.test_labels.astype(np.int64),
         test_groups=test.test_groups,
         test_names=test.test_names,
+        scans=scans,
+        scan_names=scan_names,
     )
     if config.data.get("calibration") is not None:
         from ispad_core.experiment.calibrated import read_test_designs
@@ -317,7 +356,7 @@ class TrainRequest:
 
     run: RunSpec
     train: dict
-    stream_path: Path
+    stream_path: Path | None
     stream_images: np.ndarray | None
     stream_labels: np.ndarray
     real_images: list
@@ -327,6 +366,7 @@ class TrainRequest:
     checkpoint_dir: Path
     device: str | None
     provenance: dict
+    stream: Any = None  # the run's own stream drawn on the fly (None: stream_path / stream_images)
 
 
 @dataclass(frozen=True)
@@ -345,22 +385,25 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
     """The default training step: :func:`ispad_core.nn.train_detector`, then scores of validation and test.
 
     The run's real defects (already selected by the grid, in the shuffle's order) are passed as
-    patches; the stream (its fault-free half for ``oversampling``) from memory, or from its file
-    when it is larger than 1 GiB; the validation set for model selection. An unfinished run
-    (checkpoints beside the model file) resumes.
+    patches; the stream (its fault-free half for ``oversampling``) drawn on the fly under the
+    config's curriculum, or from memory, or from its file when it is larger than 1 GiB; the
+    validation set for model selection. An unfinished run (checkpoints beside the model file)
+    resumes.
     """
     from ispad_core.nn import TrainSettings, predict, train_detector
     from ispad_core.nn.detector import torch_threads
+    from ispad_core.nn.runtime import subset
 
     run, t = request.run, request.train
     preprocess = None if t["preprocess"] == "none" else t["preprocess"]
     images, labels = request.stream_images, request.stream_labels
     good = np.flatnonzero(labels == 0)
-    if images is not None:
+    if request.stream is not None:
+        stream: Any = subset(request.stream, good.tolist()) if run.strategy == "oversampling" else request.stream
+    elif images is not None:
         stream: Any = (images[good], labels[good]) if run.strategy == "oversampling" else (images, labels)
     elif run.strategy == "oversampling":
         from ispad_core.io import open_stream
-        from ispad_core.nn.runtime import subset
 
         stream = subset(open_stream(request.stream_path), good.tolist())
     else:
@@ -386,6 +429,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
         patience=t["patience"],
         workers=0,
         threads=t["threads"],
+        curriculum=None if t.get("curriculum", "none") == "none" else t["curriculum"],
         verbose=False,
     )
     result = train_detector(
@@ -436,12 +480,20 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 # --------------------------------------------------------------------------- one run
 
 
-def _settings(config: ExperimentConfig, run: RunSpec, stream_path: Path, real_names: list[str]) -> dict:
-    st = stream_path.stat()
+def _settings(config: ExperimentConfig, run: RunSpec, stream_path: Path | None, real_names: list[str],
+              scan_names: list | None = None) -> dict:
+    if stream_path is None:
+        stream = {"drawn": "on the fly", "scans": str(config.data["scans"]), "files": scan_names, **config.stream}
+    else:
+        stream = {"path": str(stream_path), "bytes": stream_path.stat().st_size,
+                  **({} if config.data["stream"] else config.stream)}
+    train = dict(config.train)
+    if train.get("curriculum") == "none":  # as the reports of runs made before the option had it
+        del train["curriculum"]
     return {
         "run": asdict(run),
-        "train": dict(config.train),
-        "stream": {"path": str(stream_path), "bytes": st.st_size, **({} if config.data["stream"] else config.stream)},
+        "train": train,
+        "stream": stream,
         "real": real_names,
         "val": str(config.data["val"]),
         "test": str(config.data["test"]),
@@ -484,7 +536,7 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
     data = _load_data(config, stream_path)
     idx = select_real(run, data.real_groups)
     real_names = [data.real_names[i] for i in idx]
-    settings = _settings(config, run, stream_path, real_names)
+    settings = _settings(config, run, stream_path, real_names, data.scan_names)
     run_dir = out / run.name
     done = _finished(run_dir, settings)
     if done is not None:
@@ -511,7 +563,10 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
             model_path=run_dir / "model.pt",
             checkpoint_dir=run_dir / "checkpoints",
             device=device,
-            provenance={"stream": str(stream_path), "real": real_names, "config": str(config.path) if config.path else None},
+            provenance={"stream": str(stream_path) if stream_path is not None else
+                        f"drawn on the fly from {config.data['scans']}",
+                        "real": real_names, "config": str(config.path) if config.path else None},
+            stream=None if data.scans is None else _draw_stream(config, data.scans, data.scan_names),
         )
         t1 = time.perf_counter()
         output = (trainer or train_step)(request, data.test_images)
