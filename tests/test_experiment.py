@@ -266,7 +266,7 @@ def test_toml_file_relative_paths_and_check(bench, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["reproduction", "reproduction_fractions", "reproduction_long",
-                                  "reproduction_long_augment"])
+                                  "reproduction_long_augment", "reproduction_native", "reproduction_native_fractions"])
 def test_the_documented_configs_are_valid(name, tmp_path):
     # docs/reproduction.md runs these against the benchmark made beside docs/: a copy beside a small one
     import shutil
@@ -274,15 +274,19 @@ def test_the_documented_configs_are_valid(name, tmp_path):
     from pathlib import Path
 
     docs = Path(__file__).resolve().parent.parent / "docs"
-    proxy_benchmark(tmp_path / "proxy", seed=0, size=64, n_scans=1, scan_side=128, n_points=16, n_area=16,
-                    n_val=2, n_test=2, good_per_defective=2)
+    native = "native" in name
+    proxy_benchmark(tmp_path / ("proxy_native" if native else "proxy"), seed=0, size=64, n_scans=1, scan_side=128,
+                    n_points=16, n_area=16, n_val=2, n_test=2, good_per_defective=2)
     (tmp_path / "docs").mkdir()
     toml = shutil.copy(docs / f"{name}.toml", tmp_path / "docs")
     config = load_config(toml)
     text = tomllib.loads((docs / f"{name}.toml").read_text())
-    assert config.train["steps"] == text["train"]["steps"] and config.train["threads"] == 2
+    assert config.train["steps"] == text["train"]["steps"] and config.train["threads"] == text["train"]["threads"]
+    # the native configs train under the from-scratch curriculum, the others at x 3 without one
+    assert config.train["curriculum"] == ("6:0.5:native" if native else "none")
     assert len(config.runs()) == {"reproduction": 9, "reproduction_fractions": 21, "reproduction_long": 9,
-                                  "reproduction_long_augment": 3}[name]
+                                  "reproduction_long_augment": 3, "reproduction_native": 9,
+                                  "reproduction_native_fractions": 18}[name]
 
 
 def test_scoring_uses_the_validation_threshold():
