@@ -6,17 +6,19 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from ispad_core._shared.recipes import DEMO_STEPS
     from ispad_core.cli.argtypes import int_at_least, nonnegative, number_in, positive
 
     p = sub.add_parser(
         "demo",
         help="the whole path on the built-in sample: stream, training with 10 real defects, inspection",
         description="Walk the path a factory walks, on the library's built-in sample, writing every file: "
-        "fault-free scans with 10 'real' defects (5 points, 5 area) and a validation set (OUT/benchmark), a "
-        "balanced synthetic stream (OUT/stream.h5), a ResNet-18 trained on it with the real defects injected at "
-        "p_inj = 1/32 (OUT/model.pt), and the inspection of a new 1536 x 1536 scan with planted defects "
-        "(OUT/results: verdict, heat-map overlay, JSON). Sized for a few minutes on a CPU; the commands that "
-        "repeat each step on your own data are printed at the end.",
+        "fault-free scans of one product (OUT/scans) with 10 'real' defects (5 points, 5 area, OUT/real) and a "
+        "validation set (OUT/val), a balanced synthetic stream drawn on the fly from the scans, a ResNet-18 "
+        "trained on it from scratch with the real defects injected at p_inj = 1/32 under the from-scratch "
+        "contrast curriculum (OUT/model.pt), and the inspection of a new 1536 x 1536 scan with planted defects "
+        "(OUT/results: verdict, heat-map overlay, JSON). Every defect is at the presets' own, faint contrast. "
+        "The commands that repeat each step on your own data are printed at the end.",
         epilog="example:\n  ispad demo --out demo/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -24,9 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=nonnegative, default=0, help="seed of the data, the training and the scan (default 0)")
     p.add_argument("--size", type=int_at_least(32), default=64, help="patch side in pixels (default 64)")
     p.add_argument("--n", type=positive, default=4000, help="patches in the synthetic stream (default 4000)")
-    p.add_argument("--steps", type=positive, default=400, help="training steps (default 400)")
-    p.add_argument("--contrast", type=number_in(0.1, 10.0), default=3.0, help="factor on every defect's contrast (default 3: "
-                   "a few hundred CPU steps learn nothing from the presets' faint defects; 1 also augments the stream)")
+    p.add_argument("--steps", type=positive, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
+    p.add_argument("--contrast", type=number_in(0.1, 10.0), default=1.0, help="factor on every defect's contrast "
+                   "(default 1: the presets' own); another value makes every defect that much stronger and takes the "
+                   "quicker path of a stream file without augmentation or curriculum, e.g. --contrast 3 --steps 400")
     p.add_argument("--overwrite", action="store_true", help="write into an existing --out, replacing the demo's files")
     p.add_argument("--quiet", action="store_true", help="no progress, only the summary")
     p.set_defaults(func=run)

@@ -9,18 +9,20 @@ with real data:
    each, drawn by the generator of :mod:`ispad_core.samples.proxy`, which shares no code with the
    synthesizer), and a validation set in ``val/`` (``good/``, ``points/``, ``area/``; 20
    fault-free patches per defective one) from another sheet;
-2. ``stream.h5``: a balanced synthetic stream cut from the scans (``ispad synth``);
-3. ``model.pt``: a ResNet-18 trained on the stream with the ten real defects injected with
-   ``p_inj = 1/32`` (``ispad train``), its F1-optimal threshold chosen on the validation set;
+2. a balanced synthetic stream of the scans, drawn on the fly (``ispad train --images``: new
+   draws every epoch, table-8 augmentation ``lsm1``, nothing written);
+3. ``model.pt``: a ResNet-18 trained from random initialisation on the stream with the ten real
+   defects injected with ``p_inj = 1/32`` (``ispad train``), under the from-scratch contrast
+   curriculum (the synthetic defects start 6 times as strong and reach the preset's contrast at
+   half the run; docs/training.md), its F1-optimal threshold chosen on the validation set;
 4. ``new_scans/scan.png``: a new 1536 x 1536 sheet of the product with synthetic defects planted in it, and
    ``results/``: its verdict, heat-map overlay and JSON report (``ispad inspect``).
 
-It is sized to finish in a few minutes on a laptop CPU: 64 x 64 patches, a few hundred training
-steps from random initialisation, and defects three times the presets' contrast without
-augmentation (``contrast``), because a ResNet-18 trained from scratch for a few hundred steps
-learns nothing from the presets' deliberately faint defects (measured: the training loss stays at
-chance, 0.69, for 400 steps at the native contrast with table-8 augmentation). A real detector
-trains on 256 x 256 patches at the presets' contrast, from ImageNet weights, for hours on a GPU.
+Every defect is at the presets' own, deliberately faint, contrast. It is sized for a CPU: 64 x 64
+patches and a thousand training steps from random initialisation, where a real detector
+trains on 256 x 256 patches from ImageNet weights for hours on a GPU. With ``contrast`` other than 1
+every defect is that much stronger and the path is the older, quicker one: a stream file
+(``stream.h5``, ``ispad synth``) without augmentation, and no curriculum.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ispad_core._shared.errors import InputValueError
+from ispad_core._shared.recipes import DEMO_STEPS
 from ispad_core._shared.validation import check_float, check_int
 
 __all__ = ["DemoResult", "run_demo"]
@@ -193,10 +196,10 @@ def run_demo(
     seed: int = 0,
     size: int = 64,
     n: int = 4000,
-    steps: int = 400,
+    steps: int = DEMO_STEPS,
     batch_size: int = 32,
     n_defects: int = 2,
-    contrast: float = 3.0,
+    contrast: float = 1.0,
     overwrite: bool = False,
     verbose: bool = True,
 ) -> DemoResult:
@@ -211,17 +214,20 @@ def run_demo(
     size : int, default 64
         Patch side in pixels.
     n : int, default 4000
-        Patches in the synthetic stream (half of them with synthetic defects).
-    steps : int, default 400
+        Patches in the synthetic stream (half of them with synthetic defects); at native
+        contrast, per epoch of the stream drawn on the fly.
+    steps : int, default :data:`~ispad_core._shared.recipes.DEMO_STEPS`
         Training steps.
     batch_size : int, default 32
         Training batch size (``p_inj = 1/32`` needs at least 32).
     n_defects : int, default 2
         Defects planted in the new scan.
-    contrast : float, default 3.0
+    contrast : float, default 1.0
         Factor on the contrast of every defect: the stream's synthetic ones
         (``DefectMixture.scale_contrast``), the "real" ones, and those planted in the new scan.
-        With 1.0 the stream is also augmented (table 8, ``lsm1``) as a full-scale run would be.
+        1.0 (native): the stream is drawn on the fly, augmented (table 8, ``lsm1``) and
+        trained under the from-scratch curriculum; otherwise a stream file without
+        augmentation and no curriculum (the quicker path of stronger defects).
     overwrite : bool, default False
         Allow ``out`` to exist; files the demo writes are then replaced.
     verbose : bool, default True
@@ -238,10 +244,7 @@ def run_demo(
     ValueError
         For out-of-range arguments.
     """
-    from ispad_core._shared.files import atomic_output
     from ispad_core.nn import train_detector
-    from ispad_core.stream import write_balanced_stream
-    from ispad_core.synth import PRESETS
 
     seed, size, n, steps, batch_size, n_defects, contrast = _checked(seed, size, n, steps, batch_size, n_defects, contrast)
     root = _out_folder(out, overwrite)
@@ -255,24 +258,27 @@ def run_demo(
     data = _product_data(root, seed=seed, size=size, contrast=contrast, overwrite=overwrite)
     done("data")
 
-    _say(verbose, f"[2/4] a balanced synthetic stream of {n} patches of {size} x {size} -> {root / 'stream.h5'} "
-                  "(the first run compiles the synthesizer's kernels, about 30 s)")
-    stream = root / "stream.h5"
-    params = PRESETS["mixed"].scale_contrast(contrast) if contrast != 1.0 else PRESETS["mixed"]
-    params_file = root / "defects.json"
-    with atomic_output(params_file, name="out", overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
-    augment = "lsm1" if contrast == 1.0 else None
-    write_balanced_stream(stream, data["scans"], n, preset=params, augment=augment, size=size, seed=seed,
-                          overwrite=overwrite, verbose=verbose)
+    native = contrast == 1.0
+    if native:
+        from ispad_core._shared.recipes import FROM_SCRATCH_CURRICULUM
+
+        stream: Any = _drawn_stream(data["scans"], n=n, size=size, seed=seed, verbose=verbose)
+        curriculum, val_every = FROM_SCRATCH_CURRICULUM, max(steps // 20, 1)
+        how = f"under the contrast curriculum {curriculum}"
+    else:
+        stream = _stream_file(root, data["scans"], n=n, size=size, seed=seed, contrast=contrast, overwrite=overwrite,
+                              verbose=verbose)
+        curriculum, val_every = None, max(steps // 4, 1)
+        how = "without a curriculum"
     done("stream")
 
-    _say(verbose, f"[3/4] training a ResNet-18 for {steps} steps with the 10 real defects injected (p_inj = 1/32) "
-                  f"-> {root / 'model.pt'}")
+    _say(verbose, f"[3/4] training a ResNet-18 from scratch for {steps} steps with the 10 real defects injected "
+                  f"(p_inj = 1/32), {how} -> {root / 'model.pt'} (the first run compiles the synthesizer's kernels, "
+                  "about 30 s)")
     model = root / "model.pt"
     trained = train_detector(stream, out=model, real=root / "real", val=root / "val", p_inj=1 / 32,
-                             max_steps=steps, val_every=max(steps // 4, 1), batch_size=batch_size, seed=seed,
-                             overwrite=overwrite, verbose=verbose)
+                             max_steps=steps, val_every=val_every, batch_size=batch_size, seed=seed,
+                             curriculum=curriculum, overwrite=overwrite, verbose=verbose)
     done("training")
 
     _say(verbose, f"[4/4] inspecting a new {1536} x {1536} scan with {n_defects} planted defects -> {root / 'results'}")
@@ -282,13 +288,15 @@ def run_demo(
     )
     done("inspection")
 
-    commands = (
-        f"ispad synth --out {q(str(stream))} --images {q(str(root / 'scans'))} --n {n} --size {size} --seed {seed} "
-        f"--params {q(str(params_file))} --augment {augment or 'none'}",
-        f"ispad train --stream {q(str(stream))} --real {q(str(root / 'real'))} --val {q(str(root / 'val'))} "
-        f"--p-inj 1/32 --max-steps {steps} --batch-size {batch_size} --seed {seed} --out {q(str(model))}",
-        f"ispad inspect {q(str(scan_file))} --model {q(str(model))} --out {q(str(results))}",
-    )
+    common = (f"--real {q(str(root / 'real'))} --val {q(str(root / 'val'))} --p-inj 1/32 --max-steps {steps} "
+              f"--val-every {val_every} --batch-size {batch_size} --seed {seed} --out {q(str(model))}")
+    if native:  # ispad train --images from scratch takes the curriculum by default
+        train = [f"ispad train --images {q(str(root / 'scans'))} --n {n} --size {size} {common}"]
+    else:
+        train = [f"ispad synth --out {q(str(stream))} --images {q(str(root / 'scans'))} --n {n} --size {size} "
+                 f"--seed {seed} --params {q(str(root / 'defects.json'))} --augment none",
+                 f"ispad train --stream {q(str(stream))} {common}"]
+    commands = (*train, f"ispad inspect {q(str(scan_file))} --model {q(str(model))} --out {q(str(results))}")
     return DemoResult(
         out=root,
         model=model,
@@ -301,6 +309,35 @@ def run_demo(
         seconds=time.perf_counter() - started,
         stage_seconds=stages.seconds,
     )
+
+
+def _drawn_stream(scans: list, *, n, size, seed, verbose) -> Any:
+    """The balanced stream of the scans at the presets' contrast with table-8 augmentation, drawn
+    on the fly (``ispad train --images``)."""
+    from ispad_core.stream import SyntheticStream
+
+    _say(verbose, f"[2/4] a balanced synthetic stream of {n} patches of {size} x {size} per epoch, drawn on the fly "
+                  "from the scans with table-8 augmentation (new draws every epoch; nothing written)")
+    return SyntheticStream(scans, n=n, size=size, preset="mixed", augment="lsm1", seed=seed,
+                           names=[f"sheet_{k}.png" for k in range(len(scans))])
+
+
+def _stream_file(root: Path, scans: list, *, n, size, seed, contrast, overwrite, verbose) -> Path:
+    """``stream.h5``: the balanced stream of the scans with every defect ``contrast`` times as strong
+    (no augmentation), and the preset it used in ``defects.json`` (``ispad synth --params``)."""
+    from ispad_core._shared.files import atomic_output
+    from ispad_core.stream import write_balanced_stream
+    from ispad_core.synth import PRESETS
+
+    _say(verbose, f"[2/4] a balanced synthetic stream of {n} patches of {size} x {size}, every defect {contrast:g} "
+                  f"times as strong -> {root / 'stream.h5'} (the first run compiles the synthesizer's kernels, about 30 s)")
+    params = PRESETS["mixed"].scale_contrast(contrast)
+    with atomic_output(root / "defects.json", name="out", overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
+    stream = root / "stream.h5"
+    write_balanced_stream(stream, scans, n, preset=params, augment=None, size=size, seed=seed, overwrite=overwrite,
+                          verbose=verbose)
+    return stream
 
 
 def _inspect_new_sheet(root: Path, model: Path, *, seed, size, n_defects, contrast, overwrite, verbose):
