@@ -1,6 +1,7 @@
 """The grid runner behind ``ispad experiment``."""
 
 import csv
+import importlib.util
 import json
 import os
 
@@ -515,3 +516,26 @@ def test_test_designs_must_name_every_test_patch(tmp_path):
     path.write_text("name,design\n")
     with pytest.raises(ValueError, match="needs the columns file and design"):
         read_test_designs(path, [])
+
+
+def test_train_amp_is_checked_and_recorded_as_the_precision_trained_in(bench, tmp_path, monkeypatch):
+    import ispad_core.experiment.runner as ex
+
+    config = _config(bench, strategies=["synthetic"])
+    config["train"]["amp"] = "bf16"
+    with pytest.raises(ConfigError, match=r"train\.amp: expected \"auto\", true or false, got 'bf16'"):
+        load_config(config)
+    monkeypatch.setattr(ex, "_CACHE", {})
+    reports = {}
+    for amp in ("auto", True):
+        config["train"]["amp"] = amp
+        (reports[amp],) = run_experiment(config, tmp_path / f"runs_{amp}", verbose=False, trainer=fake_trainer,
+                                         device="cpu").reports
+    # the precision trained in is recorded, fp32 left out as in the reports of runs made before the option
+    has_torch = importlib.util.find_spec("torch") is not None  # without the models layer: a stand-in trainer, fp32
+    if has_torch:
+        from ispad_core.nn.runtime import cpu_has_bf16
+    auto = "bf16" if has_torch and cpu_has_bf16() else "fp32"
+    assert "amp" not in reports["auto"]["settings"]["train"]
+    assert reports["auto"]["settings"]["train"].get("precision", "fp32") == auto
+    assert reports[True]["settings"]["train"].get("precision", "fp32") == ("bf16" if has_torch else "fp32")

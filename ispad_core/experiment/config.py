@@ -47,6 +47,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "patience": 1000,
         "threads": None,
         "curriculum": "auto",
+        "amp": "auto",
     },
     "calibration": {"target_fpr": 0.01},
 }
@@ -245,7 +246,10 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
                             stream drawn on the fly from data.scans instead of a stream file;
                             "none"; "auto" is the from-scratch default
                             (FROM_SCRATCH_CURRICULUM, "6:0.5:native") when the stream is made
-                            from scans at native contrast (stream.contrast = 1), else none
+                            from scans at native contrast (stream.contrast = 1), else none;
+                            amp ["auto"]: mixed precision in training: "auto" (fp16 autocast
+                            on CUDA, bf16 on a CPU that computes it natively, else fp32;
+                            ispad_core.nn.training.auto_amp), true (bf16 on any CPU) or false
             [calibration]   target_fpr [0.01]: the false-alarm rate per window R at which every
                             run is calibrated per test design on its calibration sheets (with
                             data.calibration and data.test_designs; see docs/calibration.md)
@@ -380,6 +384,8 @@ def _check_train(t: dict) -> dict:
 
         if t["augment"] not in AUGMENT_PRESETS:
             raise _err("train.augment", f"expected none or one of {', '.join(AUGMENT_PRESETS)}, got {t['augment']!r}")
+    if t["amp"] not in ("auto", True, False):
+        raise _err("train.amp", f"expected \"auto\", true or false, got {t['amp']!r}")
     if t["optimizer"] not in ("sgd", "adamw"):
         raise _err("train.optimizer", f"expected sgd or adamw, got {t['optimizer']!r}")
     if t["preprocess"] not in ("lsm1", "lsm2", "asm", "none"):

@@ -429,6 +429,7 @@ def train_step(request: TrainRequest, test_images: np.ndarray) -> TrainOutput:
         patience=t["patience"],
         workers=0,
         threads=t["threads"],
+        amp=_amp(t.get("amp", "auto"), request.device),
         curriculum=None if t.get("curriculum", "none") == "none" else t["curriculum"],
         verbose=False,
     )
@@ -480,8 +481,25 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 # --------------------------------------------------------------------------- one run
 
 
+def _amp(amp: Any, device: str | None) -> bool | None:
+    """TrainSettings.amp of ``train.amp``: true, false, or "auto" (:func:`ispad_core.nn.training.auto_amp`)."""
+    from ispad_core.nn.training import auto_amp
+
+    return auto_amp(device) if amp == "auto" else amp
+
+
+def _precision(amp: Any, device: str | None) -> str:
+    """The autocast dtype a run with ``train.amp`` trains in on ``device``: fp32, fp16 or bf16
+    (fp32 when the models layer is absent: a stand-in trainer)."""
+    try:
+        from ispad_core.nn.training import training_precision
+    except ImportError:
+        return "fp32"
+    return training_precision(_amp(amp, device), device)
+
+
 def _settings(config: ExperimentConfig, run: RunSpec, stream_path: Path | None, real_names: list[str],
-              scan_names: list | None = None) -> dict:
+              scan_names: list | None = None, device: str | None = None) -> dict:
     if stream_path is None:
         stream = {"drawn": "on the fly", "scans": str(config.data["scans"]), "files": scan_names, **config.stream}
     else:
@@ -490,6 +508,11 @@ def _settings(config: ExperimentConfig, run: RunSpec, stream_path: Path | None, 
     train = dict(config.train)
     if train.get("curriculum") == "none":  # as the reports of runs made before the option had it
         del train["curriculum"]
+    # the precision the run trains in, not the option ("auto" is fp16 on a GPU, bf16 or fp32 on
+    # a CPU); fp32 is left out, as the reports of runs made before the option had it
+    precision = _precision(train.pop("amp", "auto"), device)
+    if precision != "fp32":
+        train["precision"] = precision
     return {
         "run": asdict(run),
         "train": train,
@@ -536,7 +559,7 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
     data = _load_data(config, stream_path)
     idx = select_real(run, data.real_groups)
     real_names = [data.real_names[i] for i in idx]
-    settings = _settings(config, run, stream_path, real_names, data.scan_names)
+    settings = _settings(config, run, stream_path, real_names, data.scan_names, device)
     run_dir = out / run.name
     done = _finished(run_dir, settings)
     if done is not None:

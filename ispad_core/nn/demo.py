@@ -245,6 +245,7 @@ def run_demo(
         For out-of-range arguments.
     """
     from ispad_core.nn import train_detector
+    from ispad_core.nn.training import auto_amp
 
     seed, size, n, steps, batch_size, n_defects, contrast = _checked(seed, size, n, steps, batch_size, n_defects, contrast)
     root = _out_folder(out, overwrite)
@@ -278,7 +279,7 @@ def run_demo(
     model = root / "model.pt"
     trained = train_detector(stream, out=model, real=root / "real", val=root / "val", p_inj=1 / 32,
                              max_steps=steps, val_every=val_every, batch_size=batch_size, seed=seed,
-                             curriculum=curriculum, overwrite=overwrite, verbose=verbose)
+                             curriculum=curriculum, amp=auto_amp(), overwrite=overwrite, verbose=verbose)
     done("training")
 
     _say(verbose, f"[4/4] inspecting a new {1536} x {1536} scan with {n_defects} planted defects -> {root / 'results'}")

@@ -49,13 +49,13 @@ from ispad_core.nn.preprocessing import resolve_preprocess
 from ispad_core.nn.settings import TrainSettings
 from ispad_core.nn.training import (
     TrainResult,
-    _amp_dtype,
     _as_dataset,
     _distributed,
     _predict_impl,
     _resolve_device,
     torch_threads,
     train,
+    training_precision,
 )
 
 __all__ = [
@@ -848,8 +848,8 @@ def _say_plan(say: Any, run: _Run, data: _Data) -> None:
         say(f"curriculum: {cfg.curriculum}")
     say(f"validation: {data.val_prov['source']} ({len(data.val_set)} patches)")
     threads = torch.get_num_threads() if cfg.threads is None else cfg.threads
-    say(f"device {run.device}, {run.workers} loader worker(s), {threads} thread(s), batch {cfg.batch_size}"
-        + ("" if run.world == 1 else f" x {run.world} processes"))
+    say(f"device {run.device} ({training_precision(cfg.amp, run.device)}), {run.workers} loader worker(s), "
+        f"{threads} thread(s), batch {cfg.batch_size}" + ("" if run.world == 1 else f" x {run.world} processes"))
 
 
 def _fit(model: nn.Module, data: _Data, run: _Run, ckpt: Path, resume: bool):
@@ -861,9 +861,10 @@ def _fit(model: nn.Module, data: _Data, run: _Run, ckpt: Path, resume: bool):
     )
     with torch_threads(cfg.threads):
         result = train(model, data.train_set, data.val_set, settings=trained, checkpoint_dir=ckpt, resume=resume)
+        # the threshold on full-precision scores: predict and inspect score in full precision
         pred = _predict_impl(
             model, data.val_set, distributed_shard=True, batch_size=cfg.batch_size, preprocess=run.params,
-            device=run.device, amp_dtype=_amp_dtype(cfg.amp, run.device), num_workers=run.workers, channels_last=False,
+            device=run.device, amp_dtype=None, num_workers=run.workers, channels_last=False,
         )
     return result, pred
 
@@ -907,6 +908,7 @@ def _metadata(
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "stopped_early": result.stopped_early, "interrupted": result.interrupted,
             "history": result.to_dict()["history"], "device": str(run.device), "amp": cfg.amp,
+            "precision": training_precision(cfg.amp, run.device),
             "seconds": time.perf_counter() - t_start,
         },
         "provenance": {"stream": data.stream_prov, "real": data.real_prov, "validation": data.val_prov,

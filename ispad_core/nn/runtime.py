@@ -22,6 +22,17 @@ __all__ = [
 ]
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), as oneDNN sees it: there
+    bf16 autocast runs faster than fp32 (inspection about 2x, training about 1.5x); elsewhere it
+    is emulated, and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - older or unusual torch builds
+        caps = getattr(torch._C._cpu, "_get_cpu_capability", dict)()
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
 def set_threads(threads: int) -> None:
     """torch's CPU threads for the rest of the process."""
     torch.set_num_threads(threads)

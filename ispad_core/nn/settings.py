@@ -199,8 +199,11 @@ class TrainSettings:
     device : str or torch.device, optional
         Default: CUDA if available, else the CPU.
     amp : bool, optional
-        Mixed precision: None uses fp16 autocast on CUDA and full precision elsewhere; True also
-        bf16 autocast on the CPU; False never.
+        Mixed precision in training and validation: None uses fp16 autocast on CUDA and full
+        precision elsewhere; True also bf16 autocast on the CPU (on a CPU with AVX-512 BF16 or
+        AMX about 1.5 times the fp32 rate, with the same test figures in docs/training.md;
+        emulated and slower elsewhere); False never. The threshold is chosen on full-precision
+        scores, as :func:`~ispad_core.nn.predict` computes them.
     channels_last : bool, default False
         Train in ``torch.channels_last`` memory format.
     workers : int, optional

@@ -44,7 +44,8 @@ from ispad_core._shared.validation import check_array, check_binary_labels, chec
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
 from ispad_core.nn.settings import TrainSettings
 
-__all__ = ["EpochRecord", "Prediction", "TrainResult", "evaluate", "predict", "torch_threads", "train"]
+__all__ = ["EpochRecord", "Prediction", "TrainResult", "auto_amp", "evaluate", "predict", "torch_threads", "train",
+           "training_precision"]
 
 _CHECKPOINT_VERSION = 2  # 2: the position inside the epoch (``val_every`` checkpoints mid-epoch)
 _NO_LABEL = -1
@@ -136,8 +137,43 @@ def _resolve_device(device: Any, model: nn.Module | None = None) -> torch.device
     return torch.device("cpu")
 
 
+def auto_amp(device: Any = None) -> bool | None:
+    """The ``amp`` that the commands' ``auto`` stands for (``ispad train --amp``, ``ispad
+    experiment``'s ``train.amp``, ``ispad demo``): True (bf16 autocast) on a CPU that computes
+    bf16 natively (:func:`ispad_core.nn.runtime.cpu_has_bf16`), where a training step takes about
+    0.65 of the fp32 time with the same test figures (docs/training.md); None elsewhere (fp16
+    autocast on CUDA, fp32 on other CPUs). :class:`TrainSettings` itself keeps ``amp=None``.
+
+    Examples
+    --------
+    >>> from ispad_core.nn.runtime import cpu_has_bf16
+    >>> from ispad_core.nn.training import auto_amp
+    >>> auto_amp("cpu") is (True if cpu_has_bf16() else None)
+    True
+    """
+    from ispad_core.nn.runtime import cpu_has_bf16
+
+    return True if _resolve_device(device).type == "cpu" and cpu_has_bf16() else None
+
+
+def training_precision(amp: bool | None = None, device: Any = None) -> str:
+    """The precision a training run with ``amp`` trains in on ``device`` (default: as
+    :func:`train` picks it): ``"fp32"``, ``"fp16"`` (autocast on CUDA) or ``"bf16"`` (autocast on
+    the CPU).
+
+    Examples
+    --------
+    >>> from ispad_core.nn.training import training_precision
+    >>> training_precision(False, "cpu"), training_precision(True, "cpu")
+    ('fp32', 'bf16')
+    """
+    dtype = _amp_dtype(amp, _resolve_device(device))
+    return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+
+
 def _amp_dtype(amp: bool | None, device: torch.device) -> torch.dtype | None:
-    """fp16 on CUDA (with a GradScaler), bf16 on CPU when asked; None means full precision."""
+    """The autocast dtype: fp16 on CUDA (with a GradScaler), bf16 on the CPU; None means full
+    precision. ``amp=None`` turns it on on CUDA only."""
     if amp is None:
         amp = device.type == "cuda"
     if not isinstance(amp, bool):

@@ -518,3 +518,31 @@ def test_cli_train_a_link_at_the_checkpoint_folder_is_one_line(data, tmp_path, c
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and "m.pt.ckpt is a symbolic link" in err, err
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("amp, precision", [("on", "bf16"), ("off", "fp32"), ("auto", None)])
+def test_cli_amp_sets_the_training_precision_and_the_threshold_stays_full_precision(data, tmp_path, amp, precision):
+    from ispad_core.metrics import f1_optimal_threshold
+    from ispad_core.nn import predict
+    from ispad_core.nn.runtime import cpu_has_bf16
+
+    if precision is None:  # auto: bf16 where the CPU computes it natively
+        precision = "bf16" if cpu_has_bf16() else "fp32"
+
+    out = tmp_path / "model.pt"
+    args = _parser().parse_args([
+        "train", "--stream", str(data / "stream.h5"), "--val", str(data / "val"), "--out", str(out),
+        "--backbone", TINY, "--allow-factory", "--max-steps", "2", "--batch-size", "16", "--workers", "0",
+        "--threads", "1", "--amp", amp, "--quiet",
+    ])
+    assert args.func(args) == 0
+    model, meta = load_model(out, allow_factory=TINY)
+    assert meta["training"]["precision"] == precision
+    # the stored threshold is the F1-optimal one of the scores predict computes (full precision)
+    from ispad_core.io import read_labelled_set
+    from ispad_core.nn import Preprocess
+
+    val = read_labelled_set(data / "val", size=SIZE)
+    scores = predict(model, (np.asarray(val.images), val.labels), preprocess=Preprocess(**meta["preprocess"]),
+                     batch_size=64).scores
+    assert meta["threshold"] == pytest.approx(float(f1_optimal_threshold(val.labels, scores)))

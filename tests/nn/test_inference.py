@@ -338,9 +338,9 @@ def test_bad_threshold(model):
 
 
 def test_auto_precision():
-    from ispad_core.nn.inference.scoring import _cpu_has_bf16
+    from ispad_core.nn.runtime import cpu_has_bf16
 
-    assert resolve_precision("auto", "auto", "cpu") == ("bf16" if _cpu_has_bf16() else "fp32", True)
+    assert resolve_precision("auto", "auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32", True)
     assert resolve_precision("auto", None, "cuda") == ("fp16", True)
     assert resolve_precision("bf16", False, "cpu") == ("bf16", False)
 

@@ -47,6 +47,7 @@ from ispad_core._shared.progress import progress
 from ispad_core._shared.validation import check_array, check_choice, check_float, check_int, take_renamed
 from ispad_core.nn.backbones import in_channels
 from ispad_core.nn.preprocessing import Preprocess, preprocess_batch, resolve_preprocess
+from ispad_core.nn.runtime import cpu_has_bf16
 from ispad_core.tiling import sliding_windows, stitch
 
 __all__ = [
@@ -116,15 +117,6 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     return ((299 * r + 587 * g + 114 * b + 500) // 1000).astype(np.uint8)
 
 
-def _cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), as oneDNN sees it."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - older or unusual torch builds
-        caps = getattr(torch._C._cpu, "_get_cpu_capability", dict)()
-        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
-
-
 def resolve_precision(precision: str, channels_last: Any, device: Any) -> tuple[str, bool]:
     """The precision and memory layout that ``"auto"`` stands for on ``device``.
 
@@ -159,7 +151,7 @@ def resolve_precision(precision: str, channels_last: Any, device: Any) -> tuple[
         if device.type == "cuda":
             precision = "fp16"
         else:
-            precision = "bf16" if device.type == "cpu" and _cpu_has_bf16() else "fp32"
+            precision = "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise InputValueError(f"precision: fp16 autocast needs a CUDA device, got {device}; use 'bf16' or 'fp32'")
     return precision, channels_last
