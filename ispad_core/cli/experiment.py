@@ -32,6 +32,8 @@ a config (paths relative to the config file):
   batch_size = 32
   curriculum = "auto"              # from scratch at contrast 1: 6:0.5:native on a stream drawn on
                                    # the fly from the scans ("none": the stream file as it is)
+  amp = "auto"                     # bf16 autocast on a CPU that computes it natively, else fp32
+                                   # (fp16 on CUDA); true or false to choose
 
 Finished runs are skipped when the command is run again; an interrupted run resumes.
 Output: runs/<run>/model.pt and report.json, runs/results.csv, runs/results.md, runs/mcc_vs_real.png."""
