@@ -31,8 +31,8 @@ alone; during training the worker process shares the CPUs with the model).
 ``test_bf16_autocast_beside_fp32_on_the_cpu``: the training rate of
 :func:`ispad_core.nn.train_detector` as above, on one torch thread (one run of the experiment grid
 with two at once on 2 cores) and on two (``ispad train`` and ``ispad demo`` on 2 cores), with
-``amp=True`` (bf16 autocast on the CPU) beside ``amp=False``, alternated in rounds, each the best
-of its rounds; the ratio is printed with whether the CPU has AVX-512 BF16 or AMX, without which
+``amp=True`` (bf16 autocast on the CPU), and that with ``channels_last=True``, beside
+``amp=False``, alternated in rounds, each the best of its rounds; the ratio is printed with whether the CPU has AVX-512 BF16 or AMX, without which
 bf16 is emulated and slower.
 """
 
@@ -164,12 +164,13 @@ def pace_data(tmp_path_factory, request):
     return root, path, real, val
 
 
-def _train_detector_rate(root, path, real, val, steps: int, amp: bool | None = None) -> float:
+def _train_detector_rate(root, path, real, val, steps: int, amp: bool | None = None,
+                         channels_last: bool = False) -> float:
     """Training patches/s of train_detector as ispad train runs it (its own report: training steps only)."""
     from ispad_core.nn import train_detector
 
     res = train_detector(path, out=root / "model.pt", real=real, val=val, p_inj=1 / 32, batch_size=PACE_BATCH,
-                         max_steps=steps, seed=0, amp=amp, overwrite=True, verbose=False)
+                         max_steps=steps, seed=0, amp=amp, channels_last=channels_last, overwrite=True, verbose=False)
     (root / "model.pt").unlink()
     return res.train.history[-1].patches_per_s
 
@@ -240,11 +241,13 @@ def test_bf16_autocast_beside_fp32_on_the_cpu(benchmark, pace_data, threads):
     steps = 2 if disabled else 40
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    rates: dict = {False: [], True: []}
+    arms = {"fp32 (amp=False)": (False, False), "bf16 autocast (amp=True)": (True, False),
+            "bf16, channels-last": (True, True)}
+    rates: dict = {name: [] for name in arms}
 
     def both():
-        for amp in (False, True):
-            rates[amp].append(_train_detector_rate(root, path, real, val, steps, amp=amp))
+        for name, (amp, channels_last) in arms.items():
+            rates[name].append(_train_detector_rate(root, path, real, val, steps, amp=amp, channels_last=channels_last))
 
     try:
         benchmark.pedantic(both, rounds=1 if disabled else 3, warmup_rounds=0 if disabled else 1, iterations=1)
@@ -254,10 +257,11 @@ def test_bf16_autocast_beside_fp32_on_the_cpu(benchmark, pace_data, threads):
         return
     from ispad_core.nn.runtime import cpu_has_bf16
 
-    fp32, bf16 = max(rates[False]), max(rates[True])
+    best = {name: max(r) for name, r in rates.items()}
     print(f"\n{SIZE} x {SIZE} patches, batch {PACE_BATCH}, {threads} torch thread(s), {os.cpu_count()} CPUs, "
           f"bf16 in hardware (AVX-512 BF16 or AMX): {'yes' if cpu_has_bf16() else 'no'}")
-    for name, amp in (("fp32 (amp=False)", False), ("bf16 autocast (amp=True)", True)):
-        print(f"train_detector, {name:<25} {max(rates[amp]):,.0f} patches/s  (rounds: "
-              f"{', '.join(f'{r:,.0f}' for r in rates[amp])})")
-    print(f"bf16 / fp32: {bf16 / fp32:.2f}x")
+    for name, r in rates.items():
+        print(f"train_detector, {name:<25} {best[name]:,.0f} patches/s  (rounds: {', '.join(f'{x:,.0f}' for x in r)})")
+    fp32 = best["fp32 (amp=False)"]
+    print(f"bf16 / fp32: {best['bf16 autocast (amp=True)'] / fp32:.2f}x; bf16 channels-last / fp32: "
+          f"{best['bf16, channels-last'] / fp32:.2f}x")
