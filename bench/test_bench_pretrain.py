@@ -28,6 +28,7 @@ import os
 
 import pytest
 
+from bench._rounds import alternated_rates
 from ispad_core._shared.config import prefer_passive_openmp
 
 PASSIVE = prefer_passive_openmp()  # before torch loads, as the training commands do
@@ -60,18 +61,10 @@ def test_pretraining_step_rate_beside_training(benchmark, sample, tmp_path, say)
     disabled = benchmark.disabled
     steps = 2 if disabled else 40
     scans = list(sample)
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    rates: dict = {"pretrain": [], "train": []}
-
-    def both():
-        rates["pretrain"].append(_pretrain_rate(scans, steps))
-        rates["train"].append(_train_rate(scans, tmp_path, steps))
-
-    try:
-        benchmark.pedantic(both, rounds=1 if disabled else 3, warmup_rounds=0 if disabled else 1, iterations=1)
-    finally:
-        torch.set_num_threads(before)
+    rates = alternated_rates(benchmark, THREADS, {
+        "pretrain": lambda: _pretrain_rate(scans, steps),
+        "train": lambda: _train_rate(scans, tmp_path, steps),
+    })
     if disabled:
         return
     pre, sup = max(rates["pretrain"]), max(rates["train"])

@@ -44,6 +44,7 @@ import time
 import numpy as np
 import pytest
 
+from bench._rounds import alternated_rates
 from ispad_core._shared.config import prefer_passive_openmp
 
 PASSIVE = prefer_passive_openmp()  # before torch loads, as the training commands do
@@ -207,18 +208,10 @@ def test_training_keeps_pace_with_a_plain_torch_loop(benchmark, pace_data):
                           real_transform=RealTransform(SIZE, "lsm1"))
     order = torch.randperm(len(ds), generator=_generator(0, 1, 0)).tolist()
     batches = [_collate(ds.__getitems__(order[k * PACE_BATCH:(k + 1) * PACE_BATCH])) for k in range(min(steps, 16))]
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    rates: dict = {"train": [], "plain": []}
-
-    def both():
-        rates["plain"].append(_plain_loop_rate(batches, steps))
-        rates["train"].append(_train_detector_rate(root, path, real, val, steps))
-
-    try:
-        benchmark.pedantic(both, rounds=1 if disabled else 3, warmup_rounds=0 if disabled else 1, iterations=1)
-    finally:
-        torch.set_num_threads(before)
+    rates = alternated_rates(benchmark, THREADS, {
+        "plain": lambda: _plain_loop_rate(batches, steps),
+        "train": lambda: _train_detector_rate(root, path, real, val, steps),
+    })
     if disabled:
         return
     train_rate, plain_rate = max(rates["train"]), max(rates["plain"])
@@ -239,20 +232,12 @@ def test_bf16_autocast_beside_fp32_on_the_cpu(benchmark, pace_data, threads):
     root, path, real, val = pace_data
     disabled = benchmark.disabled
     steps = 2 if disabled else 40
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     arms = {"fp32 (amp=False)": (False, False), "bf16 autocast (amp=True)": (True, False),
             "bf16, channels-last": (True, True)}
-    rates: dict = {name: [] for name in arms}
-
-    def both():
-        for name, (amp, channels_last) in arms.items():
-            rates[name].append(_train_detector_rate(root, path, real, val, steps, amp=amp, channels_last=channels_last))
-
-    try:
-        benchmark.pedantic(both, rounds=1 if disabled else 3, warmup_rounds=0 if disabled else 1, iterations=1)
-    finally:
-        torch.set_num_threads(before)
+    rates = alternated_rates(benchmark, threads, {
+        name: (lambda amp=amp, cl=cl: _train_detector_rate(root, path, real, val, steps, amp=amp, channels_last=cl))
+        for name, (amp, cl) in arms.items()
+    })
     if disabled:
         return
     from ispad_core.nn.runtime import cpu_has_bf16
