@@ -20,7 +20,7 @@ from ispad_core.augment import (
     augment_with_mask,
     warp_affine,
 )
-from tests.reference.augment_ref import affine_matrix_ref, augment_ref, draw_params_ref, warp_ref
+from tests.reference.augment_ref import affine_matrix_ref, augment_ref, draw_params_ref, warp_fixed_ref, warp_ref
 
 STILL = dict(p_affine=1.0, rotation=0.0, scale=(1.0, 1.0), shear=0.0, vflip=0.0, hflip=0.0,
              brightness=(1.0, 1.0), contrast=(1.0, 1.0))
@@ -119,6 +119,56 @@ def test_reflect_index_matches_numpy_pad():
         padded = np.pad(np.arange(n), 3 * n + 2, mode="reflect" if n > 1 else "edge")
         got = [K.reflect_index(i, n) for i in range(-(3 * n + 2), n + 3 * n + 2)]
         np.testing.assert_array_equal(got, padded)
+
+
+def _matrix(kind, rng, h, w):
+    if kind == "near identity":
+        return np.c_[np.eye(2) + rng.normal(0, 0.4, (2, 2)), rng.normal(0, max(h, w) / 3, 2)]
+    if kind == "zoomed out":  # positions many periods away: repeated reflections
+        return np.c_[rng.normal(0, 8, (2, 2)), rng.normal(0, 200, 2)]
+    if kind == "integer":  # positions exactly on the last row or column, steps of 0
+        return np.c_[rng.integers(-2, 3, (2, 2)), rng.integers(-3 * h, 3 * h, 2)].astype(float)
+    return np.array([[1.0, 0.0, rng.integers(-50, 50) + 0.5], [0.0, 1.0, rng.uniform(-50, 50)]])
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(2, 40),
+    w=st.integers(2, 40),
+    channels=st.sampled_from([None, 3]),
+    dtype=st.sampled_from([np.uint8, np.uint16]),
+    kind=st.sampled_from(["near identity", "zoomed out", "integer", "shift"]),
+)
+def test_bilinear_warp_equals_fixed_point_definition_bit_for_bit(seed, h, w, channels, dtype, kind):
+    # the kernel cuts grey rows into runs and interpolates uint8 in float64; the reference
+    # treats every pixel alike in int64, so this pins the bytes, borders included
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels is None else (h, w, channels)
+    image = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+    matrix = _matrix(kind, rng, h, w)
+    out = warp_affine(image, matrix, channel_axis=None if channels is None else -1)
+    np.testing.assert_array_equal(out, warp_fixed_ref(image, matrix))
+
+
+@numba.njit
+def _lerp_mismatches(p10, p11, weights):
+    bad = 0
+    for p00 in range(256):
+        for p01 in range(256):
+            for fr in weights:
+                for fc in weights:
+                    a = K._lerp_u8(np.uint8(p00), np.uint8(p01), np.uint8(p10), np.uint8(p11), fr, fc)
+                    b = K._lerp_fixed(np.int64(p00), np.int64(p01), np.int64(p10), np.int64(p11), fr, fc)
+                    bad += a != b
+    return bad
+
+
+def test_float_bilinear_of_bytes_equals_fixed_point():
+    rng = np.random.default_rng(11)
+    weights = np.r_[0, 1, 2**19, 2**20 - 1, 2**20, rng.integers(0, 2**20, 3)].astype(np.int64)
+    for p10, p11 in [(0, 255), (255, 0), (255, 255), (0, 0), *rng.integers(0, 256, (4, 2))]:
+        assert _lerp_mismatches(p10, p11, weights) == 0
 
 
 # ----------------------------------------------------------------------------- augment_batch

@@ -82,3 +82,45 @@ def augment_ref(patch: np.ndarray, params, seed: int, mask: np.ndarray | None = 
     mu = b * patch.astype(np.float64).mean()
     out = np.clip(np.floor(c * (b * warped - mu) + mu + 0.5), 0, maxval).astype(patch.dtype)
     return out, warped_mask, d
+
+
+def warp_fixed_ref(image: np.ndarray, matrix) -> np.ndarray:
+    """The exact bytes of the bilinear warp (``order=1``) for images of height and width >= 2,
+    from its fixed-point definition, every pixel alike (no fast path, no runs).
+
+    Output row r starts at the input position ``round((m00 r + m02) 2**32)`` (rows) and
+    ``round((m10 r + m12) 2**32)`` (columns), 32 fractional bits, and each column adds
+    ``round(m01 2**32)`` and ``round(m11 2**32)``. A position is mirrored into ``[0, n - 1]``
+    (period ``2 (n - 1)``, the edge pixel not repeated); its integer part is the top-left
+    neighbour and bits 12-31 its 20-bit weight, except that a position on the last pixel uses
+    neighbour ``n - 2`` with the full weight ``2**20``. The value is
+    ``((top << 20) + fr (bottom - top) + 2**39) >> 40`` with ``top = (p00 << 20) + fc (p01 - p00)``
+    and ``bottom`` alike (integers, rounded half up)."""
+    h, w = image.shape[:2]
+    assert h >= 2 and w >= 2
+    img = image.reshape(h, w, -1).astype(np.int64)
+    m = np.asarray(matrix, dtype=np.float64)
+    one = 2.0**32
+    rows = np.arange(h, dtype=np.float64)
+    r0 = np.rint((m[0, 0] * rows + m[0, 2]) * one).astype(np.int64)
+    c0 = np.rint((m[1, 0] * rows + m[1, 2]) * one).astype(np.int64)
+    cols = np.arange(w, dtype=np.int64)
+    pos_r = r0[:, None] + cols[None, :] * np.int64(np.rint(m[0, 1] * one))
+    pos_c = c0[:, None] + cols[None, :] * np.int64(np.rint(m[1, 1] * one))
+
+    def neighbour_and_weight(p, n):
+        lim = np.int64(n - 1) << 32
+        q = np.abs(p) % (2 * lim)
+        q = np.where(q > lim, 2 * lim - q, q)
+        i = q >> 32
+        last = i >= n - 1
+        return np.where(last, n - 2, i), np.where(last, 1 << 20, (q >> 12) & ((1 << 20) - 1))
+
+    ir, fr = neighbour_and_weight(pos_r, h)
+    ic, fc = neighbour_and_weight(pos_c, w)
+    fr, fc = fr[..., None], fc[..., None]
+    p00, p01, p10, p11 = img[ir, ic], img[ir, ic + 1], img[ir + 1, ic], img[ir + 1, ic + 1]
+    top = (p00 << 20) + fc * (p01 - p00)
+    bottom = (p10 << 20) + fc * (p11 - p10)
+    out = ((top << 20) + fr * (bottom - top) + (1 << 39)) >> 40
+    return out.astype(image.dtype).reshape(image.shape)
