@@ -371,19 +371,27 @@ def copy_flat(src, dst):  # pragma: no cover - compiled
 def illumination_lut(img, brightness, contrast, lut):  # pragma: no cover - compiled
     """Fill ``lut`` for ``v -> clip(round(contrast * (brightness * v - mu) + mu))``, ``mu`` the
     mean of ``brightness * img`` over all pixels and channels, rounded half up and clipped to
-    ``[0, len(lut) - 1]``. Only ``[min(img), max(img)]`` is filled: bilinear values (convex
-    combinations) and copies never leave it. The sum is an integer, so ``mu`` is exact."""
+    ``[0, len(lut) - 1]``. Bilinear values (convex combinations) and copies never leave
+    ``[min(img), max(img)]``, so only that range is filled for 16-bit tables; an 8-bit table is
+    filled whole (256 entries cost less than finding the range: 3.2 against 5.8 us for a
+    256 x 256 patch). The sum is an integer, so ``mu`` is exact."""
     flat = img.reshape(-1)
     npix = flat.shape[0]
     maxval = lut.shape[0] - 1
     total = 0
-    lo = maxval
-    hi = 0
-    for j in range(npix):
-        v = np.int64(flat[j])
-        total += v
-        lo = min(lo, v)
-        hi = max(hi, v)
+    if maxval <= 255:  # 8-bit: filling all 256 entries costs less than a min/max pass
+        lo = 0
+        hi = maxval
+        for j in range(npix):
+            total += np.int64(flat[j])
+    else:
+        lo = maxval
+        hi = 0
+        for j in range(npix):
+            v = np.int64(flat[j])
+            total += v
+            lo = min(lo, v)
+            hi = max(hi, v)
     mu = brightness * (total / npix)
     gain = contrast * brightness
     offset = mu - contrast * mu
