@@ -4,6 +4,9 @@ Every kernel in the package is decorated with ``@njit(**NJIT)`` (serial) or
 ``@njit(**NJIT_PARALLEL)`` (``prange`` over independent items). ``fastmath`` is never turned
 on: its ``nnan``/``ninf`` flags let LLVM assume away the NaN and inf checks that our
 validation relies on, and reassociation would make float sums depend on vectorisation width.
+The one exception is :data:`NJIT_EXACT_FMA`, contraction into fused multiply-adds alone, for a
+kernel whose every intermediate is an exactly representable integer (so fusing cannot change a
+bit of the result).
 
 ``cache=True`` writes the compiled machine code beside the module (``__pycache__``), so only
 the first call on a machine pays the compile time.
@@ -30,6 +33,10 @@ NJIT: dict = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 NJIT_PARALLEL: dict = {**NJIT, "parallel": True}
 """Flags for kernels that ``prange`` over independent items."""
+
+NJIT_EXACT_FMA: dict = {**NJIT, "fastmath": {"contract"}}
+"""Flags for a serial kernel whose float arithmetic is exact (integers below 2**53 throughout):
+only ``contract`` (fused multiply-add), which then gives the same bits as unfused operations."""
 
 _forked = False
 

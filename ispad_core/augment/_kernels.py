@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ispad_core._shared.config import NJIT, NJIT_PARALLEL
+from ispad_core._shared.config import NJIT, NJIT_EXACT_FMA, NJIT_PARALLEL
 
 # Positions run in fixed point: 32 fractional bits in an int64, so their magnitude must stay
 # below 2**31 pixels; the public wrappers only pass matrices that keep them within this limit.
@@ -71,7 +71,6 @@ _BYTE_VALUES = np.arange(256, dtype=np.float64)  # uint8 -> float64 by a load, n
 _W_ONE = float(1 << _WBITS)
 _W_HALF = float(1 << (_WBITS - 1))
 _W_SCALE = 1.0 / float(1 << (2 * _WBITS))
-NJIT_EXACT_FMA = {**NJIT, "fastmath": {"contract"}}
 
 
 @njit(**NJIT_EXACT_FMA)
