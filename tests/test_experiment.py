@@ -539,3 +539,25 @@ def test_train_amp_is_checked_and_recorded_as_the_precision_trained_in(bench, tm
     assert "amp" not in reports["auto"]["settings"]["train"]
     assert reports["auto"]["settings"]["train"].get("precision", "fp32") == auto
     assert reports[True]["settings"]["train"].get("precision", "fp32") == ("bf16" if has_torch else "fp32")
+
+
+def test_a_run_another_process_trains_keeps_its_checkpoints(bench, tmp_path):
+    # A run whose folder holds another writer's lock is left alone, even when its settings differ
+    # from this grid's (which would otherwise clear what the folder holds): the lock comes first.
+    from ispad_core._shared.files import OutputBusyError, exclusive_lock
+
+    config = _config(bench, strategies=["synthetic"], fractions=[1])
+    out = tmp_path / "runs"
+    first = run_experiment(config, out, verbose=False, trainer=fake_trainer)
+    run_dir = out / first.reports[0]["run"]
+    (run_dir / "model.pt.ckpt").mkdir()
+    (run_dir / "model.pt.ckpt" / "last.pt").write_bytes(b"another process's checkpoint")
+    stamp = (run_dir / "settings.json").read_text()
+    config["train"]["batch_size"] = 8  # other settings: this grid would retrain the run
+    with exclusive_lock(run_dir / "report.json", name="run"):
+        with pytest.raises(OutputBusyError, match="report.json"):
+            run_experiment(config, out, verbose=False, trainer=fake_trainer)
+    assert (run_dir / "model.pt.ckpt" / "last.pt").read_bytes() == b"another process's checkpoint"
+    assert (run_dir / "settings.json").read_text() == stamp and (run_dir / "report.json").is_file()
+    again = run_experiment(config, out, verbose=False, trainer=fake_trainer)  # the lock released: retrained
+    assert again.ran == 1 and not (run_dir / "model.pt.ckpt").exists()

@@ -571,9 +571,10 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
         done["skipped"] = True
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    _reset_stale(run_dir, settings)
     t_load = time.perf_counter() - t0
     with exclusive_lock(run_dir / "report.json", name="run"):
+        # under the run's lock: another process training this run keeps its checkpoints
+        _reset_stale(run_dir, settings)
         request = TrainRequest(
             run=run,
             train=config.train,
