@@ -489,6 +489,63 @@ def test_runs_are_scored_at_the_thresholds_calibrate_gives(cal_bench, tmp_path):
     assert json.loads((out / report["run"] / "report.json").read_text())["calibrated"]["target_fpr"] == 0.2
 
 
+def test_new_sheets_in_the_same_folder_are_calibrated_on_again(cal_bench, tmp_path):
+    """A finished run's calibration is keyed by the sheets' content, not only their folder."""
+    _needs_torch()
+    import shutil
+
+    from ispad_core.io import read_image, write_png
+
+    bench = tmp_path / "proxy"
+    shutil.copytree(cal_bench, bench)
+    out = tmp_path / "runs"
+    first = run_experiment(_cal_config(bench), out, verbose=False).reports[0]["calibrated"]
+
+    def must_not_train(request, test_images):
+        raise AssertionError("a finished run was trained again")
+
+    # brighter sheets of one design, written over the old ones: the threshold of that design moves
+    sheets = sorted((bench / "calibration" / "test_000_dots").glob("*.png"))
+    for f in sheets:
+        im = read_image(f)
+        write_png(f, (im // 2).astype(np.uint8), overwrite=True)
+    again = run_experiment(_cal_config(bench), out, verbose=False, trainer=must_not_train).reports[0]["calibrated"]
+    assert again["sheets_sha256"] != first["sheets_sha256"]
+    assert again["thresholds"]["test_001_lines"] == first["thresholds"]["test_001_lines"]
+    assert again["thresholds"]["test_000_dots"] != first["thresholds"]["test_000_dots"]
+    # unchanged sheets: the stored calibration is kept (nothing is scored again)
+    import ispad_core.experiment.runner as runner
+
+    def must_not_calibrate(*args, **kwargs):
+        raise AssertionError("calibrated again on unchanged sheets")
+
+    keep = runner._calibrate
+    runner._calibrate = must_not_calibrate
+    try:
+        same = run_experiment(_cal_config(bench), out, verbose=False, trainer=must_not_train).reports[0]["calibrated"]
+    finally:
+        runner._calibrate = keep
+    assert same == again
+
+
+def test_the_sheets_digest_follows_content_and_designs(cal_bench, tmp_path):
+    import shutil
+
+    from ispad_core.experiment.calibrated import sheets_digest
+
+    designs = ["test_000_dots", "test_001_lines", "test_000_dots"]
+    cal = tmp_path / "calibration"
+    shutil.copytree(cal_bench / "calibration", cal)
+    d0 = sheets_digest(cal, designs)
+    assert d0 == sheets_digest(cal_bench / "calibration", designs)  # content, not the folder's path
+    assert sheets_digest(cal, designs[:2]) != d0  # the designs of the patches count
+    f = sorted((cal / "test_001_lines").glob("*.png"))[0]
+    f.write_bytes(f.read_bytes() + b"\0")
+    assert sheets_digest(cal, designs) != d0
+    with pytest.raises(ValueError, match="no folder for the test design 'nope'"):
+        sheets_digest(cal, ["nope"])
+
+
 def test_calibration_config_is_checked(cal_bench, bench):
     config = load_config(_cal_config(cal_bench))
     assert config.data["calibration"] == cal_bench / "calibration"

@@ -14,6 +14,7 @@ at the test labels, so it is a ceiling, not a method).
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ import numpy as np
 
 from ispad_core._shared.errors import InputValueError
 
-__all__ = ["calibrated_scores", "read_test_designs"]
+__all__ = ["calibrated_scores", "read_test_designs", "sheets_digest"]
 
 
 def read_test_designs(path: str | Path, names: Sequence[str]) -> tuple[str, ...]:
@@ -56,6 +57,45 @@ def read_test_designs(path: str | Path, names: Sequence[str]) -> tuple[str, ...]
     if missing:
         raise InputValueError(f"test_designs: {path} has no design for {len(missing)} test patches, such as {missing[0]!r}")
     return tuple(table[n] for n in names)
+
+
+def sheets_digest(calibration: str | Path, test_designs: Sequence[str]) -> str:
+    """SHA-256 of what a run's calibration depends on besides its model: every file under the
+    folders of the designs in ``test_designs`` (names and bytes, in sorted order) and the design
+    of every test patch.
+
+    A finished run's calibration is reused only while this digest is unchanged, so sheets
+    written again into the same folder (another benchmark, other sheets) are calibrated on again.
+
+    Parameters
+    ----------
+    calibration : path
+        A folder with one sub-folder of fault-free sheets per design.
+    test_designs : sequence of str
+        The design of every test patch, in the test set's order.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
+    Raises
+    ------
+    ValueError
+        If a test design has no folder in ``calibration``.
+    """
+    folders = _design_folders(Path(calibration))
+    h = hashlib.sha256()
+    h.update("\n".join(test_designs).encode())
+    for d in sorted(set(test_designs)):
+        if d not in folders:
+            raise InputValueError(f"calibration: no folder for the test design {d!r} in {calibration}")
+        for f in sorted(p for p in folders[d].rglob("*") if p.is_file()):
+            h.update(b"\0" + f.relative_to(calibration).as_posix().encode() + b"\0")
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
 
 
 def _design_folders(calibration: Path) -> dict[str, Path]:

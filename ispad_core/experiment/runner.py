@@ -36,8 +36,9 @@ With calibration sheets of the test designs (``data.calibration`` and ``data.tes
 filled in from a benchmark that has them), every run is also calibrated per test design at
 ``calibration.target_fpr`` with :func:`ispad_core.nn.calibrate`, and the test set scored at each
 patch's own design's threshold, beside the MCC at the test set's own F1-optimal threshold
-(:mod:`ispad_core.experiment.calibrated`); a finished run without it is calibrated without
-training it again.
+(:mod:`ispad_core.experiment.calibrated`); a finished run without it, or calibrated at another
+rate or on other sheets (their content counts, not only their folder), is calibrated again
+without training it again.
 
 With a contrast curriculum (``train.curriculum``; by default the from-scratch one when the
 stream is made from scans at native contrast), no stream file is written: every run draws the
@@ -562,10 +563,15 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
     settings = _settings(config, run, stream_path, real_names, data.scan_names, device)
     run_dir = out / run.name
     done = _finished(run_dir, settings)
+    sheets = None
+    if data.calibration is not None:  # read for every run: the data are cached, the sheets may have been rewritten
+        from ispad_core.experiment.calibrated import sheets_digest
+
+        sheets = sheets_digest(data.calibration, data.test_designs)
     if done is not None:
-        if data.calibration is not None and not _calibrated_with(done, config, data):
+        if data.calibration is not None and not _calibrated_with(done, config, data, sheets):
             with exclusive_lock(run_dir / "report.json", name="run"):
-                _calibrate(done, config, data, run_dir)
+                _calibrate(done, config, data, run_dir, sheets)
                 with atomic_output(run_dir / "report.json", name="report", overwrite=True) as tmp:
                     tmp.write_text(json.dumps(done, indent=1) + "\n")
         done["skipped"] = True
@@ -618,21 +624,23 @@ def _execute(config: ExperimentConfig, run: RunSpec, out: Path, stream_path: Pat
         fit = output.summary.get("train_s", t_train) if isinstance(output.summary, dict) else t_train
         report["timing"] = {"load_s": t_load, "step_s": t_train, "train_s": fit, "score_s": time.perf_counter() - t2}
         if data.calibration is not None:
-            _calibrate(report, config, data, run_dir)
+            _calibrate(report, config, data, run_dir, sheets)
         with atomic_output(run_dir / "report.json", name="report", overwrite=True) as tmp:
             tmp.write_text(json.dumps(report, indent=1) + "\n")
     report["skipped"] = False
     return report
 
 
-def _calibrated_with(report: dict, config: ExperimentConfig, data: _Data) -> bool:
-    """Whether the report's calibration was made at this config's R on these sheets."""
+def _calibrated_with(report: dict, config: ExperimentConfig, data: _Data, sheets: str) -> bool:
+    """Whether the report's calibration was made at this config's R on these sheets: their folder
+    and their content (``sheets``, :func:`~ispad_core.experiment.calibrated.sheets_digest`; a
+    report without it is calibrated again)."""
     cal = report.get("calibrated")
     return (isinstance(cal, dict) and cal.get("target_fpr") == config.calibration["target_fpr"]
-            and cal.get("calibration") == str(data.calibration))
+            and cal.get("calibration") == str(data.calibration) and cal.get("sheets_sha256") == sheets)
 
 
-def _calibrate(report: dict, config: ExperimentConfig, data: _Data, run_dir: Path) -> None:
+def _calibrate(report: dict, config: ExperimentConfig, data: _Data, run_dir: Path, sheets: str) -> None:
     """Add the test set at per-design calibrated thresholds (``report["calibrated"]``) to a run's report."""
     from ispad_core.experiment.calibrated import calibrated_scores
 
@@ -641,6 +649,7 @@ def _calibrate(report: dict, config: ExperimentConfig, data: _Data, run_dir: Pat
                             report["test_scores"], target_fpr=config.calibration["target_fpr"],
                             threads=config.train["threads"])
     cal["calibration"] = str(data.calibration)
+    cal["sheets_sha256"] = sheets
     cal["calibrate_s"] = time.perf_counter() - t0
     report["calibrated"] = cal
 
