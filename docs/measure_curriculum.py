@@ -26,7 +26,8 @@ The measurement in docs/training.md ran, one after the other (2 shared CPU cores
         --arms "curriculum 6:0.5" baseline
 
 Each run's figures are kept in ``WORK/<arm>_seed<k>.json``; a run whose file exists is not trained
-again, so an interrupted measurement continues where it stopped. Prints one Markdown table.
+again, so an interrupted measurement continues where it stopped. Prints one Markdown table (with
+``--report`` a second one: each arm's means over its seeds).
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ ARMS = {
     # the model selected (lowest validation loss) only from the validations at native contrast on
     "curriculum 6:0.5:native": {"curriculum": "6:0.5:native"},
     "curriculum 6:0.5:native + real 5+5": {"curriculum": "6:0.5:native", "real": {"area": 5, "points": 5}},
+    # the same 10 real defects drawn four times as often (p_inj 1/8: four per batch of 32 on average)
+    "curriculum 6:0.5:native + real 5+5 p_inj 1/8": {"curriculum": "6:0.5:native", "real": {"area": 5, "points": 5},
+                                                     "p_inj": 1 / 8},
+    # the same 10 real defects at p_inj 1/32, drawn as they are (no augmentation of the real defects)
+    "curriculum 6:0.5:native + real 5+5 as they are": {"curriculum": "6:0.5:native", "real": {"area": 5, "points": 5},
+                                                       "augment": None},
     # the same in bf16 autocast on the CPU (TrainSettings(amp=True)): a CPU with AVX-512 BF16 runs a
     # step in about 0.6 of the fp32 time
     "curriculum 6:0.5:native bf16": {"curriculum": "6:0.5:native", "amp": True},
@@ -61,6 +68,11 @@ ARMS = {
 
 #: The false-alarm rate per window of the calibrated thresholds (the benchmark's calibration sheets).
 CALIBRATION_R = 0.01
+
+
+def _file_stem(arm: str) -> str:
+    """An arm's name as a file name: ``"curriculum 6:0.5 + real 5+5"`` -> ``curriculum_6-0.5_+_real_5+5``."""
+    return arm.replace(" ", "_").replace(":", "-").replace("/", "-")
 
 
 def _curve(history: list) -> str:
@@ -147,7 +159,7 @@ def run_one(bench: Path, arm: str, seed: int, steps: int, batch: int, val_every:
     real = _real_defects(bench, fields.pop("real", None), seed)
     settings = TrainSettings(max_steps=steps, batch_size=batch, val_every=val_every, workers=0, threads=threads,
                              seed=seed, verbose=False, **fields)
-    out = work / f"{arm.replace(' ', '_').replace(':', '-')}_seed{seed}.pt"
+    out = work / f"{_file_stem(arm)}_seed{seed}.pt"
     t0 = time.perf_counter()
     res = train_detector(stream, out=out, real=real, val=str(bench / "val"), settings=settings, overwrite=True)
     train_s = time.perf_counter() - t0
@@ -211,6 +223,23 @@ def table(rows: list) -> str:
     return "\n".join(lines)
 
 
+def means(rows: list) -> str:
+    """The Markdown table of each arm's means over its seeds (the headline figures of the runs)."""
+    head = ("| arm | seeds | test MCC (val thr.) | test MCC (test's own F1 thr.) | test MCC (calibrated, R = 1 %) | "
+            "area recall % (calibrated) | AUROC |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        rs = [r for r in rows if r["arm"] == arm]
+
+        def mean(key, spec=".2f"):
+            values = [r.get(key) for r in rs]
+            return "-" if any(v is None for v in values) else format(float(np.mean(values)), spec)
+
+        lines.append(f"| {arm} | {', '.join(str(r['seed']) for r in rs)} | {mean('test_mcc')} | {mean('test_mcc_own')} | "
+                     f"{mean('cal_mcc')} | {mean('cal_recall_area', '.1f')} | {mean('test_auroc')} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--benchmark", required=True, type=Path, help="the folder of 'ispad benchmark --out' (contrast 1)")
@@ -237,6 +266,8 @@ def main(argv=None) -> int:
         rows = [json.loads(f.read_text()) for f in sorted(args.work.glob("*.json"))]
         rows.sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
         print(table(rows))
+        print()
+        print(means(rows))
         return 0
     meta = json.loads((args.benchmark / "benchmark.json").read_text())
     contrast = meta.get("contrast", meta.get("settings", {}).get("contrast"))
@@ -246,7 +277,7 @@ def main(argv=None) -> int:
     rows = []
     for seed in args.seeds:
         for arm in args.arms:
-            cached = args.work / f"{arm.replace(' ', '_').replace(':', '-')}_seed{seed}.json"
+            cached = args.work / f"{_file_stem(arm)}_seed{seed}.json"
             if cached.exists():
                 rows.append(json.loads(cached.read_text()))
                 continue
