@@ -489,7 +489,7 @@ def test_runs_are_scored_at_the_thresholds_calibrate_gives(cal_bench, tmp_path):
     assert json.loads((out / report["run"] / "report.json").read_text())["calibrated"]["target_fpr"] == 0.2
 
 
-def test_new_sheets_in_the_same_folder_are_calibrated_on_again(cal_bench, tmp_path):
+def test_new_sheets_in_the_same_folder_are_calibrated_on_again(cal_bench, tmp_path, monkeypatch):
     """A finished run's calibration is keyed by the sheets' content, not only their folder."""
     _needs_torch()
     import shutil
@@ -504,7 +504,7 @@ def test_new_sheets_in_the_same_folder_are_calibrated_on_again(cal_bench, tmp_pa
     def must_not_train(request, test_images):
         raise AssertionError("a finished run was trained again")
 
-    # brighter sheets of one design, written over the old ones: the threshold of that design moves
+    # darker sheets of one design, written over the old ones: the threshold of that design moves
     sheets = sorted((bench / "calibration" / "test_000_dots").glob("*.png"))
     for f in sheets:
         im = read_image(f)
@@ -519,12 +519,8 @@ def test_new_sheets_in_the_same_folder_are_calibrated_on_again(cal_bench, tmp_pa
     def must_not_calibrate(*args, **kwargs):
         raise AssertionError("calibrated again on unchanged sheets")
 
-    keep = runner._calibrate
-    runner._calibrate = must_not_calibrate
-    try:
-        same = run_experiment(_cal_config(bench), out, verbose=False, trainer=must_not_train).reports[0]["calibrated"]
-    finally:
-        runner._calibrate = keep
+    monkeypatch.setattr(runner, "_calibrate", must_not_calibrate)
+    same = run_experiment(_cal_config(bench), out, verbose=False, trainer=must_not_train).reports[0]["calibrated"]
     assert same == again
 
 

@@ -5,6 +5,7 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ispad_core._shared.files import OutputBusyError, atomic_output, check_output_path, exclusive_lock
@@ -232,3 +233,18 @@ def test_a_writer_that_hides_the_errno_on_a_full_disk_is_reported_as_one(tmp_pat
     with pytest.raises(RuntimeError, match="unexpected pos"):  # room on the disk: not a full disk
         with atomic_output(target):
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
+def test_hash_file_feeds_the_whole_file_across_blocks(tmp_path):
+    import hashlib
+
+    from ispad_core._shared.files import hash_file
+
+    data = np.random.default_rng(0).integers(0, 256, (1 << 20) + 12345, dtype=np.uint8).tobytes()
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    h = hashlib.sha256(b"prefix")
+    hash_file(h, path)
+    assert h.hexdigest() == hashlib.sha256(b"prefix" + data).hexdigest()
+    with pytest.raises(FileNotFoundError):
+        hash_file(hashlib.sha256(), tmp_path / "absent")

@@ -35,6 +35,7 @@ __all__ = [
     "check_output_path",
     "exclusive_lock",
     "fsync_dir",
+    "hash_file",
     "remove_stale_temporaries",
 ]
 
@@ -155,6 +156,20 @@ def check_output_path(path: str | os.PathLike, name: str, *, overwrite: bool) ->
     if not overwrite:
         raise FileExistsError(f"{name}: {p} exists; ask for overwrite (--overwrite) to replace it")
     return p
+
+
+def hash_file(digest, path: str | os.PathLike) -> None:
+    """Feed the bytes of the file at ``path`` to ``digest`` (a :mod:`hashlib` object), 1 MiB at a time.
+
+    >>> import hashlib, os, tempfile
+    >>> fd, name = tempfile.mkstemp(); _ = os.write(fd, b"abc"); os.close(fd)
+    >>> h = hashlib.sha256(); hash_file(h, name); os.remove(name)
+    >>> h.hexdigest() == hashlib.sha256(b"abc").hexdigest()
+    True
+    """
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ispad_core._shared.errors import InputValueError
+from ispad_core._shared.files import hash_file
 
 __all__ = ["calibrated_scores", "read_test_designs", "sheets_digest"]
 
@@ -84,25 +85,26 @@ def sheets_digest(calibration: str | Path, test_designs: Sequence[str]) -> str:
     ValueError
         If a test design has no folder in ``calibration``.
     """
-    folders = _design_folders(Path(calibration))
+    folders = _design_folders(Path(calibration), test_designs)
     h = hashlib.sha256()
     h.update("\n".join(test_designs).encode())
-    for d in sorted(set(test_designs)):
-        if d not in folders:
-            raise InputValueError(f"calibration: no folder for the test design {d!r} in {calibration}")
+    for d in sorted(folders):
         for f in sorted(p for p in folders[d].rglob("*") if p.is_file()):
             h.update(b"\0" + f.relative_to(calibration).as_posix().encode() + b"\0")
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            hash_file(h, f)
     return h.hexdigest()
 
 
-def _design_folders(calibration: Path) -> dict[str, Path]:
+def _design_folders(calibration: Path, designs: Sequence[str]) -> dict[str, Path]:
+    """The folder of each of ``designs`` in ``calibration`` (sorted by design), or a clear error."""
     folders = {p.name: p for p in sorted(Path(calibration).iterdir()) if p.is_dir() and not p.name.startswith(".")}
     if not folders:
         raise InputValueError(f"calibration: {calibration} holds no design folder")
-    return folders
+    needed = sorted(set(designs))
+    absent = [d for d in needed if d not in folders]
+    if absent:
+        raise InputValueError(f"calibration: no folder for the test design {absent[0]!r} in {calibration}")
+    return {d: folders[d] for d in needed}
 
 
 def _mcc(labels: np.ndarray, pred: np.ndarray) -> tuple[float, dict]:
@@ -167,11 +169,8 @@ def calibrated_scores(
     if not (labels.shape == scores.shape == designs.shape):
         raise InputValueError(f"test_designs: expected {scores.size} designs, labels and scores, got "
                               f"{designs.size}, {labels.size} and {scores.size}")
-    folders = _design_folders(Path(calibration))
-    needed = sorted(set(designs.tolist()))
-    absent = [d for d in needed if d not in folders]
-    if absent:
-        raise InputValueError(f"calibration: no folder for the test design {absent[0]!r} in {calibration}")
+    folders = _design_folders(Path(calibration), designs.tolist())
+    needed = list(folders)
     thresholds, windows, supported = {}, {}, {}
     with torch_threads(threads), warnings.catch_warnings():
         # too few windows for R: the calibration says so (``supported``) instead of a warning per run

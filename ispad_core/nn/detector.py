@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from ispad_core._shared.errors import InputTypeError, InputValueError
-from ispad_core._shared.files import atomic_output, check_output_path, exclusive_lock, remove_stale_temporaries
+from ispad_core._shared.files import atomic_output, check_output_path, exclusive_lock, hash_file, remove_stale_temporaries
 from ispad_core._shared.validation import check_choice, check_float, check_int
 from ispad_core.metrics import classification_report
 from ispad_core.nn.backbones import classifier
@@ -820,9 +820,7 @@ def _load_init(model: nn.Module, cfg: TrainSettings, data: _Data) -> dict:
         first = str(exc).strip().splitlines()[0]
         raise InputValueError(f"init_from (--from): the weights of {path} do not fit the {cfg.backbone} network: {first}") from None
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    hash_file(digest, path)
     return {"path": str(path.resolve()), "sha256": digest.hexdigest()}
 
 
