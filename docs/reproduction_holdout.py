@@ -179,6 +179,36 @@ def swaps(keep: Path, grids: dict, bench: Path, r: float) -> None:
               f"{sum(ok_ratio)} of {len(ok_ratio)} | {np.mean(mccs):.3f} |")
 
 
+def effective(keep: Path, r: float) -> None:
+    """Per calibration (run and design): the calibration sheets' design effect and the effective
+    windows ``ispad calibrate`` reports from it, against the held-out sheets' rate at the
+    calibrated threshold: how many calibrations it calls too few for R, and which of them miss."""
+    from ispad_core.metrics import design_effect, min_calibration_windows
+
+    need = min_calibration_windows(r)
+    rows = []
+    for f in sorted(keep.glob("*.npz")):
+        z = np.load(f)
+        for d in sorted({k.split("/", 1)[0] for k in z.files}):
+            cal = [z[k] for k in sorted(z.files) if k.startswith(f"{d}/cal")]
+            held = np.concatenate([z[k] for k in sorted(z.files) if k.startswith(f"{d}/held")])
+            pooled = np.concatenate(cal)
+            thr = float(fpr_threshold(pooled, r, allow_unsupported=True).threshold)
+            rows.append((d, pooled.size / design_effect(cal), float((held >= thr).mean())))
+    few = [h for _, e, h in rows if e < need]
+    enough = [h for _, e, h in rows if e >= need]
+    print(f"\nEffective windows of the calibration sheets (windows / design effect, as 'ispad calibrate' reports; "
+          f"R = {r:g} needs {need}):\n")
+    print(f"{len(few)} of {len(rows)} calibrations have too few: held-out FPR {100 * np.mean(few):.2f} % mean, "
+          f"over 2R in {sum(h > 2 * r for h in few)}; the other {len(enough)}: {100 * np.mean(enough):.2f} % mean, "
+          f"over 2R in {sum(h > 2 * r for h in enough)}")
+    for d in sorted({d for d, _, _ in rows}):
+        mine = [(e, h) for dd, e, h in rows if dd == d]
+        print(f"{d}: effective windows {np.median([e for e, _ in mine]):.0f} median ({min(e for e, _ in mine):.0f} to "
+              f"{max(e for e, _ in mine):.0f}), too few in {sum(e < need for e, _ in mine)} of {len(mine)}; "
+              f"held-out FPR over 2R in {sum(h > 2 * r for _, h in mine)}")
+
+
 def sheet_medians(keep: Path, design: str) -> None:
     """Per run, the median window score of each sheet of ``design``: calibration | held-out | test scan."""
     print(f"\nMedian window score per sheet of {design}: the benchmark's calibration sheets | held-out sheets | "
@@ -201,6 +231,9 @@ def main(argv=None) -> int:
     p.add_argument("--swap", action="store_true",
                    help="with --keep: also calibrate on other sets of sheets and measure on the rest (needs --sheets 8)")
     p.add_argument("--sheet-medians", metavar="DESIGN", help="with --keep: the median score of every sheet of DESIGN, per run")
+    p.add_argument("--effective", action="store_true",
+                   help="with --keep: the calibration sheets' effective windows (as 'ispad calibrate' reports them) "
+                   "against the held-out rate")
     args = p.parse_args(argv)
     if args.swap and (args.keep is None or args.sheets != 8):
         p.error("--swap needs --keep and --sheets 8")
@@ -224,6 +257,8 @@ def main(argv=None) -> int:
               f"test patches {100 * np.mean(t):.2f} % (means over the runs)")
     if args.swap:
         swaps(args.keep, {g.name: g for g in args.runs}, args.benchmark, rows[0]["R"])
+    if args.effective and args.keep is not None:
+        effective(args.keep, rows[0]["R"])
     if args.sheet_medians and args.keep is not None:
         sheet_medians(args.keep, args.sheet_medians)
     return 0

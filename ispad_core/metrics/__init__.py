@@ -11,7 +11,8 @@ and ``pixel_roc_auc``), :func:`au_pro_batches` and :func:`pixel_roc_auc_batches`
 the same values.
 
 Thresholds at a stated false-alarm rate: :func:`fpr_threshold` (the conformal order statistic of
-fault-free scores), :func:`min_calibration_windows`, and :func:`score_drift` (has a new sample of
+fault-free scores), :func:`min_calibration_windows`, :func:`order_fpr_bound` (the rate one threshold stays under, for independent
+windows or the effective number of windows cut from a few scans) and :func:`score_drift` (has a new sample of
 scores drifted from the calibration sample); ``docs/calibration.md``.
 
 The definitions, the choices that move the numbers and the speed figures are in
@@ -44,6 +45,7 @@ from ispad_core.metrics._calibration import (
     design_effect,
     fpr_threshold,
     min_calibration_windows,
+    order_fpr_bound,
     score_drift,
 )
 from ispad_core.metrics._batches import PixelMetrics, au_pro_batches, pixel_roc_auc_batches
@@ -71,6 +73,7 @@ __all__ = [
     "mcc",
     "mcc_from_counts",
     "min_calibration_windows",
+    "order_fpr_bound",
     "pixel_roc_auc",
     "pixel_roc_auc_batches",
     "precision",

@@ -10,6 +10,8 @@ about the false alarms on a new design. A factory always has fault-free sheets o
   generalized Pareto tail fit are there for comparison (``docs/calibration.md`` measures all
   three).
 - :func:`min_calibration_windows` -- how many fault-free windows a rate needs.
+- :func:`order_fpr_bound` -- the rate one such threshold stays under with a stated confidence,
+  for ``n`` independent windows or the effective number of windows cut from a few scans.
 - :func:`score_drift` -- a two-sample Kolmogorov-Smirnov test of new scores against the
   calibration sample (censored at its 95 % quantile), at a stated false-alarm rate ``alpha``.
 - :func:`design_effect` -- how much the windows of one scan move together (scan-to-scan
@@ -45,6 +47,7 @@ __all__ = [
     "design_effect",
     "fpr_threshold",
     "min_calibration_windows",
+    "order_fpr_bound",
     "score_drift",
 ]
 
@@ -113,6 +116,53 @@ def min_calibration_windows(target_fpr: float) -> int:
     """
     rate = _as_rate(target_fpr)
     return max(1, math.ceil(1 / Fraction(rate)) - 1)
+
+
+def order_fpr_bound(n: float, target_fpr: float, confidence: float = 0.95) -> float | None:
+    """The false-alarm rate that an order-statistic threshold of ``n`` independent windows stays
+    under with probability ``confidence``.
+
+    The threshold of :func:`fpr_threshold` (``method="order"``) is the ``k``-th smallest of ``n``
+    scores, ``k = ceil((n + 1) (1 - R))``; for continuous scores its rate on new windows is
+    ``Beta(n + 1 - k, k)`` distributed, and this is that distribution's ``confidence`` quantile.
+    It holds for exchangeable windows. Windows cut from a few scans are not: windows of one scan
+    move together, and ``n`` of them count as about ``n / design_effect`` independent ones
+    (:func:`design_effect`, Kish's effective sample size); a non-integer ``n`` is rounded down.
+    With that count the bound is an approximation that ignores how much each new scan differs on
+    its own (``docs/calibration.md`` measures it).
+
+    Parameters
+    ----------
+    n : float, >= 1
+        Independent fault-free windows (or their effective number).
+    target_fpr : float in (0, 1)
+        The false-alarm rate per window, R.
+    confidence : float in (0, 1), default 0.95
+
+    Returns
+    -------
+    float or None
+        None when ``n`` windows do not support ``target_fpr`` (fewer than
+        :func:`min_calibration_windows`).
+
+    Examples
+    --------
+    >>> from ispad_core.metrics import order_fpr_bound
+    >>> round(order_fpr_bound(9999, 0.01), 4), round(order_fpr_bound(990, 0.01), 4)
+    (0.0117, 0.0145)
+    >>> order_fpr_bound(676 / 14.0, 0.01) is None  # 676 windows of 4 scans that move together
+    True
+    """
+    from scipy import stats
+
+    count = check_float(n, "n", minimum=1.0)
+    rate = _as_rate(target_fpr)
+    conf = check_float(confidence, "confidence", minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
+    whole = int(math.floor(count))
+    k = _rank(whole, rate)
+    if k > whole:
+        return None
+    return float(stats.beta.ppf(conf, whole + 1 - k, k))
 
 
 def _check_scores(scores: Any, name: str) -> np.ndarray:
@@ -191,12 +241,10 @@ class FprThreshold:
         >>> round(fpr_threshold(scores, 0.01).fpr_upper_bound(0.95), 4)
         0.0117
         """
-        from scipy import stats
-
         conf = check_float(confidence, "confidence", minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
         if self.rank is None:
             return None
-        return float(stats.beta.ppf(conf, self.n + 1 - self.rank, self.rank))
+        return order_fpr_bound(self.n, self.target_fpr, conf)
 
     def to_dict(self) -> dict:
         """JSON values of every field."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ispad_core.metrics import (
     calibration_sample,
     design_effect,
     fpr_threshold,
+    min_calibration_windows,
 )
 from ispad_core.nn.inference.files import _job, _read_scan, _roi_for
 from ispad_core.nn.inference.scoring import InferenceSettings, is_onnx, predict_windows, resolve_precision
@@ -126,6 +128,32 @@ class Calibration:
         extra = {k: v for k, v in entry.items() if k not in names and k != "sample"}
         return cls(design=design, sample=np.asarray(entry["sample"], dtype=np.float32), path=path, extra=extra, **known)
 
+    @property
+    def effective_windows(self) -> float:
+        """How many independent windows the sample is worth: the scans' windows divided by the
+        :attr:`design_effect` (windows of one scan move together), the patches counted as they are
+        (``n_windows`` with fewer than two scans, where the scan-to-scan variation is unknown)."""
+        if self.n_scans < 2 or self.windows_per_scan is None:
+            return float(self.n_windows)
+        in_scans = self.n_scans * self.windows_per_scan
+        return float(self.n_windows - in_scans + in_scans / max(1.0, self.design_effect))
+
+    @property
+    def sheets_support_target(self) -> bool:
+        """Whether :attr:`effective_windows` support ``target_fpr`` (at least
+        :func:`ispad_core.metrics.min_calibration_windows`): if not, the rate on new scans of this
+        design can be several times the target, and more scans are needed."""
+        return self.effective_windows >= min_calibration_windows(self.target_fpr)
+
+    @property
+    def scans_needed(self) -> int | None:
+        """About how many scans like these would support ``target_fpr`` with this design effect
+        (None without scans)."""
+        if self.n_scans < 2 or not self.windows_per_scan:
+            return None
+        per_scan = self.windows_per_scan / max(1.0, self.design_effect)
+        return max(self.n_scans, math.ceil(min_calibration_windows(self.target_fpr) / per_scan))
+
     def __str__(self) -> str:
         where = f" in {self.path}" if self.path is not None else ""
         scans = f"{self.n_windows} fault-free windows from {self.n_scans} scan{'s' if self.n_scans != 1 else ''}"
@@ -136,8 +164,14 @@ class Calibration:
             f"  smallest rate {self.n_windows} windows support: 1/(n+1) = {self.smallest_supported_fpr:.3g}"
             + ("" if self.supported else "  -- R IS BELOW IT: the rate is not guaranteed"),
         ]
-        if self.fpr_upper_bound_95 is not None:
+        if self.fpr_upper_bound_95 is not None and self.sheets_support_target:
             lines.append(f"  this calibration's rate stays under {self.fpr_upper_bound_95:.3g} with 95 % confidence")
+        if self.n_scans >= 2:
+            lines.append(f"  scan-to-scan variation: design effect {self.design_effect:.1f}, so the {self.n_windows} "
+                         f"windows count as about {self.effective_windows:.0f} independent ones")
+            if not self.sheets_support_target:
+                lines.append(f"  -- TOO FEW SCANS FOR R: on new scans of this design the rate can be several times R; "
+                             f"calibrate on about {self.scans_needed} scans like these")
         if self.windows_per_scan is not None:
             lines.append(f"  expected false alarms per fault-free scan: {self.expected_false_alarms_per_scan:.3g} "
                          f"({self.windows_per_scan:.0f} windows per scan)")

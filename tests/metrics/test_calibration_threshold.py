@@ -1,5 +1,6 @@
-"""fpr_threshold, min_calibration_windows, calibration_sample and score_drift: against the
-sort-based reference, the conformal guarantee on known distributions, ties, and bad inputs."""
+"""fpr_threshold, min_calibration_windows, order_fpr_bound, calibration_sample and score_drift:
+against the sort-based reference, the conformal guarantee on known distributions, ties, and bad
+inputs."""
 
 import math
 
@@ -16,6 +17,7 @@ from ispad_core.metrics import (
     design_effect,
     fpr_threshold,
     min_calibration_windows,
+    order_fpr_bound,
     score_drift,
 )
 from tests.reference.calibration_ref import (
@@ -250,6 +252,30 @@ def test_fpr_upper_bound_covers_the_realised_rate_at_its_confidence():
         covered += (1 - t.threshold) <= t.fpr_upper_bound(0.9)
     assert abs(covered / trials - 0.9) <= 4 * math.sqrt(0.09 / trials)
     assert fpr_threshold(np.arange(100.0), 0.05, method="quantile").fpr_upper_bound() is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 5000), st.floats(min_value=1e-3, max_value=0.5), st.floats(min_value=0.05, max_value=0.99))
+def test_order_fpr_bound_is_the_threshold_s_own_bound_and_none_where_n_does_not_support_the_rate(n, rate, conf):
+    bound = order_fpr_bound(n, rate, conf)
+    if n < min_calibration_windows_ref(rate):
+        assert bound is None
+        return
+    t = fpr_threshold(np.arange(float(n)), rate)
+    assert bound == t.fpr_upper_bound(conf)
+    assert order_fpr_bound(n + 0.7, rate, conf) == bound  # an effective count is rounded down
+    # the definition: the realised rate of the k-th of n uniform scores, 1 - U_(k), is Beta(n + 1 - k, k)
+    assert stats.beta.cdf(bound, n + 1 - t.rank, t.rank) == pytest.approx(conf, abs=1e-9)
+    assert order_fpr_bound(n, rate, min(0.999, conf + 0.005)) >= bound
+
+
+def test_order_fpr_bound_names_bad_arguments():
+    for kw, match in [({"n": 0.5}, r"n: expected a value in \[1, inf\), got 0.5"), ({"target_fpr": 1.0}, "target_fpr"),
+                      ({"confidence": 1.0}, "confidence")]:
+        with pytest.raises(ValueError, match=match):
+            order_fpr_bound(**{"n": 100, "target_fpr": 0.05, **kw})
+    with pytest.raises(TypeError, match="n: expected a real number"):
+        order_fpr_bound("100", 0.05)
 
 
 def test_design_effect_is_about_one_for_independent_windows_and_large_for_scans_that_move_together():

@@ -3,6 +3,7 @@ with --design: the threshold's source in every output, and the drift test of a r
 
 import csv
 import json
+import math
 import warnings
 
 import imageio.v3 as iio
@@ -345,3 +346,39 @@ def test_the_json_takes_an_onnx_model_s_precision_from_its_metadata(tmp_path, go
     assert plain.model["engine"] == "onnxruntime" and plain.model["precision"] == "fp32"
     half = inspect_files(good, model=(fake, {**meta, "precision": "fp16"}), out=tmp_path / "b", verbose=False)
     assert json.loads((tmp_path / "b" / "g0.json").read_text())["model"]["precision"] == "fp16" == half.model["precision"]
+
+
+# --------------------------------------------------------------------------- scans that move together
+
+
+def _stored(**kw):
+    """A calibration as a model file would hold it: 4 scans of 169 windows at R = 0.01."""
+    base = dict(design="mesh", threshold=0.5, target_fpr=0.01, method="order", n_windows=676, n_scans=4,
+                windows_per_scan=169.0, expected_false_alarms_per_scan=1.69, quantiles={}, smallest_supported_fpr=1 / 677,
+                supported=True, fpr_upper_bound_95=0.0164, created="2026-01-01T00:00:00+00:00",
+                sample=np.zeros(3, np.float32), design_effect=1.0)
+    return Calibration(**{**base, **kw})
+
+
+def test_scans_that_move_together_count_as_fewer_windows_and_the_summary_asks_for_more_scans():
+    alike = _stored(design_effect=1.2)
+    assert alike.effective_windows == pytest.approx(676 / 1.2) and alike.sheets_support_target
+    assert "TOO FEW SCANS" not in str(alike) and "count as about 563 independent ones" in str(alike)
+    assert "stays under 0.0164 with 95 % confidence" in str(alike)
+    apart = _stored(design_effect=14.0)  # 676 / 14 = 48 windows' worth: under the 99 that R = 0.01 needs
+    assert apart.effective_windows == pytest.approx(676 / 14) and not apart.sheets_support_target
+    assert apart.scans_needed == math.ceil(99 / (169 / 14)) == 9
+    text = str(apart)
+    assert "TOO FEW SCANS FOR R" in text and "calibrate on about 9 scans like these" in text and "95 %" not in text
+    # patches count as they are beside the scans' windows; one scan says nothing of the scan-to-scan variation
+    assert _stored(n_windows=776, design_effect=4.0).effective_windows == pytest.approx(100 + 676 / 4)
+    one = _stored(n_windows=169, n_scans=1, design_effect=1.0)
+    assert one.effective_windows == 169 and one.scans_needed is None and "scan-to-scan" not in str(one)
+    assert "TOO FEW SCANS" not in str(_stored(n_scans=0, windows_per_scan=None, design_effect=1.0))
+
+
+def test_calibrating_on_tiles_of_one_shaded_print_reports_their_design_effect(model_file):
+    cal = _calibrate(model_file, _tiles("mesh", 6, side=160), design="mesh", target_fpr=0.05)
+    assert cal.n_scans == 6 and cal.design_effect >= 1.0
+    assert cal.effective_windows == pytest.approx(cal.n_windows / cal.design_effect)
+    assert f"design effect {cal.design_effect:.1f}" in str(cal)
