@@ -61,9 +61,18 @@ ARMS = {
     # the same 10 real defects at p_inj 1/32, drawn as they are (no augmentation of the real defects)
     "curriculum 6:0.5:native + real 5+5 as they are": {"curriculum": "6:0.5:native", "real": {"area": 5, "points": 5},
                                                        "augment": None},
+    # a shorter annealing: the gain reaches 1 at a quarter of the run, so three quarters train at native contrast
+    "curriculum 6:0.25:native": {"curriculum": "6:0.25:native"},
+    "curriculum 6:0.25:native + real 5+5": {"curriculum": "6:0.25:native", "real": {"area": 5, "points": 5}},
     # the same in bf16 autocast on the CPU (TrainSettings(amp=True)): a CPU with AVX-512 BF16 runs a
     # step in about 0.6 of the fp32 time
     "curriculum 6:0.5:native bf16": {"curriculum": "6:0.5:native", "amp": True},
+    "curriculum 6:0.5:native + real 5+5 bf16": {"curriculum": "6:0.5:native", "real": {"area": 5, "points": 5},
+                                                "amp": True},
+    # a longer annealing (the gain reaches 1 at three quarters of the run), in bf16 as the commands train
+    "curriculum 6:0.75:native bf16": {"curriculum": "6:0.75:native", "amp": True},
+    "curriculum 6:0.75:native + real 5+5 bf16": {"curriculum": "6:0.75:native", "real": {"area": 5, "points": 5},
+                                                 "amp": True},
 }
 
 #: The false-alarm rate per window of the calibrated thresholds (the benchmark's calibration sheets).
