@@ -11,9 +11,10 @@ and ``pixel_roc_auc``), :func:`au_pro_batches` and :func:`pixel_roc_auc_batches`
 the same values.
 
 Thresholds at a stated false-alarm rate: :func:`fpr_threshold` (the conformal order statistic of
-fault-free scores), :func:`min_calibration_windows`, :func:`order_fpr_bound` (the rate one threshold stays under, for independent
-windows or the effective number of windows cut from a few scans) and :func:`score_drift` (has a new sample of
-scores drifted from the calibration sample); ``docs/calibration.md``.
+fault-free scores), :func:`min_calibration_windows`, :func:`order_fpr_bound` (the rate one
+threshold stays under, for independent windows or the effective number of windows cut from a few
+scans) and :func:`score_drift` (has a new sample of scores drifted from the calibration sample);
+``docs/calibration.md``.
 
 The definitions, the choices that move the numbers and the speed figures are in
 ``docs/metrics.md``.
