@@ -13,7 +13,10 @@ reports, scores every test patch at its own design's threshold again from the sa
   2x of R, i.e. R/2 to 2R), and the measured FPR of each test design (in the designs' name order);
 - per configuration (a run folder's name without its seed; mean over seeds, min to max): the
   three MCCs and the recall of each defect group at the calibrated thresholds (the paper's
-  claims re-read there).
+  claims re-read there);
+
+and draws ``<runs>/mcc_vs_real_calibrated.png`` for every folder, the grid's figure
+(``runs/mcc_vs_real.png``) with the MCC at the calibrated thresholds.
 
 Run from the repository root:  python docs/reproduction_calibrated.py runs/ [runs_long/ ...]
 """
@@ -28,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ispad_core.experiment.calibrated import read_test_designs  # noqa: E402
+from ispad_core.experiment.report import plot_mcc  # noqa: E402
 from ispad_core.io import read_mvtec  # noqa: E402
 from ispad_core.metrics import mcc  # noqa: E402
 
@@ -58,7 +62,8 @@ def _rows(runs: Path) -> list[dict]:
             raise ValueError(f"{report_path}: calibrated MCC {c['cal_mcc']} but the thresholds give {again}")
         fpr = float(pred[labels == 0].mean())
         out.append({
-            "steps": steps, "strategy": r["strategy"], "n_real": r["n_real"], "seed": r["seed"],
+            "steps": steps, "strategy": r["strategy"], "group": r["group"], "backbone": r["backbone"],
+            "n_real": r["n_real"], "seed": r["seed"],
             "run": _run_name(report_path.parent.name),
             "val": r["test"]["mcc"], "cal": again, "opt": c["opt_mcc"], "fpr": fpr, "ratio": fpr / c["target_fpr"],
             "rate": c["target_fpr"], "recall": {g: float(100 * pred[groups == g].mean()) for g in ("points", "area")},
@@ -81,7 +86,8 @@ def _goal(row: dict) -> str:
 
 
 def main(folders: list[Path]) -> None:
-    rows = [row for f in folders for row in _rows(f)]
+    per_folder = {f: _rows(f) for f in folders}
+    rows = [row for f in folders for row in per_folder[f]]
     order = {"synthetic": 0, "mixed": 1, "oversampling": 2}
     rows.sort(key=lambda x: (x["steps"], order[x["strategy"]], x["n_real"], x["run"], x["seed"]))
     print("| Steps | Run | #Real | Seed | MCC validation thr. | MCC calibrated | MCC test-optimal | "
@@ -106,6 +112,11 @@ def main(folders: list[Path]) -> None:
         print(f"| {steps} | {run} | {n_real} | {len(rs)} | {_spread([x['val'] for x in rs])} | {_spread([x['cal'] for x in rs])} | "
               f"{_spread([x['opt'] for x in rs])} | {np.mean([x['recall']['points'] for x in rs]):.1f} | "
               f"{np.mean([x['recall']['area'] for x in rs]):.1f} | {100 * np.mean([x['fpr'] for x in rs]):.2f} |")
+    for folder, folder_rows in per_folder.items():
+        rates = ", ".join(sorted({format(x["rate"], "g") for x in folder_rows}))
+        plot_mcc(folder / "mcc_vs_real_calibrated.png", [{**x, "mcc": x["cal"]} for x in folder_rows],
+                 title=f"MCC at thresholds calibrated per test design, R = {rates} (mean over seeds, band: min to max)")
+        print(f"figure: {folder / 'mcc_vs_real_calibrated.png'}")
 
 
 if __name__ == "__main__":
