@@ -15,10 +15,11 @@ reports, scores every test patch at its own design's threshold again from the sa
   three MCCs and the recall of each defect group at the calibrated thresholds (the paper's
   claims re-read there);
 
-and draws ``<runs>/mcc_vs_real_calibrated.png`` for every folder, the grid's figure
+with ``--recall``, per run also the recall of each defect group at the calibrated thresholds and
+the AUROC; and draws ``<runs>/mcc_vs_real_calibrated.png`` for every folder, the grid's figure
 (``runs/mcc_vs_real.png``) with the MCC at the calibrated thresholds.
 
-Run from the repository root:  python docs/reproduction_calibrated.py runs/ [runs_long/ ...]
+Run from the repository root:  python docs/reproduction_calibrated.py [--recall] runs/ [runs_long/ ...]
 """
 
 import json
@@ -67,7 +68,7 @@ def _rows(runs: Path) -> list[dict]:
             "run": _run_name(report_path.parent.name),
             "val": r["test"]["mcc"], "cal": again, "opt": c["opt_mcc"], "fpr": fpr, "ratio": fpr / c["target_fpr"],
             "rate": c["target_fpr"], "recall": {g: float(100 * pred[groups == g].mean()) for g in ("points", "area")},
-            "windows": c["n_windows"],
+            "windows": c["n_windows"], "auroc": r["test"]["auroc"],
             "by_design": [float(100 * pred[(labels == 0) & (designs == d)].mean()) for d in sorted(set(designs.tolist()))],
         })
     return out
@@ -85,7 +86,7 @@ def _goal(row: dict) -> str:
         w for w, bad in (("MCC", not mcc_ok), ("FPR", not fpr_ok)) if bad) + ")"
 
 
-def main(folders: list[Path]) -> None:
+def main(folders: list[Path], recall: bool = False) -> None:
     per_folder = {f: _rows(f) for f in folders}
     rows = [row for f in folders for row in per_folder[f]]
     order = {"synthetic": 0, "mixed": 1, "oversampling": 2}
@@ -98,6 +99,12 @@ def main(folders: list[Path]) -> None:
         print(f"| {x['steps']} | {x['run']} | {x['n_real']} | {x['seed']} | {x['val']:.2f} | {x['cal']:.2f} | "
               f"{x['opt']:.2f} | {ratio:.2f} | {100 * x['fpr']:.2f} | {x['ratio']:.2f} | "
               f"{' / '.join(f'{v:.1f}' for v in x['by_design'])} | {_goal(x)} |")
+    if recall:
+        print("\n| Steps | Run | #Real | Seed | Recall area / points calibrated (%) | AUROC |")
+        print("|---|---|---|---|---|---|")
+        for x in rows:
+            print(f"| {x['steps']} | {x['run']} | {x['n_real']} | {x['seed']} | {x['recall']['area']:.0f} / "
+                  f"{x['recall']['points']:.0f} | {x['auroc']:.2f} |")
     met = sum(_goal(x) == "met" for x in rows)
     rates = ", ".join(sorted({format(x["rate"], "g") for x in rows}))
     windows = sorted({" ".join(f"{d} {n}" for d, n in sorted(x["windows"].items())) for x in rows})
@@ -120,6 +127,9 @@ def main(folders: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: python docs/reproduction_calibrated.py RUNS_FOLDER [RUNS_FOLDER ...]")
-    main([Path(a) for a in sys.argv[1:]])
+    args = sys.argv[1:]
+    with_recall = "--recall" in args
+    folders = [Path(a) for a in args if a != "--recall"]
+    if not folders:
+        sys.exit("usage: python docs/reproduction_calibrated.py [--recall] RUNS_FOLDER [RUNS_FOLDER ...]")
+    main(folders, recall=with_recall)
