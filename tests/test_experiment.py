@@ -287,7 +287,7 @@ def test_the_documented_configs_are_valid(name, tmp_path):
     assert config.train["curriculum"] == ("6:0.5:native" if native else "none")
     assert len(config.runs()) == {"reproduction": 9, "reproduction_fractions": 21, "reproduction_long": 9,
                                   "reproduction_long_augment": 3, "reproduction_native": 9,
-                                  "reproduction_native_fractions": 6}[name]
+                                  "reproduction_native_fractions": 18}[name]
 
 
 def test_scoring_uses_the_validation_threshold():
