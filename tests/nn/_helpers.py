@@ -31,3 +31,26 @@ def bright_spot_data(n, *, seed, size=16, defect_fraction=0.5):
         r, c = rng.integers(1, size - 4, 2)
         images[k, r:r + 3, c:c + 3] = 200
     return images, labels
+
+
+def gloo_worker(rank, body, init_file, world, *args):
+    """Run ``body(rank, *args)`` in a gloo process group of ``world`` CPU processes (for ``mp.spawn``).
+
+    ``body`` writes its results to disk. On success the ranks meet at a barrier, so neither tears
+    down its connections while the other may still be in a collective, and the process then leaves
+    without finalizing the interpreter: gloo's threads can abort a process during finalization
+    (SIGABRT, "terminate called without an active exception", a known torch.distributed flake that
+    no collective of the tests causes). An exception in ``body`` still reaches ``mp.spawn``.
+    """
+    import os
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        body(rank, *args)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)

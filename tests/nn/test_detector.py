@@ -306,21 +306,14 @@ def test_loader_workers_after_parallel_kernels_ran_in_this_process(data, tmp_pat
     assert res.train.steps == 3
 
 
-def _ddp_worker(rank, init_file, root, out):
-    import torch.distributed as dist
+def _ddp_worker(rank, root, out):
+    from pathlib import Path
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        from pathlib import Path
-
-        root = Path(root)
-        res = train_detector(root / "stream.h5", out=out, real=root / "real", val=root / "val", backbone=TINY,
-                             batch_size=8, p_inj=1 / 8, max_steps=3, workers=0, verbose=False)
-        torch.save({"threshold": res.threshold, "world": res.metadata["training"]["world_size"],
-                    "weights": res.model.state_dict()}, f"{out}.rank{rank}")
-    finally:
-        dist.destroy_process_group()
+    root = Path(root)
+    res = train_detector(root / "stream.h5", out=out, real=root / "real", val=root / "val", backbone=TINY,
+                         batch_size=8, p_inj=1 / 8, max_steps=3, workers=0, verbose=False)
+    torch.save({"threshold": res.threshold, "world": res.metadata["training"]["world_size"],
+                "weights": res.model.state_dict()}, f"{out}.rank{rank}")
 
 
 @pytest.mark.slow
@@ -331,7 +324,9 @@ def test_train_detector_under_ddp_rank0_writes(data, tmp_path):
     import torch.multiprocessing as mp
 
     out = tmp_path / "model.pt"
-    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(data), str(out)), nprocs=2, join=True)
+    from tests.nn._helpers import gloo_worker
+
+    mp.spawn(gloo_worker, args=(_ddp_worker, str(tmp_path / "init"), 2, str(data), str(out)), nprocs=2, join=True)
     ranks = [torch.load(f"{out}.rank{r}", weights_only=True) for r in range(2)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2 and ranks[0]["threshold"] == ranks[1]["threshold"]
     meta = load_model(out, allow_factory=TINY)[1]

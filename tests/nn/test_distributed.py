@@ -25,46 +25,43 @@ def _dataset():
     return ds
 
 
-def _worker(rank, init_file, out_dir):
+def _worker(rank, out_dir):
     from torch.utils.data import DataLoader, DistributedSampler
 
     from ispad_core.nn import predict, train
     from tests.nn._helpers import TinyNet, bright_spot_data
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        ds = _dataset()
-        sampler = DistributedSampler(ds, num_replicas=WORLD, rank=rank, shuffle=True, seed=7)
-        sampler.set_epoch(EPOCH)
-        loader = DataLoader(ds, batch_size=8, sampler=sampler)
-        images, labels = zip(*loader)
-        torch.manual_seed(0)
-        model = TinyNet()
-        va = bright_spot_data(41, seed=2)  # odd length: the validation shards differ in size
-        res = train(model, ds, va, max_epochs=2, batch_size=8, lr=0.05, preprocess=None, verbose=False)
-        torch.save(
-            {
-                "indices": list(sampler),
-                "images": torch.cat(images),
-                "labels": torch.cat(labels),
-                "world_size": res.world_size,
-                "weights": model.state_dict(),
-                "val_losses": [r.val_loss for r in res.history],
-                "local_best_loss": predict(model, va, preprocess=None).loss,
-                "best_val_loss": res.best_val_loss,
-            },
-            f"{out_dir}/rank{rank}.pt",
-        )
-    finally:
-        dist.destroy_process_group()
+    ds = _dataset()
+    sampler = DistributedSampler(ds, num_replicas=WORLD, rank=rank, shuffle=True, seed=7)
+    sampler.set_epoch(EPOCH)
+    loader = DataLoader(ds, batch_size=8, sampler=sampler)
+    images, labels = zip(*loader)
+    torch.manual_seed(0)
+    model = TinyNet()
+    va = bright_spot_data(41, seed=2)  # odd length: the validation shards differ in size
+    res = train(model, ds, va, max_epochs=2, batch_size=8, lr=0.05, preprocess=None, verbose=False)
+    torch.save(
+        {
+            "indices": list(sampler),
+            "images": torch.cat(images),
+            "labels": torch.cat(labels),
+            "world_size": res.world_size,
+            "weights": model.state_dict(),
+            "val_losses": [r.val_loss for r in res.history],
+            "local_best_loss": predict(model, va, preprocess=None).loss,
+            "best_val_loss": res.best_val_loss,
+        },
+        f"{out_dir}/rank{rank}.pt",
+    )
 
 
 @pytest.mark.slow
 def test_ranks_see_disjoint_items_and_train_runs_under_ddp(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    from tests.nn._helpers import gloo_worker
+
+    mp.spawn(gloo_worker, args=(_worker, str(tmp_path / "init"), WORLD, str(tmp_path)), nprocs=WORLD, join=True)
     out = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
     # disjoint indices whose union is the whole stream
