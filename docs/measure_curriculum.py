@@ -4,7 +4,8 @@ A ResNet-18 from random initialisation, 64 x 64 patches, trained synthetic-only 
 stream drawn on the fly from the built-in benchmark's scans (preset "mixed" at its native
 contrast, table-8 augmentation "lsm1"), the from-scratch recipe (AdamW 1e-3, cosine-annealed over
 the run), batch 32; validation on the benchmark's validation set (model selection and threshold),
-scores on its test set. Each arm differs only in ``TrainSettings`` (``curriculum``, ``lr``).
+scores on its test set. Each arm differs only in ``TrainSettings`` (``curriculum``, ``lr``,
+``warmup``, ...) and in the real defects it injects.
 
 Run (after ``ispad benchmark --out proxy/``, native contrast, its default)::
 
@@ -73,6 +74,10 @@ ARMS = {
     "curriculum 6:0.75:native bf16": {"curriculum": "6:0.75:native", "amp": True},
     "curriculum 6:0.75:native + real 5+5 bf16": {"curriculum": "6:0.75:native", "real": {"area": 5, "points": 5},
                                                  "amp": True},
+    # the default curriculum after 200 steps of linear learning-rate warm-up (a tenth of a 2 000-step run)
+    "curriculum 6:0.5:native warm-up 200 bf16": {"curriculum": "6:0.5:native", "warmup": 200, "amp": True},
+    "curriculum 6:0.5:native + real 5+5 warm-up 200 bf16": {"curriculum": "6:0.5:native", "warmup": 200,
+                                                            "real": {"area": 5, "points": 5}, "amp": True},
 }
 
 #: The false-alarm rate per window of the calibrated thresholds (the benchmark's calibration sheets).

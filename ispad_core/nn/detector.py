@@ -95,6 +95,9 @@ class Recipe:
     t_0, t_mult : int
         Period (steps) of the cosine schedule and its growth at each warm restart.
     weight_decay, momentum : float
+    warmup : int
+        Steps of linear warm-up before the cosine schedule (the rate rises from ``lr / warmup`` to
+        ``lr``); 0: none.
     """
 
     name: str
@@ -105,20 +108,24 @@ class Recipe:
     t_mult: int
     weight_decay: float = 1e-2
     momentum: float = 0.9
+    warmup: int = 0
 
     def __str__(self) -> str:
         opt = "SGD (momentum 0.9)" if self.optimizer == "sgd" else "AdamW"
         sched = (f"cosine-annealed to {self.lr_min:g} over {self.t_0} steps" if self.t_mult == 1 else
                  f"cosine warm restarts to {self.lr_min:g} (T_0 {self.t_0}, T_mult {self.t_mult})")
-        return f"{self.name}: {opt} lr {self.lr:g}, weight decay {self.weight_decay:g}, {sched}"
+        warm = f"linear warm-up over {self.warmup} steps, then " if self.warmup else ""
+        return f"{self.name}: {opt} lr {self.lr:g}, weight decay {self.weight_decay:g}, {warm}{sched}"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "optimizer": self.optimizer, "lr": self.lr, "lr_min": self.lr_min,
-                "t_0": self.t_0, "t_mult": self.t_mult, "weight_decay": self.weight_decay, "momentum": self.momentum}
+        """The recipe as JSON-safe values (``warmup`` only where there is one, as files before it wrote)."""
+        out = {"name": self.name, "optimizer": self.optimizer, "lr": self.lr, "lr_min": self.lr_min,
+               "t_0": self.t_0, "t_mult": self.t_mult, "weight_decay": self.weight_decay, "momentum": self.momentum}
+        return {**out, "warmup": self.warmup} if self.warmup else out
 
 
 def recipe(*, pretrained: bool, max_steps: int | None = None, lr: float | None = None,
-           optimizer: str | None = None) -> Recipe:
+           optimizer: str | None = None, warmup: int | None = None) -> Recipe:
     """The training recipe :func:`train_detector` uses.
 
     Parameters
@@ -133,6 +140,9 @@ def recipe(*, pretrained: bool, max_steps: int | None = None, lr: float | None =
         Overrides the start learning rate.
     optimizer : {"sgd", "adamw"}, optional
         Overrides the optimiser; its default rate is then 5e-4 for SGD and 1e-3 for AdamW.
+    warmup : int, optional
+        Steps of linear warm-up before the cosine schedule (default none). A from-scratch
+        schedule over ``max_steps`` then anneals over the steps after the warm-up.
 
     Examples
     --------
@@ -141,17 +151,23 @@ def recipe(*, pretrained: bool, max_steps: int | None = None, lr: float | None =
     from-scratch: AdamW lr 0.001, weight decay 0.01, cosine-annealed to 1e-05 over 500 steps
     >>> print(recipe(pretrained=True))
     fine-tune: SGD (momentum 0.9) lr 0.0005, weight decay 0.01, cosine warm restarts to 1e-05 (T_0 7813, T_mult 2)
+    >>> print(recipe(pretrained=False, max_steps=500, warmup=100))
+    from-scratch: AdamW lr 0.001, weight decay 0.01, linear warm-up over 100 steps, then cosine-annealed to 1e-05 over 400 steps
     """
     if optimizer is not None:
         optimizer = check_choice(optimizer, "optimizer", ("sgd", "adamw"))
     if lr is not None:
         lr = check_float(lr, "lr", minimum=0.0, min_inclusive=False)
+    warmup = 0 if warmup is None else check_int(warmup, "warmup", minimum=0)
+    if max_steps is not None and warmup >= max_steps:
+        raise InputValueError(f"warmup: {warmup} steps of warm-up leave none of the run's {max_steps} (max_steps) "
+                              f"to anneal; give fewer")
     if pretrained:
         name, opt, base_lr, t_0, t_mult = "fine-tune", "sgd", 5e-4, 7813, 2
     else:
         name, opt = "from-scratch", "adamw"
         base_lr = 1e-3
-        t_0, t_mult = (max_steps, 1) if max_steps is not None else (7813, 2)
+        t_0, t_mult = (max_steps - warmup, 1) if max_steps is not None else (7813, 2)
     if optimizer is not None and optimizer != opt:
         opt, base_lr = optimizer, (5e-4 if optimizer == "sgd" else 1e-3)
     custom = (optimizer is not None and optimizer != ("sgd" if pretrained else "adamw")) or lr is not None
@@ -163,6 +179,7 @@ def recipe(*, pretrained: bool, max_steps: int | None = None, lr: float | None =
         lr_min=min(1e-5, use_lr),
         t_0=t_0,
         t_mult=t_mult,
+        warmup=warmup,
     )
 
 
@@ -696,7 +713,8 @@ def _real_augment(cfg: TrainSettings, data: _Data) -> Any:
 def _make_run(cfg: TrainSettings, p_inj: Any, world: int) -> _Run:
     """The run's settings resolved: the fine-tuning recipe when it starts from weights or a model file."""
     pretrained = cfg.weights is not None or cfg.init_from is not None
-    return _Run(cfg, recipe(pretrained=pretrained, max_steps=cfg.max_steps, lr=cfg.lr, optimizer=cfg.optimizer),
+    return _Run(cfg, recipe(pretrained=pretrained, max_steps=cfg.max_steps, lr=cfg.lr, optimizer=cfg.optimizer,
+                             warmup=cfg.warmup),
                 resolve_preprocess(cfg.preprocess), p_inj, world,
                 default_workers() if cfg.workers is None else cfg.workers, _resolve_device(cfg.device))
 
@@ -855,7 +873,7 @@ def _fit(model: nn.Module, data: _Data, run: _Run, ckpt: Path, resume: bool):
     cfg, rec = run.cfg, run.recipe
     trained = cfg.replace(
         optimizer=rec.optimizer, lr=rec.lr, lr_min=rec.lr_min, momentum=rec.momentum, weight_decay=rec.weight_decay,
-        t_0=rec.t_0, t_mult=rec.t_mult, preprocess=run.params, device=run.device, workers=run.workers, threads=None,
+        t_0=rec.t_0, t_mult=rec.t_mult, warmup=rec.warmup, preprocess=run.params, device=run.device, workers=run.workers, threads=None,
     )
     with torch_threads(cfg.threads):
         result = train(model, data.train_set, data.val_set, settings=trained, checkpoint_dir=ckpt, resume=resume)

@@ -21,7 +21,7 @@ __all__ = ["PAPER_RECIPE", "ContrastCurriculum", "TrainSettings"]
 #: The optimiser settings :func:`ispad_core.nn.train` uses where a TrainSettings leaves them None:
 #: the paper's SGD with momentum and cosine warm restarts.
 PAPER_RECIPE = {"optimizer": "sgd", "lr": 5e-4, "lr_min": 1e-5, "momentum": 0.9, "weight_decay": 1e-2,
-                "t_0": 7813, "t_mult": 2}
+                "t_0": 7813, "t_mult": 2, "warmup": 0}
 
 
 def _optional_int(value: Any, name: str, minimum: int = 1) -> int | None:
@@ -167,10 +167,11 @@ class TrainSettings:
         Validate every this many optimizer steps (counted over the run) instead of every epoch.
     patience : int, default 20
         Validations without a lower validation loss before stopping.
-    optimizer, lr, lr_min, momentum, weight_decay, t_0, t_mult : optional
+    optimizer, lr, lr_min, momentum, weight_decay, t_0, t_mult, warmup : optional
         The optimiser (``"sgd"`` or ``"adamw"``) and its cosine schedule
-        (``CosineAnnealingWarmRestarts`` with period ``t_0`` steps growing by ``t_mult``). None
-        takes the recipe's value: :func:`~ispad_core.nn.train` uses :data:`PAPER_RECIPE`,
+        (``CosineAnnealingWarmRestarts`` with period ``t_0`` steps growing by ``t_mult``), after
+        ``warmup`` steps of linear warm-up (the rate rises from ``lr / warmup`` to ``lr``; 0: none,
+        the recipes' value). None takes the recipe's value: :func:`~ispad_core.nn.train` uses :data:`PAPER_RECIPE`,
         :func:`~ispad_core.nn.train_detector` its :func:`~ispad_core.nn.detector.recipe`.
     preprocess : Preprocess, preset name or None, default "lsm2"
         Batch preprocessing (see :func:`ispad_core.nn.preprocess_batch`).
@@ -243,6 +244,7 @@ class TrainSettings:
     weight_decay: float | None = None
     t_0: int | None = None
     t_mult: int | None = None
+    warmup: int | None = None
     preprocess: Any = "lsm2"
     augment: Any = "auto"
     p_inj: float | None = None
@@ -268,6 +270,7 @@ class TrainSettings:
         for name in ("max_epochs", "max_steps", "val_every", "log_every", "t_0", "t_mult", "threads"):
             set_(self, name, _optional_int(getattr(self, name), name))
         set_(self, "workers", _optional_int(self.workers, "workers", minimum=0))
+        set_(self, "warmup", _optional_int(self.warmup, "warmup", minimum=0))
         set_(self, "patience", check_int(self.patience, "patience", minimum=1))
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
             raise InputTypeError(f"seed: expected an int, got {type(self.seed).__name__}")

@@ -603,6 +603,7 @@ class _Settings:
     weight_decay: float
     t_0: int
     t_mult: int
+    warmup: int
     patience: int
     preprocess: Preprocess
     channels_last: bool
@@ -640,6 +641,7 @@ def _check_settings(model: Any, run: TrainSettings, *, checkpoint_dir: Any, resu
         weight_decay=run.recipe_value("weight_decay"),
         t_0=run.recipe_value("t_0"),
         t_mult=run.recipe_value("t_mult"),
+        warmup=run.recipe_value("warmup"),
         patience=run.patience,
         preprocess=resolve_preprocess(run.preprocess),
         channels_last=bool(run.channels_last),
@@ -652,6 +654,16 @@ def _check_settings(model: Any, run: TrainSettings, *, checkpoint_dir: Any, resu
         interruptible=bool(interruptible),
         curriculum=run.curriculum,
     )
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: _Settings) -> torch.optim.lr_scheduler.LRScheduler:
+    """The cosine schedule (warm restarts, period ``t_0`` growing by ``t_mult``), after ``warmup``
+    steps whose rate rises linearly from ``lr / warmup`` to ``lr``."""
+    cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=cfg.t_0, T_mult=cfg.t_mult, eta_min=cfg.lr_min)
+    if not cfg.warmup:
+        return cosine
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / cfg.warmup, end_factor=1.0, total_iters=cfg.warmup)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[cfg.warmup])
 
 
 @dataclass
@@ -809,8 +821,7 @@ class _Trainer:
             self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         else:
             self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            self.opt, T_0=cfg.t_0, T_mult=cfg.t_mult, eta_min=cfg.lr_min)
+        self.sched = _schedule(self.opt, cfg)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16 and device.type == "cuda")
         self.step_lr = float(cfg.lr)
         ckpt = cfg.checkpoint_dir

@@ -203,6 +203,12 @@ def test_recipes():
     custom = recipe(pretrained=False, optimizer="sgd")
     assert custom.lr == 5e-4 and custom.name == "from-scratch (custom lr/optimizer)"
     assert recipe(pretrained=True, lr=1e-3).name == "fine-tune (custom lr/optimizer)"
+    # a warm-up leaves the from-scratch anneal the steps after it; files without one read as before
+    warm = recipe(pretrained=False, max_steps=300, warmup=50)
+    assert (warm.warmup, warm.t_0) == (50, 250) and warm.to_dict()["warmup"] == 50
+    assert "warmup" not in scratch.to_dict() and scratch.warmup == 0
+    with pytest.raises(ValueError, match=r"warmup: 300 steps of warm-up leave none of the run's 300 \(max_steps\)"):
+        recipe(pretrained=False, max_steps=300, warmup=300)
 
 
 @pytest.mark.parametrize(

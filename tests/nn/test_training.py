@@ -87,6 +87,35 @@ def test_warm_restart_after_t0_iterations(tiny_model):
     assert lrs[2] == pytest.approx(0.1 * (1 + math.cos(math.pi * 7 / 8)) / 2)
 
 
+def test_warmup_rises_linearly_then_the_cosine_starts_at_full_rate(tiny_model):
+    tr, va = bright_spot_data(64, seed=0), bright_spot_data(32, seed=1)
+    lr, warmup, t_0 = 0.1, 4, 6
+    res = train(tiny_model, tr, va, max_steps=warmup + t_0, val_every=1, batch_size=16, lr=lr, lr_min=0.0, t_0=t_0,
+                t_mult=1, warmup=warmup, optimizer="sgd", verbose=False)
+
+    def rate(s):  # step s (from 0), from the definition: linear from lr / warmup, then the cosine from lr
+        if s < warmup:
+            return lr * (1 / warmup + (1 - 1 / warmup) * s / warmup)
+        return lr * (1 + math.cos(math.pi * (s - warmup) / t_0)) / 2
+
+    assert [r.lr for r in res.history] == pytest.approx([rate(s) for s in range(warmup + t_0)], rel=1e-9)
+
+
+def test_resume_inside_the_warmup_ends_where_an_uninterrupted_run_ends(tmp_path):
+    tr, va = bright_spot_data(96, seed=0), bright_spot_data(32, seed=1)
+    kw = {**FAST, "warmup": 8}  # 6 steps an epoch: the first epoch ends inside the warm-up
+    torch.manual_seed(0)
+    straight = TinyNet()
+    full = train(straight, tr, va, max_epochs=3, checkpoint_dir=tmp_path / "a", **kw)
+    torch.manual_seed(0)
+    train(TinyNet(), tr, va, max_epochs=1, checkpoint_dir=tmp_path / "b", **kw)
+    resumed_model = TinyNet()
+    resumed = train(resumed_model, tr, va, max_epochs=3, checkpoint_dir=tmp_path / "b", resume=True, **kw)
+    assert [r.lr for r in resumed.history] == [r.lr for r in full.history]
+    assert [r.val_loss for r in resumed.history] == [r.val_loss for r in full.history]
+    assert _equal(_weights(straight), _weights(resumed_model))
+
+
 def test_the_last_validation_shows_the_rate_of_the_last_step(tiny_model, capsys):
     # a run annealed over exactly its length ends near lr_min; the scheduler's rate after the
     # last step is the restart (the start rate), which the printed line used to show
@@ -231,6 +260,7 @@ TR = bright_spot_data(32, seed=0)
         (lambda m: train(m, TR, TR, lr_min=1.0), ValueError, r"lr_min: expected a value in \[0, 0.0005\], got 1"),
         (lambda m: train(m, TR, TR, patience=0), ValueError, "patience: expected an int >= 1, got 0"),
         (lambda m: train(m, TR, TR, batch_size=0), ValueError, "batch_size: expected an int >= 1, got 0"),
+        (lambda m: train(m, TR, TR, warmup=-1), ValueError, "warmup: expected an int >= 0, got -1"),
         (lambda m: train(m, TR, TR, resume=True), ValueError, "resume: resuming needs a checkpoint_dir, got None"),
         (lambda m: train(m, TR, TR, amp="bf16"), TypeError, "amp: expected a bool or None, got str"),
         (lambda m: train(m, TR, TR, seed=-3), ValueError, "seed: expected an int >= 0, got -3"),
