@@ -1,0 +1,77 @@
+"""Training steps of the five built-in backbones at the library's CPU scale, beside ResNet-18.
+
+Run:  python -m pytest bench/test_bench_backbones.py -s
+(with ``--benchmark-disable`` each backbone runs two steps, so CI keeps the file alive.)
+
+What is measured, in one run, on the CPU with one torch thread (one run of the experiment grid
+with two at once on 2 cores): training steps of each backbone of
+:data:`ispad_core.nn.backbones.BACKBONES` from random weights, 64 x 64 grey patches, batch 32,
+lsm2 preprocessing, forward and backward pass, AdamW step, in bf16 autocast (the precision the
+commands train in on a CPU with AVX-512 BF16 or AMX) and in fp32, on batches already in memory;
+the backbones alternated in rounds, each rate the best of its rounds. Each line prints the
+patches per second and the ratio to ResNet-18 in the same precision: a backbone that trains faster
+per patch than ResNet-18 is a candidate for training from scratch on a CPU, one that trains slower
+is not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from bench._rounds import alternated_rates
+from ispad_core._shared.config import prefer_passive_openmp
+
+PASSIVE = prefer_passive_openmp()  # before torch loads, as the training commands do
+torch = pytest.importorskip("torch")
+
+from ispad_core.nn import classifier  # noqa: E402
+from ispad_core.nn.backbones import BACKBONES  # noqa: E402
+from ispad_core.nn.preprocessing import preprocess_batch, resolve_preprocess  # noqa: E402
+
+SIZE, BATCH = 64, 32
+
+
+def _rate(name: str, amp: bool, steps: int) -> float:
+    """Patches per second of ``steps`` training steps of backbone ``name`` (after one untimed step)."""
+    torch.manual_seed(0)
+    model = classifier(name, in_channels=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    params = resolve_preprocess("lsm2")
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (BATCH, SIZE, SIZE), dtype=np.uint8))
+    labels = torch.arange(BATCH) % 2
+
+    def step():
+        x = preprocess_batch(images, params, device="cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(x), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * BATCH / (time.perf_counter() - t0)
+
+
+@pytest.mark.parametrize("amp", [True, False], ids=["bf16", "fp32"])
+def test_backbone_training_rates_beside_resnet18(benchmark, say, amp):
+    steps = 1 if benchmark.disabled else 8
+    rates = alternated_rates(benchmark, 1, {name: (lambda name=name: _rate(name, amp, steps)) for name in BACKBONES})
+    best = {name: max(r) for name, r in rates.items()}
+    assert all(rate > 0 for rate in best.values())
+    if benchmark.disabled:
+        return
+    from ispad_core.nn.runtime import cpu_has_bf16
+
+    precision = "bf16 autocast" if amp else "fp32"
+    say(f"{SIZE} x {SIZE} patches, batch {BATCH}, 1 torch thread, {precision}, bf16 in hardware (AVX-512 BF16 or "
+        f"AMX): {'yes' if cpu_has_bf16() else 'no'}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    for name in BACKBONES:
+        say(f"{name:<16} {best[name]:7,.1f} patches/s  ({best[name] / best['resnet18']:.2f}x resnet18; rounds: "
+            f"{', '.join(f'{x:,.1f}' for x in rates[name])})")
