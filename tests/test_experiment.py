@@ -283,7 +283,7 @@ def test_the_documented_configs_are_valid(name, tmp_path):
     config = load_config(toml)
     text = tomllib.loads((docs / f"{name}.toml").read_text())
     assert config.train["steps"] == text["train"]["steps"] and config.train["threads"] == text["train"]["threads"]
-    # the native configs train under the from-scratch curriculum, the others at x 3 without one
+    # the native configs name the curriculum their runs were trained under, the others at x 3 have none
     assert config.train["curriculum"] == ("6:0.5:native" if native else "none")
     assert len(config.runs()) == {"reproduction": 9, "reproduction_fractions": 21, "reproduction_long": 9,
                                   "reproduction_long_augment": 3, "reproduction_native": 9,
@@ -399,7 +399,7 @@ def test_each_run_draws_its_own_stream_and_no_file_is_written(bench, tmp_path, m
     assert not (out / "_data").exists()
     stream = result.reports[0]["settings"]["stream"]
     assert stream["drawn"] == "on the fly" and stream["files"] == sorted(p.name for p in (bench / "scans").iterdir())
-    assert result.reports[0]["settings"]["train"]["curriculum"] == "6:0.5:native"
+    assert result.reports[0]["settings"]["train"]["curriculum"] == "6:0.75:native"
     again = run_experiment(config, out, verbose=False, trainer=check)
     assert again.skipped == 2 and len(seen) == 2
 

@@ -30,7 +30,7 @@ a config (paths relative to the config file):
   p_inj = "1/32"
   steps = 2000
   batch_size = 32
-  curriculum = "auto"              # from scratch at contrast 1: 6:0.5:native on a stream drawn on
+  curriculum = "auto"              # from scratch at contrast 1: 6:0.75:native on a stream drawn on
                                    # the fly from the scans ("none": the stream file as it is)
   amp = "auto"                     # bf16 autocast on a CPU that computes it natively, else fp32
                                    # (fp16 on CUDA); true or false to choose

@@ -62,7 +62,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "  ispad train --stream stream.h5 --real real/ --p-inj 1/32 --fraction 1/8 --groups area --val val/ \\\n"
         "              --backbone resnet18 --weights resnet18.pth --device cuda --out model.pt\n"
         "  ispad train --images scans/ --n 20000 --real real/ --val val/ --out model.pt   # no stream file\n"
-        "  ispad train --images scans/ --size 64 --max-steps 2000 --val val/ --out model.pt   # from scratch: curriculum 6:0.5:native\n"
+        "  ispad train --images scans/ --size 64 --max-steps 2000 --val val/ --out model.pt   # from scratch: curriculum 6:0.75:native\n"
         "  ispad train --stream fault_free.h5 --real real/ --mode oversampling --val val/ --out model.pt\n"
         "  ispad train --stream stream.h5 --real real/ --negatives good/ --from model.pt --val val/ --out model2.pt\n"
         "  torchrun --nproc-per-node 4 -m ispad_core train --stream stream.h5 --real real/ --val val/ --out model.pt",
@@ -133,8 +133,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--curriculum", metavar="START:FRACTION[:SHAPE][:native]", help="contrast curriculum: the synthetic "
                    "defects start START times as strong (1 to 10) and anneal to the preset's contrast over the first "
                    "FRACTION of the steps, linearly (default) or 'cosine', e.g. 3:0.5; a last ':native' keeps the best "
-                   "model of the steps at native contrast only (6:0.5:native); needs --max-steps or "
-                   "--max-epochs; recorded in the model file; 'none' for none (default: 6:0.5:native for a run "
+                   "model of the steps at native contrast only (6:0.75:native); needs --max-steps or "
+                   "--max-epochs; recorded in the model file; 'none' for none (default: 6:0.75:native for a run "
                    "from scratch with --images and --max-steps or --max-epochs, else none)")
     p.add_argument("--quiet", action="store_true", help="no progress, only the report")
     p.set_defaults(func=run)
@@ -246,8 +246,8 @@ def _default_curriculum(args) -> None:
         args.curriculum = FROM_SCRATCH_CURRICULUM
         if not args.quiet:
             print(f"from scratch on a stream drawn on the fly: contrast curriculum {FROM_SCRATCH_CURRICULUM} (the "
-                  "defects start 6x as strong, reach the preset's contrast at half the run, and the model is selected "
-                  "from there on; --curriculum none turns it off)", flush=True)
+                  "defects start 6x as strong, reach the preset's contrast at three quarters of the run, and the model "
+                  "is selected from there on; --curriculum none turns it off)", flush=True)
 
 
 def _amp(choice: str, device: Any) -> bool | None:

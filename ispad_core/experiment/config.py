@@ -245,7 +245,7 @@ def load_config(config: str | os.PathLike | Mapping, *, base: str | os.PathLike 
                             ("START:FRACTION[:SHAPE][:native]", see ContrastCurriculum) on a
                             stream drawn on the fly from data.scans instead of a stream file;
                             "none"; "auto" is the from-scratch default
-                            (FROM_SCRATCH_CURRICULUM, "6:0.5:native") when the stream is made
+                            (FROM_SCRATCH_CURRICULUM, "6:0.75:native") when the stream is made
                             from scans at native contrast (stream.contrast = 1), else none;
                             amp ["auto"]: mixed precision in training: "auto" (fp16 autocast
                             on CUDA, bf16 on a CPU that computes it natively, else fp32;

@@ -13,8 +13,8 @@ with real data:
    draws every epoch, table-8 augmentation ``lsm1``, nothing written);
 3. ``model.pt``: a ResNet-18 trained from random initialisation on the stream with the ten real
    defects injected with ``p_inj = 1/32`` (``ispad train``), under the from-scratch contrast
-   curriculum (the synthetic defects start 6 times as strong and reach the preset's contrast at
-   half the run; docs/training.md), its F1-optimal threshold chosen on the validation set;
+   curriculum of its length (the synthetic defects start 6 times as strong and reach the preset's
+   contrast at half the run; docs/training.md), its F1-optimal threshold chosen on the validation set;
 4. ``new_scans/scan.png``: a new 1536 x 1536 sheet of the product with synthetic defects planted in it, and
    ``results/``: its verdict, heat-map overlay and JSON report (``ispad inspect``).
 
@@ -261,10 +261,10 @@ def run_demo(
 
     native = contrast == 1.0
     if native:
-        from ispad_core._shared.recipes import FROM_SCRATCH_CURRICULUM
+        from ispad_core._shared.recipes import DEMO_CURRICULUM
 
         stream: Any = _drawn_stream(data["scans"], n=n, size=size, seed=seed, verbose=verbose)
-        curriculum, val_every = FROM_SCRATCH_CURRICULUM, max(steps // 20, 1)
+        curriculum, val_every = DEMO_CURRICULUM, max(steps // 20, 1)
         how = f"under the contrast curriculum {curriculum}"
     else:
         stream = _stream_file(root, data["scans"], n=n, size=size, seed=seed, contrast=contrast, overwrite=overwrite,
@@ -291,8 +291,9 @@ def run_demo(
 
     common = (f"--real {q(str(root / 'real'))} --val {q(str(root / 'val'))} --p-inj 1/32 --max-steps {steps} "
               f"--val-every {val_every} --batch-size {batch_size} --seed {seed} --out {q(str(model))}")
-    if native:  # ispad train --images from scratch takes the curriculum by default
-        train = [f"ispad train --images {q(str(root / 'scans'))} --n {n} --size {size} {common}"]
+    if native:  # the demo's curriculum, named: ispad train's default is the one for longer runs
+        train = [f"ispad train --images {q(str(root / 'scans'))} --n {n} --size {size} --curriculum {curriculum} "
+                 f"{common}"]
     else:
         train = [f"ispad synth --out {q(str(stream))} --images {q(str(root / 'scans'))} --n {n} --size {size} "
                  f"--seed {seed} --params {q(str(root / 'defects.json'))} --augment none",

@@ -223,7 +223,7 @@ def test_native_selection_keeps_a_model_of_the_native_phase_only(tmp_path):
 
 
 def test_cli_from_scratch_on_the_fly_gets_the_native_curriculum(tmp_path, image_dir):
-    """``ispad train --images`` from scratch with a set length: 6:0.5:native unless told otherwise;
+    """``ispad train --images`` from scratch with a set length: 6:0.75:native unless told otherwise;
     ``--curriculum none`` turns it off; a stream of fixed length without --max-steps gets none."""
     from ispad_core.nn.modelfile import read_model_file
     from tests.conftest import run_ispad as ispad
@@ -231,9 +231,9 @@ def test_cli_from_scratch_on_the_fly_gets_the_native_curriculum(tmp_path, image_
     common = ("--images", image_dir, "--size", 32, "--n", 40, "--preset", "dot-dark", "--batch-size", 4, "--workers", 0,
               "--backbone", "tests.nn.test_training_workers:tiny_net", "--allow-factory")
     out = ispad("train", *common, "--out", tmp_path / "a.pt", "--max-steps", 2).stdout
-    assert "contrast curriculum 6:0.5:native" in out
+    assert "contrast curriculum 6:0.75:native" in out
     assert read_model_file(tmp_path / "a.pt")[1]["training"]["curriculum"] == {
-        "start": 6.0, "fraction": 0.5, "shape": "linear", "selection": "native"}
+        "start": 6.0, "fraction": 0.75, "shape": "linear", "selection": "native"}
     ispad("train", *common, "--out", tmp_path / "b.pt", "--max-steps", 2, "--curriculum", "none", "--quiet")
     assert read_model_file(tmp_path / "b.pt")[1]["training"]["curriculum"] is None
     ispad("train", *common, "--out", tmp_path / "c.pt", "--max-epochs", 1, "--curriculum", "3:0.5", "--quiet")

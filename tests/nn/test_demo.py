@@ -45,19 +45,19 @@ def test_demo_finds_the_planted_defect(tmp_path):
 def test_demo_at_native_contrast_draws_the_stream_and_trains_under_the_curriculum(tmp_path):
     import shlex
 
-    from ispad_core._shared.recipes import FROM_SCRATCH_CURRICULUM
+    from ispad_core._shared.recipes import DEMO_CURRICULUM
     from ispad_core.cli.parser import build_parser
     from ispad_core.nn import ContrastCurriculum, load_model
 
     res = run_demo(tmp_path / "demo", seed=0, n=64, steps=2, size=32, n_defects=1, verbose=False)
     assert not (tmp_path / "demo" / "stream.h5").exists() and not (tmp_path / "demo" / "defects.json").exists()
     training = load_model(res.model)[1]["training"]
-    assert training["curriculum"] == ContrastCurriculum.parse(FROM_SCRATCH_CURRICULUM).to_dict()
+    assert training["curriculum"] == ContrastCurriculum.parse(DEMO_CURRICULUM).to_dict()
     assert training["max_steps"] == 2
     train, inspect = res.commands
-    # the printed command draws the same stream and takes the curriculum by default
+    # the printed command draws the same stream under the demo's curriculum
     args = build_parser().parse_args(shlex.split(train)[1:])
-    assert args.images == [str(tmp_path / "demo" / "scans")] and args.curriculum is None
+    assert args.images == [str(tmp_path / "demo" / "scans")] and args.curriculum == DEMO_CURRICULUM
     assert (args.n, args.size, args.seed, args.max_steps, args.batch_size) == (64, 32, 0, 2, 32)
     assert args.weights is None and args.init_from is None
     assert inspect.startswith("ispad inspect ")
