@@ -6,7 +6,7 @@ from __future__ import annotations
 __all__ = ["DEMO_CURRICULUM", "DEMO_STEPS", "FROM_SCRATCH_CURRICULUM"]
 
 #: The contrast curriculum of a run from random initialisation on a stream drawn on the fly with a
-#: set length (``ispad train --images``, ``ispad experiment`` at native contrast, ``ispad demo``):
+#: set length (``ispad train --images``, ``ispad experiment`` at native contrast):
 #: the synthetic defects start 6 times as strong, anneal to the preset's contrast over the first
 #: three quarters of the steps, and the model is selected only from there on (docs/training.md has
 #: the measurement: over six seeds above annealing over the first half, with and without real

@@ -12,9 +12,9 @@ with real data:
 2. a balanced synthetic stream of the scans, drawn on the fly (``ispad train --images``: new
    draws every epoch, table-8 augmentation ``lsm1``, nothing written);
 3. ``model.pt``: a ResNet-18 trained from random initialisation on the stream with the ten real
-   defects injected with ``p_inj = 1/32`` (``ispad train``), under the from-scratch contrast
-   curriculum of its length (the synthetic defects start 6 times as strong and reach the preset's
-   contrast at half the run; docs/training.md), its F1-optimal threshold chosen on the validation set;
+   defects injected with ``p_inj = 1/32`` (``ispad train``), under the demo's contrast curriculum
+   (the synthetic defects start 6 times as strong and reach the preset's contrast at half the run;
+   docs/training.md), its F1-optimal threshold chosen on the validation set;
 4. ``new_scans/scan.png``: a new 1536 x 1536 sheet of the product with synthetic defects planted in it, and
    ``results/``: its verdict, heat-map overlay and JSON report (``ispad inspect``).
 
