@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ispad_core._shared.errors import InputValueError
-from ispad_core._shared.recipes import DEMO_STEPS
+from ispad_core._shared.recipes import DEMO_CURRICULUM, DEMO_STEPS
 from ispad_core._shared.validation import check_float, check_int
 
 __all__ = ["DemoResult", "run_demo"]
@@ -261,8 +261,6 @@ def run_demo(
 
     native = contrast == 1.0
     if native:
-        from ispad_core._shared.recipes import DEMO_CURRICULUM
-
         stream: Any = _drawn_stream(data["scans"], n=n, size=size, seed=seed, verbose=verbose)
         curriculum, val_every = DEMO_CURRICULUM, max(steps // 20, 1)
         how = f"under the contrast curriculum {curriculum}"
