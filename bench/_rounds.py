@@ -25,3 +25,37 @@ def alternated_rates(benchmark, threads: int, arms: dict[str, Callable[[], float
     finally:
         torch.set_num_threads(before)
     return rates
+
+
+def training_step_rate(backbone: str, *, batch: int, size: int, steps: int, amp: bool = False) -> float:
+    """Patches per second of ``steps`` plain training steps of ``backbone`` from random weights
+    (lsm2 preprocessing, forward, backward, AdamW) on one grey ``batch x size x size`` batch
+    already in memory, in bf16 autocast on the CPU when ``amp``, after one untimed step."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from ispad_core.nn import classifier
+    from ispad_core.nn.preprocessing import preprocess_batch, resolve_preprocess
+
+    torch.manual_seed(0)
+    model = classifier(backbone, in_channels=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    params = resolve_preprocess("lsm2")
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (batch, size, size), dtype=np.uint8))
+    labels = torch.arange(batch) % 2
+
+    def step():
+        x = preprocess_batch(images, params, device="cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(x), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - t0)

@@ -17,52 +17,27 @@ is not.
 from __future__ import annotations
 
 import os
-import time
 
-import numpy as np
 import pytest
 
-from bench._rounds import alternated_rates
+from bench._rounds import alternated_rates, training_step_rate
 from ispad_core._shared.config import prefer_passive_openmp
 
 PASSIVE = prefer_passive_openmp()  # before torch loads, as the training commands do
 torch = pytest.importorskip("torch")
 
-from ispad_core.nn import classifier  # noqa: E402
 from ispad_core.nn.backbones import BACKBONES  # noqa: E402
-from ispad_core.nn.preprocessing import preprocess_batch, resolve_preprocess  # noqa: E402
 
 SIZE, BATCH = 64, 32
-
-
-def _rate(name: str, amp: bool, steps: int) -> float:
-    """Patches per second of ``steps`` training steps of backbone ``name`` (after one untimed step)."""
-    torch.manual_seed(0)
-    model = classifier(name, in_channels=1)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    params = resolve_preprocess("lsm2")
-    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (BATCH, SIZE, SIZE), dtype=np.uint8))
-    labels = torch.arange(BATCH) % 2
-
-    def step():
-        x = preprocess_batch(images, params, device="cpu")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.cross_entropy(model(x), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * BATCH / (time.perf_counter() - t0)
 
 
 @pytest.mark.parametrize("amp", [True, False], ids=["bf16", "fp32"])
 def test_backbone_training_rates_beside_resnet18(benchmark, say, amp):
     steps = 1 if benchmark.disabled else 8
-    rates = alternated_rates(benchmark, 1, {name: (lambda name=name: _rate(name, amp, steps)) for name in BACKBONES})
+    rates = alternated_rates(benchmark, 1, {
+        name: (lambda name=name: training_step_rate(name, batch=BATCH, size=SIZE, steps=steps, amp=amp))
+        for name in BACKBONES
+    })
     best = {name: max(r) for name, r in rates.items()}
     assert all(rate > 0 for rate in best.values())
     if benchmark.disabled:

@@ -44,7 +44,7 @@ import time
 import numpy as np
 import pytest
 
-from bench._rounds import alternated_rates
+from bench._rounds import alternated_rates, training_step_rate
 from ispad_core._shared.config import prefer_passive_openmp
 
 PASSIVE = prefer_passive_openmp()  # before torch loads, as the training commands do
@@ -94,25 +94,7 @@ def _epoch(ds, workers: int, batches: int) -> float:
 
 
 def _model_rate(steps: int) -> float:
-    torch.manual_seed(0)
-    model = classifier("resnet18", in_channels=1)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    params = resolve_preprocess("lsm2")
-    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (BATCH, SIZE, SIZE), dtype=np.uint8))
-    labels = torch.arange(BATCH) % 2
-
-    def step():
-        x = preprocess_batch(images, params, device="cpu")
-        loss = torch.nn.functional.cross_entropy(model(x), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * BATCH / (time.perf_counter() - t0)
+    return training_step_rate("resnet18", batch=BATCH, size=SIZE, steps=steps)
 
 
 def test_loader_outpaces_training(benchmark, dataset):
