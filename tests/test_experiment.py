@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from ispad_core._shared.recipes import FROM_SCRATCH_CURRICULUM
 from ispad_core.experiment import (
     ConfigError,
     TrainOutput,
@@ -283,8 +284,9 @@ def test_the_documented_configs_are_valid(name, tmp_path):
     config = load_config(toml)
     text = tomllib.loads((docs / f"{name}.toml").read_text())
     assert config.train["steps"] == text["train"]["steps"] and config.train["threads"] == text["train"]["threads"]
-    # the native configs name the curriculum their runs were trained under, the others at x 3 have none
-    assert config.train["curriculum"] == ("6:0.5:native" if native else "none")
+    # the native configs name the from-scratch default, under which reproduction.md's native grid ran
+    # (a new default means rerunning that grid); the others, at x 3, have none
+    assert config.train["curriculum"] == (FROM_SCRATCH_CURRICULUM if native else "none")
     assert len(config.runs()) == {"reproduction": 9, "reproduction_fractions": 21, "reproduction_long": 9,
                                   "reproduction_long_augment": 3, "reproduction_native": 9,
                                   "reproduction_native_fractions": 18}[name]
